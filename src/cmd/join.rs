@@ -1,0 +1,413 @@
+//! bl-join: one or more chunk streams → verified, deduplicated, ordered MPEG-TS (or chunks).
+
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use crate::chunk::{self, Chunk, Rejection};
+use crate::cli;
+use crate::frame::{self, FrameItem, FrameReader};
+use crate::identity::StreamId;
+use crate::input;
+use crate::join::{JoinEvent, Joiner};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bl-join",
+    version,
+    about = "Verify, merge and reorder chunk streams; write MPEG-TS (or chunks) to stdout",
+    after_help = "Examples:\n  bl-join --from-start < talk.chunks > talk.ts\n  bl-join --id ID feed1.chunks feed2.chunks | mpv -"
+)]
+pub struct Args {
+    /// Chunk streams to merge: files, FIFOs, or - for stdin (the default).
+    #[arg(value_name = "INPUT", default_value = "-")]
+    pub inputs: Vec<PathBuf>,
+    /// Expected stream id: every chunk must be signed by this stream's key.
+    #[arg(long, value_name = "STREAM_ID")]
+    pub id: Option<StreamId>,
+    /// Most chunks held back to reorder and merge inputs.
+    #[arg(long, value_name = "CHUNKS", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub window: u64,
+    /// Longest a chunk waits for a missing earlier one before that one is skipped.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub latency: u64,
+    /// Start with the first chunk instead of the first keyframe.
+    #[arg(long)]
+    pub from_start: bool,
+    /// Write the merged chunk stream instead of MPEG-TS.
+    #[arg(long)]
+    pub chunks: bool,
+    /// No warnings or progress on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+enum Message {
+    Header {
+        input: usize,
+        stream: StreamId,
+    },
+    Chunk {
+        input: usize,
+        chunk: Chunk,
+    },
+    Rejected {
+        input: usize,
+        offset: u64,
+        seq: u64,
+        why: Rejection,
+    },
+    Corrupt {
+        input: usize,
+        offset: u64,
+        reason: String,
+    },
+    End {
+        input: usize,
+    },
+    Failed {
+        input: usize,
+        error: String,
+    },
+    Signal,
+}
+
+/// How far readers may run ahead, published by the loop (see `Joiner::horizon`).
+#[derive(Default)]
+struct Horizon {
+    seq: Mutex<u64>,
+    moved: Condvar,
+}
+
+impl Horizon {
+    fn set(&self, seq: u64) {
+        if let Ok(mut current) = self.seq.lock() {
+            if *current != seq {
+                *current = seq;
+                self.moved.notify_all();
+            }
+        }
+    }
+
+    /// Waits until `seq` is within the horizon. Wakes periodically so a loop that went away
+    /// (channel closed) is noticed by the caller's next send.
+    fn wait_for(&self, seq: u64) {
+        let Ok(mut current) = self.seq.lock() else {
+            return;
+        };
+        while seq > *current {
+            match self.moved.wait_timeout(current, Duration::from_millis(50)) {
+                Ok((guard, _)) => current = guard,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Most chunks verified together; batch ed25519 verification is about twice as fast.
+const VERIFY_BATCH: usize = 64;
+
+fn spawn_reader(
+    index: usize,
+    name: String,
+    source: Box<dyn Read + Send>,
+    expected: Option<StreamId>,
+    tx: mpsc::SyncSender<Message>,
+    horizon: Arc<Horizon>,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name(format!("input-{index}"))
+        .spawn(move || {
+            let fail = |error: String| {
+                let _ = tx.send(Message::Failed {
+                    input: index,
+                    error: format!("{name}: {error}"),
+                });
+            };
+            let mut reader =
+                match FrameReader::new(BufReader::with_capacity(input::READ_BLOCK, source)) {
+                    Ok(r) => r,
+                    Err(e) => return fail(format!("{e:#}")),
+                };
+            let stream = reader.stream();
+            if tx
+                .send(Message::Header {
+                    input: index,
+                    stream,
+                })
+                .is_err()
+            {
+                return;
+            }
+            let key_id = expected.unwrap_or(stream);
+            let Ok(key) = key_id.verifying_key() else {
+                return fail(format!("stream id {key_id} is not a valid key"));
+            };
+            let mut batch: Vec<(u64, Chunk)> = Vec::with_capacity(VERIFY_BATCH);
+            loop {
+                // Some(Ok(())) after a frame, Some(Err) on a fatal error, None at the end.
+                let outcome = match reader.next_item() {
+                    Ok(Some(FrameItem::Chunk { offset, chunk })) => {
+                        batch.push((offset, chunk));
+                        Some(Ok(()))
+                    }
+                    Ok(Some(FrameItem::Corrupt { offset, reason })) => {
+                        if tx
+                            .send(Message::Corrupt {
+                                input: index,
+                                offset,
+                                reason,
+                            })
+                            .is_err()
+                        {
+                            return;
+                        }
+                        Some(Ok(()))
+                    }
+                    Ok(None) => None,
+                    Err(e) => Some(Err(e)),
+                };
+                let ended = !matches!(outcome, Some(Ok(())));
+                // Verify what we have when no more input is buffered (never wait for a batch
+                // to fill on a live stream), when the batch is full, or at the end.
+                let more_buffered = !reader.get_ref().buffer().is_empty();
+                if !batch.is_empty() && (ended || !more_buffered || batch.len() >= VERIFY_BATCH) {
+                    let (offsets, chunks): (Vec<u64>, Vec<Chunk>) = batch.drain(..).unzip();
+                    let verdicts = chunk::verify_batch(&chunks, &key_id, &key);
+                    for ((offset, chunk), verdict) in offsets.into_iter().zip(chunks).zip(verdicts)
+                    {
+                        let message = match verdict {
+                            Ok(()) => {
+                                horizon.wait_for(chunk.seq);
+                                Message::Chunk {
+                                    input: index,
+                                    chunk,
+                                }
+                            }
+                            Err(why) => Message::Rejected {
+                                input: index,
+                                offset,
+                                seq: chunk.seq,
+                                why,
+                            },
+                        };
+                        if tx.send(message).is_err() {
+                            return;
+                        }
+                    }
+                }
+                match outcome {
+                    Some(Ok(())) => {}
+                    None => {
+                        let _ = tx.send(Message::End { input: index });
+                        return;
+                    }
+                    Some(Err(e)) => return fail(format!("{e:#}")),
+                }
+            }
+        })
+        .context("cannot start reader thread")?;
+    Ok(())
+}
+
+#[derive(Default)]
+struct Dropped {
+    forged: u64,
+    corrupt: u64,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    cli::set_quiet(args.quiet);
+    let names: Vec<String> = args
+        .inputs
+        .iter()
+        .map(|p| {
+            if p.as_os_str() == "-" {
+                "stdin".to_string()
+            } else {
+                p.display().to_string()
+            }
+        })
+        .collect();
+    if args.inputs.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
+        bail!("stdin (-) given more than once");
+    }
+    let (tx, rx) = mpsc::sync_channel(1024);
+    let horizon = Arc::new(Horizon::default());
+    horizon.set(u64::MAX);
+    let signal_tx = tx.clone();
+    cli::handle_signals(move || {
+        let _ = signal_tx.send(Message::Signal);
+    })?;
+    for (index, path) in args.inputs.iter().enumerate() {
+        let source = input::open(path)?;
+        spawn_reader(
+            index,
+            names[index].clone(),
+            source,
+            args.id,
+            tx.clone(),
+            horizon.clone(),
+        )?;
+    }
+    drop(tx);
+
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let mut joiner = Joiner::new(
+        args.inputs.len(),
+        args.window,
+        args.latency.saturating_mul(1000),
+        args.from_start,
+    );
+    let mut stream: Option<StreamId> = None;
+    let mut dropped = Dropped::default();
+    let progress = cli::spinner(cli::progress_enabled(args.quiet));
+    let clock = Instant::now();
+    let now_us = || clock.elapsed().as_micros() as u64;
+    let mut bytes_out: u64 = 0;
+    let mut has_header = vec![false; args.inputs.len()];
+
+    while !joiner.is_finished() {
+        let message = match joiner.poll_timeout() {
+            Some(deadline) => {
+                match rx.recv_timeout(Duration::from_micros(deadline.saturating_sub(now_us()))) {
+                    Ok(m) => Some(m),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            None => match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => break,
+            },
+        };
+        match message {
+            None => joiner.handle_timeout(now_us()),
+            Some(Message::Signal) => {
+                out.flush().context("cannot write to stdout")?;
+                progress.finish_and_clear();
+                return Ok(cli::received_signal()
+                    .map_or(ExitCode::from(cli::EXIT_RUNTIME), cli::exit_code_for_signal));
+            }
+            Some(Message::Header { input, stream: id }) => {
+                has_header[input] = true;
+                if let Some(expected) = args.id {
+                    if id != expected {
+                        bail!(
+                            "{}: carries stream {id}, not the expected --id {expected}",
+                            names[input]
+                        );
+                    }
+                }
+                match stream {
+                    None => {
+                        if args.id.is_none() {
+                            cli::warn(format!(
+                                "no --id given: authenticity not checked, trusting the stream's own key {id}"
+                            ));
+                        }
+                        if args.chunks {
+                            frame::write_header(&mut out, &id).context("cannot write to stdout")?;
+                        }
+                        stream = Some(id);
+                    }
+                    Some(first) if first != id => {
+                        bail!(
+                            "{}: carries stream {id}, but {} carries {first}; inputs of different streams cannot be merged",
+                            names[input],
+                            names[0]
+                        );
+                    }
+                    Some(_) => {}
+                }
+            }
+            Some(Message::Chunk { input, chunk }) => joiner.handle_chunk(now_us(), input, chunk),
+            Some(Message::Rejected {
+                input,
+                offset,
+                seq,
+                why,
+            }) => {
+                dropped.forged += 1;
+                cli::warn(format!(
+                    "{}: dropped chunk seq {seq} at byte {offset}: {why}",
+                    names[input]
+                ));
+            }
+            Some(Message::Corrupt {
+                input,
+                offset,
+                reason,
+            }) => {
+                dropped.corrupt += 1;
+                cli::warn(format!(
+                    "{}: dropped corrupt frame at byte {offset}: {reason}",
+                    names[input]
+                ));
+            }
+            Some(Message::End { input }) => joiner.handle_end(now_us(), input),
+            Some(Message::Failed { input, error }) => {
+                // An input that is not a chunk stream at all is a usage mistake; one that breaks
+                // midway ends like an EOF for merging, and the others carry on.
+                if !has_header[input] {
+                    bail!(error);
+                }
+                cli::warn(error);
+                joiner.handle_end(now_us(), input);
+            }
+        }
+        while let Some(event) = joiner.poll_event() {
+            match event {
+                JoinEvent::Play(chunk) => {
+                    bytes_out += chunk.payload.len() as u64;
+                    if args.chunks {
+                        frame::write_chunk(&mut out, &chunk)
+                    } else {
+                        out.write_all(&chunk.payload)
+                    }
+                    .context("cannot write to stdout")?;
+                }
+                JoinEvent::Skipped { first, last } => {
+                    cli::warn(format!("skipped missing chunks {first}..={last}"));
+                }
+                JoinEvent::Replayed { input, seq } => {
+                    cli::warn(format!(
+                        "{}: dropped replayed chunk seq {seq}",
+                        names[input]
+                    ));
+                }
+                JoinEvent::Late { seq } => cli::warn(format!(
+                    "dropped chunk seq {seq}: arrived after it was skipped"
+                )),
+            }
+        }
+        out.flush().context("cannot write to stdout")?;
+        horizon.set(joiner.horizon());
+        let stats = joiner.stats();
+        progress.set_message(format!(
+            "{} chunks, {:.1} MB out, {} forged, {} skipped",
+            stats.played,
+            bytes_out as f64 / 1e6,
+            dropped.forged,
+            stats.skipped
+        ));
+    }
+    progress.finish_and_clear();
+    let stats = joiner.stats();
+    if dropped.forged + dropped.corrupt + stats.replayed + stats.late + stats.skipped > 0 {
+        cli::warn(format!(
+            "done: {} chunks written; dropped {} forged, {} corrupt, {} replayed, {} late; {} missing skipped",
+            stats.played, dropped.forged, dropped.corrupt, stats.replayed, stats.late, stats.skipped
+        ));
+    }
+    if stream.is_none() {
+        bail!("no input delivered a chunk stream header");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,299 @@
+//! Merging verified chunk feeds into one ordered stream (the core of bl-join, without I/O).
+//!
+//! Each input is expected in seq order, as bl-chunk and `bl-peer --chunks` write it. The
+//! joiner dedupes across inputs, reorders within a window, and gives up on a missing chunk
+//! when every open input has passed it, when a later chunk has waited `latency`, or when the
+//! window is full. Until the first keyframe it drops chunks (unless `from_start`), so the
+//! output is decodable from its first byte.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::chunk::Chunk;
+
+/// What the joiner decided; the driver writes or reports it.
+#[derive(Debug)]
+pub enum JoinEvent {
+    /// Write this chunk next.
+    Play(Chunk),
+    /// Chunks `first..=last` never arrived in time and are skipped.
+    Skipped { first: u64, last: u64 },
+    /// An input delivered a seq it had already delivered.
+    Replayed { input: usize, seq: u64 },
+    /// A chunk arrived after its place in the output was skipped.
+    Late { seq: u64 },
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct JoinStats {
+    pub played: u64,
+    pub duplicates: u64,
+    pub replayed: u64,
+    pub late: u64,
+    pub skipped: u64,
+    /// Chunks dropped because they came before the first keyframe.
+    pub before_start: u64,
+}
+
+#[derive(Debug, Default)]
+struct InputState {
+    ended: bool,
+    /// Highest seq this input delivered.
+    highest: Option<u64>,
+    /// Recently delivered seqs, to tell a replay from cross-input duplicates.
+    seen: BTreeSet<u64>,
+}
+
+pub struct Joiner {
+    window: u64,
+    latency_us: u64,
+    from_start: bool,
+    inputs: Vec<InputState>,
+    /// Next seq to play; `None` until the starting point is chosen.
+    next_out: Option<u64>,
+    started: bool,
+    /// Arrival time of the first chunk, to bound how long we wait for slow inputs to start.
+    first_arrival_us: Option<u64>,
+    pending: BTreeMap<u64, (Chunk, u64)>,
+    /// Recently skipped seqs, to tell a late chunk from a duplicate.
+    skipped_recent: BTreeSet<u64>,
+    events: VecDeque<JoinEvent>,
+    stats: JoinStats,
+}
+
+impl Joiner {
+    /// `window`: most chunks held for reordering; `latency_us`: how long a later chunk waits
+    /// for a missing one before the missing one is skipped.
+    pub fn new(inputs: usize, window: u64, latency_us: u64, from_start: bool) -> Self {
+        Joiner {
+            window: window.max(1),
+            latency_us,
+            from_start,
+            inputs: (0..inputs).map(|_| InputState::default()).collect(),
+            next_out: None,
+            started: false,
+            first_arrival_us: None,
+            pending: BTreeMap::new(),
+            skipped_recent: BTreeSet::new(),
+            events: VecDeque::new(),
+            stats: JoinStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> JoinStats {
+        self.stats
+    }
+
+    /// Readers should not run further ahead than this seq (keeps fast inputs from filling the
+    /// window while a slower one catches up). `u64::MAX` before any chunk arrived.
+    pub fn horizon(&self) -> u64 {
+        let base = self
+            .next_out
+            .or_else(|| self.pending.keys().next().copied());
+        base.map_or(u64::MAX, |b| b.saturating_add(self.window / 2))
+    }
+
+    /// A verified chunk from `input` at time `now_us`.
+    pub fn handle_chunk(&mut self, now_us: u64, input: usize, chunk: Chunk) {
+        let seq = chunk.seq;
+        let Some(state) = self.inputs.get_mut(input) else {
+            return;
+        };
+        if !state.seen.insert(seq) {
+            self.stats.replayed += 1;
+            self.events.push_back(JoinEvent::Replayed { input, seq });
+            return;
+        }
+        state.highest = Some(state.highest.map_or(seq, |h| h.max(seq)));
+        // Bound the replay memory: forget seqs far behind this input's head.
+        let keep_from = state.highest.unwrap_or(0).saturating_sub(4 * self.window);
+        while state.seen.first().is_some_and(|&s| s < keep_from) {
+            state.seen.pop_first();
+        }
+        self.first_arrival_us.get_or_insert(now_us);
+        let behind = self.next_out.is_some_and(|n| seq < n);
+        if behind {
+            if self.skipped_recent.contains(&seq) {
+                self.stats.late += 1;
+                self.events.push_back(JoinEvent::Late { seq });
+            } else {
+                self.stats.duplicates += 1;
+            }
+        } else if self.pending.contains_key(&seq) {
+            self.stats.duplicates += 1;
+        } else {
+            self.pending.insert(seq, (chunk, now_us));
+        }
+        self.advance(now_us);
+    }
+
+    /// `input` reached its end.
+    pub fn handle_end(&mut self, now_us: u64, input: usize) {
+        if let Some(state) = self.inputs.get_mut(input) {
+            state.ended = true;
+        }
+        self.advance(now_us);
+    }
+
+    pub fn handle_timeout(&mut self, now_us: u64) {
+        self.advance(now_us);
+    }
+
+    /// When the joiner next needs [`Joiner::handle_timeout`], if it is waiting for something.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        if self.next_out.is_none() {
+            return self.first_arrival_us.map(|t| t + self.latency_us);
+        }
+        self.pending
+            .values()
+            .next()
+            .map(|&(_, arrived)| arrived + self.latency_us)
+    }
+
+    pub fn poll_event(&mut self) -> Option<JoinEvent> {
+        self.events.pop_front()
+    }
+
+    /// True when every input ended and everything was played or skipped.
+    pub fn is_finished(&self) -> bool {
+        self.inputs.iter().all(|i| i.ended) && self.pending.is_empty()
+    }
+
+    fn all_ended(&self) -> bool {
+        self.inputs.iter().all(|i| i.ended)
+    }
+
+    fn advance(&mut self, now_us: u64) {
+        if self.next_out.is_none() {
+            // Start once every input has shown its first chunk (or ended), or after waiting
+            // `latency` for the stragglers: the earliest seq among them is the start.
+            let all_present = self.inputs.iter().all(|i| i.ended || i.highest.is_some());
+            let waited = self
+                .first_arrival_us
+                .is_some_and(|t| now_us >= t + self.latency_us);
+            if !(all_present || waited) {
+                return;
+            }
+            self.next_out = self.pending.keys().next().copied();
+        }
+        let Some(mut next) = self.next_out else {
+            return;
+        };
+        loop {
+            if let Some((chunk, _)) = self.pending.remove(&next) {
+                next += 1;
+                if !self.started && !(self.from_start || chunk.is_keyframe()) {
+                    self.stats.before_start += 1;
+                    continue;
+                }
+                self.started = true;
+                self.stats.played += 1;
+                self.events.push_back(JoinEvent::Play(chunk));
+                continue;
+            }
+            let Some((&first_pending, &(_, arrived))) = self.pending.iter().next() else {
+                break;
+            };
+            let passed_by_all = self
+                .inputs
+                .iter()
+                .all(|i| i.ended || i.highest.is_some_and(|h| h > next));
+            let give_up = passed_by_all
+                || self.all_ended()
+                || self.pending.len() as u64 >= self.window
+                || now_us >= arrived + self.latency_us;
+            if !give_up {
+                break;
+            }
+            if self.started {
+                self.stats.skipped += first_pending - next;
+                self.events.push_back(JoinEvent::Skipped {
+                    first: next,
+                    last: first_pending - 1,
+                });
+                for seq in next..first_pending.min(next + self.window) {
+                    self.skipped_recent.insert(seq);
+                }
+            }
+            next = first_pending;
+        }
+        self.next_out = Some(next);
+        let keep_from = next.saturating_sub(4 * self.window);
+        while self.skipped_recent.first().is_some_and(|&s| s < keep_from) {
+            self.skipped_recent.pop_first();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::FLAG_KEYFRAME;
+    use crate::identity::StreamKey;
+
+    fn chunk(seq: u64, key: bool) -> Chunk {
+        let mut payload = vec![0u8; 188];
+        payload[0] = 0x47;
+        Chunk::sign(
+            &StreamKey::from_seed([1; 32]),
+            seq,
+            seq,
+            if key { FLAG_KEYFRAME } else { 0 },
+            payload,
+        )
+    }
+
+    fn played(j: &mut Joiner) -> Vec<u64> {
+        std::iter::from_fn(|| j.poll_event())
+            .filter_map(|e| {
+                if let JoinEvent::Play(c) = e {
+                    Some(c.seq)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn merges_two_interleaved_inputs_in_order() {
+        let mut j = Joiner::new(2, 64, 1_000_000, true);
+        // Input 0 races ahead with even seqs, input 1 follows with odd ones.
+        for s in (0..20).step_by(2) {
+            j.handle_chunk(0, 0, chunk(s, s == 0));
+        }
+        for s in (1..20).step_by(2) {
+            j.handle_chunk(0, 1, chunk(s, false));
+        }
+        j.handle_end(0, 0);
+        j.handle_end(0, 1);
+        assert_eq!(played(&mut j), (0..20).collect::<Vec<_>>());
+        assert!(j.is_finished());
+    }
+
+    #[test]
+    fn starts_at_keyframe_and_skips_gaps_of_a_single_input() {
+        let mut j = Joiner::new(1, 64, 1_000_000, false);
+        for s in [0, 1, 2, 4, 5] {
+            j.handle_chunk(0, 0, chunk(s, s == 2));
+        }
+        assert_eq!(played(&mut j), vec![2, 4, 5]);
+        assert_eq!(j.stats().skipped, 1);
+        assert_eq!(j.stats().before_start, 2);
+    }
+
+    #[test]
+    fn replay_and_late_are_reported() {
+        let mut j = Joiner::new(2, 64, 1_000, true);
+        j.handle_chunk(0, 0, chunk(0, true));
+        j.handle_chunk(0, 1, chunk(0, true));
+        j.handle_chunk(0, 0, chunk(2, false));
+        j.handle_chunk(0, 0, chunk(2, false));
+        assert_eq!(j.stats().replayed, 1);
+        assert_eq!(j.stats().duplicates, 1);
+        // Input 1 is silent: after the latency seq 1 is skipped, then arrives late.
+        j.handle_timeout(2_000);
+        assert_eq!(played(&mut j), vec![0, 2]);
+        j.handle_chunk(3_000, 1, chunk(1, false));
+        assert_eq!(j.stats().late, 1);
+    }
+}
