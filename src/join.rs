@@ -118,10 +118,13 @@ impl Joiner {
             } else {
                 self.stats.duplicates += 1;
             }
-        } else if self.pending.contains_key(&seq) {
-            self.stats.duplicates += 1;
         } else {
-            self.pending.insert(seq, (chunk, now_us));
+            match self.pending.entry(seq) {
+                std::collections::btree_map::Entry::Occupied(_) => self.stats.duplicates += 1,
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert((chunk, now_us));
+                }
+            }
         }
         self.advance(now_us);
     }
@@ -181,7 +184,7 @@ impl Joiner {
         loop {
             if let Some((chunk, _)) = self.pending.remove(&next) {
                 next += 1;
-                if !self.started && !(self.from_start || chunk.is_keyframe()) {
+                if !(self.started || self.from_start || chunk.is_keyframe()) {
                     self.stats.before_start += 1;
                     continue;
                 }

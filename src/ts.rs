@@ -136,6 +136,15 @@ impl PacketAligner {
         self.buf.get(self.pos + offset) == Some(&SYNC_BYTE)
     }
 
+    /// Does a packet start at `offset` (from the read position), confirmed by the sync bytes
+    /// of the packets after it? Near the end of the buffer, every aligned position that exists
+    /// must agree and at least one whole packet must be there.
+    fn confirmed_sync_at(&self, offset: usize) -> bool {
+        let available = (self.buf.len() - self.pos).saturating_sub(offset);
+        let whole = available / PACKET_SIZE;
+        whole >= 1 && (0..SYNC_CONFIRM_PACKETS.min(whole)).all(|k| self.is_sync_at(offset + k * PACKET_SIZE))
+    }
+
     /// Returns the next whole packet, or `None` when more input is needed. With `at_eof`,
     /// trailing bytes that cannot form a packet are counted as skipped and dropped.
     pub fn next_packet(&mut self, at_eof: bool) -> Option<&[u8]> {
@@ -156,20 +165,23 @@ impl PacketAligner {
                     return None;
                 }
                 // Look one packet ahead so a truncated packet is not glued to the next one.
-                let next_ok = if available >= 2 * PACKET_SIZE {
-                    self.is_sync_at(PACKET_SIZE)
-                } else if available == PACKET_SIZE && at_eof {
-                    true
-                } else if at_eof {
-                    // A partial packet follows: it must at least start like one.
-                    self.is_sync_at(PACKET_SIZE)
+                let next_is_sync = if available >= 2 * PACKET_SIZE || at_eof {
+                    available == PACKET_SIZE || self.is_sync_at(PACKET_SIZE)
                 } else {
                     return None;
                 };
-                if !next_ok {
+                if !next_is_sync {
+                    // Either this packet was cut short and a new one starts inside it, or a
+                    // whole packet is followed by garbage. Only a confirmed sync inside the
+                    // packet's span tells the first case from the second.
+                    if available < PACKET_SIZE * (1 + SYNC_CONFIRM_PACKETS) && !at_eof {
+                        return None;
+                    }
                     self.locked = false;
-                    self.skip(1);
-                    continue;
+                    if (1..PACKET_SIZE).any(|offset| self.confirmed_sync_at(offset)) {
+                        self.skip(1);
+                        continue;
+                    }
                 }
                 let start = self.pos;
                 self.pos += PACKET_SIZE;
@@ -193,12 +205,7 @@ impl PacketAligner {
             if available < needed && !at_eof {
                 return None;
             }
-            // At EOF fewer packets may remain; every aligned position that exists must agree,
-            // and at least one whole packet must be there.
-            let whole = available / PACKET_SIZE;
-            let checks = SYNC_CONFIRM_PACKETS.min(whole.max(1));
-            let confirmed =
-                available >= PACKET_SIZE && (0..checks).all(|k| self.is_sync_at(k * PACKET_SIZE));
+            let confirmed = self.confirmed_sync_at(0);
             if confirmed {
                 self.locked = true;
             } else {
@@ -382,6 +389,18 @@ mod tests {
         let got = drain(&mut a, true);
         assert_eq!(got, good);
         assert_eq!(a.skipped_bytes(), 5 + 100 + 3);
+    }
+
+    #[test]
+    fn whole_packet_followed_by_garbage_is_kept() {
+        let good: Vec<Vec<u8>> = (0..8).map(|i| packet(i, 0x11)).collect();
+        let mut stream = good[..4].concat();
+        stream.extend([1, 2, 3, 4, 5, 6, 7]);
+        stream.extend(good[4..].concat());
+        let mut a = PacketAligner::new();
+        a.push(&stream);
+        assert_eq!(drain(&mut a, true), good);
+        assert_eq!(a.skipped_bytes(), 7);
     }
 
     #[test]

@@ -1,0 +1,140 @@
+//! Helpers shared by the integration tests: the real binaries, real files, real ffmpeg.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub fn bin(name: &str) -> PathBuf {
+    match name {
+        "bl-chunk" => PathBuf::from(env!("CARGO_BIN_EXE_bl-chunk")),
+        "bl-join" => PathBuf::from(env!("CARGO_BIN_EXE_bl-join")),
+        other => panic!("unknown binary {other}"),
+    }
+}
+
+/// A fresh directory under target/ for one test's files.
+pub fn temp_dir(test: &str) -> PathBuf {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{test}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs a binary with `stdin` bytes; returns its output.
+pub fn run(name: &str, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(bin(name))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The committed 3 s H.264 + AAC fixture made by ffmpeg (see tests/data/README.md).
+pub fn sample_ts() -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sample.ts")).unwrap()
+}
+
+/// Fails loudly when ffmpeg/ffprobe are missing: CI installs them, and a silently skipped
+/// test would prove nothing.
+pub fn require_tool(tool: &str) {
+    let ok = Command::new(tool).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    assert!(ok, "{tool} not found: install ffmpeg (apt-get install -y ffmpeg); .ci/run does this");
+}
+
+/// Encodes `seconds` of H.264 + AAC test signal as MPEG-TS with ffmpeg (cached per length).
+pub fn generated_ts(seconds: u32) -> Vec<u8> {
+    require_tool("ffmpeg");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("generated-{seconds}s.ts"));
+    if let Ok(bytes) = std::fs::read(&path) {
+        if !bytes.is_empty() {
+            return bytes;
+        }
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-b:v", "1500k"])
+        .args(["-c:a", "aac", "-b:a", "96k", "-f", "mpegts"])
+        .arg(&tmp)
+        .status()
+        .unwrap();
+    assert!(status.success(), "ffmpeg failed to make the test stream");
+    std::fs::rename(&tmp, &path).unwrap();
+    std::fs::read(&path).unwrap()
+}
+
+/// ffprobe's error output when decoding every frame of `ts` (empty when it decodes cleanly),
+/// and the key_frame flag of the first video frame.
+pub fn ffprobe_decode(ts: &Path) -> (String, Option<bool>) {
+    require_tool("ffprobe");
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "frame=key_frame", "-of", "csv=p=0"])
+        .arg(ts)
+        .output()
+        .unwrap();
+    let first_key = String::from_utf8_lossy(&out.stdout).lines().next().map(|l| l.trim().starts_with('1'));
+    (String::from_utf8_lossy(&out.stderr).into_owned(), first_key)
+}
+
+/// A small deterministic PRNG (xorshift64*) so garbage and choices are reproducible by seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        eprintln!("rng seed={seed}");
+        Rng(seed.max(1))
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// A key file with mode 0600 holding a fixed seed, and its stream id.
+pub fn key_file(dir: &Path, seed: u8) -> (PathBuf, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let key = bl::identity::StreamKey::from_seed([seed; 32]);
+    let path = dir.join(format!("key{seed}"));
+    let out = Command::new(bin("bl-chunk")).arg("--key").arg(&path).arg("--show-id").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Overwrite the fresh random key with the fixed seed so tests can sign with it too.
+    let text = format!(
+        "bl-secret-key-v1:{}\n",
+        data_encoding::BASE32_NOPAD.encode(key.signing_key().as_bytes()).to_ascii_lowercase()
+    );
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (path, key.id().to_string())
+}
