@@ -142,7 +142,9 @@ impl PacketAligner {
     fn confirmed_sync_at(&self, offset: usize) -> bool {
         let available = (self.buf.len() - self.pos).saturating_sub(offset);
         let whole = available / PACKET_SIZE;
-        whole >= 1 && (0..SYNC_CONFIRM_PACKETS.min(whole)).all(|k| self.is_sync_at(offset + k * PACKET_SIZE))
+        whole >= 1
+            && (0..SYNC_CONFIRM_PACKETS.min(whole))
+                .all(|k| self.is_sync_at(offset + k * PACKET_SIZE))
     }
 
     /// Returns the next whole packet, or `None` when more input is needed. With `at_eof`,

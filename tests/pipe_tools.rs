@@ -47,7 +47,11 @@ fn round_trip_of_committed_sample_is_byte_identical() {
     let out = run("bl-join", &["--from-start", "--id", &id], &chunks);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(out.stdout == ts, "bl-join output differs from the input TS");
-    assert_eq!(stderr(&out), "", "a clean, authenticated stream needs no warnings");
+    assert_eq!(
+        stderr(&out),
+        "",
+        "a clean, authenticated stream needs no warnings"
+    );
 }
 
 #[test]
@@ -58,8 +62,13 @@ fn round_trip_of_longer_encoder_output_is_byte_identical() {
     let chunks = chunk_ts(&ts, &key);
     let (_, parsed) = parse(&chunks);
     let keyframes = parsed.iter().filter(|c| c.is_keyframe()).count();
-    assert!(keyframes >= 10, "20 s with a 2 s GOP should give ≥ 10 keyframe chunks, got {keyframes}");
-    assert!(parsed.iter().all(|c| c.payload.len() <= bl::chunk::MAX_PAYLOAD));
+    assert!(
+        keyframes >= 10,
+        "20 s with a 2 s GOP should give ≥ 10 keyframe chunks, got {keyframes}"
+    );
+    assert!(parsed
+        .iter()
+        .all(|c| c.payload.len() <= bl::chunk::MAX_PAYLOAD));
     let out = run("bl-join", &["--from-start", "--id", &id], &chunks);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(out.stdout == ts, "bl-join output differs from the input TS");
@@ -77,14 +86,24 @@ fn default_output_starts_at_a_keyframe_and_decodes() {
     let out = run("bl-join", &["--id", &id], &serialize(&stream, tail));
     assert!(out.status.success(), "{}", stderr(&out));
     let next_key = tail.iter().position(|c| c.is_keyframe()).unwrap();
-    let expected: Vec<u8> = tail[next_key..].iter().flat_map(|c| c.payload.clone()).collect();
-    assert!(out.stdout == expected, "output must be the source from the next keyframe chunk on");
+    let expected: Vec<u8> = tail[next_key..]
+        .iter()
+        .flat_map(|c| c.payload.clone())
+        .collect();
+    assert!(
+        out.stdout == expected,
+        "output must be the source from the next keyframe chunk on"
+    );
     assert!(ts.ends_with(&expected));
     let path = dir.join("tail.ts");
     std::fs::write(&path, &out.stdout).unwrap();
     let (errors, first_is_key) = ffprobe_decode(&path);
     assert_eq!(errors, "", "ffprobe reported decode errors");
-    assert_eq!(first_is_key, Some(true), "first decoded video frame must be a keyframe");
+    assert_eq!(
+        first_is_key,
+        Some(true),
+        "first decoded video frame must be a keyframe"
+    );
 }
 
 #[test]
@@ -111,7 +130,9 @@ fn garbage_between_packets_is_skipped_and_counted() {
     assert!(chunked.status.success());
     let err = stderr(&chunked);
     assert!(
-        err.contains(&format!("{garbage_total} bytes of garbage skipped in total")),
+        err.contains(&format!(
+            "{garbage_total} bytes of garbage skipped in total"
+        )),
         "stderr should count {garbage_total} skipped bytes: {err}"
     );
     let out = run("bl-join", &["--from-start", "--id", &id], &chunked.stdout);
@@ -129,21 +150,37 @@ fn forged_corrupt_and_replayed_chunks_are_dropped_and_reported() {
     hostile[5].payload[100] ^= 0x01; // one payload byte flipped
     let other = StreamKey::from_seed([99; 32]);
     let victim = &chunks[10];
-    hostile[10] = Chunk::sign(&other, victim.seq, victim.capture_us, victim.flags, victim.payload.clone());
+    hostile[10] = Chunk::sign(
+        &other,
+        victim.seq,
+        victim.capture_us,
+        victim.flags,
+        victim.payload.clone(),
+    );
     hostile.insert(21, chunks[3].clone()); // seq 3 replayed later
-    let out = run("bl-join", &["--from-start", "--id", &id], &serialize(&stream, &hostile));
+    let out = run(
+        "bl-join",
+        &["--from-start", "--id", &id],
+        &serialize(&stream, &hostile),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let expected: Vec<u8> = chunks
         .iter()
         .filter(|c| c.seq != 5 && c.seq != 10)
         .flat_map(|c| c.payload.clone())
         .collect();
-    assert!(out.stdout == expected, "forged chunks must not be output, the rest must be intact");
+    assert!(
+        out.stdout == expected,
+        "forged chunks must not be output, the rest must be intact"
+    );
     let err = stderr(&out);
     assert!(err.contains("dropped chunk seq 5 at byte"), "{err}");
     assert!(err.contains("dropped chunk seq 10 at byte"), "{err}");
     assert!(err.contains("dropped replayed chunk seq 3"), "{err}");
-    assert!(err.contains("dropped 2 forged, 0 corrupt, 1 replayed"), "{err}");
+    assert!(
+        err.contains("dropped 2 forged, 0 corrupt, 1 replayed"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -151,7 +188,11 @@ fn chunk_stream_from_another_key_is_refused_with_id() {
     let dir = temp_dir("wrong-id");
     let (key, _) = key_file(&dir, 1);
     let (_, other_id) = key_file(&dir, 2);
-    let out = run("bl-join", &["--id", &other_id], &chunk_ts(&sample_ts(), &key));
+    let out = run(
+        "bl-join",
+        &["--id", &other_id],
+        &chunk_ts(&sample_ts(), &key),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     let err = stderr(&out);
@@ -170,7 +211,17 @@ fn two_half_inputs_merge_into_the_full_stream() {
     let b = dir.join("b.chunks");
     std::fs::write(&a, serialize(&stream, &even)).unwrap();
     std::fs::write(&b, serialize(&stream, &odd)).unwrap();
-    let out = run("bl-join", &["--from-start", "--id", &id, a.to_str().unwrap(), b.to_str().unwrap()], b"");
+    let out = run(
+        "bl-join",
+        &[
+            "--from-start",
+            "--id",
+            &id,
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+        ],
+        b"",
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(out.stdout == ts, "merged output must be the whole stream");
 }
@@ -184,9 +235,17 @@ fn inputs_of_different_streams_are_an_error() {
     let b = dir.join("b.chunks");
     std::fs::write(&a, chunk_ts(&sample_ts(), &k1)).unwrap();
     std::fs::write(&b, chunk_ts(&sample_ts(), &k2)).unwrap();
-    let out = run("bl-join", &["-q", a.to_str().unwrap(), b.to_str().unwrap()], b"");
+    let out = run(
+        "bl-join",
+        &["-q", a.to_str().unwrap(), b.to_str().unwrap()],
+        b"",
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("inputs of different streams cannot be merged"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("inputs of different streams cannot be merged"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -211,11 +270,20 @@ fn closed_stdout_ends_quietly_with_status_zero() {
             .spawn()
             .unwrap();
         let mut head = [0u8; 1000];
-        child.stdout.as_mut().unwrap().read_exact(&mut head).unwrap();
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut head)
+            .unwrap();
         drop(child.stdout.take());
         let out = child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{tool} | head must exit 0");
-        assert_eq!(stderr(&out), "", "{tool} | head must print nothing on stderr");
+        assert_eq!(
+            stderr(&out),
+            "",
+            "{tool} | head must print nothing on stderr"
+        );
     }
 }
 
@@ -233,15 +301,27 @@ fn sigint_and_sigterm_give_130_and_143() {
             .unwrap();
         // Wait for the header, so the signal handler is surely installed.
         let mut header = [0u8; frame::HEADER_LEN];
-        child.stdout.as_mut().unwrap().read_exact(&mut header).unwrap();
-        let status = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut header)
+            .unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
         let deadline = Instant::now() + Duration::from_secs(10);
         let exit = loop {
             if let Some(s) = child.try_wait().unwrap() {
                 break s;
             }
-            assert!(Instant::now() < deadline, "bl-chunk did not exit after SIG{signal}");
+            assert!(
+                Instant::now() < deadline,
+                "bl-chunk did not exit after SIG{signal}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         assert_eq!(exit.code(), Some(code), "SIG{signal}");
@@ -254,31 +334,80 @@ fn bad_arguments_give_one_line_and_nothing_on_stdout() {
     let readable = dir.join("readable.key");
     let (good, _) = key_file(&dir, 1);
     std::fs::copy(&good, &readable).unwrap();
-    std::fs::set_permissions(&readable, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        &readable,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     let malformed = dir.join("malformed.key");
     std::fs::write(&malformed, "hello\n").unwrap();
-    std::fs::set_permissions(&malformed, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(
+        &malformed,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let cases: Vec<(&str, Vec<&str>, i32, &str)> = vec![
         ("bl-chunk", vec!["--bogus"], 2, "unexpected argument"),
-        ("bl-chunk", vec!["--chunk-bytes", "5"], 2, "outside 188..=1128"),
-        ("bl-chunk", vec!["--key", readable.to_str().unwrap()], 1, "readable by others"),
-        ("bl-chunk", vec!["--key", malformed.to_str().unwrap()], 1, "is malformed"),
-        ("bl-chunk", vec!["--key", "/nonexistent-dir/k"], 1, "cannot create key"),
-        ("bl-join", vec!["--id", "not-an-id"], 2, "malformed stream id"),
-        ("bl-join", vec!["/nonexistent.chunks"], 1, "cannot open /nonexistent.chunks"),
+        (
+            "bl-chunk",
+            vec!["--chunk-bytes", "5"],
+            2,
+            "outside 188..=1128",
+        ),
+        (
+            "bl-chunk",
+            vec!["--key", readable.to_str().unwrap()],
+            1,
+            "readable by others",
+        ),
+        (
+            "bl-chunk",
+            vec!["--key", malformed.to_str().unwrap()],
+            1,
+            "is malformed",
+        ),
+        (
+            "bl-chunk",
+            vec!["--key", "/nonexistent-dir/k"],
+            1,
+            "cannot create key",
+        ),
+        (
+            "bl-join",
+            vec!["--id", "not-an-id"],
+            2,
+            "malformed stream id",
+        ),
+        (
+            "bl-join",
+            vec!["/nonexistent.chunks"],
+            1,
+            "cannot open /nonexistent.chunks",
+        ),
     ];
     for (tool, args, code, needle) in cases {
         let out = run(tool, &args, &sample_ts());
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(code), "{tool} {args:?}: {err}");
         assert!(out.stdout.is_empty(), "{tool} {args:?} wrote to stdout");
-        assert_eq!(err.lines().count(), 1, "{tool} {args:?}: one line expected: {err}");
-        assert!(err.starts_with(&format!("{tool}: ")) && err.contains(needle), "{tool} {args:?}: {err}");
+        assert_eq!(
+            err.lines().count(),
+            1,
+            "{tool} {args:?}: one line expected: {err}"
+        );
+        assert!(
+            err.starts_with(&format!("{tool}: ")) && err.contains(needle),
+            "{tool} {args:?}: {err}"
+        );
     }
     // Raw TS fed to bl-join instead of a chunk stream.
     let out = run("bl-join", &[], &sample_ts());
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("not a bl chunk stream"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a bl chunk stream"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -287,11 +416,19 @@ fn new_key_is_private_and_its_id_is_printed() {
     let path = dir.join("stream.key");
     let out = run("bl-chunk", &["--key", path.to_str().unwrap()], &sample_ts());
     assert!(out.status.success());
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
-    let id = run("bl-chunk", &["--key", path.to_str().unwrap(), "--show-id"], b"");
+    let id = run(
+        "bl-chunk",
+        &["--key", path.to_str().unwrap(), "--show-id"],
+        b"",
+    );
     let id = String::from_utf8(id.stdout).unwrap();
-    assert!(stderr(&out).contains(id.trim()), "stream id must be on stderr when the key is made");
+    assert!(
+        stderr(&out).contains(id.trim()),
+        "stream id must be on stderr when the key is made"
+    );
     let (stream, _) = parse(&out.stdout);
     assert_eq!(stream.to_string(), id.trim());
 }

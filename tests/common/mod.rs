@@ -58,8 +58,16 @@ pub fn sample_ts() -> Vec<u8> {
 /// Fails loudly when ffmpeg/ffprobe are missing: CI installs them, and a silently skipped
 /// test would prove nothing.
 pub fn require_tool(tool: &str) {
-    let ok = Command::new(tool).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
-    assert!(ok, "{tool} not found: install ffmpeg (apt-get install -y ffmpeg); .ci/run does this");
+    let ok = Command::new(tool)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{tool} not found: install ffmpeg (apt-get install -y ffmpeg); .ci/run does this"
+    );
 }
 
 /// Encodes `seconds` of H.264 + AAC test signal as MPEG-TS with ffmpeg (cached per length).
@@ -77,7 +85,16 @@ pub fn generated_ts(seconds: u32) -> Vec<u8> {
         .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
         .args(["-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000"])
         .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "60", "-b:v", "1500k"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "60",
+            "-b:v",
+            "1500k",
+        ])
         .args(["-c:a", "aac", "-b:a", "96k", "-f", "mpegts"])
         .arg(&tmp)
         .status()
@@ -92,11 +109,23 @@ pub fn generated_ts(seconds: u32) -> Vec<u8> {
 pub fn ffprobe_decode(ts: &Path) -> (String, Option<bool>) {
     require_tool("ffprobe");
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "frame=key_frame", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=key_frame",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(ts)
         .output()
         .unwrap();
-    let first_key = String::from_utf8_lossy(&out.stdout).lines().next().map(|l| l.trim().starts_with('1'));
+    let first_key = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .map(|l| l.trim().starts_with('1'));
     (String::from_utf8_lossy(&out.stderr).into_owned(), first_key)
 }
 
@@ -127,12 +156,19 @@ pub fn key_file(dir: &Path, seed: u8) -> (PathBuf, String) {
     use std::os::unix::fs::PermissionsExt;
     let key = bl::identity::StreamKey::from_seed([seed; 32]);
     let path = dir.join(format!("key{seed}"));
-    let out = Command::new(bin("bl-chunk")).arg("--key").arg(&path).arg("--show-id").output().unwrap();
+    let out = Command::new(bin("bl-chunk"))
+        .arg("--key")
+        .arg(&path)
+        .arg("--show-id")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     // Overwrite the fresh random key with the fixed seed so tests can sign with it too.
     let text = format!(
         "bl-secret-key-v1:{}\n",
-        data_encoding::BASE32_NOPAD.encode(key.signing_key().as_bytes()).to_ascii_lowercase()
+        data_encoding::BASE32_NOPAD
+            .encode(key.signing_key().as_bytes())
+            .to_ascii_lowercase()
     );
     std::fs::write(&path, text).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
