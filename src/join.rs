@@ -47,6 +47,8 @@ pub struct Joiner {
     window: u64,
     latency_us: u64,
     from_start: bool,
+    /// Inputs deliver in seq order, so a seq every input has passed will never come.
+    inputs_in_order: bool,
     inputs: Vec<InputState>,
     /// Next seq to play; `None` until the starting point is chosen.
     next_out: Option<u64>,
@@ -68,6 +70,7 @@ impl Joiner {
             window: window.max(1),
             latency_us,
             from_start,
+            inputs_in_order: true,
             inputs: (0..inputs).map(|_| InputState::default()).collect(),
             next_out: None,
             started: false,
@@ -76,6 +79,22 @@ impl Joiner {
             skipped_recent: BTreeSet::new(),
             events: VecDeque::new(),
             stats: JoinStats::default(),
+        }
+    }
+
+    /// For inputs whose chunks arrive in any order (a swarm): a gap is waited for until
+    /// `latency` or a full window, even if later chunks already came.
+    pub fn with_unordered_inputs(mut self) -> Self {
+        self.inputs_in_order = false;
+        self
+    }
+
+    /// Fixes the first seq to play (a swarm joiner's chosen keyframe); earlier chunks are
+    /// ignored and that chunk is waited for like any missing one.
+    pub fn start_at(&mut self, seq: u64) {
+        if self.next_out.is_none() {
+            self.next_out = Some(seq);
+            self.pending.retain(|&s, _| s >= seq);
         }
     }
 
@@ -196,10 +215,11 @@ impl Joiner {
             let Some((&first_pending, &(_, arrived))) = self.pending.iter().next() else {
                 break;
             };
-            let passed_by_all = self
-                .inputs
-                .iter()
-                .all(|i| i.ended || i.highest.is_some_and(|h| h > next));
+            let passed_by_all = self.inputs_in_order
+                && self
+                    .inputs
+                    .iter()
+                    .all(|i| i.ended || i.highest.is_some_and(|h| h > next));
             let give_up = passed_by_all
                 || self.all_ended()
                 || self.pending.len() as u64 >= self.window

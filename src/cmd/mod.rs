@@ -2,3 +2,6 @@
 
 pub mod chunk;
 pub mod join;
+pub mod peer;
+pub mod seed;
+mod swarm_args;

@@ -1,0 +1,76 @@
+//! bl-peer: join a swarm by link, forward what arrives, play it out in order on stdout.
+
+use std::io;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::Parser;
+
+use super::swarm_args::SwarmArgs;
+use crate::cli;
+use crate::driver::{self, OutputMode};
+use crate::frame::FrameReader;
+use crate::link::{self, Link};
+use crate::node::{Config, Node};
+use crate::wire::Role;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bl-peer",
+    version,
+    about = "Join a bl swarm, forward to other viewers, write the stream to stdout",
+    after_help = "Example: bl-peer bl://<stream-id>@203.0.113.5:7000 | mpv -"
+)]
+pub struct Args {
+    /// bl://<stream-id>@host:port[,host:port…], or a bare stream id with --bootstrap.
+    #[arg(value_name = "LINK")]
+    pub link: Link,
+    /// Extra bootstrap address (repeatable).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub bootstrap: Vec<String>,
+    /// Local UDP address.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
+    pub listen: SocketAddr,
+    /// Longest playout waits for a missing chunk before skipping it.
+    #[arg(long, value_name = "MS", default_value_t = 1500)]
+    pub latency: u64,
+    /// Write the verified chunk stream (bl-chunk(5)) instead of MPEG-TS.
+    #[arg(long)]
+    pub chunks: bool,
+    #[command(flatten)]
+    pub swarm: SwarmArgs,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    cli::set_quiet(args.swarm.quiet);
+    args.swarm.check()?;
+    let mut hosts = args.link.hosts.clone();
+    hosts.extend(args.bootstrap.iter().cloned());
+    if hosts.is_empty() {
+        bail!("no bootstrap address: use a link bl://<id>@host:port or --bootstrap host:port");
+    }
+    let bootstrap = link::resolve_all(&hosts)?;
+    let socket = driver::bind(args.listen)?;
+    let mut cfg = Config::new(Role::Peer, args.link.stream);
+    cfg.bootstrap = bootstrap;
+    cfg.latency_us = args.latency.saturating_mul(1000);
+    cfg.rng_seed = args.swarm.rng_seed()?;
+    cfg.stats_from_anywhere = args.swarm.stats_anywhere;
+    if let Some(x) = args.swarm.max_upload {
+        cfg.max_upload = x;
+    }
+    let node = Node::new(cfg, cli::unix_micros());
+    let mode = if args.chunks {
+        OutputMode::Chunks
+    } else {
+        OutputMode::Ts
+    };
+    driver::run::<io::Empty>(
+        node,
+        socket,
+        None::<FrameReader<io::Empty>>,
+        Some(mode),
+        args.swarm.driver_options(false),
+    )
+}

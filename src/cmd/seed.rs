@@ -1,0 +1,81 @@
+//! bl-seed: serve a chunk stream from stdin to the swarm; also its bootstrap and tracker.
+
+use std::io::{self, BufReader};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use super::swarm_args::SwarmArgs;
+use crate::cli;
+use crate::driver;
+use crate::frame::FrameReader;
+use crate::link::Link;
+use crate::node::{Config, Node};
+use crate::wire::Role;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bl-seed",
+    version,
+    about = "Serve a chunk stream from stdin to a bl swarm over UDP",
+    after_help = "Example: ffmpeg -re -i in.mp4 -c copy -f mpegts - | bl-chunk --key k | bl-seed --listen 0.0.0.0:7000"
+)]
+pub struct Args {
+    /// UDP address to serve on.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7000")]
+    pub listen: SocketAddr,
+    /// Number of stripes the stream is split into (seq mod K).
+    #[arg(long, value_name = "K", default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=32))]
+    pub stripes: u8,
+    /// Send chunks read from a file at the pace of their capture times.
+    #[arg(long)]
+    pub pace: bool,
+    /// After the stream ends, keep serving repairs this long before leaving.
+    #[arg(long, value_name = "MS", default_value_t = 2500)]
+    pub linger: u64,
+    #[command(flatten)]
+    pub swarm: SwarmArgs,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    cli::set_quiet(args.swarm.quiet);
+    args.swarm.check()?;
+    let socket = driver::bind(args.listen)?;
+    let local = socket.local_addr().context("socket has no address")?;
+    let reader = FrameReader::new(BufReader::new(io::stdin())).context("stdin")?;
+    let stream = reader.stream();
+    let mut cfg = Config::new(Role::Seed, stream);
+    cfg.stripes = args.stripes;
+    cfg.linger_us = args.linger.saturating_mul(1000);
+    cfg.rng_seed = args.swarm.rng_seed()?;
+    cfg.stats_from_anywhere = args.swarm.stats_anywhere;
+    if let Some(x) = args.swarm.max_upload {
+        cfg.max_upload = x;
+    }
+    let shown = if local.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), local.port())
+    } else {
+        local
+    };
+    let link = Link {
+        stream,
+        hosts: vec![shown.to_string()],
+    };
+    cli::notice(format!("serving {link}"));
+    if local.ip().is_unspecified() {
+        cli::warn(format!(
+            "listening on all interfaces: other hosts use this machine's address with port {}",
+            local.port()
+        ));
+    }
+    let node = Node::new(cfg, cli::unix_micros());
+    driver::run(
+        node,
+        socket,
+        Some(reader),
+        None,
+        args.swarm.driver_options(args.pace),
+    )
+}

@@ -1,0 +1,61 @@
+//! Options shared by bl-seed and bl-peer.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::driver::DriverOptions;
+
+#[derive(Args, Debug, Clone)]
+pub struct SwarmArgs {
+    /// Upload budget in copies of the stream.
+    #[arg(long, value_name = "COPIES")]
+    pub max_upload: Option<f64>,
+    /// Print one JSON object of figures on stderr at exit.
+    #[arg(long)]
+    pub stats_json: bool,
+    /// Also print the JSON figures every SECS seconds (implies --stats-json).
+    #[arg(long, value_name = "SECS")]
+    pub stats_interval: Option<f64>,
+    /// Answer bl-stat from any address, not only loopback.
+    #[arg(long)]
+    pub stats_anywhere: bool,
+    /// Seed of the node's random choices (default: from the OS), for reproducible runs.
+    #[arg(long, value_name = "N")]
+    pub rng_seed: Option<u64>,
+    /// No warnings on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl SwarmArgs {
+    pub fn driver_options(&self, pace: bool) -> DriverOptions {
+        DriverOptions {
+            stats_json: self.stats_json || self.stats_interval.is_some(),
+            stats_interval: self
+                .stats_interval
+                .filter(|s| *s > 0.0)
+                .map(Duration::from_secs_f64),
+            pace,
+        }
+    }
+
+    pub fn rng_seed(&self) -> anyhow::Result<u64> {
+        if let Some(seed) = self.rng_seed {
+            return Ok(seed);
+        }
+        let mut bytes = [0u8; 8];
+        getrandom::getrandom(&mut bytes)
+            .map_err(|e| anyhow::anyhow!("cannot get random bytes: {e}"))?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(x) = self.max_upload {
+            if !(x.is_finite() && x > 0.0 && x <= 64.0) {
+                anyhow::bail!("--max-upload {x} must be between 0 and 64 copies of the stream");
+            }
+        }
+        Ok(())
+    }
+}

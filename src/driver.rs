@@ -1,0 +1,342 @@
+//! The mio driver: runs a [`Node`] on a real UDP socket, stdin and stdout.
+//!
+//! One `Poll` holds the UDP socket and a `Waker`. Helper threads own the blocking ends (stdin
+//! reader, stdout writer, signal listener) and talk to the loop over a channel plus the waker,
+//! so the loop itself never blocks on a slow player or a regular file. The socket is read until
+//! `WouldBlock` on every wake-up; all timers live in the core.
+
+use std::io::{self, BufWriter, Read, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::chunk::Chunk;
+use crate::cli;
+use crate::frame::{self, FrameItem, FrameReader};
+use crate::node::{Event, Node};
+
+const SOCKET: Token = Token(0);
+const WAKE: Token = Token(1);
+/// Chunks queued for a slow player before new ones are dropped (~1 MB, a few seconds of HD).
+pub const OUTPUT_QUEUE_CHUNKS: usize = 1024;
+
+/// What helper threads tell the loop.
+enum Control {
+    Chunk(Chunk),
+    InputEnd,
+    InputFailed(String),
+    OutputClosed,
+    OutputFailed(String),
+    Signal,
+}
+
+/// What a peer writes to stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    Ts,
+    Chunks,
+}
+
+pub struct DriverOptions {
+    pub stats_json: bool,
+    pub stats_interval: Option<Duration>,
+    /// Seed: pace chunks read from stdin by their capture times.
+    pub pace: bool,
+}
+
+/// Binds a UDP socket with room for bursts (a 4 MB receive buffer where the OS allows).
+pub fn bind(addr: SocketAddr) -> Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .with_context(|| format!("cannot create a UDP socket for {addr}"))?;
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    let _ = socket.set_send_buffer_size(4 << 20);
+    socket
+        .bind(&addr.into())
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    Ok(socket.into())
+}
+
+fn spawn_chunk_reader<R: Read + Send + 'static>(
+    mut reader: FrameReader<R>,
+    pace: bool,
+    tx: mpsc::Sender<Control>,
+    waker: Arc<Waker>,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let send = |c: Control| tx.send(c).is_ok() && waker.wake().is_ok();
+            // Pacing: chunk n goes out when its capture time, relative to the first chunk,
+            // has elapsed on our clock.
+            let mut origin: Option<(u64, u64)> = None;
+            loop {
+                match reader.next_item() {
+                    Ok(Some(FrameItem::Chunk { chunk, .. })) => {
+                        if pace {
+                            let now = cli::unix_micros();
+                            let (wall0, capture0) = *origin.get_or_insert((now, chunk.capture_us));
+                            let due = wall0 + chunk.capture_us.saturating_sub(capture0);
+                            if due > now {
+                                std::thread::sleep(Duration::from_micros(
+                                    (due - now).min(10_000_000),
+                                ));
+                            }
+                        }
+                        if !send(Control::Chunk(chunk)) {
+                            return;
+                        }
+                    }
+                    Ok(Some(FrameItem::Corrupt { offset, reason })) => {
+                        cli::warn(format!(
+                            "stdin: dropped corrupt frame at byte {offset}: {reason}"
+                        ));
+                    }
+                    Ok(None) => {
+                        send(Control::InputEnd);
+                        return;
+                    }
+                    Err(e) => {
+                        send(Control::InputFailed(format!("stdin: {e:#}")));
+                        return;
+                    }
+                }
+            }
+        })
+        .context("cannot start stdin thread")?;
+    Ok(())
+}
+
+fn spawn_writer(
+    rx: mpsc::Receiver<Vec<u8>>,
+    tx: mpsc::Sender<Control>,
+    waker: Arc<Waker>,
+) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("stdout".into())
+        .spawn(move || {
+            let stdout = io::stdout();
+            let mut out = BufWriter::with_capacity(256 * 1024, stdout.lock());
+            let report = |result: io::Result<()>| -> bool {
+                match result {
+                    Ok(()) => true,
+                    Err(e) => {
+                        let c = if e.kind() == io::ErrorKind::BrokenPipe {
+                            Control::OutputClosed
+                        } else {
+                            Control::OutputFailed(format!("cannot write to stdout: {e}"))
+                        };
+                        let _ = tx.send(c);
+                        let _ = waker.wake();
+                        false
+                    }
+                }
+            };
+            while let Ok(bytes) = rx.recv() {
+                if !report(out.write_all(&bytes)) {
+                    return;
+                }
+                // Flush whenever the queue is momentarily empty: low latency, few syscalls.
+                loop {
+                    match rx.try_recv() {
+                        Ok(more) => {
+                            if !report(out.write_all(&more)) {
+                                return;
+                            }
+                        }
+                        Err(mpsc::TryRecvError::Empty) => break,
+                        Err(mpsc::TryRecvError::Disconnected) => {
+                            report(out.flush());
+                            return;
+                        }
+                    }
+                }
+                if !report(out.flush()) {
+                    return;
+                }
+            }
+            report(out.flush());
+        })
+        .context("cannot start stdout thread")
+}
+
+fn print_stats(node: &Node) {
+    match serde_json::to_string(&node.report(cli::unix_micros())) {
+        Ok(json) => eprintln!("{json}"),
+        Err(e) => cli::warn(format!("cannot encode stats: {e}")),
+    }
+}
+
+/// Runs `node` until it finishes, a signal arrives, or the output closes.
+/// `input`: the seed's chunk stream. `output`: the peer's stdout format.
+pub fn run<R: Read + Send + 'static>(
+    mut node: Node,
+    socket: UdpSocket,
+    input: Option<FrameReader<R>>,
+    output: Option<OutputMode>,
+    opts: DriverOptions,
+) -> Result<ExitCode> {
+    let mut poll = Poll::new().context("cannot create poll")?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKE).context("cannot create waker")?);
+    socket
+        .set_nonblocking(true)
+        .context("cannot make the socket non-blocking")?;
+    let mut socket = mio::net::UdpSocket::from_std(socket);
+    poll.registry()
+        .register(&mut socket, SOCKET, Interest::READABLE)
+        .context("cannot register socket")?;
+    node.set_local_addr(socket.local_addr().context("socket has no address")?);
+
+    let (tx, rx) = mpsc::channel::<Control>();
+    {
+        let tx = tx.clone();
+        let waker = waker.clone();
+        cli::handle_signals(move || {
+            let _ = tx.send(Control::Signal);
+            let _ = waker.wake();
+        })?;
+    }
+    if let Some(reader) = input {
+        spawn_chunk_reader(reader, opts.pace, tx.clone(), waker.clone())?;
+    }
+    let (out_tx, writer) = match output {
+        Some(mode) => {
+            let (out_tx, out_rx) = mpsc::sync_channel::<Vec<u8>>(OUTPUT_QUEUE_CHUNKS);
+            if mode == OutputMode::Chunks {
+                let mut header = Vec::new();
+                frame::write_header(&mut header, &node.stream())?;
+                let _ = out_tx.try_send(header);
+            }
+            (
+                Some((out_tx, mode)),
+                Some(spawn_writer(out_rx, tx.clone(), waker.clone())?),
+            )
+        }
+        None => (None, None),
+    };
+
+    let mut events = Events::with_capacity(256);
+    let mut buf = vec![0u8; 2048];
+    let mut next_stats = opts
+        .stats_interval
+        .map(|i| cli::unix_micros() + i.as_micros() as u64);
+    let mut output_drops_warned = 0u64;
+    let exit = 'run: loop {
+        let now = cli::unix_micros();
+        let mut wake_at = node.poll_timeout();
+        if let Some(t) = next_stats {
+            wake_at = wake_at.min(t);
+        }
+        let timeout = Duration::from_micros(wake_at.saturating_sub(now).min(1_000_000));
+        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e).context("poll failed");
+            }
+        }
+        let now = cli::unix_micros();
+        for event in events.iter() {
+            if event.token() == SOCKET {
+                loop {
+                    match socket.recv_from(&mut buf) {
+                        Ok((n, from)) => node.handle_datagram(now, from, &buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        // ICMP errors (a neighbour's port closed) surface here; the core's
+                        // timeouts deal with the neighbour.
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        loop {
+            match rx.try_recv() {
+                Ok(Control::Chunk(chunk)) => node.handle_chunk(now, chunk),
+                Ok(Control::InputEnd) => node.handle_input_end(now),
+                Ok(Control::InputFailed(e)) => {
+                    cli::warn(format!("{e}; ending the stream"));
+                    node.handle_input_end(now);
+                }
+                Ok(Control::OutputClosed) => {
+                    node.leave();
+                    break 'run ExitCode::SUCCESS;
+                }
+                Ok(Control::OutputFailed(e)) => {
+                    node.leave();
+                    flush_transmits(&mut node, &socket);
+                    anyhow::bail!(e);
+                }
+                Ok(Control::Signal) => {
+                    node.leave();
+                    break 'run cli::received_signal()
+                        .map_or(ExitCode::from(cli::EXIT_RUNTIME), cli::exit_code_for_signal);
+                }
+                Err(_) => break,
+            }
+        }
+        if now >= node.poll_timeout() {
+            node.handle_timeout(now);
+        }
+        flush_transmits(&mut node, &socket);
+        let mut finished = false;
+        while let Some(event) = node.poll_event() {
+            match event {
+                Event::Play(chunk) => {
+                    if let Some((out, mode)) = &out_tx {
+                        let bytes = match mode {
+                            OutputMode::Ts => chunk.payload,
+                            OutputMode::Chunks => {
+                                let mut b = Vec::with_capacity(chunk.payload.len() + 100);
+                                frame::write_chunk(&mut b, &chunk)?;
+                                b
+                            }
+                        };
+                        if out.try_send(bytes).is_err() {
+                            node.count_output_drop();
+                            let drops = node.stats().chunks_dropped_output;
+                            if drops >= output_drops_warned * 2 {
+                                output_drops_warned = drops;
+                                cli::warn(format!(
+                                    "player is not keeping up: {drops} chunks dropped so far"
+                                ));
+                            }
+                        }
+                    }
+                }
+                Event::Warning(w) => cli::warn(w),
+                Event::Finished => finished = true,
+            }
+        }
+        if let Some(t) = next_stats {
+            if now >= t {
+                print_stats(&node);
+                next_stats = opts.stats_interval.map(|i| now + i.as_micros() as u64);
+            }
+        }
+        if finished {
+            break ExitCode::SUCCESS;
+        }
+    };
+    flush_transmits(&mut node, &socket);
+    // Let the player have everything that was played before exiting.
+    drop(out_tx);
+    if let Some(handle) = writer {
+        let _ = handle.join();
+    }
+    if opts.stats_json {
+        print_stats(&node);
+    }
+    Ok(exit)
+}
+
+fn flush_transmits(node: &mut Node, socket: &mio::net::UdpSocket) {
+    while let Some(t) = node.poll_transmit() {
+        // A full send buffer drops the datagram like the network would; repair recovers.
+        let _ = socket.send_to(&t.bytes, t.to);
+    }
+}

@@ -1,0 +1,1262 @@
+//! The sans-IO swarm core: one state machine for the seed and peer roles.
+//!
+//! It never reads a clock, a socket or the OS RNG. Call contract (docs/PROTOCOL.md):
+//! feed it with [`Node::handle_datagram`], [`Node::handle_chunk`] (seed: chunks from stdin),
+//! [`Node::handle_input_end`] and [`Node::handle_timeout`]; after each call drain
+//! [`Node::poll_transmit`] and [`Node::poll_event`], then sleep until [`Node::poll_timeout`].
+//! Time is µs since the UNIX epoch (wall clock, so latency = play time − capture time);
+//! randomness comes from the seed in [`Config::rng_seed`].
+//!
+//! Dissemination: the stream is cut into K stripes by `seq mod K`. The seed assigns each
+//! joiner an index and a member stripe (`index mod K`). For every stripe a node has one
+//! parent that pushes it every chunk of that stripe the moment it verifies: members of the
+//! stripe form its interior (a member only feeds members with a higher index, so the stripe is
+//! a tree rooted at the seed), everyone else is a leaf fed by one member. Every node announces
+//! what it holds to all neighbours (Have) every 100 ms; a chunk still missing 50 ms after a
+//! later one is known is pulled from a neighbour that has it. A parent that goes quiet is
+//! replaced. This is SplitStream's stripes with GridMedia/Plumtree push–pull repair.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+
+use ed25519_dalek::VerifyingKey;
+
+use crate::chunk::Chunk;
+use crate::identity::StreamId;
+use crate::join::{JoinEvent, Joiner};
+use crate::stats::{LatencyReport, NodeStats, Report};
+use crate::wire::{self, Message, PeerInfo, Role, MAX_PEERS_PER_MESSAGE, MAX_REQUEST_SEQS};
+
+/// How often Haves go out and maintenance runs.
+pub const TICK_US: u64 = 100_000;
+/// A missing chunk is requested this long after a later one is known.
+pub const REPAIR_DELAY_US: u64 = 50_000;
+/// A request that was not answered is retried (elsewhere) after this long.
+pub const REPAIR_RETRY_US: u64 = 150_000;
+/// A neighbour silent this long is gone (it would have sent ~15 Haves).
+pub const NEIGHBOUR_TIMEOUT_US: u64 = 1_500_000;
+/// A Hello unanswered this long is retried, at most [`HELLO_ATTEMPTS`] times.
+pub const HELLO_RETRY_US: u64 = 500_000;
+pub const HELLO_ATTEMPTS: u32 = 4;
+/// A parent whose stripe lags this many of the stripe's chunks behind the others is replaced.
+pub const STALL_CHUNKS: u64 = 6;
+/// How long a node that refused us as a child is not asked again.
+pub const REFUSAL_BACKOFF_US: u64 = 2_000_000;
+/// Peer exchange period while below the target neighbour count.
+pub const PEER_EXCHANGE_US: u64 = 2_000_000;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub role: Role,
+    pub stream: StreamId,
+    /// Stripes (K); peers learn it from the seed.
+    pub stripes: u8,
+    /// Upload budget in copies of the stream. Children slots = max_upload × K (peers); the seed
+    /// keeps ⌊max_upload⌋ children per stripe (at least one).
+    pub max_upload: f64,
+    /// Playout: the longest a chunk waits for a missing earlier one.
+    pub latency_us: u64,
+    /// Chunks kept for repair and joiners.
+    pub history: usize,
+    pub target_neighbours: usize,
+    pub max_neighbours: usize,
+    pub bootstrap: Vec<SocketAddr>,
+    pub rng_seed: u64,
+    /// After the stream ended (seed) or playout finished (peer), keep serving this long.
+    pub linger_us: u64,
+    /// Answer stats requests from any address, not only loopback.
+    pub stats_from_anywhere: bool,
+}
+
+impl Config {
+    pub fn new(role: Role, stream: StreamId) -> Self {
+        Config {
+            role,
+            stream,
+            stripes: 4,
+            max_upload: if role == Role::Seed { 1.5 } else { 2.0 },
+            latency_us: 1_500_000,
+            history: 4096,
+            target_neighbours: 12,
+            max_neighbours: 40,
+            bootstrap: Vec::new(),
+            rng_seed: 1,
+            linger_us: 1_000_000,
+            stats_from_anywhere: false,
+        }
+    }
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: SocketAddr,
+    pub bytes: Vec<u8>,
+}
+
+/// Something the driver must act on.
+#[derive(Debug)]
+pub enum Event {
+    /// Peer: write this chunk to stdout, now.
+    Play(Chunk),
+    /// Something worth a line on stderr.
+    Warning(String),
+    /// All done: the driver exits with status 0.
+    Finished,
+}
+
+#[derive(Debug)]
+struct Neighbour {
+    role: Role,
+    index: u64,
+    member: Option<u8>,
+    last_heard: u64,
+    /// Stripes this node pushes to the neighbour (bit s).
+    children: u64,
+    have: Option<(u64, u64, u128)>,
+    /// Subscriptions it feeds, from its last Have.
+    load: u8,
+}
+
+impl Neighbour {
+    fn holds(&self, seq: u64) -> bool {
+        match self.have {
+            Some((first, highest, recent)) => {
+                if seq > highest || seq < first {
+                    false
+                } else if highest - seq < 128 {
+                    recent & (1u128 << (highest - seq)) != 0
+                } else {
+                    true
+                }
+            }
+            None => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Missing {
+    next_try: u64,
+    tries: u32,
+}
+
+/// xorshift64*: small, fast, seedable; the core's only source of randomness.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
+}
+
+pub struct Node {
+    cfg: Config,
+    key: Option<VerifyingKey>,
+    rng: Rng,
+    token_secret: [u8; 32],
+    started_at: u64,
+    local_addr: Option<SocketAddr>,
+    index: u64,
+    member: Option<u8>,
+    stripes: u8,
+    next_index: u64,
+    neighbours: HashMap<SocketAddr, Neighbour>,
+    /// Hellos sent and not yet answered: nonce, last attempt, attempts.
+    hellos: HashMap<SocketAddr, (u64, u64, u32)>,
+    banned: HashSet<SocketAddr>,
+    parents: Vec<Option<SocketAddr>>,
+    subscribed_at: Vec<u64>,
+    pending_subscribe: Vec<Option<(SocketAddr, u64)>>,
+    refused: HashMap<(SocketAddr, u8), u64>,
+    history: BTreeMap<u64, Chunk>,
+    highest: Option<u64>,
+    latest_keyframe: Option<u64>,
+    /// Newest seq received per stripe, to notice a stalled parent.
+    stripe_newest: Vec<Option<u64>>,
+    missing: BTreeMap<u64, Missing>,
+    /// First seq this peer plays (newest keyframe when it joined).
+    play_from: Option<u64>,
+    joiner: Option<Joiner>,
+    end: Option<u64>,
+    end_deadline: Option<u64>,
+    finish_at: Option<u64>,
+    finished: bool,
+    next_tick: u64,
+    next_peer_exchange: u64,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stats: NodeStats,
+    stream_bytes: u64,
+}
+
+fn stripe_of(seq: u64, stripes: u8) -> u8 {
+    (seq % u64::from(stripes.max(1))) as u8
+}
+
+impl Node {
+    pub fn new(cfg: Config, now: u64) -> Self {
+        let mut rng = Rng(cfg.rng_seed.max(1) ^ 0x9e37_79b9_7f4a_7c15);
+        let mut token_secret = [0u8; 32];
+        for b in token_secret.chunks_mut(8) {
+            b.copy_from_slice(&rng.next().to_le_bytes());
+        }
+        let stripes = cfg.stripes.max(1);
+        let is_seed = cfg.role == Role::Seed;
+        let key = cfg.stream.verifying_key().ok();
+        let mut node = Node {
+            key,
+            rng,
+            token_secret,
+            started_at: now,
+            local_addr: None,
+            index: 0,
+            member: None,
+            stripes,
+            next_index: 1,
+            neighbours: HashMap::new(),
+            hellos: HashMap::new(),
+            banned: HashSet::new(),
+            parents: vec![None; stripes as usize],
+            subscribed_at: vec![0; stripes as usize],
+            pending_subscribe: vec![None; stripes as usize],
+            refused: HashMap::new(),
+            history: BTreeMap::new(),
+            highest: None,
+            latest_keyframe: None,
+            stripe_newest: vec![None; stripes as usize],
+            missing: BTreeMap::new(),
+            play_from: None,
+            joiner: (!is_seed)
+                .then(|| Joiner::new(1, 1 << 16, cfg.latency_us, false).with_unordered_inputs()),
+            end: None,
+            end_deadline: None,
+            finish_at: None,
+            finished: false,
+            next_tick: now,
+            next_peer_exchange: now,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: NodeStats::default(),
+            stream_bytes: 0,
+            cfg,
+        };
+        if node.key.is_none() {
+            node.events
+                .push_back(Event::Warning("stream id is not a valid key".into()));
+        }
+        let bootstrap = node.cfg.bootstrap.clone();
+        for addr in bootstrap {
+            node.send_hello(now, addr);
+        }
+        node
+    }
+
+    /// The address the driver bound, for reports.
+    pub fn set_local_addr(&mut self, addr: SocketAddr) {
+        self.local_addr = Some(addr);
+    }
+
+    pub fn stream(&self) -> StreamId {
+        self.cfg.stream
+    }
+
+    pub fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+
+    pub fn neighbour_count(&self) -> usize {
+        self.neighbours.len()
+    }
+
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    pub fn member(&self) -> Option<u8> {
+        self.member
+    }
+
+    pub fn parents(&self) -> &[Option<SocketAddr>] {
+        &self.parents
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The driver counts chunks it could not write (stuck player) here.
+    pub fn count_output_drop(&mut self) {
+        self.stats.chunks_dropped_output += 1;
+    }
+
+    pub fn report(&self, now: u64) -> Report {
+        Report {
+            role: match self.cfg.role {
+                Role::Seed => "seed".into(),
+                Role::Peer => "peer".into(),
+            },
+            stream_id: self.cfg.stream.to_string(),
+            addr: self.local_addr.map(|a| a.to_string()).unwrap_or_default(),
+            uptime_s: now.saturating_sub(self.started_at) as f64 / 1e6,
+            neighbours: self.neighbours.len(),
+            bytes_sent: self.stats.bytes_sent(),
+            bytes_received: self.stats.bytes_received(),
+            chunk_bytes_sent: self.stats.sent.get("chunk").map_or(0, |t| t.bytes),
+            datagrams_dropped: self.stats.datagrams_dropped,
+            chunks_received: self.stats.chunks_received,
+            chunks_duplicate: self.stats.chunks_duplicate,
+            chunks_late: self.stats.chunks_late,
+            chunks_forged: self.stats.chunks_forged,
+            chunks_skipped: self.stats.chunks_skipped,
+            chunks_played: self.stats.chunks_played,
+            chunks_dropped_output: self.stats.chunks_dropped_output,
+            peers_banned: self.stats.peers_banned,
+            stream_bytes: self.stream_bytes,
+            latency_ms: LatencyReport::from_histogram(&self.stats.latency_us),
+            sent_by_kind: self
+                .stats
+                .sent
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The next time [`Node::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> u64 {
+        let mut t = self.next_tick;
+        if let Some(m) = self.missing.values().map(|m| m.next_try).min() {
+            t = t.min(m);
+        }
+        if let Some(j) = self.joiner.as_ref().and_then(Joiner::poll_timeout) {
+            t = t.min(j);
+        }
+        for d in [self.end_deadline, self.finish_at].into_iter().flatten() {
+            t = t.min(d);
+        }
+        t
+    }
+
+    // ---- sending -------------------------------------------------------------------------
+
+    fn send(&mut self, to: SocketAddr, message: &Message) {
+        match wire::encode(message) {
+            Ok(bytes) => self.send_bytes(to, message.kind(), bytes),
+            Err(e) => self
+                .events
+                .push_back(Event::Warning(format!("internal: {e:#}"))),
+        }
+    }
+
+    fn send_bytes(&mut self, to: SocketAddr, kind: &'static str, bytes: Vec<u8>) {
+        self.stats.count_sent(kind, bytes.len());
+        self.transmits.push_back(Transmit { to, bytes });
+    }
+
+    fn send_hello(&mut self, now: u64, to: SocketAddr) {
+        let entry = self.hellos.entry(to).or_insert((0, now, 0));
+        if entry.2 == 0 {
+            entry.0 = self.rng.next();
+        }
+        entry.1 = now;
+        entry.2 += 1;
+        let nonce = entry.0;
+        let index = (self.index > 0 || self.cfg.role == Role::Seed).then_some(self.index);
+        match wire::encode_hello(self.cfg.stream, nonce, self.cfg.role, index, self.member) {
+            Ok(bytes) => self.send_bytes(to, "hello", bytes),
+            Err(e) => self
+                .events
+                .push_back(Event::Warning(format!("internal: {e:#}"))),
+        }
+    }
+
+    fn token_for(&self, addr: SocketAddr) -> u64 {
+        let hash = blake3::keyed_hash(&self.token_secret, addr.to_string().as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash.as_bytes()[..8]);
+        u64::from_le_bytes(first)
+    }
+
+    fn welcome(&self, assigned: Option<(u64, u8)>, nonce: u64, token: u64) -> Message {
+        Message::Welcome {
+            nonce,
+            token,
+            role: self.cfg.role,
+            index: self.index,
+            member: self.member,
+            stripes: self.stripes,
+            assigned,
+            latest_keyframe: self.latest_keyframe,
+            latest_seq: self.highest,
+            end: self.end,
+        }
+    }
+
+    // ---- inputs --------------------------------------------------------------------------
+
+    /// A datagram arrived from `from`.
+    pub fn handle_datagram(&mut self, now: u64, from: SocketAddr, bytes: &[u8]) {
+        if self.banned.contains(&from) {
+            self.stats.datagrams_dropped += 1;
+            return;
+        }
+        let message = match wire::decode(bytes) {
+            Ok(m) => m,
+            Err(_) => {
+                self.stats.datagrams_dropped += 1;
+                return;
+            }
+        };
+        let kind = message.kind();
+        let known = self.neighbours.contains_key(&from);
+        // Only the handshake and stats requests are accepted from strangers.
+        let allowed = known
+            || matches!(
+                message,
+                Message::Hello { .. } | Message::Confirm { .. } | Message::StatsRequest { .. }
+            )
+            || (matches!(message, Message::Welcome { .. }) && self.hellos.contains_key(&from));
+        if !allowed {
+            self.stats.datagrams_dropped += 1;
+            return;
+        }
+        self.stats.count_received(kind, bytes.len());
+        if let Some(n) = self.neighbours.get_mut(&from) {
+            n.last_heard = now;
+        }
+        match message {
+            Message::Hello {
+                stream,
+                nonce,
+                role,
+                padding,
+                ..
+            } => {
+                // Answer only a padded Hello, with a Welcome no larger than it (no amplification).
+                if stream != self.cfg.stream || padding.len() + 64 < wire::HELLO_MIN_SIZE {
+                    self.stats.datagrams_dropped += 1;
+                    return;
+                }
+                let assigned =
+                    (self.cfg.role == Role::Seed && role == Role::Peer && !known).then(|| {
+                        let index = self.next_index;
+                        self.next_index += 1;
+                        (index, ((index - 1) % u64::from(self.stripes)) as u8)
+                    });
+                let token = self.token_for(from);
+                let reply = self.welcome(assigned, nonce, token);
+                self.send(from, &reply);
+            }
+            Message::Welcome {
+                nonce,
+                token,
+                role,
+                index,
+                member,
+                stripes,
+                assigned,
+                latest_keyframe,
+                latest_seq,
+                end,
+            } => {
+                let Some(&(expected, _, _)) = self.hellos.get(&from) else {
+                    return;
+                };
+                if nonce != expected {
+                    self.stats.datagrams_dropped += 1;
+                    return;
+                }
+                self.hellos.remove(&from);
+                if role == Role::Seed && self.cfg.role == Role::Peer {
+                    if let Some((my_index, my_member)) = assigned {
+                        if self.index == 0 {
+                            self.index = my_index;
+                            self.member = Some(my_member);
+                            self.set_stripes(stripes);
+                        }
+                    }
+                    if self.play_from.is_none() {
+                        self.start_playout(now, latest_keyframe, latest_seq);
+                    }
+                }
+                if self.neighbours.len() >= self.cfg.max_neighbours {
+                    return;
+                }
+                self.neighbours.insert(
+                    from,
+                    Neighbour {
+                        role,
+                        index,
+                        member,
+                        last_heard: now,
+                        children: 0,
+                        have: None,
+                        load: 0,
+                    },
+                );
+                let confirm = Message::Confirm {
+                    token,
+                    index: self.index,
+                    member: self.member,
+                };
+                self.send(from, &confirm);
+                if self.neighbours.len() < self.cfg.target_neighbours {
+                    self.send(from, &Message::GetPeers);
+                }
+                if let Some(last) = end {
+                    self.learn_end(now, last);
+                }
+            }
+            Message::Confirm {
+                token,
+                index,
+                member,
+            } => {
+                if token != self.token_for(from) {
+                    self.stats.datagrams_dropped += 1;
+                    return;
+                }
+                if !known {
+                    if self.neighbours.len() >= self.cfg.max_neighbours {
+                        return;
+                    }
+                    self.neighbours.insert(
+                        from,
+                        Neighbour {
+                            role: Role::Peer,
+                            index,
+                            member,
+                            last_heard: now,
+                            children: 0,
+                            have: None,
+                            load: 0,
+                        },
+                    );
+                    // Tell the newcomer what we hold right away, so it can repair from us.
+                    self.send_have_to(from);
+                }
+            }
+            Message::GetPeers => {
+                let mut candidates: Vec<PeerInfo> = self
+                    .neighbours
+                    .iter()
+                    .filter(|(addr, n)| **addr != from && n.role == Role::Peer)
+                    .filter_map(|(addr, n)| {
+                        n.member.map(|member| PeerInfo {
+                            addr: *addr,
+                            index: n.index,
+                            member,
+                        })
+                    })
+                    .collect();
+                candidates.sort_by_key(|p| p.index);
+                let mut peers = Vec::new();
+                while !candidates.is_empty() && peers.len() < MAX_PEERS_PER_MESSAGE {
+                    let i = self.rng.below(candidates.len());
+                    peers.push(candidates.swap_remove(i));
+                }
+                self.send(from, &Message::Peers { peers });
+            }
+            Message::Peers { peers } => {
+                for p in peers {
+                    let me = self.local_addr == Some(p.addr);
+                    let open =
+                        self.neighbours.len() + self.hellos.len() < self.cfg.target_neighbours;
+                    if open
+                        && !me
+                        && !self.neighbours.contains_key(&p.addr)
+                        && !self.hellos.contains_key(&p.addr)
+                        && !self.banned.contains(&p.addr)
+                    {
+                        self.send_hello(now, p.addr);
+                    }
+                }
+            }
+            Message::Subscribe { stripe } => self.on_subscribe(from, stripe),
+            Message::SubscribeReply { stripe, accepted } => {
+                let Some(pending) = self.pending_subscribe.get_mut(stripe as usize) else {
+                    return;
+                };
+                if pending.is_some_and(|(addr, _)| addr == from) {
+                    *pending = None;
+                    if accepted {
+                        if let Some(old) = self.parents[stripe as usize].replace(from) {
+                            if old != from {
+                                self.send(old, &Message::Unsubscribe { stripe });
+                            }
+                        }
+                        self.subscribed_at[stripe as usize] = now;
+                    } else {
+                        self.refused
+                            .insert((from, stripe), now + REFUSAL_BACKOFF_US);
+                    }
+                }
+            }
+            Message::Unsubscribe { stripe } => {
+                if let Some(n) = self.neighbours.get_mut(&from) {
+                    n.children &= !(1u64 << (stripe % 64));
+                }
+                if self.parents.get(stripe as usize).copied().flatten() == Some(from) {
+                    self.parents[stripe as usize] = None;
+                    self.refused
+                        .insert((from, stripe), now + REFUSAL_BACKOFF_US);
+                }
+            }
+            Message::Chunk(chunk) => self.on_chunk(now, Some(from), chunk),
+            Message::Have {
+                first,
+                highest,
+                recent,
+                children,
+            } => {
+                if let Some(n) = self.neighbours.get_mut(&from) {
+                    n.have = Some((first, highest, recent));
+                    n.load = children;
+                }
+                if self.cfg.role == Role::Peer && self.play_from.is_some() {
+                    self.note_known_seq(now, highest);
+                }
+            }
+            Message::Request { seqs } => {
+                for seq in seqs {
+                    if let Some(chunk) = self.history.get(&seq).cloned() {
+                        self.send(from, &Message::Chunk(chunk));
+                    }
+                }
+            }
+            Message::End { last_seq } => self.learn_end(now, last_seq),
+            Message::Goodbye => self.drop_neighbour(from),
+            Message::StatsRequest { nonce, padding } => {
+                let local = from.ip().is_loopback();
+                if !(local || self.cfg.stats_from_anywhere)
+                    || padding.len() + 64 < wire::HELLO_MIN_SIZE
+                {
+                    self.stats.datagrams_dropped += 1;
+                    return;
+                }
+                let json = serde_json::to_string(&self.report(now)).unwrap_or_default();
+                // The reply must fit one datagram; the per-kind table goes if it does not.
+                let reply = Message::StatsReply { nonce, json };
+                if wire::encode(&reply).is_ok() {
+                    self.send(from, &reply);
+                } else {
+                    let mut report = self.report(now);
+                    report.sent_by_kind.clear();
+                    let json = serde_json::to_string(&report).unwrap_or_default();
+                    self.send(from, &Message::StatsReply { nonce, json });
+                }
+            }
+            Message::StatsReply { .. } => {}
+        }
+    }
+
+    /// Seed: a chunk read from stdin.
+    pub fn handle_chunk(&mut self, now: u64, chunk: Chunk) {
+        self.on_chunk(now, None, chunk);
+    }
+
+    /// Seed: stdin ended. The swarm is told; the seed lingers to serve repairs, then finishes.
+    pub fn handle_input_end(&mut self, now: u64) {
+        match self.highest {
+            Some(last) => self.learn_end(now, last),
+            None => {
+                self.finish_at = Some(now);
+            }
+        }
+    }
+
+    /// Leave politely: Goodbye to every neighbour.
+    pub fn leave(&mut self) {
+        let addrs: Vec<SocketAddr> = self.neighbours.keys().copied().collect();
+        for addr in addrs {
+            self.send(addr, &Message::Goodbye);
+        }
+        self.neighbours.clear();
+    }
+
+    pub fn handle_timeout(&mut self, now: u64) {
+        if let Some(j) = self.joiner.as_mut() {
+            j.handle_timeout(now);
+        }
+        self.drain_joiner(now);
+        if now >= self.next_tick {
+            self.next_tick = now + TICK_US;
+            self.tick(now);
+        }
+        self.repair(now);
+        if let Some(deadline) = self.end_deadline {
+            if now >= deadline {
+                self.end_deadline = None;
+                if let Some(j) = self.joiner.as_mut() {
+                    j.handle_end(now, 0);
+                }
+                self.drain_joiner(now);
+            }
+        }
+        if self.finish_at.is_some_and(|t| now >= t) && !self.finished {
+            self.finished = true;
+            self.leave();
+            self.events.push_back(Event::Finished);
+        }
+    }
+
+    // ---- chunks --------------------------------------------------------------------------
+
+    fn on_chunk(&mut self, now: u64, from: Option<SocketAddr>, chunk: Chunk) {
+        let seq = chunk.seq;
+        if from.is_some() {
+            self.stats.chunks_received += 1;
+        }
+        if self.history.contains_key(&seq) {
+            self.stats.chunks_duplicate += 1;
+            return;
+        }
+        let floor = self
+            .highest
+            .map_or(0, |h| h.saturating_sub(self.cfg.history as u64));
+        if from.is_some()
+            && (seq < floor
+                || self.play_from.is_some_and(|p| seq < p) && !self.missing.contains_key(&seq))
+        {
+            self.stats.chunks_late += 1;
+            return;
+        }
+        let verdict = match &self.key {
+            Some(key) => chunk.verify(&self.cfg.stream, key),
+            None => Err(crate::chunk::Rejection::BadSignature),
+        };
+        if let Err(why) = verdict {
+            self.stats.chunks_forged += 1;
+            match from {
+                Some(addr) => {
+                    self.events.push_back(Event::Warning(format!(
+                        "banned {addr}: sent chunk seq {seq} with {why}"
+                    )));
+                    self.ban(addr);
+                }
+                None => self.events.push_back(Event::Warning(format!(
+                    "dropped chunk seq {seq} from stdin: {why}"
+                ))),
+            }
+            return;
+        }
+        if from.is_none() {
+            self.stream_bytes += chunk.payload.len() as u64;
+        }
+        self.missing.remove(&seq);
+        let stripe = stripe_of(seq, self.stripes);
+        if let Some(newest) = self.stripe_newest.get_mut(stripe as usize) {
+            *newest = Some(newest.map_or(seq, |n| n.max(seq)));
+        }
+        if chunk.is_keyframe() && self.latest_keyframe.is_none_or(|k| seq > k) {
+            self.latest_keyframe = Some(seq);
+        }
+        if from.is_some() && self.cfg.role == Role::Peer {
+            if self.play_from.is_none() {
+                // Joined before the stream began: play from the first chunk seen (the joiner
+                // still waits for a keyframe).
+                self.play_from = Some(seq);
+                if let Some(j) = self.joiner.as_mut() {
+                    j.start_at(seq);
+                }
+            }
+            self.note_known_seq(now, seq.saturating_sub(1));
+        }
+        self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));
+        // Forward first (latency), then keep and play.
+        let children: Vec<SocketAddr> = self
+            .neighbours
+            .iter()
+            .filter(|(addr, n)| n.children & (1u64 << (stripe % 64)) != 0 && Some(**addr) != from)
+            .map(|(addr, _)| *addr)
+            .collect();
+        if !children.is_empty() {
+            match wire::encode(&Message::Chunk(chunk.clone())) {
+                Ok(bytes) => {
+                    for to in children {
+                        self.send_bytes(to, "chunk", bytes.clone());
+                    }
+                }
+                Err(e) => self
+                    .events
+                    .push_back(Event::Warning(format!("internal: {e:#}"))),
+            }
+        }
+        if let Some(j) = self.joiner.as_mut() {
+            if self.play_from.is_none_or(|p| seq >= p) {
+                j.handle_chunk(now, 0, chunk.clone());
+            }
+        }
+        self.history.insert(seq, chunk);
+        while self.history.len() > self.cfg.history {
+            self.history.pop_first();
+        }
+        self.drain_joiner(now);
+        self.check_end_complete(now);
+    }
+
+    fn drain_joiner(&mut self, now: u64) {
+        let Some(j) = self.joiner.as_mut() else {
+            return;
+        };
+        while let Some(event) = j.poll_event() {
+            match event {
+                JoinEvent::Play(chunk) => {
+                    self.stats.chunks_played += 1;
+                    self.stats
+                        .latency_us
+                        .record(now.saturating_sub(chunk.capture_us));
+                    self.stream_bytes += chunk.payload.len() as u64;
+                    self.events.push_back(Event::Play(chunk));
+                }
+                JoinEvent::Skipped { first, last } => {
+                    self.stats.chunks_skipped += last - first + 1;
+                    for seq in first..=last {
+                        self.missing.remove(&seq);
+                    }
+                    self.events.push_back(Event::Warning(format!(
+                        "skipped chunks {first}..={last}: not received in time"
+                    )));
+                }
+                JoinEvent::Replayed { .. } | JoinEvent::Late { .. } => {}
+            }
+        }
+        if self.end.is_some() && self.finish_at.is_none() && j.is_finished() {
+            self.finish_at = Some(now + self.cfg.linger_us);
+        }
+    }
+
+    /// Peer: playout starts at the newest keyframe the seed knows; what lies between it and
+    /// the newest chunk is fetched from neighbours as repairs.
+    fn start_playout(&mut self, now: u64, latest_keyframe: Option<u64>, latest_seq: Option<u64>) {
+        let Some(start) = latest_keyframe else {
+            return; // nothing sent yet: the joiner starts at the first keyframe it sees
+        };
+        self.play_from = Some(start);
+        if let Some(j) = self.joiner.as_mut() {
+            j.start_at(start);
+        }
+        let last = latest_seq.unwrap_or(start);
+        for seq in start..=last.min(start + self.cfg.history as u64) {
+            if !self.history.contains_key(&seq) {
+                self.missing.insert(
+                    seq,
+                    Missing {
+                        next_try: now,
+                        tries: 0,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Everything up to `seq` exists somewhere: note what we lack as missing.
+    fn note_known_seq(&mut self, now: u64, seq: u64) {
+        let from = match (self.highest, self.play_from) {
+            (Some(h), _) => h + 1,
+            (None, Some(p)) => p,
+            (None, None) => return,
+        };
+        let from = from.max(self.play_from.unwrap_or(0));
+        if seq < from {
+            return;
+        }
+        let until = seq.min(from + 1024);
+        for s in from..=until {
+            if !self.history.contains_key(&s) {
+                self.missing.entry(s).or_insert(Missing {
+                    next_try: now + REPAIR_DELAY_US,
+                    tries: 0,
+                });
+            }
+        }
+    }
+
+    fn learn_end(&mut self, now: u64, last_seq: u64) {
+        if self.end.is_some() {
+            return;
+        }
+        self.end = Some(last_seq);
+        let addrs: Vec<SocketAddr> = self.neighbours.keys().copied().collect();
+        for addr in addrs {
+            self.send(addr, &Message::End { last_seq });
+        }
+        match self.cfg.role {
+            Role::Seed => self.finish_at = Some(now + self.cfg.latency_us + self.cfg.linger_us),
+            Role::Peer => {
+                self.note_known_seq(now, last_seq);
+                self.end_deadline = Some(now + self.cfg.latency_us);
+                self.check_end_complete(now);
+            }
+        }
+    }
+
+    fn check_end_complete(&mut self, now: u64) {
+        let Some(last) = self.end else {
+            return;
+        };
+        if self.cfg.role == Role::Peer
+            && self.end_deadline.is_some()
+            && self.missing.is_empty()
+            && self.highest >= Some(last)
+        {
+            self.end_deadline = None;
+            if let Some(j) = self.joiner.as_mut() {
+                j.handle_end(now, 0);
+            }
+            self.drain_joiner(now);
+        }
+    }
+
+    fn ban(&mut self, addr: SocketAddr) {
+        self.banned.insert(addr);
+        self.stats.peers_banned += 1;
+        self.drop_neighbour(addr);
+    }
+
+    fn drop_neighbour(&mut self, addr: SocketAddr) {
+        self.neighbours.remove(&addr);
+        self.hellos.remove(&addr);
+        for parent in self.parents.iter_mut() {
+            if *parent == Some(addr) {
+                *parent = None;
+            }
+        }
+        for pending in self.pending_subscribe.iter_mut() {
+            if pending.is_some_and(|(a, _)| a == addr) {
+                *pending = None;
+            }
+        }
+    }
+
+    fn set_stripes(&mut self, stripes: u8) {
+        let k = stripes.max(1);
+        if k == self.stripes {
+            return;
+        }
+        self.stripes = k;
+        self.parents = vec![None; k as usize];
+        self.subscribed_at = vec![0; k as usize];
+        self.pending_subscribe = vec![None; k as usize];
+        self.stripe_newest = vec![None; k as usize];
+    }
+
+    // ---- tree ----------------------------------------------------------------------------
+
+    fn child_rank(&self, n: &Neighbour, stripe: u8) -> (bool, u64) {
+        (n.member != Some(stripe), n.index)
+    }
+
+    fn on_subscribe(&mut self, from: SocketAddr, stripe: u8) {
+        if stripe >= self.stripes {
+            return;
+        }
+        let bit = 1u64 << (stripe % 64);
+        let Some(requester) = self.neighbours.get(&from) else {
+            return;
+        };
+        let requester_rank = self.child_rank(requester, stripe);
+        let accepted = match self.cfg.role {
+            Role::Seed => {
+                let limit = (self.cfg.max_upload.floor() as usize).max(1);
+                let children: Vec<(SocketAddr, (bool, u64))> = self
+                    .neighbours
+                    .iter()
+                    .filter(|(addr, n)| n.children & bit != 0 && **addr != from)
+                    .map(|(addr, n)| (*addr, self.child_rank(n, stripe)))
+                    .collect();
+                if children.len() < limit {
+                    true
+                } else if let Some((worst, rank)) = children.iter().max_by_key(|(_, r)| *r) {
+                    // Lower-index members belong nearest the root: they displace others.
+                    if requester_rank < *rank {
+                        let worst = *worst;
+                        if let Some(n) = self.neighbours.get_mut(&worst) {
+                            n.children &= !bit;
+                        }
+                        self.send(worst, &Message::Unsubscribe { stripe });
+                        true
+                    } else {
+                        false
+                    }
+                } else {
+                    false
+                }
+            }
+            Role::Peer => {
+                let slots = (self.cfg.max_upload * f64::from(self.stripes)).floor() as usize;
+                let used = self
+                    .neighbours
+                    .values()
+                    .filter(|n| n.children & bit != 0)
+                    .count();
+                let orderly = requester.member != Some(stripe) || requester.index > self.index;
+                self.member == Some(stripe)
+                    && orderly
+                    && used < slots
+                    && self.parents[stripe as usize] != Some(from)
+            }
+        };
+        if accepted {
+            if let Some(n) = self.neighbours.get_mut(&from) {
+                n.children |= bit;
+            }
+        }
+        self.send(from, &Message::SubscribeReply { stripe, accepted });
+    }
+
+    fn choose_parent(&mut self, now: u64, stripe: u8) -> Option<SocketAddr> {
+        let my_member = self.member;
+        let my_index = self.index;
+        let mut members: Vec<(u8, SocketAddr)> = self
+            .neighbours
+            .iter()
+            .filter(|(addr, n)| {
+                n.role == Role::Peer
+                    && n.member == Some(stripe)
+                    && (my_member != Some(stripe) || n.index < my_index)
+                    && self
+                        .refused
+                        .get(&(**addr, stripe))
+                        .is_none_or(|until| now >= *until)
+            })
+            .map(|(addr, n)| (n.load, *addr))
+            .collect();
+        // The least loaded members, chosen among at random: spreads upload evenly.
+        if let Some(least) = members.iter().map(|(load, _)| *load).min() {
+            members.retain(|(load, _)| *load == least);
+            members.sort();
+            return Some(members[self.rng.below(members.len())].1);
+        }
+        self.neighbours
+            .iter()
+            .find(|(addr, n)| {
+                n.role == Role::Seed
+                    && self
+                        .refused
+                        .get(&(**addr, stripe))
+                        .is_none_or(|until| now >= *until)
+            })
+            .map(|(addr, _)| *addr)
+    }
+
+    fn maintain_parents(&mut self, now: u64) {
+        if self.cfg.role != Role::Peer || self.index == 0 {
+            return;
+        }
+        let newest_overall = self.stripe_newest.iter().flatten().max().copied();
+        for stripe in 0..self.stripes {
+            let s = stripe as usize;
+            if let Some((_, sent)) = self.pending_subscribe[s] {
+                if now < sent + 4 * TICK_US {
+                    continue;
+                }
+                self.pending_subscribe[s] = None;
+            }
+            // A parent whose stripe lags far behind the others has gone quiet: replace it.
+            if let (Some(parent), Some(overall)) = (self.parents[s], newest_overall) {
+                let lag = overall.saturating_sub(self.stripe_newest[s].unwrap_or(0))
+                    / u64::from(self.stripes);
+                if lag > STALL_CHUNKS && now > self.subscribed_at[s] + 10 * TICK_US {
+                    self.send(parent, &Message::Unsubscribe { stripe });
+                    self.refused
+                        .insert((parent, stripe), now + REFUSAL_BACKOFF_US);
+                    self.parents[s] = None;
+                    // Give the new parent time before judging it.
+                    self.stripe_newest[s] = Some(overall);
+                }
+            }
+            if self.parents[s].is_none() {
+                if let Some(candidate) = self.choose_parent(now, stripe) {
+                    self.pending_subscribe[s] = Some((candidate, now));
+                    self.send(candidate, &Message::Subscribe { stripe });
+                }
+            }
+        }
+    }
+
+    // ---- periodic ------------------------------------------------------------------------
+
+    fn have(&self) -> Option<Message> {
+        let highest = self.highest?;
+        let first = self.history.keys().next().copied().unwrap_or(highest);
+        let mut recent = 0u128;
+        for (seq, _) in self.history.range(highest.saturating_sub(127)..=highest) {
+            recent |= 1u128 << (highest - seq);
+        }
+        Some(Message::Have {
+            first,
+            highest,
+            recent,
+            children: self.children_count(),
+        })
+    }
+
+    fn children_count(&self) -> u8 {
+        let total: u32 = self
+            .neighbours
+            .values()
+            .map(|n| n.children.count_ones())
+            .sum();
+        total.min(255) as u8
+    }
+
+    fn send_have_to(&mut self, to: SocketAddr) {
+        if let Some(have) = self.have() {
+            self.send(to, &have);
+        }
+    }
+
+    fn tick(&mut self, now: u64) {
+        // Neighbours that went silent are gone.
+        let silent: Vec<SocketAddr> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| now > n.last_heard + NEIGHBOUR_TIMEOUT_US)
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in silent {
+            self.drop_neighbour(addr);
+        }
+        // Hello retries.
+        let retry: Vec<(SocketAddr, u32)> = self
+            .hellos
+            .iter()
+            .filter(|(_, (_, last, _))| now >= last + HELLO_RETRY_US)
+            .map(|(a, (_, _, n))| (*a, *n))
+            .collect();
+        for (addr, attempts) in retry {
+            if attempts >= HELLO_ATTEMPTS && !self.cfg.bootstrap.contains(&addr) {
+                self.hellos.remove(&addr);
+            } else {
+                self.send_hello(now, addr);
+            }
+        }
+        // Bootstrap again when alone (the seed restarted, or every neighbour left).
+        if self.cfg.role == Role::Peer
+            && self.neighbours.is_empty()
+            && self.hellos.is_empty()
+            && !self.finished
+        {
+            let bootstrap = self.cfg.bootstrap.clone();
+            for addr in bootstrap {
+                self.send_hello(now, addr);
+            }
+        }
+        // Haves double as keepalives.
+        if let Some(have) = self.have().and_then(|h| wire::encode(&h).ok()) {
+            let addrs: Vec<SocketAddr> = self.neighbours.keys().copied().collect();
+            for addr in addrs {
+                self.send_bytes(addr, "have", have.clone());
+            }
+        } else {
+            let addrs: Vec<SocketAddr> = self.neighbours.keys().copied().collect();
+            for addr in addrs {
+                let children = self.children_count();
+                self.send(
+                    addr,
+                    &Message::Have {
+                        first: 0,
+                        highest: 0,
+                        recent: 0,
+                        children,
+                    },
+                );
+            }
+        }
+        // Peer exchange while below target.
+        if self.cfg.role == Role::Peer
+            && now >= self.next_peer_exchange
+            && !self.neighbours.is_empty()
+        {
+            self.next_peer_exchange = now + PEER_EXCHANGE_US;
+            if self.neighbours.len() < self.cfg.target_neighbours {
+                let mut addrs: Vec<SocketAddr> = self.neighbours.keys().copied().collect();
+                addrs.sort();
+                let pick = addrs[self.rng.below(addrs.len())];
+                self.send(pick, &Message::GetPeers);
+            }
+        }
+        self.refused.retain(|_, until| *until > now);
+        self.maintain_parents(now);
+    }
+
+    fn repair(&mut self, now: u64) {
+        if self.missing.is_empty() {
+            return;
+        }
+        let play_floor = self.play_from.unwrap_or(0);
+        let mut batches: HashMap<SocketAddr, Vec<u64>> = HashMap::new();
+        let due: Vec<u64> = self
+            .missing
+            .iter()
+            .filter(|(seq, m)| m.next_try <= now && **seq >= play_floor)
+            .map(|(seq, _)| *seq)
+            .take(256)
+            .collect();
+        for seq in due {
+            let mut holders: Vec<(SocketAddr, bool)> = self
+                .neighbours
+                .iter()
+                .filter(|(_, n)| n.holds(seq))
+                .map(|(a, n)| (*a, n.role == Role::Seed))
+                .collect();
+            holders.sort();
+            // Peers first: the seed's upload is the scarce resource.
+            let peers: Vec<SocketAddr> = holders
+                .iter()
+                .filter(|(_, seed)| !seed)
+                .map(|(a, _)| *a)
+                .collect();
+            let target = if !peers.is_empty() {
+                Some(peers[self.rng.below(peers.len())])
+            } else {
+                holders.first().map(|(a, _)| *a)
+            };
+            let Some(m) = self.missing.get_mut(&seq) else {
+                continue;
+            };
+            m.next_try = now + REPAIR_RETRY_US;
+            if let Some(to) = target {
+                m.tries += 1;
+                let batch = batches.entry(to).or_default();
+                if batch.len() < MAX_REQUEST_SEQS {
+                    batch.push(seq);
+                } else {
+                    m.next_try = now;
+                }
+            }
+        }
+        let mut batches: Vec<(SocketAddr, Vec<u64>)> = batches.into_iter().collect();
+        batches.sort();
+        for (to, seqs) in batches {
+            self.send(to, &Message::Request { seqs });
+        }
+        // Anything below what playout still wants is no longer worth asking for.
+        if let Some(p) = self.play_from {
+            while self.missing.first_key_value().is_some_and(|(s, _)| *s < p) {
+                self.missing.pop_first();
+            }
+        }
+    }
+}

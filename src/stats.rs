@@ -1,0 +1,196 @@
+//! Counters and latency histograms kept by the core, printed by `--stats-json` and bl-stat.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Log-bucketed histogram of non-negative values (µs), about 4 % resolution, fixed memory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Histogram {
+    buckets: Vec<u64>,
+    count: u64,
+    max: u64,
+}
+
+/// Bucket growth factor: each bucket is ~4 % wider than the previous.
+const GROWTH: f64 = 1.04;
+const BUCKETS: usize = 600; // 1.04^600 ≈ 1.6e10 µs: half a day.
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: vec![0; BUCKETS],
+            count: 0,
+            max: 0,
+        }
+    }
+}
+
+impl Histogram {
+    fn bucket(value: u64) -> usize {
+        if value == 0 {
+            return 0;
+        }
+        ((value as f64).ln() / GROWTH.ln())
+            .floor()
+            .clamp(0.0, (BUCKETS - 1) as f64) as usize
+            + 1
+    }
+
+    fn upper_bound(bucket: usize) -> u64 {
+        if bucket == 0 {
+            0
+        } else {
+            GROWTH.powi(bucket as i32).floor() as u64
+        }
+    }
+
+    pub fn record(&mut self, value: u64) {
+        let b = Self::bucket(value).min(BUCKETS - 1);
+        self.buckets[b] += 1;
+        self.count += 1;
+        self.max = self.max.max(value);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// The value below which a fraction `q` of samples lie (bucket upper bound, ≤ max).
+    pub fn quantile(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Self::upper_bound(i).min(self.max);
+            }
+        }
+        self.max
+    }
+
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.max = self.max.max(other.max);
+    }
+}
+
+/// Datagrams and bytes of one message kind.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Traffic {
+    pub datagrams: u64,
+    pub bytes: u64,
+}
+
+/// Everything a node counts.
+#[derive(Debug, Clone, Default)]
+pub struct NodeStats {
+    pub sent: BTreeMap<&'static str, Traffic>,
+    pub received: BTreeMap<&'static str, Traffic>,
+    pub datagrams_dropped: u64,
+    pub chunks_received: u64,
+    pub chunks_duplicate: u64,
+    pub chunks_late: u64,
+    pub chunks_forged: u64,
+    pub chunks_skipped: u64,
+    pub chunks_played: u64,
+    pub chunks_dropped_output: u64,
+    pub peers_banned: u64,
+    pub latency_us: Histogram,
+}
+
+impl NodeStats {
+    pub fn count_sent(&mut self, kind: &'static str, bytes: usize) {
+        let t = self.sent.entry(kind).or_default();
+        t.datagrams += 1;
+        t.bytes += bytes as u64;
+    }
+
+    pub fn count_received(&mut self, kind: &'static str, bytes: usize) {
+        let t = self.received.entry(kind).or_default();
+        t.datagrams += 1;
+        t.bytes += bytes as u64;
+    }
+
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent.values().map(|t| t.bytes).sum()
+    }
+
+    pub fn bytes_received(&self) -> u64 {
+        self.received.values().map(|t| t.bytes).sum()
+    }
+}
+
+/// The one-line JSON report (`--stats-json`, bl-stat). Field names are a stable interface.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub role: String,
+    pub stream_id: String,
+    pub addr: String,
+    pub uptime_s: f64,
+    pub neighbours: usize,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub chunk_bytes_sent: u64,
+    pub datagrams_dropped: u64,
+    pub chunks_received: u64,
+    pub chunks_duplicate: u64,
+    pub chunks_late: u64,
+    pub chunks_forged: u64,
+    pub chunks_skipped: u64,
+    pub chunks_played: u64,
+    pub chunks_dropped_output: u64,
+    pub peers_banned: u64,
+    pub stream_bytes: u64,
+    pub latency_ms: LatencyReport,
+    pub sent_by_kind: BTreeMap<String, Traffic>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct LatencyReport {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub count: u64,
+}
+
+impl LatencyReport {
+    pub fn from_histogram(h: &Histogram) -> Self {
+        let ms = |us: u64| (us as f64 / 1000.0 * 100.0).round() / 100.0;
+        LatencyReport {
+            p50: ms(h.quantile(0.5)),
+            p99: ms(h.quantile(0.99)),
+            max: ms(h.max()),
+            count: h.count(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_within_bucket_resolution() {
+        let mut h = Histogram::default();
+        for v in 1..=10_000u64 {
+            h.record(v);
+        }
+        let p50 = h.quantile(0.5) as f64;
+        assert!((p50 - 5000.0).abs() / 5000.0 < 0.05, "{p50}");
+        let p99 = h.quantile(0.99) as f64;
+        assert!((p99 - 9900.0).abs() / 9900.0 < 0.05, "{p99}");
+        assert_eq!(h.max(), 10_000);
+        assert_eq!(Histogram::default().quantile(0.5), 0);
+    }
+}

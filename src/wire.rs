@@ -1,0 +1,296 @@
+//! Datagram messages between seeds and peers (docs/PROTOCOL.md).
+//!
+//! A datagram is `"bl"` | version u8 | bincode(Message) and never exceeds [`MAX_DATAGRAM`].
+//! Decoding is bounded: the datagram length is checked first, bincode runs with an allocation
+//! limit, and lists are capped after decoding; hostile bytes give an error, never a panic.
+
+use std::net::SocketAddr;
+
+use anyhow::{anyhow, bail, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::chunk::Chunk;
+pub use crate::chunk::MAX_DATAGRAM;
+use crate::identity::StreamId;
+
+pub const MAGIC: &[u8; 2] = b"bl";
+pub const WIRE_VERSION: u8 = 1;
+const PREFIX_LEN: usize = 3;
+/// A Hello is padded to this size so the reply to an unverified address is never larger
+/// than what it sent (no amplification), as QUIC does with its Initial packets.
+pub const HELLO_MIN_SIZE: usize = 1200;
+/// Most peers in one Peers message.
+pub const MAX_PEERS_PER_MESSAGE: usize = 24;
+/// Most seqs in one Request.
+pub const MAX_REQUEST_SEQS: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    Seed,
+    Peer,
+}
+
+/// What a node knows about another one, as passed around by peer exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub addr: SocketAddr,
+    /// Join order assigned by the seed (seed = 0); a member only feeds higher indices.
+    pub index: u64,
+    /// The stripe this peer is an interior member of.
+    pub member: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// First datagram to a node. `index` is the sender's, once the seed assigned one.
+    Hello {
+        stream: StreamId,
+        nonce: u64,
+        role: Role,
+        index: Option<u64>,
+        member: Option<u8>,
+        padding: Vec<u8>,
+    },
+    /// Stateless answer to a Hello: echoes the nonce, hands out an address token, and (from
+    /// the seed) assigns the joiner its index and member stripe.
+    Welcome {
+        nonce: u64,
+        token: u64,
+        role: Role,
+        index: u64,
+        member: Option<u8>,
+        stripes: u8,
+        assigned: Option<(u64, u8)>,
+        latest_keyframe: Option<u64>,
+        latest_seq: Option<u64>,
+        end: Option<u64>,
+    },
+    /// Completes the handshake: proves the sender receives at its address.
+    Confirm {
+        token: u64,
+        index: u64,
+        member: Option<u8>,
+    },
+    GetPeers,
+    Peers {
+        peers: Vec<PeerInfo>,
+    },
+    /// Ask to be fed every chunk of `stripe`.
+    Subscribe {
+        stripe: u8,
+    },
+    SubscribeReply {
+        stripe: u8,
+        accepted: bool,
+    },
+    /// Stop feeding (from the child) or no longer fed (from the parent).
+    Unsubscribe {
+        stripe: u8,
+    },
+    Chunk(Chunk),
+    /// The sender holds `first..=highest - 128` and the seqs set in `recent` (bit i = highest - i);
+    /// `children` is how many stripe subscriptions it feeds (joiners pick the least loaded).
+    Have {
+        first: u64,
+        highest: u64,
+        recent: u128,
+        children: u8,
+    },
+    Request {
+        seqs: Vec<u64>,
+    },
+    /// The stream ended; `last_seq` is its final chunk.
+    End {
+        last_seq: u64,
+    },
+    Goodbye,
+    /// Ask for the node's figures (answered only to loopback unless allowed).
+    StatsRequest {
+        nonce: u64,
+        padding: Vec<u8>,
+    },
+    StatsReply {
+        nonce: u64,
+        json: String,
+    },
+}
+
+impl Message {
+    /// A short name for counters and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "hello",
+            Message::Welcome { .. } => "welcome",
+            Message::Confirm { .. } => "confirm",
+            Message::GetPeers => "get_peers",
+            Message::Peers { .. } => "peers",
+            Message::Subscribe { .. } => "subscribe",
+            Message::SubscribeReply { .. } => "subscribe_reply",
+            Message::Unsubscribe { .. } => "unsubscribe",
+            Message::Chunk(_) => "chunk",
+            Message::Have { .. } => "have",
+            Message::Request { .. } => "request",
+            Message::End { .. } => "end",
+            Message::Goodbye => "goodbye",
+            Message::StatsRequest { .. } => "stats_request",
+            Message::StatsReply { .. } => "stats_reply",
+        }
+    }
+}
+
+fn codec() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_DATAGRAM>()
+}
+
+/// Encodes a message into a datagram. Fails only if it would exceed [`MAX_DATAGRAM`].
+pub fn encode(message: &Message) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(MAGIC);
+    out.push(WIRE_VERSION);
+    let body = bincode::serde::encode_to_vec(message, bincode::config::standard())
+        .map_err(|e| anyhow!("cannot encode {}: {e}", message.kind()))?;
+    out.extend_from_slice(&body);
+    if out.len() > MAX_DATAGRAM {
+        bail!(
+            "{} message of {} bytes exceeds {MAX_DATAGRAM}",
+            message.kind(),
+            out.len()
+        );
+    }
+    Ok(out)
+}
+
+/// A Hello padded to [`HELLO_MIN_SIZE`].
+pub fn encode_hello(
+    stream: StreamId,
+    nonce: u64,
+    role: Role,
+    index: Option<u64>,
+    member: Option<u8>,
+) -> Result<Vec<u8>> {
+    let bare = encode(&Message::Hello {
+        stream,
+        nonce,
+        role,
+        index,
+        member,
+        padding: Vec::new(),
+    })?;
+    // One length byte grows to three once padding passes 250 bytes.
+    let padding = HELLO_MIN_SIZE.saturating_sub(bare.len() + 2);
+    encode(&Message::Hello {
+        stream,
+        nonce,
+        role,
+        index,
+        member,
+        padding: vec![0; padding],
+    })
+}
+
+/// Decodes a datagram. Every failure is an error naming what was wrong.
+pub fn decode(datagram: &[u8]) -> Result<Message> {
+    if datagram.len() > MAX_DATAGRAM {
+        bail!(
+            "datagram of {} bytes exceeds {MAX_DATAGRAM}",
+            datagram.len()
+        );
+    }
+    let Some((prefix, body)) = datagram.split_first_chunk::<PREFIX_LEN>() else {
+        bail!("datagram of {} bytes is too short", datagram.len());
+    };
+    if &prefix[..2] != MAGIC {
+        bail!("not a bl datagram");
+    }
+    if prefix[2] != WIRE_VERSION {
+        bail!("unsupported wire version {}", prefix[2]);
+    }
+    let (message, used): (Message, usize) = bincode::serde::decode_from_slice(body, codec())
+        .map_err(|e| anyhow!("undecodable datagram: {e}"))?;
+    if used != body.len() {
+        bail!(
+            "{} trailing bytes after {}",
+            body.len() - used,
+            message.kind()
+        );
+    }
+    match &message {
+        Message::Peers { peers } if peers.len() > MAX_PEERS_PER_MESSAGE => {
+            bail!("too many peers ({})", peers.len())
+        }
+        Message::Request { seqs } if seqs.len() > MAX_REQUEST_SEQS => {
+            bail!("too many seqs requested ({})", seqs.len())
+        }
+        _ => {}
+    }
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::{FLAG_KEYFRAME, MAX_PAYLOAD};
+    use crate::identity::StreamKey;
+
+    #[test]
+    fn largest_chunk_fits_one_datagram() {
+        let key = StreamKey::from_seed([1; 32]);
+        let mut payload = vec![0xff; MAX_PAYLOAD];
+        payload[0] = 0x47;
+        let chunk = Chunk::sign(&key, u64::MAX, u64::MAX, FLAG_KEYFRAME, payload);
+        let bytes = encode(&Message::Chunk(chunk.clone())).unwrap();
+        assert!(bytes.len() <= MAX_DATAGRAM, "{} bytes", bytes.len());
+        assert_eq!(decode(&bytes).unwrap(), Message::Chunk(chunk));
+    }
+
+    #[test]
+    fn hello_is_padded_and_welcome_is_smaller() {
+        let id = StreamKey::from_seed([1; 32]).id();
+        let hello = encode_hello(id, 7, Role::Peer, None, None).unwrap();
+        assert!(
+            hello.len() >= HELLO_MIN_SIZE && hello.len() <= MAX_DATAGRAM,
+            "{}",
+            hello.len()
+        );
+        let welcome = encode(&Message::Welcome {
+            nonce: u64::MAX,
+            token: u64::MAX,
+            role: Role::Seed,
+            index: u64::MAX,
+            member: Some(255),
+            stripes: 255,
+            assigned: Some((u64::MAX, 255)),
+            latest_keyframe: Some(u64::MAX),
+            latest_seq: Some(u64::MAX),
+            end: Some(u64::MAX),
+        })
+        .unwrap();
+        assert!(welcome.len() < hello.len());
+    }
+
+    #[test]
+    fn full_peer_list_fits() {
+        let peers = vec![
+            PeerInfo {
+                addr: "[2001:db8::1]:65535".parse().unwrap(),
+                index: u64::MAX,
+                member: 255
+            };
+            MAX_PEERS_PER_MESSAGE
+        ];
+        assert!(encode(&Message::Peers { peers }).is_ok());
+    }
+
+    #[test]
+    fn hostile_bytes_are_errors() {
+        assert!(decode(b"").is_err());
+        assert!(decode(b"bl").is_err());
+        assert!(decode(b"xx\x01\x00").is_err());
+        assert!(decode(b"bl\x09\x00").is_err());
+        // A Request claiming a huge list must not allocate it.
+        let mut evil = b"bl\x01".to_vec();
+        evil.push(12); // variant index of Request
+        evil.extend([253, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+        assert!(decode(&evil).is_err());
+    }
+}
