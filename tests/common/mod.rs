@@ -10,6 +10,8 @@ pub fn bin(name: &str) -> PathBuf {
     match name {
         "bl-chunk" => PathBuf::from(env!("CARGO_BIN_EXE_bl-chunk")),
         "bl-join" => PathBuf::from(env!("CARGO_BIN_EXE_bl-join")),
+        "bl-seed" => PathBuf::from(env!("CARGO_BIN_EXE_bl-seed")),
+        "bl-peer" => PathBuf::from(env!("CARGO_BIN_EXE_bl-peer")),
         other => panic!("unknown binary {other}"),
     }
 }
@@ -73,6 +75,9 @@ pub fn require_tool(tool: &str) {
 /// Encodes `seconds` of H.264 + AAC test signal as MPEG-TS with ffmpeg (cached per length).
 pub fn generated_ts(seconds: u32) -> Vec<u8> {
     require_tool("ffmpeg");
+    // Tests run on several threads: one encodes, the others wait for its file.
+    static ENCODING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = ENCODING.lock().unwrap_or_else(|e| e.into_inner());
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("generated-{seconds}s.ts"));
     if let Ok(bytes) = std::fs::read(&path) {
         if !bytes.is_empty() {
@@ -174,3 +179,4 @@ pub fn key_file(dir: &Path, seed: u8) -> (PathBuf, String) {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     (path, key.id().to_string())
 }
+pub mod swarm;

@@ -1,0 +1,184 @@
+//! A real swarm on 127.0.0.1 for tests: ffmpeg -re | bl-chunk | bl-seed, and bl-peer processes.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{bin, require_tool};
+
+pub struct Seed {
+    pub link: String,
+    pub addr: SocketAddr,
+    pub stream_id: String,
+    ffmpeg: Child,
+    chunk: Child,
+    pub seed: Child,
+    pub stderr_path: PathBuf,
+}
+
+/// Starts `ffmpeg -re -i source -c copy -f mpegts - | bl-chunk --key KEY | bl-seed`.
+pub fn start_seed(dir: &Path, source: &Path, key: &Path, extra: &[&str]) -> Seed {
+    require_tool("ffmpeg");
+    let mut ffmpeg = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-re",
+            "-i",
+        ])
+        .arg(source)
+        .args(["-c", "copy", "-f", "mpegts", "-"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut chunk = Command::new(bin("bl-chunk"))
+        .arg("--key")
+        .arg(key)
+        .arg("-q")
+        .stdin(ffmpeg.stdout.take().unwrap())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr_path = dir.join("seed.err");
+    let mut seed = Command::new(bin("bl-seed"))
+        .args(["--listen", "127.0.0.1:0", "--stats-json", "--rng-seed", "7"])
+        .args(extra)
+        .stdin(chunk.stdout.take().unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // First stderr line names the link; the rest is copied to a file for later reading.
+    let mut lines = BufReader::new(seed.stderr.take().unwrap());
+    let mut first = String::new();
+    lines.read_line(&mut first).unwrap();
+    let link = first
+        .split_whitespace()
+        .find(|w| w.starts_with("bl://"))
+        .unwrap_or_else(|| panic!("no link in {first:?}"))
+        .to_string();
+    let mut file = File::create(&stderr_path).unwrap();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut lines, &mut file);
+    });
+    let (id, host) = link.trim_start_matches("bl://").split_once('@').unwrap();
+    Seed {
+        addr: host.parse().unwrap(),
+        stream_id: id.to_string(),
+        link,
+        ffmpeg,
+        chunk,
+        seed,
+        stderr_path,
+    }
+}
+
+impl Seed {
+    pub fn wait(&mut self, deadline: Instant) -> ExitStatus {
+        let status = wait_until(&mut self.seed, deadline, "bl-seed");
+        let _ = self.chunk.wait();
+        let _ = self.ffmpeg.wait();
+        status
+    }
+}
+
+impl Drop for Seed {
+    fn drop(&mut self) {
+        for c in [&mut self.ffmpeg, &mut self.chunk, &mut self.seed] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub struct Peer {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub out_path: PathBuf,
+    pub err_path: PathBuf,
+    pub started: Instant,
+}
+
+/// A free UDP port on 127.0.0.1 (bound, then released for the peer to take).
+pub fn free_addr() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+pub fn start_peer(dir: &Path, name: &str, link: &str, extra: &[&str]) -> Peer {
+    let addr = free_addr();
+    let out_path = dir.join(format!("{name}.out"));
+    let err_path = dir.join(format!("{name}.err"));
+    let child = Command::new(bin("bl-peer"))
+        .arg(link)
+        .args(["--listen", &addr.to_string(), "--stats-json"])
+        .args(extra)
+        .stdout(File::create(&out_path).unwrap())
+        .stderr(File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    Peer {
+        child,
+        addr,
+        out_path,
+        err_path,
+        started: Instant::now(),
+    }
+}
+
+impl Peer {
+    pub fn wait(&mut self, deadline: Instant) -> ExitStatus {
+        wait_until(&mut self.child, deadline, "bl-peer")
+    }
+    pub fn output(&self) -> Vec<u8> {
+        std::fs::read(&self.out_path).unwrap()
+    }
+    pub fn stats(&self) -> serde_json::Value {
+        last_json(&self.err_path)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wait_until(child: &mut Child, deadline: Instant, what: &str) -> ExitStatus {
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} did not exit before the deadline");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The last JSON object line in a stderr file (a node's --stats-json report).
+pub fn last_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no stats JSON in {}:\n{text}", path.display()));
+    serde_json::from_str(line).unwrap()
+}
+
+pub fn num(v: &serde_json::Value, field: &str) -> u64 {
+    v[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {field} in {v}"))
+}

@@ -1,0 +1,447 @@
+//! The swarm as users run it: real bl-seed and bl-peer processes over UDP on 127.0.0.1, fed
+//! live (ffmpeg -re) with real encoder output.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bl::chunk::Chunk;
+use bl::frame::{self, FrameItem};
+use bl::identity::StreamKey;
+use bl::wire::{self, Message, Role};
+use common::swarm::*;
+use common::*;
+
+/// Byte offsets in `ts` where bl-chunk starts a keyframe chunk (independent of timing).
+fn keyframe_offsets(ts: &[u8], key: &Path) -> BTreeSet<usize> {
+    let out = run("bl-chunk", &["--key", key.to_str().unwrap(), "-q"], ts);
+    let (_, items) = frame::read_all(&out.stdout).unwrap();
+    let mut offset = 0;
+    let mut starts = BTreeSet::new();
+    for item in items {
+        if let FrameItem::Chunk { chunk, .. } = item {
+            if chunk.is_keyframe() {
+                starts.insert(offset);
+            }
+            offset += chunk.payload.len();
+        }
+    }
+    starts
+}
+
+/// The checks every finished peer must pass: exit 0, output a byte-identical tail of the source
+/// that starts at a keyframe.
+fn assert_clean_tail(
+    name: &str,
+    peer: &mut Peer,
+    source: &[u8],
+    keyframes: &BTreeSet<usize>,
+    deadline: Instant,
+) {
+    let status = peer.wait(deadline);
+    let err = std::fs::read_to_string(&peer.err_path).unwrap();
+    assert!(status.success(), "{name} exited {status}: {err}");
+    let out = peer.output();
+    assert!(!out.is_empty(), "{name} wrote nothing: {err}");
+    assert!(
+        source.ends_with(&out),
+        "{name}: output ({} bytes) is not a tail of the source: {err}",
+        out.len()
+    );
+    let start = source.len() - out.len();
+    assert!(
+        keyframes.contains(&start),
+        "{name}: output starts at byte {start}, not at a keyframe chunk"
+    );
+}
+
+fn write_source(dir: &Path, seconds: u32) -> (Vec<u8>, std::path::PathBuf) {
+    let ts = generated_ts(seconds);
+    let path = dir.join("source.ts");
+    std::fs::write(&path, &ts).unwrap();
+    (ts, path)
+}
+
+#[test]
+fn twenty_peers_receive_identical_streams_and_share_the_upload() {
+    let dir = temp_dir("swarm20");
+    let (key, _) = key_file(&dir, 1);
+    let (source, source_path) = write_source(&dir, 20);
+    let keyframes = keyframe_offsets(&source, &key);
+    let mut seed = start_seed(&dir, &source_path, &key, &[]);
+    let mut peers: Vec<Peer> = (0..20)
+        .map(|i| {
+            std::thread::sleep(Duration::from_millis(100));
+            start_peer(
+                &dir,
+                &format!("peer{i}"),
+                &seed.link,
+                &["--rng-seed", &i.to_string()],
+            )
+        })
+        .collect();
+    // A viewer whose player quits early: `bl-peer L | head -c 100000`.
+    let mut head = Command::new(bin("bl-peer"))
+        .args([&seed.link, "--listen", "127.0.0.1:0", "-q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = vec![0u8; 100_000];
+    head.stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(head.stdout.take());
+    let head_status = wait_until(
+        &mut head,
+        Instant::now() + Duration::from_secs(20),
+        "bl-peer | head",
+    );
+    assert_eq!(head_status.code(), Some(0), "bl-peer | head must exit 0");
+    let mut head_err = String::new();
+    head.stderr
+        .as_mut()
+        .unwrap()
+        .read_to_string(&mut head_err)
+        .unwrap();
+    assert_eq!(head_err, "", "bl-peer | head must be quiet");
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for (i, peer) in peers.iter_mut().enumerate() {
+        assert_clean_tail(&format!("peer{i}"), peer, &source, &keyframes, deadline);
+    }
+    assert!(seed.wait(deadline).success());
+    let seed_stats = last_json(&seed.stderr_path);
+    let stream_bytes = num(&seed_stats, "stream_bytes");
+    assert_eq!(
+        stream_bytes as usize,
+        source.len(),
+        "the seed must have served the whole source"
+    );
+    let seed_sent = num(&seed_stats, "bytes_sent");
+    eprintln!(
+        "seed sent {seed_sent} bytes for a {stream_bytes}-byte stream ({:.2}x)",
+        seed_sent as f64 / stream_bytes as f64
+    );
+    assert!(
+        seed_sent <= 3 * stream_bytes,
+        "seed upload {seed_sent} > 3 x stream {stream_bytes}"
+    );
+    for (i, peer) in peers.iter().enumerate() {
+        let stats = peer.stats();
+        assert_eq!(
+            num(&stats, "chunks_skipped"),
+            0,
+            "peer{i} skipped chunks: {stats}"
+        );
+        assert!(
+            num(&stats, "chunk_bytes_sent") > 0,
+            "peer{i} forwarded no chunk to anyone: {stats}"
+        );
+    }
+    // ffprobe agrees for a sample of peers (all outputs are byte-checked above).
+    for i in [0, 19] {
+        let (errors, first_key) = ffprobe_decode(&peers[i].out_path);
+        assert_eq!(errors, "", "peer{i}: ffprobe errors");
+        assert_eq!(
+            first_key,
+            Some(true),
+            "peer{i}: first frame must be a keyframe"
+        );
+    }
+}
+
+#[test]
+fn survivors_skip_nothing_when_a_third_of_the_swarm_is_killed() {
+    let dir = temp_dir("churn");
+    let (key, _) = key_file(&dir, 1);
+    let (source, source_path) = write_source(&dir, 20);
+    let keyframes = keyframe_offsets(&source, &key);
+    let mut seed = start_seed(&dir, &source_path, &key, &[]);
+    let mut peers: Vec<Peer> = (0..20)
+        .map(|i| {
+            std::thread::sleep(Duration::from_millis(50));
+            start_peer(
+                &dir,
+                &format!("peer{i}"),
+                &seed.link,
+                &["--rng-seed", &i.to_string()],
+            )
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(5));
+    // kill -9 every third peer: no goodbye, their children must notice and re-parent.
+    let mut rng = Rng::new(0xc4_0e);
+    let mut victims = BTreeSet::new();
+    while victims.len() < 7 {
+        victims.insert(rng.below(20) as usize);
+    }
+    for &v in &victims {
+        peers[v].child.kill().unwrap();
+    }
+    let mut newcomers: Vec<Peer> = (0..7)
+        .map(|i| {
+            std::thread::sleep(Duration::from_millis(200));
+            start_peer(
+                &dir,
+                &format!("new{i}"),
+                &seed.link,
+                &["--rng-seed", &(100 + i).to_string()],
+            )
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for (i, peer) in peers.iter_mut().enumerate() {
+        if victims.contains(&i) {
+            continue;
+        }
+        assert_clean_tail(&format!("peer{i}"), peer, &source, &keyframes, deadline);
+        let stats = peer.stats();
+        assert_eq!(
+            num(&stats, "chunks_skipped"),
+            0,
+            "survivor peer{i} skipped chunks: {stats}"
+        );
+    }
+    for (i, peer) in newcomers.iter_mut().enumerate() {
+        assert_clean_tail(&format!("new{i}"), peer, &source, &keyframes, deadline);
+    }
+    assert!(seed.wait(deadline).success());
+}
+
+#[test]
+fn late_joiner_starts_within_a_gop_plus_a_second() {
+    let dir = temp_dir("late");
+    let (key, _) = key_file(&dir, 1);
+    let (source, source_path) = write_source(&dir, 12);
+    let keyframes = keyframe_offsets(&source, &key);
+    let mut seed = start_seed(&dir, &source_path, &key, &[]);
+    let mut early: Vec<Peer> = (0..3)
+        .map(|i| start_peer(&dir, &format!("early{i}"), &seed.link, &[]))
+        .collect();
+    std::thread::sleep(Duration::from_secs(5));
+    // Time to first byte: read the peer's stdout through a pipe.
+    let started = Instant::now();
+    let mut late = Command::new(bin("bl-peer"))
+        .args([&seed.link, "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = late.stdout.take().unwrap();
+    let mut first = [0u8; 188];
+    out.read_exact(&mut first).unwrap();
+    let startup = started.elapsed();
+    // The fixture's GOP is 2 s (60 frames at 30 fps).
+    eprintln!("late joiner startup: {startup:?}");
+    assert!(
+        startup < Duration::from_secs(3),
+        "first byte after {startup:?}, more than one GOP (2 s) + 1 s"
+    );
+    let mut rest = Vec::new();
+    out.read_to_end(&mut rest).unwrap();
+    let status = wait_until(
+        &mut late,
+        Instant::now() + Duration::from_secs(60),
+        "late peer",
+    );
+    assert!(status.success());
+    let mut all = first.to_vec();
+    all.extend(rest);
+    assert!(
+        source.ends_with(&all),
+        "late joiner output is not a tail of the source"
+    );
+    assert!(
+        keyframes.contains(&(source.len() - all.len())),
+        "late joiner did not start at a keyframe"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (i, p) in early.iter_mut().enumerate() {
+        assert_clean_tail(&format!("early{i}"), p, &source, &keyframes, deadline);
+    }
+    assert!(seed.wait(deadline).success());
+}
+
+/// A process that speaks the protocol: handshakes like a peer, then pushes forged chunks.
+fn rogue_handshake(
+    socket: &UdpSocket,
+    target: std::net::SocketAddr,
+    stream: bl::identity::StreamId,
+) -> bool {
+    let hello = wire::encode_hello(stream, 42, Role::Peer, Some(9999), Some(0)).unwrap();
+    socket.send_to(&hello, target).unwrap();
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let Ok((n, from)) = socket.recv_from(&mut buf) else {
+            continue;
+        };
+        if from != target {
+            continue;
+        }
+        if let Ok(Message::Welcome { token, .. }) = wire::decode(&buf[..n]) {
+            let confirm = wire::encode(&Message::Confirm {
+                token,
+                index: 9999,
+                member: Some(0),
+            })
+            .unwrap();
+            socket.send_to(&confirm, target).unwrap();
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn forged_chunks_from_a_rogue_are_never_played_and_it_is_banned() {
+    let dir = temp_dir("rogue");
+    let (key, id) = key_file(&dir, 1);
+    let (source, source_path) = write_source(&dir, 12);
+    let keyframes = keyframe_offsets(&source, &key);
+    let mut seed = start_seed(&dir, &source_path, &key, &[]);
+    let mut peers: Vec<Peer> = (0..5)
+        .map(|i| start_peer(&dir, &format!("peer{i}"), &seed.link, &[]))
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let stream: bl::identity::StreamId = id.parse().unwrap();
+    let forger = StreamKey::from_seed([66; 32]);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut targets = vec![seed.addr];
+    targets.extend(peers.iter().map(|p| p.addr));
+    for &target in &targets {
+        assert!(
+            rogue_handshake(&socket, target, stream),
+            "rogue could not handshake with {target}"
+        );
+        // Forged chunks with seqs just ahead of the live edge, so they look wanted.
+        for seq in 0..2000u64 {
+            if seq % 100 != 0 {
+                continue;
+            }
+            let mut payload = vec![0u8; 188];
+            payload[0] = 0x47;
+            let chunk = Chunk::sign(&forger, seq, 0, bl::chunk::FLAG_KEYFRAME, payload);
+            socket
+                .send_to(&wire::encode(&Message::Chunk(chunk)).unwrap(), target)
+                .unwrap();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut banned = 0;
+    for (i, peer) in peers.iter_mut().enumerate() {
+        assert_clean_tail(&format!("peer{i}"), peer, &source, &keyframes, deadline);
+        let stats = peer.stats();
+        assert!(
+            num(&stats, "chunks_forged") >= 1,
+            "peer{i} did not see the forgery: {stats}"
+        );
+        banned += num(&stats, "peers_banned");
+    }
+    assert!(seed.wait(deadline).success());
+    let seed_stats = last_json(&seed.stderr_path);
+    banned += num(&seed_stats, "peers_banned");
+    assert_eq!(
+        banned,
+        targets.len() as u64,
+        "every node the rogue reached must ban it once"
+    );
+}
+
+#[test]
+fn floods_of_random_and_truncated_datagrams_are_dropped_and_counted() {
+    let dir = temp_dir("flood");
+    let (key, id) = key_file(&dir, 1);
+    let (source, source_path) = write_source(&dir, 12);
+    let keyframes = keyframe_offsets(&source, &key);
+    let mut seed = start_seed(&dir, &source_path, &key, &[]);
+    let mut peers: Vec<Peer> = (0..3)
+        .map(|i| start_peer(&dir, &format!("peer{i}"), &seed.link, &[]))
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let stream: bl::identity::StreamId = id.parse().unwrap();
+    let valid_hello = wire::encode_hello(stream, 1, Role::Peer, None, None).unwrap();
+    let mut rng = Rng::new(0xf100d);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    const FLOOD: usize = 100_000;
+    for target in [seed.addr, peers[0].addr] {
+        for i in 0..FLOOD {
+            let datagram = match i % 3 {
+                0 => {
+                    let n = rng.below(1500) as usize;
+                    rng.bytes(n)
+                }
+                1 => {
+                    // Looks like bl: right prefix, random body.
+                    let mut d = b"bl\x01".to_vec();
+                    let n = rng.below(1200) as usize;
+                    d.extend(rng.bytes(n));
+                    d
+                }
+                _ => valid_hello[..rng.below(valid_hello.len() as u64 - 1) as usize].to_vec(),
+            };
+            socket.send_to(&datagram, target).unwrap();
+            if i % 200 == 199 {
+                // Paced so the kernel's receive buffer never overflows: every datagram must
+                // reach the node and be counted.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (i, peer) in peers.iter_mut().enumerate() {
+        assert_clean_tail(&format!("peer{i}"), peer, &source, &keyframes, deadline);
+        assert_eq!(num(&peer.stats(), "chunks_skipped"), 0);
+    }
+    let flooded_peer = num(&peers[0].stats(), "datagrams_dropped");
+    assert!(
+        flooded_peer >= FLOOD as u64,
+        "peer counted {flooded_peer} dropped of {FLOOD}"
+    );
+    assert!(seed.wait(deadline).success());
+    let flooded_seed = num(&last_json(&seed.stderr_path), "datagrams_dropped");
+    assert!(
+        flooded_seed >= FLOOD as u64,
+        "seed counted {flooded_seed} dropped of {FLOOD}"
+    );
+}
+
+#[test]
+fn peer_arguments_are_checked() {
+    for (args, needle) in [
+        (vec!["bl://nonsense"], "malformed link"),
+        (vec!["notanid"], "malformed stream id"),
+        (
+            vec![&*format!("{}", StreamKey::from_seed([1; 32]).id())],
+            "no bootstrap address",
+        ),
+    ] {
+        let out = run("bl-peer", &args, b"");
+        let err = stderr(&out);
+        assert!(
+            matches!(out.status.code(), Some(1) | Some(2)),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+    let out = run("bl-seed", &["--listen", "127.0.0.1:0"], &sample_ts());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a bl chunk stream"),
+        "{}",
+        stderr(&out)
+    );
+}
