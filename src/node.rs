@@ -32,7 +32,7 @@ pub const TICK_US: u64 = 100_000;
 /// A missing chunk is requested this long after a later one is known.
 pub const REPAIR_DELAY_US: u64 = 50_000;
 /// A request that was not answered is retried (elsewhere) after this long.
-pub const REPAIR_RETRY_US: u64 = 150_000;
+pub const REPAIR_RETRY_US: u64 = 100_000;
 /// A neighbour silent this long is gone (it would have sent ~15 Haves).
 pub const NEIGHBOUR_TIMEOUT_US: u64 = 1_500_000;
 /// A Hello unanswered this long is retried, at most [`HELLO_ATTEMPTS`] times.
@@ -1228,10 +1228,22 @@ impl Node {
                 .filter(|(_, seed)| !seed)
                 .map(|(a, _)| *a)
                 .collect();
+            // Nobody announced it yet (Haves are 100 ms apart): ask whoever should have it,
+            // the stripe's parent, else the seed.
+            let stripe_parent = self
+                .parents
+                .get(stripe_of(seq, self.stripes) as usize)
+                .copied()
+                .flatten();
+            let seed = self
+                .neighbours
+                .iter()
+                .find(|(_, n)| n.role == Role::Seed)
+                .map(|(a, _)| *a);
             let target = if !peers.is_empty() {
                 Some(peers[self.rng.below(peers.len())])
             } else {
-                holders.first().map(|(a, _)| *a)
+                holders.first().map(|(a, _)| *a).or(stripe_parent).or(seed)
             };
             let Some(m) = self.missing.get_mut(&seq) else {
                 continue;
@@ -1258,5 +1270,243 @@ impl Node {
                 self.missing.pop_first();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Two and three cores wired together in virtual time, no sockets: every datagram is
+    //! delivered 1 ms after it is sent (or dropped by a test-chosen filter).
+
+    use super::*;
+    use crate::chunk::FLAG_KEYFRAME;
+    use crate::identity::StreamKey;
+
+    struct Net {
+        nodes: Vec<(SocketAddr, Node)>,
+        in_flight: Vec<(u64, SocketAddr, SocketAddr, Vec<u8>)>,
+        played: HashMap<SocketAddr, Vec<u64>>,
+        now: u64,
+        /// Drops datagrams for which it returns false.
+        filter: Box<dyn Fn(SocketAddr, SocketAddr, &[u8]) -> bool>,
+    }
+
+    const T0: u64 = 1_700_000_000_000_000;
+
+    fn addr(i: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 7000 + i))
+    }
+
+    impl Net {
+        fn new(key: &StreamKey, peers: u16) -> Net {
+            let mut seed_cfg = Config::new(Role::Seed, key.id());
+            seed_cfg.rng_seed = 1;
+            let mut nodes = vec![(addr(0), Node::new(seed_cfg, T0))];
+            for i in 1..=peers {
+                let mut cfg = Config::new(Role::Peer, key.id());
+                cfg.bootstrap = vec![addr(0)];
+                cfg.rng_seed = u64::from(i) + 1;
+                cfg.latency_us = 500_000;
+                nodes.push((addr(i), Node::new(cfg, T0)));
+            }
+            for (a, n) in nodes.iter_mut() {
+                n.set_local_addr(*a);
+            }
+            Net {
+                nodes,
+                in_flight: Vec::new(),
+                played: HashMap::new(),
+                now: T0,
+                filter: Box::new(|_, _, _| true),
+            }
+        }
+
+        fn collect(&mut self) {
+            for (from, node) in self.nodes.iter_mut() {
+                while let Some(t) = node.poll_transmit() {
+                    if (self.filter)(*from, t.to, &t.bytes) {
+                        self.in_flight
+                            .push((self.now + 1_000, *from, t.to, t.bytes));
+                    }
+                }
+                while let Some(e) = node.poll_event() {
+                    if let Event::Play(c) = e {
+                        self.played.entry(*from).or_default().push(c.seq);
+                    }
+                }
+            }
+        }
+
+        /// Runs until `until`, in 1 ms steps.
+        fn run_until(&mut self, until: u64) {
+            while self.now < until {
+                self.now += 1_000;
+                let now = self.now;
+                let (due, later): (Vec<_>, Vec<_>) =
+                    self.in_flight.drain(..).partition(|(t, ..)| *t <= now);
+                self.in_flight = later;
+                for (_, from, to, bytes) in due {
+                    if let Some((_, node)) = self.nodes.iter_mut().find(|(a, _)| *a == to) {
+                        node.handle_datagram(now, from, &bytes);
+                    }
+                }
+                for (_, node) in self.nodes.iter_mut() {
+                    if node.poll_timeout() <= now {
+                        node.handle_timeout(now);
+                    }
+                }
+                self.collect();
+            }
+        }
+
+        fn seed(&mut self) -> &mut Node {
+            &mut self.nodes[0].1
+        }
+    }
+
+    fn chunk(key: &StreamKey, seq: u64, now: u64) -> Chunk {
+        let mut payload = vec![seq as u8; 188 * 6];
+        for p in payload.chunks_exact_mut(188) {
+            p[0] = 0x47;
+        }
+        Chunk::sign(
+            key,
+            seq,
+            now,
+            if seq % 50 == 0 { FLAG_KEYFRAME } else { 0 },
+            payload,
+        )
+    }
+
+    /// Feeds `count` chunks from the seed, one every 5 ms.
+    fn stream(net: &mut Net, key: &StreamKey, seqs: std::ops::Range<u64>) {
+        for seq in seqs {
+            let now = net.now;
+            let c = chunk(key, seq, now);
+            net.seed().handle_chunk(now, c);
+            net.collect();
+            net.run_until(now + 5_000);
+        }
+    }
+
+    #[test]
+    fn two_peers_play_every_chunk_in_order() {
+        let key = StreamKey::from_seed([1; 32]);
+        let mut net = Net::new(&key, 2);
+        net.run_until(T0 + 300_000); // handshakes, peer exchange, subscriptions
+        stream(&mut net, &key, 0..200);
+        let now = net.now;
+        net.seed().handle_input_end(now);
+        net.run_until(now + 5_000_000);
+        for i in 1..=2 {
+            let played = &net.played[&addr(i)];
+            assert_eq!(played, &(0..200).collect::<Vec<_>>(), "peer {i}");
+            assert!(
+                net.nodes[i as usize].1.is_finished(),
+                "peer {i} must finish after the end"
+            );
+        }
+        // Peers forward to each other: the seed did not send every copy.
+        let seed_chunks = net.nodes[0]
+            .1
+            .stats()
+            .sent
+            .get("chunk")
+            .map_or(0, |t| t.datagrams);
+        assert!(
+            seed_chunks < 2 * 200,
+            "seed sent {seed_chunks} chunk datagrams for 2 peers"
+        );
+    }
+
+    #[test]
+    fn lost_datagrams_are_repaired_by_pull() {
+        let key = StreamKey::from_seed([1; 32]);
+        let mut net = Net::new(&key, 3);
+        // Lose every 7th chunk datagram on every link; Requests recover them.
+        let counter = std::cell::Cell::new(0u32);
+        net.filter = Box::new(move |_, _, bytes| {
+            if matches!(wire::decode(bytes), Ok(Message::Chunk(_))) {
+                counter.set(counter.get() + 1);
+                return counter.get() % 7 != 0;
+            }
+            true
+        });
+        net.run_until(T0 + 300_000);
+        stream(&mut net, &key, 0..300);
+        net.run_until(net.now + 2_000_000);
+        for i in 1..=3u16 {
+            let played = &net.played[&addr(i)];
+            assert_eq!(
+                played,
+                &(0..300).collect::<Vec<_>>(),
+                "peer {i} must play all despite loss"
+            );
+            let stats = net.nodes[i as usize].1.stats();
+            assert_eq!(stats.chunks_skipped, 0);
+        }
+    }
+
+    #[test]
+    fn forged_chunk_gets_the_sender_banned_and_is_not_played() {
+        let key = StreamKey::from_seed([1; 32]);
+        let forger = StreamKey::from_seed([2; 32]);
+        let mut net = Net::new(&key, 2);
+        net.run_until(T0 + 300_000);
+        stream(&mut net, &key, 0..20);
+        // Peer 2 turns rogue: it sends peer 1 a chunk signed by another key.
+        let bad = wire::encode(&Message::Chunk(chunk(&forger, 20, net.now))).unwrap();
+        let now = net.now;
+        net.nodes[1].1.handle_datagram(now, addr(2), &bad);
+        let stats = net.nodes[1].1.stats();
+        assert_eq!((stats.chunks_forged, stats.peers_banned), (1, 1));
+        stream(&mut net, &key, 20..40);
+        net.run_until(net.now + 1_000_000);
+        let played = &net.played[&addr(1)];
+        assert_eq!(
+            played,
+            &(0..40).collect::<Vec<_>>(),
+            "the genuine seq 20 plays, the forged one never"
+        );
+        // Everything the rogue sends later is dropped.
+        let before = net.nodes[1].1.stats().datagrams_dropped;
+        net.nodes[1].1.handle_datagram(net.now, addr(2), &bad);
+        assert_eq!(net.nodes[1].1.stats().datagrams_dropped, before + 1);
+    }
+
+    #[test]
+    fn strangers_get_nothing_but_a_welcome_no_larger_than_their_hello() {
+        let key = StreamKey::from_seed([1; 32]);
+        let mut net = Net::new(&key, 0);
+        let stranger = addr(99);
+        // Unpadded hello: ignored. Any other message: ignored.
+        let small = wire::encode(&Message::Hello {
+            stream: key.id(),
+            nonce: 1,
+            role: Role::Peer,
+            index: None,
+            member: None,
+            padding: vec![],
+        })
+        .unwrap();
+        let now = net.now;
+        net.seed().handle_datagram(now, stranger, &small);
+        net.seed().handle_datagram(
+            now,
+            stranger,
+            &wire::encode(&Message::Request {
+                seqs: vec![0, 1, 2],
+            })
+            .unwrap(),
+        );
+        net.seed()
+            .handle_datagram(now, stranger, &wire::encode(&Message::GetPeers).unwrap());
+        assert!(net.seed().poll_transmit().is_none());
+        let hello = wire::encode_hello(key.id(), 1, Role::Peer, None, None).unwrap();
+        net.seed().handle_datagram(now, stranger, &hello);
+        let reply = net.seed().poll_transmit().unwrap();
+        assert!(reply.bytes.len() <= hello.len());
+        assert!(net.seed().poll_transmit().is_none());
+        assert_eq!(net.seed().stats().datagrams_dropped, 3);
     }
 }
