@@ -1282,13 +1282,16 @@ mod tests {
     use crate::chunk::FLAG_KEYFRAME;
     use crate::identity::StreamKey;
 
+    /// Decides per datagram (from, to, bytes) whether it is delivered.
+    type LinkFilter = Box<dyn Fn(SocketAddr, SocketAddr, &[u8]) -> bool>;
+
     struct Net {
         nodes: Vec<(SocketAddr, Node)>,
         in_flight: Vec<(u64, SocketAddr, SocketAddr, Vec<u8>)>,
         played: HashMap<SocketAddr, Vec<u64>>,
         now: u64,
         /// Drops datagrams for which it returns false.
-        filter: Box<dyn Fn(SocketAddr, SocketAddr, &[u8]) -> bool>,
+        filter: LinkFilter,
     }
 
     const T0: u64 = 1_700_000_000_000_000;
