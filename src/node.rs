@@ -188,6 +188,8 @@ pub struct Node {
     missing: BTreeMap<u64, Missing>,
     /// First seq this peer plays (newest keyframe when it joined).
     play_from: Option<u64>,
+    /// When the first chunk arrived (peer), to fall back to playing from it.
+    first_chunk_at: Option<u64>,
     joiner: Option<Joiner>,
     end: Option<u64>,
     end_deadline: Option<u64>,
@@ -238,6 +240,7 @@ impl Node {
             stripe_newest: vec![None; stripes as usize],
             missing: BTreeMap::new(),
             play_from: None,
+            first_chunk_at: None,
             joiner: (!is_seed)
                 .then(|| Joiner::new(1, 1 << 16, cfg.latency_us, false).with_unordered_inputs()),
             end: None,
@@ -325,6 +328,7 @@ impl Node {
             peers_banned: self.stats.peers_banned,
             stream_bytes: self.stream_bytes,
             latency_ms: LatencyReport::from_histogram(&self.stats.latency_us),
+            ingest_latency_ms: LatencyReport::from_histogram(&self.stats.ingest_latency_us),
             sent_by_kind: self
                 .stats
                 .sent
@@ -499,21 +503,28 @@ impl Node {
                         self.start_playout(now, latest_keyframe, latest_seq);
                     }
                 }
-                if self.neighbours.len() >= self.cfg.max_neighbours {
+                // Both sides may have said Hello at once: an existing neighbour keeps its
+                // state (above all the stripes we feed it).
+                if let Some(n) = self.neighbours.get_mut(&from) {
+                    n.role = role;
+                    n.index = index;
+                    n.member = member;
+                } else if self.neighbours.len() >= self.cfg.max_neighbours {
                     return;
+                } else {
+                    self.neighbours.insert(
+                        from,
+                        Neighbour {
+                            role,
+                            index,
+                            member,
+                            last_heard: now,
+                            children: 0,
+                            have: None,
+                            load: 0,
+                        },
+                    );
                 }
-                self.neighbours.insert(
-                    from,
-                    Neighbour {
-                        role,
-                        index,
-                        member,
-                        last_heard: now,
-                        children: 0,
-                        have: None,
-                        load: 0,
-                    },
-                );
                 let confirm = Message::Confirm {
                     token,
                     index: self.index,
@@ -633,8 +644,18 @@ impl Node {
                     n.have = Some((first, highest, recent));
                     n.load = children;
                 }
-                if self.cfg.role == Role::Peer && self.play_from.is_some() {
-                    self.note_known_seq(now, highest);
+                if self.cfg.role == Role::Peer {
+                    let from_seed = self
+                        .neighbours
+                        .get(&from)
+                        .is_some_and(|n| n.role == Role::Seed);
+                    if self.play_from.is_none() && from_seed && recent != 0 {
+                        // Joined before the first keyframe: the seed's oldest chunk is the
+                        // start of the stream.
+                        self.set_play_from(now, first, highest);
+                    } else if self.play_from.is_some() {
+                        self.note_known_seq(now, highest);
+                    }
                 }
             }
             Message::Request { seqs } => {
@@ -762,6 +783,9 @@ impl Node {
         }
         if from.is_none() {
             self.stream_bytes += chunk.payload.len() as u64;
+            self.stats
+                .ingest_latency_us
+                .record(now.saturating_sub(chunk.capture_us));
         }
         self.missing.remove(&seq);
         let stripe = stripe_of(seq, self.stripes);
@@ -772,15 +796,10 @@ impl Node {
             self.latest_keyframe = Some(seq);
         }
         if from.is_some() && self.cfg.role == Role::Peer {
-            if self.play_from.is_none() {
-                // Joined before the stream began: play from the first chunk seen (the joiner
-                // still waits for a keyframe).
-                self.play_from = Some(seq);
-                if let Some(j) = self.joiner.as_mut() {
-                    j.start_at(seq);
-                }
+            self.first_chunk_at.get_or_insert(now);
+            if self.play_from.is_some() {
+                self.note_known_seq(now, seq.saturating_sub(1));
             }
-            self.note_known_seq(now, seq.saturating_sub(1));
         }
         self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));
         // Forward first (latency), then keep and play.
@@ -803,7 +822,7 @@ impl Node {
             }
         }
         if let Some(j) = self.joiner.as_mut() {
-            if self.play_from.is_none_or(|p| seq >= p) {
+            if self.play_from.is_some_and(|p| seq >= p) {
                 j.handle_chunk(now, 0, chunk.clone());
             }
         }
@@ -849,14 +868,21 @@ impl Node {
     /// Peer: playout starts at the newest keyframe the seed knows; what lies between it and
     /// the newest chunk is fetched from neighbours as repairs.
     fn start_playout(&mut self, now: u64, latest_keyframe: Option<u64>, latest_seq: Option<u64>) {
-        let Some(start) = latest_keyframe else {
-            return; // nothing sent yet: the joiner starts at the first keyframe it sees
-        };
+        // Without a keyframe yet, the seed's first Have names the stream's first chunk.
+        if let Some(start) = latest_keyframe {
+            self.set_play_from(now, start, latest_seq.unwrap_or(start));
+        }
+    }
+
+    fn set_play_from(&mut self, now: u64, start: u64, last: u64) {
         self.play_from = Some(start);
         if let Some(j) = self.joiner.as_mut() {
             j.start_at(start);
+            for chunk in self.history.range(start..).map(|(_, c)| c) {
+                j.handle_chunk(now, 0, chunk.clone());
+            }
         }
-        let last = latest_seq.unwrap_or(start);
+        let last = last.max(self.highest.unwrap_or(0));
         for seq in start..=last.min(start + self.cfg.history as u64) {
             if !self.history.contains_key(&seq) {
                 self.missing.insert(
@@ -868,6 +894,7 @@ impl Node {
                 );
             }
         }
+        self.drain_joiner(now);
     }
 
     /// Everything up to `seq` exists somewhere: note what we lack as missing.
@@ -978,14 +1005,18 @@ impl Node {
         let requester_rank = self.child_rank(requester, stripe);
         let accepted = match self.cfg.role {
             Role::Seed => {
-                let limit = (self.cfg.max_upload.floor() as usize).max(1);
+                // Budget: max_upload × K stripe subscriptions in all, and always at least one
+                // per stripe. Small swarms (stripes without members) use the spare budget;
+                // large ones end with one member per stripe at the seed.
+                let budget = (self.cfg.max_upload * f64::from(self.stripes)).floor() as usize;
+                let total = self.children_count() as usize;
                 let children: Vec<(SocketAddr, (bool, u64))> = self
                     .neighbours
                     .iter()
                     .filter(|(addr, n)| n.children & bit != 0 && **addr != from)
                     .map(|(addr, n)| (*addr, self.child_rank(n, stripe)))
                     .collect();
-                if children.len() < limit {
+                if children.is_empty() || total < budget {
                     true
                 } else if let Some((worst, rank)) = children.iter().max_by_key(|(_, r)| *r) {
                     // Lower-index members belong nearest the root: they displace others.
@@ -1199,6 +1230,15 @@ impl Node {
         }
         self.refused.retain(|_, until| *until > now);
         self.maintain_parents(now);
+        // No word from the seed about where the stream starts: play from the oldest chunk.
+        if self.cfg.role == Role::Peer
+            && self.play_from.is_none()
+            && self.first_chunk_at.is_some_and(|t| now > t + 1_000_000)
+        {
+            if let (Some(&first), Some(last)) = (self.history.keys().next(), self.highest) {
+                self.set_play_from(now, first, last);
+            }
+        }
     }
 
     fn repair(&mut self, now: u64) {

@@ -107,6 +107,8 @@ pub struct NodeStats {
     pub chunks_dropped_output: u64,
     pub peers_banned: u64,
     pub latency_us: Histogram,
+    /// Seed: chunk arrival on stdin − capture time (the encoder → bl-chunk → bl-seed part).
+    pub ingest_latency_us: Histogram,
 }
 
 impl NodeStats {
@@ -153,6 +155,7 @@ pub struct Report {
     pub peers_banned: u64,
     pub stream_bytes: u64,
     pub latency_ms: LatencyReport,
+    pub ingest_latency_ms: LatencyReport,
     pub sent_by_kind: BTreeMap<String, Traffic>,
 }
 
