@@ -42,6 +42,11 @@ pub const HELLO_ATTEMPTS: u32 = 4;
 pub const STALL_CHUNKS: u64 = 6;
 /// How long a node that refused us as a child is not asked again.
 pub const REFUSAL_BACKOFF_US: u64 = 2_000_000;
+/// A peer that joined before the stream began waits this long after its first chunk to learn
+/// which chunk is the stream's first.
+pub const EARLY_START_WAIT_US: u64 = 300_000;
+/// How often a peer short of neighbours goes back to its bootstrap nodes.
+pub const BOOTSTRAP_RETRY_US: u64 = 3_000_000;
 /// Peer exchange period while below the target neighbour count.
 pub const PEER_EXCHANGE_US: u64 = 2_000_000;
 
@@ -78,7 +83,8 @@ impl Config {
             latency_us: 1_500_000,
             history: 4096,
             target_neighbours: 12,
-            max_neighbours: 40,
+            // The seed is the tracker: it must be able to know every peer to hand out lists.
+            max_neighbours: if role == Role::Seed { 1024 } else { 40 },
             bootstrap: Vec::new(),
             rng_seed: 1,
             linger_us: 1_000_000,
@@ -176,6 +182,10 @@ pub struct Node {
     /// Hellos sent and not yet answered: nonce, last attempt, attempts.
     hellos: HashMap<SocketAddr, (u64, u64, u32)>,
     banned: HashSet<SocketAddr>,
+    /// Tokens other nodes gave us in their Welcome (for GetPeers as a non-neighbour).
+    tokens: HashMap<SocketAddr, u64>,
+    /// Last time we went back to the bootstrap addresses.
+    last_bootstrap: u64,
     parents: Vec<Option<SocketAddr>>,
     subscribed_at: Vec<u64>,
     pending_subscribe: Vec<Option<(SocketAddr, u64)>>,
@@ -230,6 +240,8 @@ impl Node {
             neighbours: HashMap::new(),
             hellos: HashMap::new(),
             banned: HashSet::new(),
+            tokens: HashMap::new(),
+            last_bootstrap: now,
             parents: vec![None; stripes as usize],
             subscribed_at: vec![0; stripes as usize],
             pending_subscribe: vec![None; stripes as usize],
@@ -439,7 +451,8 @@ impl Node {
                 message,
                 Message::Hello { .. } | Message::Confirm { .. } | Message::StatsRequest { .. }
             )
-            || (matches!(message, Message::Welcome { .. }) && self.hellos.contains_key(&from));
+            || (matches!(message, Message::Welcome { .. }) && self.hellos.contains_key(&from))
+            || matches!(message, Message::GetPeers { token } if token == self.token_for(from));
         if !allowed {
             self.stats.datagrams_dropped += 1;
             return;
@@ -453,6 +466,7 @@ impl Node {
                 stream,
                 nonce,
                 role,
+                index: hello_index,
                 padding,
                 ..
             } => {
@@ -462,11 +476,12 @@ impl Node {
                     return;
                 }
                 let assigned =
-                    (self.cfg.role == Role::Seed && role == Role::Peer && !known).then(|| {
-                        let index = self.next_index;
-                        self.next_index += 1;
-                        (index, ((index - 1) % u64::from(self.stripes)) as u8)
-                    });
+                    (self.cfg.role == Role::Seed && role == Role::Peer && hello_index.is_none())
+                        .then(|| {
+                            let index = self.next_index;
+                            self.next_index += 1;
+                            (index, ((index - 1) % u64::from(self.stripes)) as u8)
+                        });
                 let token = self.token_for(from);
                 let reply = self.welcome(assigned, nonce, token);
                 self.send(from, &reply);
@@ -531,8 +546,9 @@ impl Node {
                     member: self.member,
                 };
                 self.send(from, &confirm);
+                self.tokens.insert(from, token);
                 if self.neighbours.len() < self.cfg.target_neighbours {
-                    self.send(from, &Message::GetPeers);
+                    self.send(from, &Message::GetPeers { token });
                 }
                 if let Some(last) = end {
                     self.learn_end(now, last);
@@ -549,6 +565,9 @@ impl Node {
                 }
                 if !known {
                     if self.neighbours.len() >= self.cfg.max_neighbours {
+                        // Full: say so (a Goodbye is smaller than the Confirm) so the joiner
+                        // does not count us; it can still ask us for peers with its token.
+                        self.send(from, &Message::Goodbye);
                         return;
                     }
                     self.neighbours.insert(
@@ -567,7 +586,7 @@ impl Node {
                     self.send_have_to(from);
                 }
             }
-            Message::GetPeers => {
+            Message::GetPeers { .. } => {
                 let mut candidates: Vec<PeerInfo> = self
                     .neighbours
                     .iter()
@@ -645,15 +664,7 @@ impl Node {
                     n.load = children;
                 }
                 if self.cfg.role == Role::Peer {
-                    let from_seed = self
-                        .neighbours
-                        .get(&from)
-                        .is_some_and(|n| n.role == Role::Seed);
-                    if self.play_from.is_none() && from_seed && recent != 0 {
-                        // Joined before the first keyframe: the seed's oldest chunk is the
-                        // start of the stream.
-                        self.set_play_from(now, first, highest);
-                    } else if self.play_from.is_some() {
+                    if self.play_from.is_some() {
                         self.note_known_seq(now, highest);
                     }
                 }
@@ -1183,15 +1194,23 @@ impl Node {
                 self.send_hello(now, addr);
             }
         }
-        // Bootstrap again when alone (the seed restarted, or every neighbour left).
+        // Back to the bootstrap nodes when short of neighbours (every neighbour left, the
+        // seed restarted); a seed that is full still answers GetPeers with our token.
         if self.cfg.role == Role::Peer
-            && self.neighbours.is_empty()
+            && self.neighbours.len() < self.cfg.target_neighbours / 2
             && self.hellos.is_empty()
             && !self.finished
+            && now >= self.last_bootstrap + BOOTSTRAP_RETRY_US
         {
+            self.last_bootstrap = now;
             let bootstrap = self.cfg.bootstrap.clone();
             for addr in bootstrap {
-                self.send_hello(now, addr);
+                match self.tokens.get(&addr) {
+                    Some(&token) if !self.neighbours.is_empty() => {
+                        self.send(addr, &Message::GetPeers { token })
+                    }
+                    _ => self.send_hello(now, addr),
+                }
             }
         }
         // Haves double as keepalives.
@@ -1225,17 +1244,28 @@ impl Node {
                 let mut addrs: Vec<SocketAddr> = self.neighbours.keys().copied().collect();
                 addrs.sort();
                 let pick = addrs[self.rng.below(addrs.len())];
-                self.send(pick, &Message::GetPeers);
+                let token = self.tokens.get(&pick).copied().unwrap_or(0);
+                self.send(pick, &Message::GetPeers { token });
             }
         }
         self.refused.retain(|_, until| *until > now);
         self.maintain_parents(now);
-        // No word from the seed about where the stream starts: play from the oldest chunk.
+        // Joined before the stream began: once chunks have flowed for a moment, the oldest
+        // chunk anyone around holds is the start (whichever stripe arrived first is not).
         if self.cfg.role == Role::Peer
             && self.play_from.is_none()
-            && self.first_chunk_at.is_some_and(|t| now > t + 1_000_000)
+            && self
+                .first_chunk_at
+                .is_some_and(|t| now >= t + EARLY_START_WAIT_US)
         {
-            if let (Some(&first), Some(last)) = (self.history.keys().next(), self.highest) {
+            let announced = self
+                .neighbours
+                .values()
+                .filter_map(|n| n.have)
+                .filter(|h| h.2 != 0)
+                .map(|h| h.0);
+            let oldest = announced.chain(self.history.keys().next().copied()).min();
+            if let (Some(first), Some(last)) = (oldest, self.highest) {
                 self.set_play_from(now, first, last);
             }
         }
@@ -1542,8 +1572,11 @@ mod tests {
             })
             .unwrap(),
         );
-        net.seed()
-            .handle_datagram(now, stranger, &wire::encode(&Message::GetPeers).unwrap());
+        net.seed().handle_datagram(
+            now,
+            stranger,
+            &wire::encode(&Message::GetPeers { token: 0 }).unwrap(),
+        );
         assert!(net.seed().poll_transmit().is_none());
         let hello = wire::encode_hello(key.id(), 1, Role::Peer, None, None).unwrap();
         net.seed().handle_datagram(now, stranger, &hello);

@@ -71,7 +71,11 @@ pub enum Message {
         index: u64,
         member: Option<u8>,
     },
-    GetPeers,
+    /// Ask for peers. `token` (from the receiver's Welcome) lets a node that is not, or no
+    /// longer, a neighbour use the receiver as a tracker: its address is proven.
+    GetPeers {
+        token: u64,
+    },
     Peers {
         peers: Vec<PeerInfo>,
     },
@@ -122,7 +126,7 @@ impl Message {
             Message::Hello { .. } => "hello",
             Message::Welcome { .. } => "welcome",
             Message::Confirm { .. } => "confirm",
-            Message::GetPeers => "get_peers",
+            Message::GetPeers { .. } => "get_peers",
             Message::Peers { .. } => "peers",
             Message::Subscribe { .. } => "subscribe",
             Message::SubscribeReply { .. } => "subscribe_reply",
