@@ -663,10 +663,8 @@ impl Node {
                     n.have = Some((first, highest, recent));
                     n.load = children;
                 }
-                if self.cfg.role == Role::Peer {
-                    if self.play_from.is_some() {
-                        self.note_known_seq(now, highest);
-                    }
+                if self.cfg.role == Role::Peer && self.play_from.is_some() {
+                    self.note_known_seq(now, highest);
                 }
             }
             Message::Request { seqs } => {
