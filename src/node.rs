@@ -125,6 +125,18 @@ struct Neighbour {
 }
 
 impl Neighbour {
+    fn new(role: Role, index: u64, member: Option<u8>, now: u64) -> Self {
+        Neighbour {
+            role,
+            index,
+            member,
+            last_heard: now,
+            children: 0,
+            have: None,
+            load: 0,
+        }
+    }
+
     fn holds(&self, seq: u64) -> bool {
         match self.have {
             Some((first, highest, recent)) => {
@@ -527,18 +539,8 @@ impl Node {
                 } else if self.neighbours.len() >= self.cfg.max_neighbours {
                     return;
                 } else {
-                    self.neighbours.insert(
-                        from,
-                        Neighbour {
-                            role,
-                            index,
-                            member,
-                            last_heard: now,
-                            children: 0,
-                            have: None,
-                            load: 0,
-                        },
-                    );
+                    self.neighbours
+                        .insert(from, Neighbour::new(role, index, member, now));
                 }
                 let confirm = Message::Confirm {
                     token,
@@ -570,18 +572,8 @@ impl Node {
                         self.send(from, &Message::Goodbye);
                         return;
                     }
-                    self.neighbours.insert(
-                        from,
-                        Neighbour {
-                            role: Role::Peer,
-                            index,
-                            member,
-                            last_heard: now,
-                            children: 0,
-                            have: None,
-                            load: 0,
-                        },
-                    );
+                    self.neighbours
+                        .insert(from, Neighbour::new(Role::Peer, index, member, now));
                     // Tell the newcomer what we hold right away, so it can repair from us.
                     self.send_have_to(from);
                 }

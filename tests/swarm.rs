@@ -67,6 +67,28 @@ fn write_source(dir: &Path, seconds: u32) -> (Vec<u8>, std::path::PathBuf) {
     (ts, path)
 }
 
+/// Starts `n` peers named `{prefix}{i}`, `gap` apart, each with rng seed `seed_base + i`.
+fn start_peers(
+    dir: &Path,
+    link: &str,
+    prefix: &str,
+    n: usize,
+    gap: Duration,
+    seed_base: usize,
+) -> Vec<Peer> {
+    (0..n)
+        .map(|i| {
+            std::thread::sleep(gap);
+            start_peer(
+                dir,
+                &format!("{prefix}{i}"),
+                link,
+                &["--rng-seed", &(seed_base + i).to_string()],
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn twenty_peers_receive_identical_streams_and_share_the_upload() {
     let dir = temp_dir("swarm20");
@@ -74,17 +96,7 @@ fn twenty_peers_receive_identical_streams_and_share_the_upload() {
     let (source, source_path) = write_source(&dir, 20);
     let keyframes = keyframe_offsets(&source, &key);
     let mut seed = start_seed(&dir, &source_path, &key, &[]);
-    let mut peers: Vec<Peer> = (0..20)
-        .map(|i| {
-            std::thread::sleep(Duration::from_millis(100));
-            start_peer(
-                &dir,
-                &format!("peer{i}"),
-                &seed.link,
-                &["--rng-seed", &i.to_string()],
-            )
-        })
-        .collect();
+    let mut peers = start_peers(&dir, &seed.link, "peer", 20, Duration::from_millis(100), 0);
     // A viewer whose player quits early: `bl-peer L | head -c 100000`.
     let mut head = Command::new(bin("bl-peer"))
         .args([&seed.link, "--listen", "127.0.0.1:0", "-q"])
@@ -165,17 +177,7 @@ fn survivors_skip_nothing_when_a_third_of_the_swarm_is_killed() {
     let (source, source_path) = write_source(&dir, 20);
     let keyframes = keyframe_offsets(&source, &key);
     let mut seed = start_seed(&dir, &source_path, &key, &[]);
-    let mut peers: Vec<Peer> = (0..20)
-        .map(|i| {
-            std::thread::sleep(Duration::from_millis(50));
-            start_peer(
-                &dir,
-                &format!("peer{i}"),
-                &seed.link,
-                &["--rng-seed", &i.to_string()],
-            )
-        })
-        .collect();
+    let mut peers = start_peers(&dir, &seed.link, "peer", 20, Duration::from_millis(50), 0);
     std::thread::sleep(Duration::from_secs(5));
     // kill -9 every third peer: no goodbye, their children must notice and re-parent.
     let mut rng = Rng::new(0xc4_0e);
@@ -186,17 +188,7 @@ fn survivors_skip_nothing_when_a_third_of_the_swarm_is_killed() {
     for &v in &victims {
         peers[v].child.kill().unwrap();
     }
-    let mut newcomers: Vec<Peer> = (0..7)
-        .map(|i| {
-            std::thread::sleep(Duration::from_millis(200));
-            start_peer(
-                &dir,
-                &format!("new{i}"),
-                &seed.link,
-                &["--rng-seed", &(100 + i).to_string()],
-            )
-        })
-        .collect();
+    let mut newcomers = start_peers(&dir, &seed.link, "new", 7, Duration::from_millis(200), 100);
     let deadline = Instant::now() + Duration::from_secs(90);
     for (i, peer) in peers.iter_mut().enumerate() {
         if victims.contains(&i) {
