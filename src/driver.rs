@@ -298,7 +298,7 @@ pub fn run<R: Read + Send + 'static>(
                         };
                         if out.try_send(bytes).is_err() {
                             node.count_output_drop();
-                            let drops = node.stats().chunks_dropped_output;
+                            let drops = node.stats().counters.chunks_dropped_output;
                             if drops >= output_drops_warned * 2 {
                                 output_drops_warned = drops;
                                 cli::warn(format!(

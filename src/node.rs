@@ -325,7 +325,7 @@ impl Node {
 
     /// The driver counts chunks it could not write (stuck player) here.
     pub fn count_output_drop(&mut self) {
-        self.stats.chunks_dropped_output += 1;
+        self.stats.counters.chunks_dropped_output += 1;
     }
 
     pub fn report(&self, now: u64) -> Report {
@@ -341,15 +341,7 @@ impl Node {
             bytes_sent: self.stats.bytes_sent(),
             bytes_received: self.stats.bytes_received(),
             chunk_bytes_sent: self.stats.sent.get("chunk").map_or(0, |t| t.bytes),
-            datagrams_dropped: self.stats.datagrams_dropped,
-            chunks_received: self.stats.chunks_received,
-            chunks_duplicate: self.stats.chunks_duplicate,
-            chunks_late: self.stats.chunks_late,
-            chunks_forged: self.stats.chunks_forged,
-            chunks_skipped: self.stats.chunks_skipped,
-            chunks_played: self.stats.chunks_played,
-            chunks_dropped_output: self.stats.chunks_dropped_output,
-            peers_banned: self.stats.peers_banned,
+            counters: self.stats.counters,
             stream_bytes: self.stream_bytes,
             latency_ms: LatencyReport::from_histogram(&self.stats.latency_us),
             ingest_latency_ms: LatencyReport::from_histogram(&self.stats.ingest_latency_us),
@@ -445,13 +437,13 @@ impl Node {
     /// A datagram arrived from `from`.
     pub fn handle_datagram(&mut self, now: u64, from: SocketAddr, bytes: &[u8]) {
         if self.banned.contains(&from) {
-            self.stats.datagrams_dropped += 1;
+            self.stats.counters.datagrams_dropped += 1;
             return;
         }
         let message = match wire::decode(bytes) {
             Ok(m) => m,
             Err(_) => {
-                self.stats.datagrams_dropped += 1;
+                self.stats.counters.datagrams_dropped += 1;
                 return;
             }
         };
@@ -466,7 +458,7 @@ impl Node {
             || (matches!(message, Message::Welcome { .. }) && self.hellos.contains_key(&from))
             || matches!(message, Message::GetPeers { token } if token == self.token_for(from));
         if !allowed {
-            self.stats.datagrams_dropped += 1;
+            self.stats.counters.datagrams_dropped += 1;
             return;
         }
         self.stats.count_received(kind, bytes.len());
@@ -484,7 +476,7 @@ impl Node {
             } => {
                 // Answer only a padded Hello, with a Welcome no larger than it (no amplification).
                 if stream != self.cfg.stream || padding.len() + 64 < wire::HELLO_MIN_SIZE {
-                    self.stats.datagrams_dropped += 1;
+                    self.stats.counters.datagrams_dropped += 1;
                     return;
                 }
                 let assigned =
@@ -514,7 +506,7 @@ impl Node {
                     return;
                 };
                 if nonce != expected {
-                    self.stats.datagrams_dropped += 1;
+                    self.stats.counters.datagrams_dropped += 1;
                     return;
                 }
                 self.hellos.remove(&from);
@@ -562,7 +554,7 @@ impl Node {
                 member,
             } => {
                 if token != self.token_for(from) {
-                    self.stats.datagrams_dropped += 1;
+                    self.stats.counters.datagrams_dropped += 1;
                     return;
                 }
                 if !known {
@@ -673,7 +665,7 @@ impl Node {
                 if !(local || self.cfg.stats_from_anywhere)
                     || padding.len() + 64 < wire::HELLO_MIN_SIZE
                 {
-                    self.stats.datagrams_dropped += 1;
+                    self.stats.counters.datagrams_dropped += 1;
                     return;
                 }
                 let json = serde_json::to_string(&self.report(now)).unwrap_or_default();
@@ -747,10 +739,10 @@ impl Node {
     fn on_chunk(&mut self, now: u64, from: Option<SocketAddr>, chunk: Chunk) {
         let seq = chunk.seq;
         if from.is_some() {
-            self.stats.chunks_received += 1;
+            self.stats.counters.chunks_received += 1;
         }
         if self.history.contains_key(&seq) {
-            self.stats.chunks_duplicate += 1;
+            self.stats.counters.chunks_duplicate += 1;
             return;
         }
         let floor = self
@@ -760,7 +752,7 @@ impl Node {
             && (seq < floor
                 || self.play_from.is_some_and(|p| seq < p) && !self.missing.contains_key(&seq))
         {
-            self.stats.chunks_late += 1;
+            self.stats.counters.chunks_late += 1;
             return;
         }
         let verdict = match &self.key {
@@ -768,7 +760,7 @@ impl Node {
             None => Err(crate::chunk::Rejection::BadSignature),
         };
         if let Err(why) = verdict {
-            self.stats.chunks_forged += 1;
+            self.stats.counters.chunks_forged += 1;
             match from {
                 Some(addr) => {
                     self.events.push_back(Event::Warning(format!(
@@ -842,7 +834,7 @@ impl Node {
         while let Some(event) = j.poll_event() {
             match event {
                 JoinEvent::Play(chunk) => {
-                    self.stats.chunks_played += 1;
+                    self.stats.counters.chunks_played += 1;
                     self.stats
                         .latency_us
                         .record(now.saturating_sub(chunk.capture_us));
@@ -850,7 +842,7 @@ impl Node {
                     self.events.push_back(Event::Play(chunk));
                 }
                 JoinEvent::Skipped { first, last } => {
-                    self.stats.chunks_skipped += last - first + 1;
+                    self.stats.counters.chunks_skipped += last - first + 1;
                     for seq in first..=last {
                         self.missing.remove(&seq);
                     }
@@ -958,7 +950,7 @@ impl Node {
 
     fn ban(&mut self, addr: SocketAddr) {
         self.banned.insert(addr);
-        self.stats.peers_banned += 1;
+        self.stats.counters.peers_banned += 1;
         self.drop_neighbour(addr);
     }
 
@@ -1506,7 +1498,7 @@ mod tests {
                 "peer {i} must play all despite loss"
             );
             let stats = net.nodes[i as usize].1.stats();
-            assert_eq!(stats.chunks_skipped, 0);
+            assert_eq!(stats.counters.chunks_skipped, 0);
         }
     }
 
@@ -1522,7 +1514,10 @@ mod tests {
         let now = net.now;
         net.nodes[1].1.handle_datagram(now, addr(2), &bad);
         let stats = net.nodes[1].1.stats();
-        assert_eq!((stats.chunks_forged, stats.peers_banned), (1, 1));
+        assert_eq!(
+            (stats.counters.chunks_forged, stats.counters.peers_banned),
+            (1, 1)
+        );
         stream(&mut net, &key, 20..40);
         net.run_until(net.now + 1_000_000);
         let played = &net.played[&addr(1)];
@@ -1532,9 +1527,12 @@ mod tests {
             "the genuine seq 20 plays, the forged one never"
         );
         // Everything the rogue sends later is dropped.
-        let before = net.nodes[1].1.stats().datagrams_dropped;
+        let before = net.nodes[1].1.stats().counters.datagrams_dropped;
         net.nodes[1].1.handle_datagram(net.now, addr(2), &bad);
-        assert_eq!(net.nodes[1].1.stats().datagrams_dropped, before + 1);
+        assert_eq!(
+            net.nodes[1].1.stats().counters.datagrams_dropped,
+            before + 1
+        );
     }
 
     #[test]
@@ -1573,6 +1571,6 @@ mod tests {
         let reply = net.seed().poll_transmit().unwrap();
         assert!(reply.bytes.len() <= hello.len());
         assert!(net.seed().poll_transmit().is_none());
-        assert_eq!(net.seed().stats().datagrams_dropped, 3);
+        assert_eq!(net.seed().stats().counters.datagrams_dropped, 3);
     }
 }

@@ -92,11 +92,9 @@ pub struct Traffic {
     pub bytes: u64,
 }
 
-/// Everything a node counts.
-#[derive(Debug, Clone, Default)]
-pub struct NodeStats {
-    pub sent: BTreeMap<&'static str, Traffic>,
-    pub received: BTreeMap<&'static str, Traffic>,
+/// Event counts a node keeps; the same fields appear, flattened, in the JSON [`Report`].
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Counters {
     pub datagrams_dropped: u64,
     pub chunks_received: u64,
     pub chunks_duplicate: u64,
@@ -106,6 +104,14 @@ pub struct NodeStats {
     pub chunks_played: u64,
     pub chunks_dropped_output: u64,
     pub peers_banned: u64,
+}
+
+/// Everything a node counts.
+#[derive(Debug, Clone, Default)]
+pub struct NodeStats {
+    pub sent: BTreeMap<&'static str, Traffic>,
+    pub received: BTreeMap<&'static str, Traffic>,
+    pub counters: Counters,
     pub latency_us: Histogram,
     /// Seed: chunk arrival on stdin − capture time (the encoder → bl-chunk → bl-seed part).
     pub ingest_latency_us: Histogram,
@@ -144,15 +150,8 @@ pub struct Report {
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub chunk_bytes_sent: u64,
-    pub datagrams_dropped: u64,
-    pub chunks_received: u64,
-    pub chunks_duplicate: u64,
-    pub chunks_late: u64,
-    pub chunks_forged: u64,
-    pub chunks_skipped: u64,
-    pub chunks_played: u64,
-    pub chunks_dropped_output: u64,
-    pub peers_banned: u64,
+    #[serde(flatten)]
+    pub counters: Counters,
     pub stream_bytes: u64,
     pub latency_ms: LatencyReport,
     pub ingest_latency_ms: LatencyReport,
