@@ -55,11 +55,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut cfg = Config::new(Role::Peer, args.link.stream);
     cfg.bootstrap = bootstrap;
     cfg.latency_us = args.latency.saturating_mul(1000);
-    cfg.rng_seed = args.swarm.rng_seed()?;
-    cfg.stats_from_anywhere = args.swarm.stats_anywhere;
-    if let Some(x) = args.swarm.max_upload {
-        cfg.max_upload = x;
-    }
+    args.swarm.apply(&mut cfg)?;
     let node = Node::new(cfg, cli::unix_micros());
     let mode = if args.chunks {
         OutputMode::Chunks

@@ -49,11 +49,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut cfg = Config::new(Role::Seed, stream);
     cfg.stripes = args.stripes;
     cfg.linger_us = args.linger.saturating_mul(1000);
-    cfg.rng_seed = args.swarm.rng_seed()?;
-    cfg.stats_from_anywhere = args.swarm.stats_anywhere;
-    if let Some(x) = args.swarm.max_upload {
-        cfg.max_upload = x;
-    }
+    args.swarm.apply(&mut cfg)?;
     let shown = if local.ip().is_unspecified() {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), local.port())
     } else {

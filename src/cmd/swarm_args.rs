@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::driver::DriverOptions;
+use crate::node::Config;
 
 #[derive(Args, Debug, Clone)]
 pub struct SwarmArgs {
@@ -40,7 +41,17 @@ impl SwarmArgs {
         }
     }
 
-    pub fn rng_seed(&self) -> anyhow::Result<u64> {
+    /// Copies the shared options into the core's configuration.
+    pub fn apply(&self, cfg: &mut Config) -> anyhow::Result<()> {
+        cfg.rng_seed = self.rng_seed()?;
+        cfg.stats_from_anywhere = self.stats_anywhere;
+        if let Some(x) = self.max_upload {
+            cfg.max_upload = x;
+        }
+        Ok(())
+    }
+
+    fn rng_seed(&self) -> anyhow::Result<u64> {
         if let Some(seed) = self.rng_seed {
             return Ok(seed);
         }
