@@ -17,6 +17,7 @@ use anyhow::{Context, Result};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::chunk::Chunk;
+use crate::wire;
 use crate::cli;
 use crate::frame::{self, FrameItem, FrameReader};
 use crate::node::{Event, Node};
@@ -289,7 +290,7 @@ pub fn run<R: Read + Send + 'static>(
                 Event::Play(chunk) => {
                     if let Some((out, mode)) = &out_tx {
                         let bytes = match mode {
-                            OutputMode::Ts => chunk.payload,
+                            OutputMode::Ts => chunk.payload.clone(),
                             OutputMode::Chunks => {
                                 let mut b = Vec::with_capacity(chunk.payload.len() + 100);
                                 frame::write_chunk(&mut b, &chunk)?;
@@ -337,6 +338,9 @@ pub fn run<R: Read + Send + 'static>(
 fn flush_transmits(node: &mut Node, socket: &mio::net::UdpSocket) {
     while let Some(t) = node.poll_transmit() {
         // A full send buffer drops the datagram like the network would; repair recovers.
-        let _ = socket.send_to(&t.bytes, t.to);
+        // The core sized every message already, so encoding cannot fail here.
+        if let Ok(bytes) = wire::encode(&t.message) {
+            let _ = socket.send_to(&bytes, t.to);
+        }
     }
 }

@@ -8,13 +8,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use std::sync::Arc;
+
 use crate::chunk::Chunk;
 
 /// What the joiner decided; the driver writes or reports it.
 #[derive(Debug)]
 pub enum JoinEvent {
     /// Write this chunk next.
-    Play(Chunk),
+    Play(Arc<Chunk>),
     /// Chunks `first..=last` never arrived in time and are skipped.
     Skipped { first: u64, last: u64 },
     /// An input delivered a seq it had already delivered.
@@ -55,7 +57,7 @@ pub struct Joiner {
     started: bool,
     /// Arrival time of the first chunk, to bound how long we wait for slow inputs to start.
     first_arrival_us: Option<u64>,
-    pending: BTreeMap<u64, (Chunk, u64)>,
+    pending: BTreeMap<u64, (Arc<Chunk>, u64)>,
     /// Recently skipped seqs, to tell a late chunk from a duplicate.
     skipped_recent: BTreeSet<u64>,
     events: VecDeque<JoinEvent>,
@@ -112,7 +114,8 @@ impl Joiner {
     }
 
     /// A verified chunk from `input` at time `now_us`.
-    pub fn handle_chunk(&mut self, now_us: u64, input: usize, chunk: Chunk) {
+    pub fn handle_chunk(&mut self, now_us: u64, input: usize, chunk: impl Into<Arc<Chunk>>) {
+        let chunk = chunk.into();
         let seq = chunk.seq;
         let Some(state) = self.inputs.get_mut(input) else {
             return;

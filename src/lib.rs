@@ -13,4 +13,5 @@ pub mod link;
 pub mod node;
 pub mod stats;
 pub mod ts;
+pub mod verified;
 pub mod wire;

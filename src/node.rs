@@ -16,15 +16,19 @@
 //! later one is known is pulled from a neighbour that has it. A parent that goes quiet is
 //! replaced. This is SplitStream's stripes with GridMedia/Plumtree push–pull repair.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+// Ordered maps throughout: iteration order decides who is sent what first, and the
+// simulator needs the same seed to give the same run.
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::chunk::Chunk;
+use crate::chunk::{Chunk, MAX_DATAGRAM};
 use crate::identity::StreamId;
 use crate::join::{JoinEvent, Joiner};
 use crate::stats::{LatencyReport, NodeStats, Report};
+use crate::verified::VerifiedChunks;
 use crate::wire::{self, Message, PeerInfo, Role, MAX_PEERS_PER_MESSAGE, MAX_REQUEST_SEQS};
 
 /// How often Haves go out and maintenance runs.
@@ -71,6 +75,9 @@ pub struct Config {
     pub linger_us: u64,
     /// Answer stats requests from any address, not only loopback.
     pub stats_from_anywhere: bool,
+    /// Chunks already verified by another core in this process (the simulator runs thousands
+    /// of cores; each ed25519 check is done once instead of once per core).
+    pub verified: Option<Arc<Mutex<VerifiedChunks>>>,
 }
 
 impl Config {
@@ -89,22 +96,24 @@ impl Config {
             rng_seed: 1,
             linger_us: 1_000_000,
             stats_from_anywhere: false,
+            verified: None,
         }
     }
 }
 
-/// A datagram to send.
+/// A datagram to send: the driver encodes it with [`wire::encode`]; `len` is its size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     pub to: SocketAddr,
-    pub bytes: Vec<u8>,
+    pub message: Message,
+    pub len: usize,
 }
 
 /// Something the driver must act on.
 #[derive(Debug)]
 pub enum Event {
     /// Peer: write this chunk to stdout, now.
-    Play(Chunk),
+    Play(Arc<Chunk>),
     /// Something worth a line on stderr.
     Warning(String),
     /// All done: the driver exits with status 0.
@@ -190,19 +199,19 @@ pub struct Node {
     member: Option<u8>,
     stripes: u8,
     next_index: u64,
-    neighbours: HashMap<SocketAddr, Neighbour>,
+    neighbours: BTreeMap<SocketAddr, Neighbour>,
     /// Hellos sent and not yet answered: nonce, last attempt, attempts.
-    hellos: HashMap<SocketAddr, (u64, u64, u32)>,
-    banned: HashSet<SocketAddr>,
+    hellos: BTreeMap<SocketAddr, (u64, u64, u32)>,
+    banned: BTreeSet<SocketAddr>,
     /// Tokens other nodes gave us in their Welcome (for GetPeers as a non-neighbour).
-    tokens: HashMap<SocketAddr, u64>,
+    tokens: BTreeMap<SocketAddr, u64>,
     /// Last time we went back to the bootstrap addresses.
     last_bootstrap: u64,
     parents: Vec<Option<SocketAddr>>,
     subscribed_at: Vec<u64>,
     pending_subscribe: Vec<Option<(SocketAddr, u64)>>,
-    refused: HashMap<(SocketAddr, u8), u64>,
-    history: BTreeMap<u64, Chunk>,
+    refused: BTreeMap<(SocketAddr, u8), u64>,
+    history: BTreeMap<u64, Arc<Chunk>>,
     highest: Option<u64>,
     latest_keyframe: Option<u64>,
     /// Newest seq received per stripe, to notice a stalled parent.
@@ -249,15 +258,15 @@ impl Node {
             member: None,
             stripes,
             next_index: 1,
-            neighbours: HashMap::new(),
-            hellos: HashMap::new(),
-            banned: HashSet::new(),
-            tokens: HashMap::new(),
+            neighbours: BTreeMap::new(),
+            hellos: BTreeMap::new(),
+            banned: BTreeSet::new(),
+            tokens: BTreeMap::new(),
             last_bootstrap: now,
             parents: vec![None; stripes as usize],
             subscribed_at: vec![0; stripes as usize],
             pending_subscribe: vec![None; stripes as usize],
-            refused: HashMap::new(),
+            refused: BTreeMap::new(),
             history: BTreeMap::new(),
             highest: None,
             latest_keyframe: None,
@@ -380,17 +389,18 @@ impl Node {
     // ---- sending -------------------------------------------------------------------------
 
     fn send(&mut self, to: SocketAddr, message: &Message) {
-        match wire::encode(message) {
-            Ok(bytes) => self.send_bytes(to, message.kind(), bytes),
-            Err(e) => self
-                .events
-                .push_back(Event::Warning(format!("internal: {e:#}"))),
-        }
+        self.send_owned(to, message.clone());
     }
 
-    fn send_bytes(&mut self, to: SocketAddr, kind: &'static str, bytes: Vec<u8>) {
-        self.stats.count_sent(kind, bytes.len());
-        self.transmits.push_back(Transmit { to, bytes });
+    fn send_owned(&mut self, to: SocketAddr, message: Message) {
+        let len = wire::encoded_len(&message);
+        if len > MAX_DATAGRAM {
+            let warning = format!("internal: {} message of {len} bytes", message.kind());
+            self.events.push_back(Event::Warning(warning));
+            return;
+        }
+        self.stats.count_sent(message.kind(), len);
+        self.transmits.push_back(Transmit { to, message, len });
     }
 
     fn send_hello(&mut self, now: u64, to: SocketAddr) {
@@ -402,12 +412,8 @@ impl Node {
         entry.2 += 1;
         let nonce = entry.0;
         let index = (self.index > 0 || self.cfg.role == Role::Seed).then_some(self.index);
-        match wire::encode_hello(self.cfg.stream, nonce, self.cfg.role, index, self.member) {
-            Ok(bytes) => self.send_bytes(to, "hello", bytes),
-            Err(e) => self
-                .events
-                .push_back(Event::Warning(format!("internal: {e:#}"))),
-        }
+        let hello = wire::hello(self.cfg.stream, nonce, self.cfg.role, index, self.member);
+        self.send_owned(to, hello);
     }
 
     fn token_for(&self, addr: SocketAddr) -> u64 {
@@ -440,13 +446,19 @@ impl Node {
             self.stats.counters.datagrams_dropped += 1;
             return;
         }
-        let message = match wire::decode(bytes) {
-            Ok(m) => m,
-            Err(_) => {
-                self.stats.counters.datagrams_dropped += 1;
-                return;
-            }
-        };
+        match wire::decode(bytes) {
+            Ok(message) => self.handle_message(now, from, message, bytes.len()),
+            Err(_) => self.stats.counters.datagrams_dropped += 1,
+        }
+    }
+
+    /// A decoded datagram of `len` bytes arrived from `from`. The simulator calls this
+    /// directly with what another core sent, skipping the encoding round trip.
+    pub fn handle_message(&mut self, now: u64, from: SocketAddr, message: Message, len: usize) {
+        if self.banned.contains(&from) {
+            self.stats.counters.datagrams_dropped += 1;
+            return;
+        }
         let kind = message.kind();
         let known = self.neighbours.contains_key(&from);
         // Only the handshake and stats requests are accepted from strangers.
@@ -461,7 +473,7 @@ impl Node {
             self.stats.counters.datagrams_dropped += 1;
             return;
         }
-        self.stats.count_received(kind, bytes.len());
+        self.stats.count_received(kind, len);
         if let Some(n) = self.neighbours.get_mut(&from) {
             n.last_heard = now;
         }
@@ -654,7 +666,7 @@ impl Node {
             Message::Request { seqs } => {
                 for seq in seqs {
                     if let Some(chunk) = self.history.get(&seq).cloned() {
-                        self.send(from, &Message::Chunk(chunk));
+                        self.send_owned(from, Message::Chunk(chunk));
                     }
                 }
             }
@@ -671,8 +683,8 @@ impl Node {
                 let json = serde_json::to_string(&self.report(now)).unwrap_or_default();
                 // The reply must fit one datagram; the per-kind table goes if it does not.
                 let reply = Message::StatsReply { nonce, json };
-                if wire::encode(&reply).is_ok() {
-                    self.send(from, &reply);
+                if wire::encoded_len(&reply) <= MAX_DATAGRAM {
+                    self.send_owned(from, reply);
                 } else {
                     let mut report = self.report(now);
                     report.sent_by_kind.clear();
@@ -685,8 +697,8 @@ impl Node {
     }
 
     /// Seed: a chunk read from stdin.
-    pub fn handle_chunk(&mut self, now: u64, chunk: Chunk) {
-        self.on_chunk(now, None, chunk);
+    pub fn handle_chunk(&mut self, now: u64, chunk: impl Into<Arc<Chunk>>) {
+        self.on_chunk(now, None, chunk.into());
     }
 
     /// Seed: stdin ended. The swarm is told; the seed lingers to serve repairs, then finishes.
@@ -736,7 +748,7 @@ impl Node {
 
     // ---- chunks --------------------------------------------------------------------------
 
-    fn on_chunk(&mut self, now: u64, from: Option<SocketAddr>, chunk: Chunk) {
+    fn on_chunk(&mut self, now: u64, from: Option<SocketAddr>, chunk: Arc<Chunk>) {
         let seq = chunk.seq;
         if from.is_some() {
             self.stats.counters.chunks_received += 1;
@@ -755,9 +767,13 @@ impl Node {
             self.stats.counters.chunks_late += 1;
             return;
         }
-        let verdict = match &self.key {
-            Some(key) => chunk.verify(&self.cfg.stream, key),
-            None => Err(crate::chunk::Rejection::BadSignature),
+        let verdict = match (&self.key, &self.cfg.verified) {
+            (Some(key), Some(memo)) => match memo.lock() {
+                Ok(mut memo) => memo.verify(&self.cfg.stream, key, &chunk),
+                Err(_) => chunk.verify(&self.cfg.stream, key),
+            },
+            (Some(key), None) => chunk.verify(&self.cfg.stream, key),
+            (None, _) => Err(crate::chunk::Rejection::BadSignature),
         };
         if let Err(why) = verdict {
             self.stats.counters.chunks_forged += 1;
@@ -803,15 +819,9 @@ impl Node {
             .map(|(addr, _)| *addr)
             .collect();
         if !children.is_empty() {
-            match wire::encode(&Message::Chunk(chunk.clone())) {
-                Ok(bytes) => {
-                    for to in children {
-                        self.send_bytes(to, "chunk", bytes.clone());
-                    }
-                }
-                Err(e) => self
-                    .events
-                    .push_back(Event::Warning(format!("internal: {e:#}"))),
+            let message = Message::Chunk(chunk.clone());
+            for to in children {
+                self.send(to, &message);
             }
         }
         if let Some(j) = self.joiner.as_mut() {
@@ -1196,10 +1206,10 @@ impl Node {
             }
         }
         // Haves double as keepalives.
-        if let Some(have) = self.have().and_then(|h| wire::encode(&h).ok()) {
+        if let Some(have) = self.have() {
             let addrs: Vec<SocketAddr> = self.neighbours.keys().copied().collect();
             for addr in addrs {
-                self.send_bytes(addr, "have", have.clone());
+                self.send(addr, &have);
             }
         } else {
             let addrs: Vec<SocketAddr> = self.neighbours.keys().copied().collect();
@@ -1258,7 +1268,7 @@ impl Node {
             return;
         }
         let play_floor = self.play_from.unwrap_or(0);
-        let mut batches: HashMap<SocketAddr, Vec<u64>> = HashMap::new();
+        let mut batches: BTreeMap<SocketAddr, Vec<u64>> = BTreeMap::new();
         let due: Vec<u64> = self
             .missing
             .iter()
@@ -1340,7 +1350,7 @@ mod tests {
     struct Net {
         nodes: Vec<(SocketAddr, Node)>,
         in_flight: Vec<(u64, SocketAddr, SocketAddr, Vec<u8>)>,
-        played: HashMap<SocketAddr, Vec<u64>>,
+        played: BTreeMap<SocketAddr, Vec<u64>>,
         now: u64,
         /// Drops datagrams for which it returns false.
         filter: LinkFilter,
@@ -1370,7 +1380,7 @@ mod tests {
             Net {
                 nodes,
                 in_flight: Vec::new(),
-                played: HashMap::new(),
+                played: BTreeMap::new(),
                 now: T0,
                 filter: Box::new(|_, _, _| true),
             }
@@ -1379,9 +1389,11 @@ mod tests {
         fn collect(&mut self) {
             for (from, node) in self.nodes.iter_mut() {
                 while let Some(t) = node.poll_transmit() {
-                    if (self.filter)(*from, t.to, &t.bytes) {
-                        self.in_flight
-                            .push((self.now + 1_000, *from, t.to, t.bytes));
+                    // Through the real encoding, as a driver would.
+                    let bytes = wire::encode(&t.message).unwrap();
+                    assert_eq!(bytes.len(), t.len);
+                    if (self.filter)(*from, t.to, &bytes) {
+                        self.in_flight.push((self.now + 1_000, *from, t.to, bytes));
                     }
                 }
                 while let Some(e) = node.poll_event() {
@@ -1510,7 +1522,7 @@ mod tests {
         net.run_until(T0 + 300_000);
         stream(&mut net, &key, 0..20);
         // Peer 2 turns rogue: it sends peer 1 a chunk signed by another key.
-        let bad = wire::encode(&Message::Chunk(chunk(&forger, 20, net.now))).unwrap();
+        let bad = wire::encode(&Message::Chunk(chunk(&forger, 20, net.now).into())).unwrap();
         let now = net.now;
         net.nodes[1].1.handle_datagram(now, addr(2), &bad);
         let stats = net.nodes[1].1.stats();
@@ -1566,10 +1578,10 @@ mod tests {
             &wire::encode(&Message::GetPeers { token: 0 }).unwrap(),
         );
         assert!(net.seed().poll_transmit().is_none());
-        let hello = wire::encode_hello(key.id(), 1, Role::Peer, None, None).unwrap();
+        let hello = wire::encode(&wire::hello(key.id(), 1, Role::Peer, None, None)).unwrap();
         net.seed().handle_datagram(now, stranger, &hello);
         let reply = net.seed().poll_transmit().unwrap();
-        assert!(reply.bytes.len() <= hello.len());
+        assert!(reply.len <= hello.len());
         assert!(net.seed().poll_transmit().is_none());
         assert_eq!(net.seed().stats().counters.datagrams_dropped, 3);
     }

@@ -5,6 +5,7 @@
 //! limit, and lists are capped after decoding; hostile bytes give an error, never a panic.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
@@ -91,7 +92,8 @@ pub enum Message {
     Unsubscribe {
         stripe: u8,
     },
-    Chunk(Chunk),
+    /// Shared, so a relay and the simulator pass one chunk on without copying it.
+    Chunk(Arc<Chunk>),
     /// The sender holds `first..=highest - 128` and the seqs set in `recent` (bit i = highest - i);
     /// `children` is how many stripe subscriptions it feeds (joiners pick the least loaded).
     Have {
@@ -164,32 +166,41 @@ pub fn encode(message: &Message) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The datagram size of `message` without building it (the core counts bytes it sends).
+pub fn encoded_len(message: &Message) -> usize {
+    let mut size = bincode::enc::write::SizeWriter::default();
+    match bincode::serde::encode_into_writer(message, &mut size, bincode::config::standard()) {
+        Ok(()) => PREFIX_LEN + size.bytes_written,
+        Err(_) => usize::MAX,
+    }
+}
+
 /// A Hello padded to [`HELLO_MIN_SIZE`].
-pub fn encode_hello(
+pub fn hello(
     stream: StreamId,
     nonce: u64,
     role: Role,
     index: Option<u64>,
     member: Option<u8>,
-) -> Result<Vec<u8>> {
-    let bare = encode(&Message::Hello {
+) -> Message {
+    let bare = encoded_len(&Message::Hello {
         stream,
         nonce,
         role,
         index,
         member,
         padding: Vec::new(),
-    })?;
+    });
     // One length byte grows to three once padding passes 250 bytes.
-    let padding = HELLO_MIN_SIZE.saturating_sub(bare.len() + 2);
-    encode(&Message::Hello {
+    let padding = HELLO_MIN_SIZE.saturating_sub(bare + 2);
+    Message::Hello {
         stream,
         nonce,
         role,
         index,
         member,
         padding: vec![0; padding],
-    })
+    }
 }
 
 /// Decodes a datagram. Every failure is an error naming what was wrong.
@@ -242,15 +253,17 @@ mod tests {
         let mut payload = vec![0xff; MAX_PAYLOAD];
         payload[0] = 0x47;
         let chunk = Chunk::sign(&key, u64::MAX, u64::MAX, FLAG_KEYFRAME, payload);
-        let bytes = encode(&Message::Chunk(chunk.clone())).unwrap();
+        let message = Message::Chunk(Arc::new(chunk));
+        let bytes = encode(&message).unwrap();
         assert!(bytes.len() <= MAX_DATAGRAM, "{} bytes", bytes.len());
-        assert_eq!(decode(&bytes).unwrap(), Message::Chunk(chunk));
+        assert_eq!(encoded_len(&message), bytes.len());
+        assert_eq!(decode(&bytes).unwrap(), message);
     }
 
     #[test]
     fn hello_is_padded_and_welcome_is_smaller() {
         let id = StreamKey::from_seed([1; 32]).id();
-        let hello = encode_hello(id, 7, Role::Peer, None, None).unwrap();
+        let hello = encode(&hello(id, 7, Role::Peer, None, None)).unwrap();
         assert!(
             hello.len() >= HELLO_MIN_SIZE && hello.len() <= MAX_DATAGRAM,
             "{}",

@@ -268,7 +268,7 @@ fn rogue_handshake(
     target: std::net::SocketAddr,
     stream: bl::identity::StreamId,
 ) -> bool {
-    let hello = wire::encode_hello(stream, 42, Role::Peer, Some(9999), Some(0)).unwrap();
+    let hello = wire::encode(&wire::hello(stream, 42, Role::Peer, Some(9999), Some(0))).unwrap();
     socket.send_to(&hello, target).unwrap();
     let mut buf = [0u8; 2048];
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -326,7 +326,7 @@ fn forged_chunks_from_a_rogue_are_never_played_and_it_is_banned() {
             payload[0] = 0x47;
             let chunk = Chunk::sign(&forger, seq, 0, bl::chunk::FLAG_KEYFRAME, payload);
             socket
-                .send_to(&wire::encode(&Message::Chunk(chunk)).unwrap(), target)
+                .send_to(&wire::encode(&Message::Chunk(chunk.into())).unwrap(), target)
                 .unwrap();
         }
     }
@@ -363,7 +363,7 @@ fn floods_of_random_and_truncated_datagrams_are_dropped_and_counted() {
         .collect();
     std::thread::sleep(Duration::from_secs(2));
     let stream: bl::identity::StreamId = id.parse().unwrap();
-    let valid_hello = wire::encode_hello(stream, 1, Role::Peer, None, None).unwrap();
+    let valid_hello = wire::encode(&wire::hello(stream, 1, Role::Peer, None, None)).unwrap();
     let mut rng = Rng::new(0xf100d);
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     const FLOOD: usize = 100_000;
