@@ -17,10 +17,10 @@ use anyhow::{Context, Result};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::chunk::Chunk;
-use crate::wire;
 use crate::cli;
 use crate::frame::{self, FrameItem, FrameReader};
 use crate::node::{Event, Node};
+use crate::wire;
 
 const SOCKET: Token = Token(0);
 const WAKE: Token = Token(1);

@@ -100,6 +100,11 @@ impl Joiner {
         }
     }
 
+    /// Chunks held waiting for an earlier one.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
     pub fn stats(&self) -> JoinStats {
         self.stats
     }

@@ -35,20 +35,44 @@ use crate::wire::{self, Message, PeerInfo, Role, MAX_PEERS_PER_MESSAGE, MAX_REQU
 pub const TICK_US: u64 = 100_000;
 /// A missing chunk is requested this long after a later one is known.
 pub const REPAIR_DELAY_US: u64 = 50_000;
-/// A request that was not answered is retried (elsewhere) after this long.
+/// A request that was not answered is retried (elsewhere) after this long, doubling with
+/// each try up to 4× (a far or busy neighbour must not be asked again before it can answer).
 pub const REPAIR_RETRY_US: u64 = 100_000;
-/// A neighbour silent this long is gone (it would have sent ~15 Haves).
+/// Repairs a node serves are budgeted: this fraction of its push budget (in copies of the
+/// stream), at least [`REPAIR_SHARE_MIN`] copies. Requests beyond it are left unanswered and
+/// retried elsewhere, so joiners catching up cannot swamp one uplink. The seed's share is
+/// smaller: everything it sends counts against source amplification, and it is asked last.
+pub const REPAIR_SHARE: f64 = 1.0;
+pub const REPAIR_SHARE_MIN: f64 = 1.0;
+pub const REPAIR_SHARE_SEED: f64 = 0.5;
+/// Haves go every tick to parents and children, and every this many ticks to other
+/// neighbours: peers (they are each other's repair sources), the seed (it has a thousand
+/// neighbours and is asked for repairs last).
+pub const IDLE_HAVE_TICKS_PEER: u64 = 2;
+pub const IDLE_HAVE_TICKS_SEED: u64 = 10;
+/// A peer silent this long is gone (it would have sent ~7 Haves).
 pub const NEIGHBOUR_TIMEOUT_US: u64 = 1_500_000;
+/// The seed Haves idle neighbours once a second: it is gone after 3 missed.
+pub const SEED_TIMEOUT_US: u64 = 3_500_000;
 /// A Hello unanswered this long is retried, at most [`HELLO_ATTEMPTS`] times.
 pub const HELLO_RETRY_US: u64 = 500_000;
 pub const HELLO_ATTEMPTS: u32 = 4;
-/// A parent whose stripe lags this many of the stripe's chunks behind the others is replaced.
-pub const STALL_CHUNKS: u64 = 6;
+/// A parent that sent nothing of its stripe for this long, while other stripes flowed, is
+/// replaced. Time, not a chunk count: stripes come over paths of different delay.
+pub const STALL_US: u64 = 1_000_000;
+/// A chunk of a stripe whose parent has not yet sent anything later may still be on its way:
+/// it counts as missing only after this long (a later chunk of its own stripe shortens it
+/// to [`REPAIR_DELAY_US`]).
+pub const IN_FLIGHT_WAIT_US: u64 = 250_000;
 /// How long a node that refused us as a child is not asked again.
 pub const REFUSAL_BACKOFF_US: u64 = 2_000_000;
 /// A peer that joined before the stream began waits this long after its first chunk to learn
 /// which chunk is the stream's first.
 pub const EARLY_START_WAIT_US: u64 = 300_000;
+/// A joiner starts at the newest keyframe only if at most this many chunks followed it;
+/// otherwise it waits for the next keyframe. Fetching a whole GOP of backlog would cost the
+/// swarm a burst of repairs for chunks that are mostly too old to play within the latency.
+pub const CATCH_UP_MAX_CHUNKS: u64 = 64;
 /// How often a peer short of neighbours goes back to its bootstrap nodes.
 pub const BOOTSTRAP_RETRY_US: u64 = 3_000_000;
 /// Peer exchange period while below the target neighbour count.
@@ -109,6 +133,17 @@ pub struct Transmit {
     pub len: usize,
 }
 
+/// Sizes of a node's buffers (see [`Node::buffered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buffered {
+    pub history: usize,
+    pub missing: usize,
+    pub playout: usize,
+    pub neighbours: usize,
+    /// Transmits and events not yet drained by the driver.
+    pub queued: usize,
+}
+
 /// Something the driver must act on.
 #[derive(Debug)]
 pub enum Event {
@@ -131,6 +166,8 @@ struct Neighbour {
     have: Option<(u64, u64, u128)>,
     /// Subscriptions it feeds, from its last Have.
     load: u8,
+    /// Its depth in its member stripe, from its last Have.
+    depth: u8,
 }
 
 impl Neighbour {
@@ -143,6 +180,7 @@ impl Neighbour {
             children: 0,
             have: None,
             load: 0,
+            depth: u8::MAX,
         }
     }
 
@@ -216,9 +254,19 @@ pub struct Node {
     latest_keyframe: Option<u64>,
     /// Newest seq received per stripe, to notice a stalled parent.
     stripe_newest: Vec<Option<u64>>,
+    /// Who is fed each stripe, rebuilt when a subscription or a neighbour changes (the
+    /// per-chunk path must not walk every neighbour: a seed has a thousand).
+    children_of: Vec<Vec<SocketAddr>>,
+    children_stale: bool,
+    /// No earlier call to [`Node::repair`] is needed than this.
+    repair_at: u64,
+    /// When the last chunk of each stripe arrived.
+    stripe_heard: Vec<u64>,
     missing: BTreeMap<u64, Missing>,
     /// First seq this peer plays (newest keyframe when it joined).
     play_from: Option<u64>,
+    /// Joined mid-GOP: playout starts at the first keyframe after this seq.
+    await_keyframe_after: Option<u64>,
     /// When the first chunk arrived (peer), to fall back to playing from it.
     first_chunk_at: Option<u64>,
     joiner: Option<Joiner>,
@@ -230,8 +278,17 @@ pub struct Node {
     next_peer_exchange: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    ticks: u64,
+    /// New chunks since the last tick: the stream rate the repair budget scales with.
+    new_chunks: u64,
+    /// Repairs this node may still serve (chunks).
+    repair_credit: f64,
     stats: NodeStats,
     stream_bytes: u64,
+}
+
+fn m_tries(missing: &BTreeMap<u64, Missing>, seq: u64) -> u32 {
+    missing.get(&seq).map_or(0, |m| m.tries)
 }
 
 fn stripe_of(seq: u64, stripes: u8) -> u8 {
@@ -271,11 +328,18 @@ impl Node {
             highest: None,
             latest_keyframe: None,
             stripe_newest: vec![None; stripes as usize],
+            stripe_heard: vec![now; stripes as usize],
+            children_of: Vec::new(),
+            children_stale: true,
+            repair_at: u64::MAX,
             missing: BTreeMap::new(),
             play_from: None,
+            await_keyframe_after: None,
             first_chunk_at: None,
-            joiner: (!is_seed)
-                .then(|| Joiner::new(1, 1 << 16, cfg.latency_us, false).with_unordered_inputs()),
+            joiner: (!is_seed).then(|| {
+                Joiner::new(1, cfg.history.max(1) as u64, cfg.latency_us, false)
+                    .with_unordered_inputs()
+            }),
             end: None,
             end_deadline: None,
             finish_at: None,
@@ -284,6 +348,9 @@ impl Node {
             next_peer_exchange: now,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            ticks: 0,
+            new_chunks: 0,
+            repair_credit: 0.0,
             stats: NodeStats::default(),
             stream_bytes: 0,
             cfg,
@@ -332,6 +399,21 @@ impl Node {
         self.finished
     }
 
+    /// How much the node holds now, for the simulator's bounded-buffer invariant.
+    pub fn buffered(&self) -> Buffered {
+        Buffered {
+            history: self.history.len(),
+            missing: self.missing.len(),
+            playout: self.joiner.as_ref().map_or(0, Joiner::pending),
+            neighbours: self.neighbours.len(),
+            queued: self.transmits.len() + self.events.len(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
     /// The driver counts chunks it could not write (stuck player) here.
     pub fn count_output_drop(&mut self) {
         self.stats.counters.chunks_dropped_output += 1;
@@ -374,8 +456,8 @@ impl Node {
     /// The next time [`Node::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> u64 {
         let mut t = self.next_tick;
-        if let Some(m) = self.missing.values().map(|m| m.next_try).min() {
-            t = t.min(m);
+        if !self.missing.is_empty() {
+            t = t.min(self.repair_at);
         }
         if let Some(j) = self.joiner.as_ref().and_then(Joiner::poll_timeout) {
             t = t.min(j);
@@ -641,6 +723,7 @@ impl Node {
             Message::Unsubscribe { stripe } => {
                 if let Some(n) = self.neighbours.get_mut(&from) {
                     n.children &= !(1u64 << (stripe % 64));
+                    self.children_stale = true;
                 }
                 if self.parents.get(stripe as usize).copied().flatten() == Some(from) {
                     self.parents[stripe as usize] = None;
@@ -654,8 +737,10 @@ impl Node {
                 highest,
                 recent,
                 children,
+                depth,
             } => {
                 if let Some(n) = self.neighbours.get_mut(&from) {
+                    n.depth = depth;
                     n.have = Some((first, highest, recent));
                     n.load = children;
                 }
@@ -666,6 +751,11 @@ impl Node {
             Message::Request { seqs } => {
                 for seq in seqs {
                     if let Some(chunk) = self.history.get(&seq).cloned() {
+                        if self.repair_credit < 1.0 {
+                            self.stats.counters.repairs_refused += 1;
+                            continue;
+                        }
+                        self.repair_credit -= 1.0;
                         self.send_owned(from, Message::Chunk(chunk));
                     }
                 }
@@ -718,6 +808,7 @@ impl Node {
             self.send(addr, &Message::Goodbye);
         }
         self.neighbours.clear();
+        self.children_stale = true;
     }
 
     pub fn handle_timeout(&mut self, now: u64) {
@@ -797,12 +888,32 @@ impl Node {
                 .record(now.saturating_sub(chunk.capture_us));
         }
         self.missing.remove(&seq);
+        self.new_chunks += 1;
         let stripe = stripe_of(seq, self.stripes);
         if let Some(newest) = self.stripe_newest.get_mut(stripe as usize) {
             *newest = Some(newest.map_or(seq, |n| n.max(seq)));
         }
+        if let Some(heard) = self.stripe_heard.get_mut(stripe as usize) {
+            *heard = now;
+        }
+        // Earlier chunks of this stripe that are still absent were lost on the way.
+        let soon = now + REPAIR_DELAY_US;
+        for (s, m) in self.missing.range_mut(..seq) {
+            if stripe_of(*s, self.stripes) == stripe && m.tries == 0 && m.next_try > soon {
+                m.next_try = soon;
+                self.repair_at = self.repair_at.min(soon);
+            }
+        }
         if chunk.is_keyframe() && self.latest_keyframe.is_none_or(|k| seq > k) {
             self.latest_keyframe = Some(seq);
+        }
+        if chunk.is_keyframe()
+            && self.play_from.is_none()
+            && self.await_keyframe_after.is_some_and(|after| seq > after)
+        {
+            self.await_keyframe_after = None;
+            let last = self.highest.map_or(seq, |h| h.max(seq));
+            self.set_play_from(now, seq, last);
         }
         if from.is_some() && self.cfg.role == Role::Peer {
             self.first_chunk_at.get_or_insert(now);
@@ -812,12 +923,23 @@ impl Node {
         }
         self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));
         // Forward first (latency), then keep and play.
+        if self.children_stale {
+            self.children_stale = false;
+            let mut by_stripe = vec![Vec::new(); self.stripes as usize];
+            for (addr, n) in &self.neighbours {
+                for (s, list) in by_stripe.iter_mut().enumerate() {
+                    if n.children & (1u64 << (s % 64)) != 0 {
+                        list.push(*addr);
+                    }
+                }
+            }
+            self.children_of = by_stripe;
+        }
         let children: Vec<SocketAddr> = self
-            .neighbours
-            .iter()
-            .filter(|(addr, n)| n.children & (1u64 << (stripe % 64)) != 0 && Some(**addr) != from)
-            .map(|(addr, _)| *addr)
-            .collect();
+            .children_of
+            .get(stripe as usize)
+            .map(|list| list.iter().copied().filter(|a| Some(*a) != from).collect())
+            .unwrap_or_default();
         if !children.is_empty() {
             let message = Message::Chunk(chunk.clone());
             for to in children {
@@ -873,7 +995,12 @@ impl Node {
     fn start_playout(&mut self, now: u64, latest_keyframe: Option<u64>, latest_seq: Option<u64>) {
         // Without a keyframe yet, the seed's first Have names the stream's first chunk.
         if let Some(start) = latest_keyframe {
-            self.set_play_from(now, start, latest_seq.unwrap_or(start));
+            let last = latest_seq.unwrap_or(start);
+            if last.saturating_sub(start) <= CATCH_UP_MAX_CHUNKS {
+                self.set_play_from(now, start, last);
+            } else {
+                self.await_keyframe_after = Some(last);
+            }
         }
     }
 
@@ -895,6 +1022,7 @@ impl Node {
                         tries: 0,
                     },
                 );
+                self.repair_at = now;
             }
         }
         self.drain_joiner(now);
@@ -914,10 +1042,24 @@ impl Node {
         let until = seq.min(from + 1024);
         for s in from..=until {
             if !self.history.contains_key(&s) {
+                let stripe = stripe_of(s, self.stripes) as usize;
+                let parent_may_bring_it = self.parents.get(stripe).is_some_and(Option::is_some)
+                    && self
+                        .stripe_newest
+                        .get(stripe)
+                        .copied()
+                        .flatten()
+                        .is_none_or(|newest| newest < s);
+                let wait = if parent_may_bring_it {
+                    IN_FLIGHT_WAIT_US
+                } else {
+                    REPAIR_DELAY_US
+                };
                 self.missing.entry(s).or_insert(Missing {
-                    next_try: now + REPAIR_DELAY_US,
+                    next_try: now + wait,
                     tries: 0,
                 });
+                self.repair_at = self.repair_at.min(now + wait);
             }
         }
     }
@@ -935,6 +1077,12 @@ impl Node {
             Role::Seed => self.finish_at = Some(now + self.cfg.latency_us + self.cfg.linger_us),
             Role::Peer => {
                 self.note_known_seq(now, last_seq);
+                // Nothing more is coming by push: whatever is absent now is lost.
+                let soon = now + REPAIR_DELAY_US;
+                for m in self.missing.values_mut() {
+                    m.next_try = m.next_try.min(soon);
+                }
+                self.repair_at = self.repair_at.min(soon);
                 self.end_deadline = Some(now + self.cfg.latency_us);
                 self.check_end_complete(now);
             }
@@ -965,6 +1113,7 @@ impl Node {
     }
 
     fn drop_neighbour(&mut self, addr: SocketAddr) {
+        self.children_stale = true;
         self.neighbours.remove(&addr);
         self.hellos.remove(&addr);
         for parent in self.parents.iter_mut() {
@@ -989,6 +1138,7 @@ impl Node {
         self.subscribed_at = vec![0; k as usize];
         self.pending_subscribe = vec![None; k as usize];
         self.stripe_newest = vec![None; k as usize];
+        self.stripe_heard = vec![0; k as usize];
     }
 
     // ---- tree ----------------------------------------------------------------------------
@@ -1027,6 +1177,7 @@ impl Node {
                         let worst = *worst;
                         if let Some(n) = self.neighbours.get_mut(&worst) {
                             n.children &= !bit;
+                            self.children_stale = true;
                         }
                         self.send(worst, &Message::Unsubscribe { stripe });
                         true
@@ -1044,16 +1195,44 @@ impl Node {
                     .values()
                     .filter(|n| n.children & bit != 0)
                     .count();
-                let orderly = requester.member != Some(stripe) || requester.index > self.index;
-                self.member == Some(stripe)
+                let interior = requester.member == Some(stripe);
+                let orderly = !interior || requester.index > self.index;
+                let eligible = self.member == Some(stripe)
                     && orderly
-                    && used < slots
-                    && self.parents[stripe as usize] != Some(from)
+                    && self.parents[stripe as usize] != Some(from);
+                if !eligible || slots == 0 {
+                    false
+                } else if used < slots {
+                    true
+                } else if interior {
+                    // Full, but a member of the stripe must find a place in its interior or
+                    // the stripe's tree falls apart: it displaces a leaf, which finds another.
+                    let leaf = self
+                        .neighbours
+                        .iter()
+                        .filter(|(_, n)| n.children & bit != 0 && n.member != Some(stripe))
+                        .map(|(a, n)| (n.index, *a))
+                        .max();
+                    match leaf {
+                        Some((_, leaf)) => {
+                            if let Some(n) = self.neighbours.get_mut(&leaf) {
+                                n.children &= !bit;
+                            }
+                            self.children_stale = true;
+                            self.send(leaf, &Message::Unsubscribe { stripe });
+                            true
+                        }
+                        None => false,
+                    }
+                } else {
+                    false
+                }
             }
         };
         if accepted {
             if let Some(n) = self.neighbours.get_mut(&from) {
                 n.children |= bit;
+                self.children_stale = true;
             }
         }
         self.send(from, &Message::SubscribeReply { stripe, accepted });
@@ -1062,7 +1241,7 @@ impl Node {
     fn choose_parent(&mut self, now: u64, stripe: u8) -> Option<SocketAddr> {
         let my_member = self.member;
         let my_index = self.index;
-        let mut members: Vec<(u8, SocketAddr)> = self
+        let mut members: Vec<((u8, u8), SocketAddr)> = self
             .neighbours
             .iter()
             .filter(|(addr, n)| {
@@ -1074,11 +1253,14 @@ impl Node {
                         .get(&(**addr, stripe))
                         .is_none_or(|until| now >= *until)
             })
-            .map(|(addr, n)| (n.load, *addr))
+            .map(|(addr, n)| ((n.load, n.depth), *addr))
             .collect();
-        // The least loaded members, chosen among at random: spreads upload evenly.
-        if let Some(least) = members.iter().map(|(load, _)| *load).min() {
-            members.retain(|(load, _)| *load == least);
+        // The shallowest members (short paths from the seed keep latency to O(log N) hops),
+        // every 4 children counting as one level deeper so that upload still spreads over
+        // every member; least loaded among equals, chosen among at random. A full one refuses
+        // and is not asked again for a while.
+        if let Some(least) = members.iter().map(|(rank, _)| *rank).min() {
+            members.retain(|(rank, _)| *rank == least);
             members.sort();
             return Some(members[self.rng.below(members.len())].1);
         }
@@ -1098,7 +1280,7 @@ impl Node {
         if self.cfg.role != Role::Peer || self.index == 0 {
             return;
         }
-        let newest_overall = self.stripe_newest.iter().flatten().max().copied();
+        let heard_overall = self.stripe_heard.iter().max().copied().unwrap_or(0);
         for stripe in 0..self.stripes {
             let s = stripe as usize;
             if let Some((_, sent)) = self.pending_subscribe[s] {
@@ -1108,16 +1290,13 @@ impl Node {
                 self.pending_subscribe[s] = None;
             }
             // A parent whose stripe lags far behind the others has gone quiet: replace it.
-            if let (Some(parent), Some(overall)) = (self.parents[s], newest_overall) {
-                let lag = overall.saturating_sub(self.stripe_newest[s].unwrap_or(0))
-                    / u64::from(self.stripes);
-                if lag > STALL_CHUNKS && now > self.subscribed_at[s] + 10 * TICK_US {
+            if let Some(parent) = self.parents[s] {
+                let quiet = now.saturating_sub(self.stripe_heard[s].max(self.subscribed_at[s]));
+                if quiet > STALL_US && now < heard_overall + STALL_US / 2 {
                     self.send(parent, &Message::Unsubscribe { stripe });
                     self.refused
                         .insert((parent, stripe), now + REFUSAL_BACKOFF_US);
                     self.parents[s] = None;
-                    // Give the new parent time before judging it.
-                    self.stripe_newest[s] = Some(overall);
                 }
             }
             if self.parents[s].is_none() {
@@ -1143,7 +1322,24 @@ impl Node {
             highest,
             recent,
             children: self.children_count(),
+            depth: self.depth(),
         })
+    }
+
+    /// Hops from the seed in our member stripe: the parent's depth + 1 (the seed is 0).
+    pub fn depth(&self) -> u8 {
+        if self.cfg.role == Role::Seed {
+            return 0;
+        }
+        let parent = self
+            .member
+            .and_then(|m| self.parents.get(m as usize).copied().flatten())
+            .and_then(|p| self.neighbours.get(&p));
+        match parent {
+            Some(p) if p.role == Role::Seed => 1,
+            Some(p) => p.depth.saturating_add(1),
+            None => u8::MAX,
+        }
     }
 
     fn children_count(&self) -> u8 {
@@ -1166,7 +1362,13 @@ impl Node {
         let silent: Vec<SocketAddr> = self
             .neighbours
             .iter()
-            .filter(|(_, n)| now > n.last_heard + NEIGHBOUR_TIMEOUT_US)
+            .filter(|(_, n)| {
+                let timeout = match n.role {
+                    Role::Seed => SEED_TIMEOUT_US,
+                    Role::Peer => NEIGHBOUR_TIMEOUT_US,
+                };
+                now > n.last_heard + timeout
+            })
             .map(|(a, _)| *a)
             .collect();
         for addr in silent {
@@ -1205,26 +1407,38 @@ impl Node {
                 }
             }
         }
-        // Haves double as keepalives.
-        if let Some(have) = self.have() {
-            let addrs: Vec<SocketAddr> = self.neighbours.keys().copied().collect();
-            for addr in addrs {
-                self.send(addr, &have);
-            }
-        } else {
-            let addrs: Vec<SocketAddr> = self.neighbours.keys().copied().collect();
-            for addr in addrs {
-                let children = self.children_count();
-                self.send(
-                    addr,
-                    &Message::Have {
-                        first: 0,
-                        highest: 0,
-                        recent: 0,
-                        children,
-                    },
-                );
-            }
+        // Refill the repair budget from the stream rate seen in the last tick.
+        let share = match self.cfg.role {
+            Role::Seed => self.cfg.max_upload * REPAIR_SHARE_SEED,
+            Role::Peer => (self.cfg.max_upload * REPAIR_SHARE).max(REPAIR_SHARE_MIN),
+        };
+        let refill = self.new_chunks as f64 * share + 2.0;
+        // Unused budget keeps a little while: a joiner's catch-up comes as one burst.
+        self.repair_credit = (self.repair_credit + refill).min(4.0 * refill);
+        self.new_chunks = 0;
+        self.ticks += 1;
+        // Haves double as keepalives: every tick to the tree around us, less often to the rest.
+        let idle_ticks = match self.cfg.role {
+            Role::Seed => IDLE_HAVE_TICKS_SEED,
+            Role::Peer => IDLE_HAVE_TICKS_PEER,
+        };
+        let everyone = self.ticks % idle_ticks == 0;
+        let tree: BTreeSet<SocketAddr> = self.parents.iter().flatten().copied().collect();
+        let have = self.have().unwrap_or(Message::Have {
+            first: 0,
+            highest: 0,
+            recent: 0,
+            children: self.children_count(),
+            depth: self.depth(),
+        });
+        let addrs: Vec<SocketAddr> = self
+            .neighbours
+            .iter()
+            .filter(|(a, n)| everyone || n.children != 0 || tree.contains(a))
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in addrs {
+            self.send(addr, &have);
         }
         // Peer exchange while below target.
         if self.cfg.role == Role::Peer
@@ -1246,6 +1460,7 @@ impl Node {
         // chunk anyone around holds is the start (whichever stripe arrived first is not).
         if self.cfg.role == Role::Peer
             && self.play_from.is_none()
+            && self.await_keyframe_after.is_none()
             && self
                 .first_chunk_at
                 .is_some_and(|t| now >= t + EARLY_START_WAIT_US)
@@ -1264,7 +1479,7 @@ impl Node {
     }
 
     fn repair(&mut self, now: u64) {
-        if self.missing.is_empty() {
+        if self.missing.is_empty() || now < self.repair_at {
             return;
         }
         let play_floor = self.play_from.unwrap_or(0);
@@ -1304,13 +1519,16 @@ impl Node {
                 .map(|(a, _)| *a);
             let target = if !peers.is_empty() {
                 Some(peers[self.rng.below(peers.len())])
+            } else if m_tries(&self.missing, seq) == 0 {
+                stripe_parent.or(seed)
             } else {
-                holders.first().map(|(a, _)| *a).or(stripe_parent).or(seed)
+                // The parent did not answer (it may be gone): the seed has everything.
+                seed.or(stripe_parent)
             };
             let Some(m) = self.missing.get_mut(&seq) else {
                 continue;
             };
-            m.next_try = now + REPAIR_RETRY_US;
+            m.next_try = now + (REPAIR_RETRY_US << m.tries.min(2));
             if let Some(to) = target {
                 m.tries += 1;
                 let batch = batches.entry(to).or_default();
@@ -1332,6 +1550,12 @@ impl Node {
                 self.missing.pop_first();
             }
         }
+        self.repair_at = self
+            .missing
+            .values()
+            .map(|m| m.next_try)
+            .min()
+            .unwrap_or(u64::MAX);
     }
 }
 

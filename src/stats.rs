@@ -104,6 +104,8 @@ pub struct Counters {
     pub chunks_played: u64,
     pub chunks_dropped_output: u64,
     pub peers_banned: u64,
+    /// Repair requests not served because the repair budget was spent.
+    pub repairs_refused: u64,
 }
 
 /// Everything a node counts.

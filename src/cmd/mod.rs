@@ -4,4 +4,5 @@ pub mod chunk;
 pub mod join;
 pub mod peer;
 pub mod seed;
+pub mod sim;
 mod swarm_args;

@@ -1,0 +1,936 @@
+//! bl-sim's engine: thousands of unchanged [`Node`] cores in virtual time over a seeded model
+//! of the internet. Nothing here reads a clock, a socket or the OS RNG, so the same
+//! [`SimConfig`] gives the same [`Outcome`], bit for bit.
+//!
+//! The model (docs/PERFORMANCE.md): every node sits at a random point of a unit square; a
+//! datagram's one-way delay is both ends' access delay (1–10 ms each) plus 100 ms per unit of
+//! distance, so RTTs run from ~5 ms to ~300 ms. Each sender has an upload cap (peers:
+//! log-uniform between two bounds; the seed: its own) served first-come first-served, and a
+//! datagram that would wait more than [`UPLOAD_QUEUE_US`] is dropped, as a full router queue
+//! would. Each receiver's downlink loses datagrams with a Gilbert–Elliott model of the chosen
+//! loss rate and mean burst length. Free riders never send a chunk; forgers send every chunk
+//! with one byte changed. Churn removes peers (half leave politely, half vanish) and adds new
+//! ones at a steady rate.
+//!
+//! Messages travel as the core's own [`Message`] values (sized by the wire encoding), and
+//! chunks are shared, so 100,000 cores hold one copy of the stream; a [`VerifiedChunks`] memo
+//! checks each signature once for all of them.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::chunk::{Chunk, FLAG_KEYFRAME, MAX_PAYLOAD};
+use crate::identity::StreamKey;
+use crate::node::{Config, Event, Node};
+use crate::stats::Histogram;
+use crate::ts::PACKET_SIZE;
+use crate::verified::VerifiedChunks;
+use crate::wire::{Message, Role};
+
+/// A datagram that would queue longer than this at its sender's uplink is dropped.
+pub const UPLOAD_QUEUE_US: u64 = 250_000;
+/// IPv4 + UDP headers, counted against upload caps (not in the byte figures).
+const HEADER_BYTES: u64 = 28;
+/// Event buckets are this wide; timers fire at bucket edges.
+const BUCKET_US: u64 = 1_000;
+/// Virtual time starts here (µs since the UNIX epoch, like the real drivers).
+const EPOCH_US: u64 = 1_800_000_000_000_000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SimConfig {
+    pub peers: usize,
+    pub bitrate_bps: u64,
+    pub seconds: f64,
+    pub stripes: u8,
+    /// Fraction of datagrams lost on each downlink.
+    pub loss: f64,
+    /// Mean length of a loss burst, in datagrams (1 = independent losses).
+    pub burst: f64,
+    /// Peers leaving, and as many joining, per minute.
+    pub churn_per_min: f64,
+    /// Fraction of peers that never upload a chunk.
+    pub free_riders: f64,
+    pub forgers: usize,
+    pub seed: u64,
+    /// The initial peers join spread evenly over this many seconds.
+    pub join_over_s: f64,
+    pub seed_upload_bps: u64,
+    pub peer_upload_min_bps: u64,
+    pub peer_upload_max_bps: u64,
+    /// Playout latency of every peer (bl-peer --latency).
+    pub latency_ms: u64,
+    /// Seconds between keyframes.
+    pub gop_s: f64,
+    /// Chunks each core keeps for repair.
+    pub history: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            peers: 1000,
+            bitrate_bps: 2_000_000,
+            seconds: 30.0,
+            stripes: 4,
+            loss: 0.01,
+            burst: 1.0,
+            churn_per_min: 0.0,
+            free_riders: 0.0,
+            forgers: 0,
+            seed: 1,
+            join_over_s: 5.0,
+            seed_upload_bps: 10_000_000,
+            peer_upload_min_bps: 2_000_000,
+            peer_upload_max_bps: 20_000_000,
+            latency_ms: 1500,
+            gop_s: 2.0,
+            history: 1024,
+        }
+    }
+}
+
+/// p50/p99/max of a distribution, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram) -> Self {
+        let ms = |us: u64| (us as f64 / 1000.0 * 10.0).round() / 10.0;
+        Percentiles {
+            p50: ms(h.quantile(0.50)),
+            p99: ms(h.quantile(0.99)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// What a run measured: the brief's figures plus the model's own counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub config: SimConfig,
+    pub chunks_produced: u64,
+    pub stream_bytes: u64,
+    /// Peers counted below: present at the end, neither forger nor departed.
+    pub peers_measured: usize,
+    /// Chunks played ÷ chunks produced since each measured peer's start point, over all.
+    pub continuity: f64,
+    pub continuity_worst_peer: f64,
+    pub peers_below_999: usize,
+    pub chunks_skipped: u64,
+    /// Bytes the seed sent ÷ bytes of the stream.
+    pub source_amplification: f64,
+    /// All bytes sent by all nodes ÷ bytes the peers played − 1.
+    pub overhead: f64,
+    pub latency_ms: Percentiles,
+    /// Join → first chunk played.
+    pub startup_ms: Percentiles,
+    pub peers_never_started: usize,
+    pub joins: u64,
+    pub departures: u64,
+    /// Forgers banned, summed over the nodes that banned them.
+    pub bans: u64,
+    pub forged_chunks_sent: u64,
+    pub forged_chunks_played: u64,
+    pub datagrams_sent: u64,
+    pub datagrams_lost: u64,
+    pub datagrams_queue_dropped: u64,
+    pub chunks_withheld_by_free_riders: u64,
+    pub signatures_checked: u64,
+    pub signature_checks_saved: u64,
+    pub events: u64,
+    /// Largest history / missing / playout buffer seen at any node.
+    pub max_buffered: [usize; 3],
+}
+
+/// An invariant that failed; `seed` reproduces it.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub at_s: f64,
+    pub seed: u64,
+    pub what: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "invariant failed at t={:.3}s with seed {}: {}",
+            self.at_s, self.seed, self.what
+        )
+    }
+}
+
+/// Progress for the CLI: virtual seconds done, events so far.
+pub type Progress<'a> = &'a mut dyn FnMut(f64, u64);
+
+/// splitmix64: derives independent seeds and draws for the model.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
+}
+
+fn addr_of(id: u32) -> SocketAddr {
+    let [_, a, b, c] = id.to_be_bytes();
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, a, b, c), 7000))
+}
+
+fn id_of(addr: SocketAddr) -> Option<u32> {
+    match addr {
+        SocketAddr::V4(v4) if v4.port() == 7000 && v4.ip().octets()[0] == 10 => {
+            let [_, a, b, c] = v4.ip().octets();
+            Some(u32::from_be_bytes([0, a, b, c]))
+        }
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Seed,
+    Honest,
+    FreeRider,
+    Forger,
+}
+
+struct SimNode {
+    core: Node,
+    kind: Kind,
+    x: f32,
+    y: f32,
+    access_us: u64,
+    upload_bps: u64,
+    uplink_free_at: u64,
+    /// Gilbert–Elliott state of the downlink: true while in a loss burst.
+    in_burst: bool,
+    joined_at: u64,
+    first_play_at: Option<u64>,
+    first_seq: Option<u64>,
+    last_seq: Option<u64>,
+    played: u64,
+    /// The earliest Wake event queued for this node.
+    wake_at: Option<u64>,
+    alive: bool,
+    left: bool,
+    finished: bool,
+}
+
+enum What {
+    Deliver {
+        to: u32,
+        from: u32,
+        message: Message,
+        len: usize,
+    },
+    Wake {
+        node: u32,
+    },
+    Produce,
+    Join,
+    Churn,
+    Check,
+}
+
+struct Ev {
+    at: u64,
+    what: What,
+}
+
+pub struct Sim {
+    cfg: SimConfig,
+    rng: Rng,
+    key: StreamKey,
+    memo: Arc<Mutex<VerifiedChunks>>,
+    nodes: Vec<SimNode>,
+    queue: BTreeMap<u64, Vec<Ev>>,
+    now: u64,
+    authentic: Vec<Arc<Chunk>>,
+    chunk_interval_us: f64,
+    chunks_total: u64,
+    stream_end_at: u64,
+    joins_pending: usize,
+    // counts
+    events: u64,
+    datagrams_sent: u64,
+    datagrams_lost: u64,
+    queue_dropped: u64,
+    withheld: u64,
+    forged_sent: u64,
+    forged_played: u64,
+    departures: u64,
+    joins: u64,
+    max_buffered: [usize; 3],
+    latency: Histogram,
+    startup: Histogram,
+    queue_delay: Histogram,
+    seed_queue_delay: Histogram,
+    violation: Option<Violation>,
+}
+
+impl Sim {
+    pub fn new(cfg: SimConfig) -> Sim {
+        let mut rng = Rng(cfg.seed);
+        let mut key_seed = [0u8; 32];
+        for b in key_seed.chunks_mut(8) {
+            b.copy_from_slice(&rng.next().to_le_bytes());
+        }
+        let key = StreamKey::from_seed(key_seed);
+        let chunk_bytes = (MAX_PAYLOAD * 8) as f64;
+        let chunk_interval_us = chunk_bytes / cfg.bitrate_bps.max(1) as f64 * 1e6;
+        let chunks_total = (cfg.seconds * 1e6 / chunk_interval_us).floor().max(1.0) as u64;
+        let mut sim = Sim {
+            memo: Arc::new(Mutex::new(VerifiedChunks::new(4 * cfg.history.max(64)))),
+            key,
+            nodes: Vec::new(),
+            queue: BTreeMap::new(),
+            now: EPOCH_US,
+            authentic: Vec::new(),
+            chunk_interval_us,
+            chunks_total,
+            stream_end_at: EPOCH_US + (cfg.seconds * 1e6) as u64,
+            joins_pending: cfg.peers,
+            events: 0,
+            datagrams_sent: 0,
+            datagrams_lost: 0,
+            queue_dropped: 0,
+            withheld: 0,
+            forged_sent: 0,
+            forged_played: 0,
+            departures: 0,
+            joins: 0,
+            max_buffered: [0; 3],
+            latency: Histogram::default(),
+            startup: Histogram::default(),
+            queue_delay: Histogram::default(),
+            seed_queue_delay: Histogram::default(),
+            violation: None,
+            rng,
+            cfg,
+        };
+        sim.add_node(Kind::Seed);
+        sim.push(EPOCH_US + 200_000, What::Produce);
+        if sim.cfg.peers > 0 {
+            sim.push(EPOCH_US + 1_000, What::Join);
+        }
+        if sim.cfg.churn_per_min > 0.0 {
+            let first = EPOCH_US + (sim.cfg.join_over_s * 1e6) as u64 + 1_000_000;
+            sim.push(first, What::Churn);
+        }
+        sim.push(EPOCH_US + 1_000_000, What::Check);
+        sim
+    }
+
+    fn push(&mut self, at: u64, what: What) {
+        let bucket = at.div_ceil(BUCKET_US);
+        self.queue.entry(bucket).or_default().push(Ev { at, what });
+    }
+
+    fn fail(&mut self, what: String) {
+        if self.violation.is_none() {
+            self.violation = Some(Violation {
+                at_s: (self.now - EPOCH_US) as f64 / 1e6,
+                seed: self.cfg.seed,
+                what,
+            });
+        }
+    }
+
+    fn add_node(&mut self, kind: Kind) -> u32 {
+        let id = self.nodes.len() as u32;
+        let role = if kind == Kind::Seed {
+            Role::Seed
+        } else {
+            Role::Peer
+        };
+        let upload_bps = if kind == Kind::Seed {
+            self.cfg.seed_upload_bps
+        } else {
+            // Log-uniform: many modest uplinks, a few fat ones.
+            let lo = (self.cfg.peer_upload_min_bps.max(1) as f64).ln();
+            let hi = (self.cfg.peer_upload_max_bps.max(1) as f64).ln().max(lo);
+            (lo + (hi - lo) * self.rng.unit()).exp() as u64
+        };
+        let mut cfg = Config::new(role, self.key.id());
+        cfg.stripes = self.cfg.stripes;
+        cfg.rng_seed = self.rng.next();
+        cfg.latency_us = self.cfg.latency_ms * 1000;
+        cfg.history = self.cfg.history;
+        cfg.verified = Some(self.memo.clone());
+        let stream_bps = self.cfg.bitrate_bps.max(1) as f64;
+        match kind {
+            Kind::Seed => {
+                cfg.max_upload = ((upload_bps as f64 / stream_bps) * 0.8).clamp(1.0, 1.5);
+            }
+            // A peer offers 60 % of its uplink (bl-peer --max-upload), at most 2 copies: the
+            // rest is headroom for repairs, Haves and the user's other traffic.
+            Kind::Honest | Kind::Forger => {
+                cfg.max_upload = ((upload_bps as f64 / stream_bps) * 0.6).min(2.0);
+                cfg.bootstrap = vec![addr_of(0)];
+            }
+            Kind::FreeRider => {
+                cfg.max_upload = 0.0;
+                cfg.bootstrap = vec![addr_of(0)];
+            }
+        }
+        let mut core = Node::new(cfg, self.now);
+        core.set_local_addr(addr_of(id));
+        let node = SimNode {
+            core,
+            kind,
+            x: self.rng.unit() as f32,
+            y: self.rng.unit() as f32,
+            access_us: 1_000 + self.rng.below(9_000) as u64,
+            upload_bps,
+            uplink_free_at: 0,
+            in_burst: false,
+            joined_at: self.now,
+            first_play_at: None,
+            first_seq: None,
+            last_seq: None,
+            played: 0,
+            wake_at: None,
+            alive: true,
+            left: false,
+            finished: false,
+        };
+        self.nodes.push(node);
+        self.drain(id);
+        id
+    }
+
+    fn propagation_us(&self, a: u32, b: u32) -> u64 {
+        let (na, nb) = (&self.nodes[a as usize], &self.nodes[b as usize]);
+        let dx = f64::from(na.x - nb.x);
+        let dy = f64::from(na.y - nb.y);
+        na.access_us + nb.access_us + ((dx * dx + dy * dy).sqrt() * 100_000.0) as u64
+    }
+
+    /// Downlink loss: Gilbert–Elliott with mean loss `loss` and mean burst `burst`.
+    fn lost(&mut self, to: u32) -> bool {
+        let loss = self.cfg.loss.clamp(0.0, 0.99);
+        if loss == 0.0 {
+            return false;
+        }
+        let burst = self.cfg.burst.max(1.0);
+        let leave_burst = 1.0 / burst;
+        let enter_burst = loss * leave_burst / (1.0 - loss);
+        let draw = self.rng.unit();
+        let node = &mut self.nodes[to as usize];
+        node.in_burst = if node.in_burst {
+            draw >= leave_burst
+        } else {
+            draw < enter_burst
+        };
+        node.in_burst
+    }
+
+    /// Everything a core wants done after it was called: route its datagrams, act on its
+    /// events, schedule its next wake-up.
+    fn drain(&mut self, id: u32) {
+        let now = self.now;
+        while let Some(t) = self.nodes[id as usize].core.poll_transmit() {
+            self.route(id, t.to, t.message, t.len);
+        }
+        while let Some(event) = self.nodes[id as usize].core.poll_event() {
+            match event {
+                Event::Play(chunk) => self.played(id, &chunk),
+                Event::Warning(w) => {
+                    if std::env::var_os("BL_SIM_TRACE").is_some() {
+                        eprintln!("{:.3} {}: {w}", (now - EPOCH_US) as f64 / 1e6, addr_of(id));
+                    }
+                }
+                Event::Finished => self.nodes[id as usize].finished = true,
+            }
+        }
+        let node = &mut self.nodes[id as usize];
+        if !node.alive || node.finished {
+            return;
+        }
+        let due = node.core.poll_timeout().max(now + 1);
+        if node.wake_at.is_none_or(|w| due < w) {
+            let at = due.div_ceil(BUCKET_US) * BUCKET_US;
+            node.wake_at = Some(at);
+            self.push(at, What::Wake { node: id });
+        }
+    }
+
+    fn played(&mut self, id: u32, chunk: &Arc<Chunk>) {
+        let seq = chunk.seq;
+        let authentic = self
+            .authentic
+            .get(seq as usize)
+            .is_some_and(|a| Arc::ptr_eq(a, chunk) || **a == **chunk);
+        if !authentic {
+            self.forged_played += 1;
+            self.fail(format!(
+                "{} played chunk {seq}, which the seed did not produce",
+                addr_of(id)
+            ));
+        }
+        let now = self.now;
+        let node = &mut self.nodes[id as usize];
+        if node.last_seq.is_some_and(|last| seq <= last) {
+            let last = node.last_seq.unwrap_or(0);
+            self.fail(format!(
+                "{} played chunk {seq} after chunk {last}: output out of order",
+                addr_of(id)
+            ));
+            return;
+        }
+        node.last_seq = Some(seq);
+        node.first_seq.get_or_insert(seq);
+        node.played += 1;
+        if node.first_play_at.is_none() {
+            node.first_play_at = Some(now);
+            let startup = now - node.joined_at;
+            self.startup.record(startup);
+        }
+    }
+
+    fn route(&mut self, from: u32, to_addr: SocketAddr, mut message: Message, len: usize) {
+        self.datagrams_sent += 1;
+        let Some(to) = id_of(to_addr).filter(|&t| (t as usize) < self.nodes.len()) else {
+            return;
+        };
+        let kind = self.nodes[from as usize].kind;
+        if let Message::Chunk(chunk) = &message {
+            match kind {
+                Kind::FreeRider => {
+                    self.withheld += 1;
+                    return;
+                }
+                Kind::Forger => {
+                    let mut forged = (**chunk).clone();
+                    if let Some(b) = forged.payload.get_mut(PACKET_SIZE / 2) {
+                        *b ^= 0x5a;
+                    }
+                    message = Message::Chunk(Arc::new(forged));
+                    self.forged_sent += 1;
+                }
+                Kind::Seed | Kind::Honest => {}
+            }
+        }
+        let now = self.now;
+        let sender = &mut self.nodes[from as usize];
+        let wire_bits = (len as u64 + HEADER_BYTES) * 8;
+        let start = sender.uplink_free_at.max(now);
+        let departs = start + wire_bits * 1_000_000 / sender.upload_bps.max(1);
+        if departs - now > UPLOAD_QUEUE_US {
+            self.queue_dropped += 1;
+            return;
+        }
+        sender.uplink_free_at = departs;
+        if from == 0 {
+            self.seed_queue_delay.record(start - now);
+        } else {
+            self.queue_delay.record(start - now);
+        }
+        if self.lost(to) {
+            self.datagrams_lost += 1;
+            return;
+        }
+        let at = departs + self.propagation_us(from, to);
+        self.push(
+            at,
+            What::Deliver {
+                to,
+                from,
+                message,
+                len,
+            },
+        );
+    }
+
+    fn join(&mut self) {
+        let n = self.joins;
+        self.joins += 1;
+        // Spread forgers and free riders evenly through the join order.
+        let forger = self.cfg.forgers > 0
+            && (n as usize) < self.cfg.peers
+            && (n as usize) % (self.cfg.peers / self.cfg.forgers.min(self.cfg.peers)).max(1) == 1
+            && self.nodes.iter().filter(|x| x.kind == Kind::Forger).count() < self.cfg.forgers;
+        let kind = if forger {
+            Kind::Forger
+        } else if self.rng.unit() < self.cfg.free_riders {
+            Kind::FreeRider
+        } else {
+            Kind::Honest
+        };
+        self.add_node(kind);
+    }
+
+    fn churn(&mut self) {
+        let alive: Vec<u32> = (1..self.nodes.len() as u32)
+            .filter(|&i| self.nodes[i as usize].alive)
+            .collect();
+        if !alive.is_empty() {
+            let victim = alive[self.rng.below(alive.len())];
+            let polite = self.rng.unit() < 0.5;
+            let node = &mut self.nodes[victim as usize];
+            if polite {
+                node.core.leave();
+            }
+            self.drain(victim);
+            let node = &mut self.nodes[victim as usize];
+            node.alive = false;
+            node.left = true;
+            self.departures += 1;
+        }
+        self.join();
+    }
+
+    fn check_buffers(&mut self) {
+        for id in 0..self.nodes.len() {
+            let node = &self.nodes[id];
+            if !node.alive {
+                continue;
+            }
+            let b = node.core.buffered();
+            let cfg = node.core.config();
+            self.max_buffered[0] = self.max_buffered[0].max(b.history);
+            self.max_buffered[1] = self.max_buffered[1].max(b.missing);
+            self.max_buffered[2] = self.max_buffered[2].max(b.playout);
+            let bad = if b.history > cfg.history {
+                Some(format!("history of {} chunks", b.history))
+            } else if b.missing > 2 * cfg.history {
+                Some(format!("{} chunks marked missing", b.missing))
+            } else if b.playout > cfg.history {
+                Some(format!("{} chunks waiting in playout", b.playout))
+            } else if b.neighbours > cfg.max_neighbours {
+                Some(format!("{} neighbours", b.neighbours))
+            } else if b.queued > 0 {
+                Some(format!("{} undrained transmits/events", b.queued))
+            } else {
+                None
+            };
+            if let Some(what) = bad {
+                self.fail(format!(
+                    "{} holds {what}: unbounded buffer",
+                    addr_of(id as u32)
+                ));
+                return;
+            }
+        }
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        self.events += 1;
+        self.now = self.now.max(ev.at);
+        let now = self.now;
+        match ev.what {
+            What::Deliver {
+                to,
+                from,
+                message,
+                len,
+            } => {
+                let node = &mut self.nodes[to as usize];
+                if !node.alive {
+                    return;
+                }
+                if std::env::var_os("BL_SIM_WATCH")
+                    .is_some_and(|w| w.to_string_lossy() == to.to_string())
+                {
+                    let what = match &message {
+                        Message::Chunk(c) => {
+                            format!("chunk {} lat {} ms", c.seq, (now - c.capture_us) / 1000)
+                        }
+                        m => m.kind().to_string(),
+                    };
+                    eprintln!(
+                        "{:.3} {} <- {}: {what} parents {:?}",
+                        (now - EPOCH_US) as f64 / 1e6,
+                        to,
+                        from,
+                        node.core.parents()
+                    );
+                }
+                node.core.handle_message(now, addr_of(from), message, len);
+                self.drain(to);
+            }
+            What::Wake { node: id } => {
+                let node = &mut self.nodes[id as usize];
+                if !node.alive || node.wake_at != Some(ev.at) {
+                    return;
+                }
+                node.wake_at = None;
+                if node.core.poll_timeout() <= now {
+                    node.core.handle_timeout(now);
+                }
+                self.drain(id);
+            }
+            What::Produce => {
+                let seq = self.authentic.len() as u64;
+                let gop = (self.cfg.gop_s * 1e6 / self.chunk_interval_us)
+                    .round()
+                    .max(1.0) as u64;
+                let flags = if seq % gop == 0 { FLAG_KEYFRAME } else { 0 };
+                let mut payload = vec![0xffu8; MAX_PAYLOAD];
+                for (i, packet) in payload.chunks_exact_mut(PACKET_SIZE).enumerate() {
+                    packet[0] = 0x47;
+                    packet[1..9].copy_from_slice(&(seq * 6 + i as u64).to_le_bytes());
+                }
+                let chunk = Arc::new(Chunk::sign(&self.key, seq, now, flags, payload));
+                self.authentic.push(chunk.clone());
+                self.nodes[0].core.handle_chunk(now, chunk);
+                self.drain(0);
+                if seq + 1 < self.chunks_total {
+                    let next =
+                        EPOCH_US + 200_000 + ((seq + 1) as f64 * self.chunk_interval_us) as u64;
+                    self.push(next, What::Produce);
+                } else {
+                    if std::env::var_os("BL_SIM_DEBUG").is_some() {
+                        let mut depths = BTreeMap::new();
+                        for n in &self.nodes[1..] {
+                            *depths.entry(n.core.depth()).or_insert(0) += 1;
+                        }
+                        eprintln!("depths: {depths:?}");
+                    }
+                    self.nodes[0].core.handle_input_end(now);
+                    self.drain(0);
+                }
+            }
+            What::Join => {
+                self.join();
+                self.joins_pending = self.joins_pending.saturating_sub(1);
+                if self.joins_pending > 0 {
+                    let spacing =
+                        (self.cfg.join_over_s * 1e6 / self.cfg.peers.max(1) as f64) as u64;
+                    self.push(now + spacing.max(1), What::Join);
+                }
+            }
+            What::Churn => {
+                self.churn();
+                let every = (60e6 / self.cfg.churn_per_min) as u64;
+                if now + every < self.stream_end_at {
+                    self.push(now + every.max(1), What::Churn);
+                }
+            }
+            What::Check => {
+                self.check_buffers();
+                self.push(now + 1_000_000, What::Check);
+            }
+        }
+    }
+
+    /// Runs the stream to its end, plus the playout latency and a little, and measures.
+    pub fn run(mut self, progress: Progress) -> Result<Outcome, Violation> {
+        let until = self.stream_end_at + self.cfg.latency_ms * 1000 + 3_000_000;
+        let mut next_report = EPOCH_US + 1_000_000;
+        while let Some((_, mut bucket)) = self.queue.pop_first() {
+            // Within a bucket: by time, then in the order they were queued.
+            bucket.sort_by_key(|e| e.at);
+            let Some(first) = bucket.first() else {
+                continue;
+            };
+            if first.at > until {
+                break;
+            }
+            for ev in bucket {
+                self.handle(ev);
+                if let Some(v) = self.violation.take() {
+                    return Err(v);
+                }
+            }
+            if self.now >= next_report {
+                progress((self.now - EPOCH_US) as f64 / 1e6, self.events);
+                next_report += 1_000_000;
+            }
+        }
+        self.check_buffers();
+        if let Some(v) = self.violation.take() {
+            return Err(v);
+        }
+        Ok(self.measure())
+    }
+
+    fn measure(mut self) -> Outcome {
+        let _ = &self.stream_end_at;
+        let produced = self.authentic.len() as u64;
+        let stream_bytes: u64 = self.authentic.iter().map(|c| c.payload.len() as u64).sum();
+        let last = produced.saturating_sub(1);
+        let mut played_sum = 0u64;
+        let mut expected_sum = 0u64;
+        let mut worst = 1.0f64;
+        let mut below = 0;
+        let mut measured = 0;
+        let mut never_started = 0;
+        let mut skipped = 0;
+        let mut bans = 0;
+        let mut total_sent = 0;
+        let mut played_bytes = 0u64;
+        let mut seed_sent = 0;
+        for (id, node) in self.nodes.iter().enumerate() {
+            let stats = node.core.stats();
+            total_sent += stats.bytes_sent();
+            bans += stats.counters.peers_banned;
+            if id == 0 {
+                seed_sent = stats.bytes_sent();
+                continue;
+            }
+            if node.kind != Kind::Forger {
+                self.latency.merge(&stats.latency_us);
+                played_bytes += node.played * MAX_PAYLOAD as u64;
+            }
+            if node.left || node.kind == Kind::Forger {
+                continue;
+            }
+            measured += 1;
+            skipped += stats.counters.chunks_skipped;
+            let start = match node.first_seq {
+                Some(s) => s,
+                None => {
+                    never_started += 1;
+                    let since = node.joined_at.saturating_sub(EPOCH_US + 200_000);
+                    ((since as f64 / self.chunk_interval_us) as u64).min(last)
+                }
+            };
+            let expected = last.saturating_sub(start) + 1;
+            played_sum += node.played;
+            expected_sum += expected;
+            let c = node.played as f64 / expected as f64;
+            worst = worst.min(c);
+            if c < 0.999 {
+                below += 1;
+            }
+        }
+        if std::env::var_os("BL_SIM_DEBUG").is_some() {
+            eprintln!(
+                "uplink queue delay ms: {:?}",
+                Percentiles::of(&self.queue_delay)
+            );
+            eprintln!(
+                "seed queue delay ms: {:?}",
+                Percentiles::of(&self.seed_queue_delay)
+            );
+
+            let secs = (self.now - EPOCH_US) as f64 / 1e6;
+            let mut util: Vec<(f64, usize)> = self
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    (
+                        n.core.stats().bytes_sent() as f64 * 8.0 / secs / n.upload_bps as f64,
+                        i,
+                    )
+                })
+                .collect();
+            util.sort_by(|a, b| b.0.total_cmp(&a.0));
+            for (u, i) in util.iter().take(5) {
+                let n = &self.nodes[*i];
+                let sent: Vec<(String, u64)> = n
+                    .core
+                    .stats()
+                    .sent
+                    .iter()
+                    .map(|(k, t)| (k.to_string(), t.bytes))
+                    .collect();
+                eprintln!(
+                    "node {i} util {u:.2} cap {} max_upload {:.2} refused {} sent {sent:?}",
+                    n.upload_bps,
+                    n.core.config().max_upload,
+                    n.core.stats().counters.repairs_refused
+                );
+            }
+            for id in [0usize, 1, 2] {
+                if let Some(n) = self.nodes.get(id) {
+                    eprintln!(
+                        "node {id}: {}",
+                        serde_json::to_string(&n.core.report(self.now)).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        let (checked, remembered) = match self.memo.lock() {
+            Ok(m) => (m.checked, m.remembered),
+            Err(_) => (0, 0),
+        };
+        let round = |x: f64, places: i32| {
+            let f = 10f64.powi(places);
+            (x * f).round() / f
+        };
+        Outcome {
+            chunks_produced: produced,
+            stream_bytes,
+            peers_measured: measured,
+            continuity: round(played_sum as f64 / expected_sum.max(1) as f64, 6),
+            continuity_worst_peer: round(worst, 6),
+            peers_below_999: below,
+            chunks_skipped: skipped,
+            source_amplification: round(seed_sent as f64 / stream_bytes.max(1) as f64, 4),
+            overhead: round(total_sent as f64 / played_bytes.max(1) as f64 - 1.0, 4),
+            latency_ms: Percentiles::of(&self.latency),
+            startup_ms: Percentiles::of(&self.startup),
+            peers_never_started: never_started,
+            joins: self.joins,
+            departures: self.departures,
+            bans,
+            forged_chunks_sent: self.forged_sent,
+            forged_chunks_played: self.forged_played,
+            datagrams_sent: self.datagrams_sent,
+            datagrams_lost: self.datagrams_lost,
+            datagrams_queue_dropped: self.queue_dropped,
+            chunks_withheld_by_free_riders: self.withheld,
+            signatures_checked: checked,
+            signature_checks_saved: remembered,
+            events: self.events,
+            max_buffered: self.max_buffered,
+            config: self.cfg,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_round_trip() {
+        for id in [0u32, 1, 255, 256, 65_535, 100_000, 0x00ff_ffff] {
+            assert_eq!(id_of(addr_of(id)), Some(id));
+        }
+        assert_eq!(id_of("127.0.0.1:7000".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn loss_model_hits_its_mean() {
+        for burst in [1.0, 4.0] {
+            let cfg = SimConfig {
+                peers: 0,
+                loss: 0.05,
+                burst,
+                ..SimConfig::default()
+            };
+            let mut sim = Sim::new(cfg);
+            let lost = (0..200_000).filter(|_| sim.lost(0)).count();
+            let rate = lost as f64 / 200_000.0;
+            assert!((rate - 0.05).abs() < 0.006, "burst {burst}: {rate}");
+        }
+    }
+}
