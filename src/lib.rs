@@ -11,6 +11,7 @@ pub mod input;
 pub mod join;
 pub mod link;
 pub mod node;
+pub mod probe;
 pub mod sim;
 pub mod stats;
 pub mod ts;

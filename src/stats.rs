@@ -180,6 +180,91 @@ impl LatencyReport {
     }
 }
 
+/// A swarm's figures from its nodes' reports (bl-stat --swarm, bl-stat --input).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SwarmSummary {
+    pub nodes: usize,
+    pub seeds: usize,
+    pub peers: usize,
+    /// The seed's stream bytes (largest, if several seeds reported).
+    pub stream_bytes: u64,
+    pub bytes_sent: u64,
+    /// Sum over nodes of each one's average upload (bytes sent ÷ uptime).
+    pub upload_kbit_s: f64,
+    /// Bytes the seed sent ÷ bytes of the stream.
+    pub source_amplification: f64,
+    /// All bytes sent ÷ bytes the peers played − 1.
+    pub overhead: f64,
+    /// Chunks played ÷ (played + skipped), over all peers.
+    pub continuity: f64,
+    pub chunks_skipped: u64,
+    pub chunks_forged: u64,
+    pub peers_banned: u64,
+    /// p50: median of the peers' medians; p99: 99th percentile of their p99s; max: largest.
+    pub latency_ms: LatencyReport,
+}
+
+impl SwarmSummary {
+    pub fn of(reports: &[Report]) -> SwarmSummary {
+        let seeds: Vec<&Report> = reports.iter().filter(|r| r.role == "seed").collect();
+        let peers: Vec<&Report> = reports.iter().filter(|r| r.role != "seed").collect();
+        let stream_bytes = seeds.iter().map(|r| r.stream_bytes).max().unwrap_or(0);
+        let seed_sent: u64 = seeds.iter().map(|r| r.bytes_sent).sum();
+        let bytes_sent: u64 = reports.iter().map(|r| r.bytes_sent).sum();
+        let played_bytes: u64 = peers.iter().map(|r| r.stream_bytes).sum();
+        let played: u64 = peers.iter().map(|r| r.counters.chunks_played).sum();
+        let skipped: u64 = peers.iter().map(|r| r.counters.chunks_skipped).sum();
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        let round = |x: f64, places: i32| {
+            let f = 10f64.powi(places);
+            (x * f).round() / f
+        };
+        let nearest_rank = |mut v: Vec<f64>, q: f64| {
+            v.sort_by(f64::total_cmp);
+            if v.is_empty() {
+                0.0
+            } else {
+                let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+                v[rank - 1]
+            }
+        };
+        let with_samples: Vec<&&Report> = peers.iter().filter(|r| r.latency_ms.count > 0).collect();
+        let latency_ms = LatencyReport {
+            p50: nearest_rank(with_samples.iter().map(|r| r.latency_ms.p50).collect(), 0.5),
+            p99: nearest_rank(
+                with_samples.iter().map(|r| r.latency_ms.p99).collect(),
+                0.99,
+            ),
+            max: with_samples
+                .iter()
+                .map(|r| r.latency_ms.max)
+                .fold(0.0, f64::max),
+            count: with_samples.iter().map(|r| r.latency_ms.count).sum(),
+        };
+        SwarmSummary {
+            nodes: reports.len(),
+            seeds: seeds.len(),
+            peers: peers.len(),
+            stream_bytes,
+            bytes_sent,
+            upload_kbit_s: round(
+                reports
+                    .iter()
+                    .map(|r| ratio(r.bytes_sent as f64 * 8.0 / 1000.0, r.uptime_s))
+                    .sum(),
+                1,
+            ),
+            source_amplification: round(ratio(seed_sent as f64, stream_bytes as f64), 3),
+            overhead: round(ratio(bytes_sent as f64, played_bytes as f64) - 1.0, 4),
+            continuity: round(ratio(played as f64, (played + skipped) as f64), 6),
+            chunks_skipped: skipped,
+            chunks_forged: reports.iter().map(|r| r.counters.chunks_forged).sum(),
+            peers_banned: reports.iter().map(|r| r.counters.peers_banned).sum(),
+            latency_ms,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -205,6 +205,19 @@ pub fn hello(
     }
 }
 
+/// A stats request padded like a Hello, so the (larger) reply never amplifies.
+pub fn stats_request(nonce: u64) -> Message {
+    let bare = encoded_len(&Message::StatsRequest {
+        nonce,
+        padding: Vec::new(),
+    });
+    let padding = HELLO_MIN_SIZE.saturating_sub(bare + 2);
+    Message::StatsRequest {
+        nonce,
+        padding: vec![0; padding],
+    }
+}
+
 /// Decodes a datagram. Every failure is an error naming what was wrong.
 pub fn decode(datagram: &[u8]) -> Result<Message> {
     if datagram.len() > MAX_DATAGRAM {

@@ -5,4 +5,5 @@ pub mod join;
 pub mod peer;
 pub mod seed;
 pub mod sim;
+pub mod stat;
 mod swarm_args;

@@ -12,6 +12,8 @@ pub fn bin(name: &str) -> PathBuf {
         "bl-join" => PathBuf::from(env!("CARGO_BIN_EXE_bl-join")),
         "bl-seed" => PathBuf::from(env!("CARGO_BIN_EXE_bl-seed")),
         "bl-peer" => PathBuf::from(env!("CARGO_BIN_EXE_bl-peer")),
+        "bl-stat" => PathBuf::from(env!("CARGO_BIN_EXE_bl-stat")),
+        "bl-sim" => PathBuf::from(env!("CARGO_BIN_EXE_bl-sim")),
         other => panic!("unknown binary {other}"),
     }
 }
