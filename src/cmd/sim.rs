@@ -202,7 +202,10 @@ fn summary(o: &Outcome, wall_s: f64) -> String {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    args.check()?;
+    if let Err(e) = args.check() {
+        eprintln!("{}: {e:#}", cli::tool());
+        return Ok(ExitCode::from(cli::EXIT_USAGE));
+    }
     cli::set_quiet(args.quiet);
     let started = Instant::now();
     let sim = Sim::new(args.config());

@@ -1,0 +1,136 @@
+//! bl-sim: the unchanged core at 1,000 peers in virtual time. bl-sim checks its invariants
+//! while it runs (only chunks the seed produced are played, each peer's output is in order,
+//! every buffer stays bounded) and exits 1 naming the seed when one fails.
+
+mod common;
+
+use common::*;
+
+fn sim(args: &[&str]) -> (serde_json::Value, String) {
+    let out = run("bl-sim", args, b"");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "bl-sim {args:?} failed: {stderr}");
+    let json = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("bl-sim printed no JSON ({e}): {stdout}"));
+    (json, stdout)
+}
+
+fn f(v: &serde_json::Value, path: &[&str]) -> f64 {
+    let mut x = v;
+    for p in path {
+        x = &x[*p];
+    }
+    x.as_f64().unwrap_or_else(|| panic!("no {path:?} in {v}"))
+}
+
+#[test]
+fn thousand_peers_over_several_seeds_stay_within_bounds() {
+    for seed in ["1", "2", "3"] {
+        eprintln!("bl-sim seed {seed}");
+        let (o, _) = sim(&[
+            "--peers",
+            "1000",
+            "--seconds",
+            "20",
+            "--join-over",
+            "2",
+            "--loss",
+            "1%",
+            "--seed",
+            seed,
+            "--json",
+            "-q",
+            // Stated bounds (docs/PERFORMANCE.md gives the measured values).
+            "--expect-continuity",
+            "0.98",
+            "--expect-amplification",
+            "3",
+        ]);
+        assert_eq!(f(&o, &["forged_chunks_played"]), 0.0);
+        assert_eq!(f(&o, &["peers_measured"]), 1000.0, "seed {seed}");
+        assert!(f(&o, &["latency_ms", "p50"]) > 0.0, "seed {seed}: {o}");
+        assert!(
+            f(&o, &["peers_never_started"]) == 0.0,
+            "seed {seed}: every peer plays: {o}"
+        );
+        // Buffers: what the invariant bounded, reported.
+        let max = o["max_buffered"].as_array().unwrap();
+        assert!(max[0].as_u64().unwrap() <= 1024, "history {o}");
+        // One signature check per chunk, not one per peer per chunk.
+        let checked = f(&o, &["signatures_checked"]);
+        assert!(checked <= f(&o, &["chunks_produced"]) * 1.01 + 10.0, "{o}");
+    }
+}
+
+#[test]
+fn forgers_are_banned_and_never_played_free_riders_and_churn_survived() {
+    let (o, _) = sim(&[
+        "--peers",
+        "300",
+        "--seconds",
+        "15",
+        "--join-over",
+        "2",
+        "--forgers",
+        "3",
+        "--free-riders",
+        "10%",
+        "--churn",
+        "60",
+        "--seed",
+        "5",
+        "--json",
+        "-q",
+    ]);
+    assert!(f(&o, &["forged_chunks_sent"]) > 0.0, "{o}");
+    assert_eq!(f(&o, &["forged_chunks_played"]), 0.0);
+    assert!(
+        f(&o, &["bans"]) >= 3.0,
+        "every forger is banned somewhere: {o}"
+    );
+    assert!(f(&o, &["chunks_withheld_by_free_riders"]) > 0.0, "{o}");
+    assert!(f(&o, &["departures"]) >= 10.0, "{o}");
+    assert!(f(&o, &["continuity"]) > 0.95, "{o}");
+}
+
+#[test]
+fn the_same_seed_gives_identical_output() {
+    let args = [
+        "--peers",
+        "200",
+        "--seconds",
+        "6",
+        "--join-over",
+        "1",
+        "--churn",
+        "30",
+        "--forgers",
+        "1",
+        "--seed",
+        "42",
+        "--json",
+        "-q",
+    ];
+    let (_, first) = sim(&args);
+    let (_, second) = sim(&args);
+    assert_eq!(first, second, "same seed, different output");
+    let mut other = args;
+    other[11] = "43";
+    let (_, third) = sim(&other);
+    assert_ne!(first, third, "a different seed must give a different run");
+}
+
+#[test]
+fn bad_arguments_are_named() {
+    for (args, what) in [
+        (&["--loss", "2"][..], "--loss"),
+        (&["--bitrate", "fast"][..], "--bitrate"),
+        (&["--stripes", "0"][..], "--stripes"),
+    ] {
+        let out = run("bl-sim", args, b"");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(what), "{args:?}: {err}");
+    }
+}
