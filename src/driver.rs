@@ -168,7 +168,15 @@ fn spawn_writer(
 }
 
 fn print_stats(node: &Node) {
-    match serde_json::to_string(&node.report(cli::unix_micros())) {
+    let mut report = node.report(cli::unix_micros());
+    report.latency_histogram_ms = node
+        .stats()
+        .latency_us
+        .buckets()
+        .into_iter()
+        .map(|(us, n)| (us as f64 / 1000.0, n))
+        .collect();
+    match serde_json::to_string(&report) {
         Ok(json) => eprintln!("{json}"),
         Err(e) => cli::warn(format!("cannot encode stats: {e}")),
     }

@@ -267,6 +267,8 @@ pub struct Node {
     play_from: Option<u64>,
     /// Joined mid-GOP: playout starts at the first keyframe after this seq.
     await_keyframe_after: Option<u64>,
+    /// When the first chunk was played (startup figure).
+    first_play_at: Option<u64>,
     /// When the first chunk arrived (peer), to fall back to playing from it.
     first_chunk_at: Option<u64>,
     joiner: Option<Joiner>,
@@ -336,6 +338,7 @@ impl Node {
             play_from: None,
             await_keyframe_after: None,
             first_chunk_at: None,
+            first_play_at: None,
             joiner: (!is_seed).then(|| {
                 Joiner::new(1, cfg.history.max(1) as u64, cfg.latency_us, false)
                     .with_unordered_inputs()
@@ -442,6 +445,10 @@ impl Node {
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
+            startup_ms: self
+                .first_play_at
+                .map(|t| t.saturating_sub(self.started_at) as f64 / 1000.0),
+            latency_histogram_ms: Vec::new(),
         }
     }
 
@@ -966,6 +973,7 @@ impl Node {
         while let Some(event) = j.poll_event() {
             match event {
                 JoinEvent::Play(chunk) => {
+                    self.first_play_at.get_or_insert(now);
                     self.stats.counters.chunks_played += 1;
                     self.stats
                         .latency_us

@@ -76,6 +76,16 @@ impl Histogram {
         self.max
     }
 
+    /// Non-empty buckets as (upper bound µs, count), for plots.
+    pub fn buckets(&self) -> Vec<(u64, u64)> {
+        self.buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, n)| (Self::upper_bound(i).min(self.max), *n))
+            .collect()
+    }
+
     pub fn merge(&mut self, other: &Histogram) {
         for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
             *a += b;
@@ -158,6 +168,13 @@ pub struct Report {
     pub latency_ms: LatencyReport,
     pub ingest_latency_ms: LatencyReport,
     pub sent_by_kind: BTreeMap<String, Traffic>,
+    /// Peer: start → first chunk played, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_ms: Option<f64>,
+    /// The latency histogram as [upper bound ms, chunks] pairs: only in --stats-json (too
+    /// large for a bl-stat reply), for benchmarks that pool every chunk of every peer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_histogram_ms: Vec<(f64, u64)>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
