@@ -38,13 +38,11 @@ pub const REPAIR_DELAY_US: u64 = 50_000;
 /// A request that was not answered is retried (elsewhere) after this long, doubling with
 /// each try up to 4× (a far or busy neighbour must not be asked again before it can answer).
 pub const REPAIR_RETRY_US: u64 = 100_000;
-/// Repairs a node serves are budgeted: this fraction of its push budget (in copies of the
-/// stream), at least [`REPAIR_SHARE_MIN`] copies. Requests beyond it are left unanswered and
-/// retried elsewhere, so joiners catching up cannot swamp one uplink. The seed's share is
-/// smaller: everything it sends counts against source amplification, and it is asked last.
-pub const REPAIR_SHARE: f64 = 1.0;
-pub const REPAIR_SHARE_MIN: f64 = 1.0;
-pub const REPAIR_SHARE_SEED: f64 = 0.5;
+/// Repairs a node serves are budgeted: what its pushes leave of its upload budget
+/// (max_upload − subscriptions fed ÷ K copies of the stream), at least this many copies.
+/// Requests beyond it are left unanswered and retried elsewhere, so joiners catching up and
+/// orphans cannot swamp one uplink.
+pub const REPAIR_SHARE_MIN: f64 = 0.25;
 /// Haves go every tick to parents and children, and every this many ticks to other
 /// neighbours: peers (they are each other's repair sources), the seed (it has a thousand
 /// neighbours and is asked for repairs last).
@@ -1416,10 +1414,9 @@ impl Node {
             }
         }
         // Refill the repair budget from the stream rate seen in the last tick.
-        let share = match self.cfg.role {
-            Role::Seed => self.cfg.max_upload * REPAIR_SHARE_SEED,
-            Role::Peer => (self.cfg.max_upload * REPAIR_SHARE).max(REPAIR_SHARE_MIN),
-        };
+        // Repairs are charged to --max-upload: what the pushes leave of it, at least a floor.
+        let pushing = f64::from(self.children_count()) / f64::from(self.stripes);
+        let share = (self.cfg.max_upload - pushing).max(REPAIR_SHARE_MIN);
         let refill = self.new_chunks as f64 * share + 2.0;
         // Unused budget keeps a little while: a joiner's catch-up comes as one burst.
         self.repair_credit = (self.repair_credit + refill).min(4.0 * refill);
