@@ -38,11 +38,13 @@ pub const REPAIR_DELAY_US: u64 = 50_000;
 /// A request that was not answered is retried (elsewhere) after this long, doubling with
 /// each try up to 4× (a far or busy neighbour must not be asked again before it can answer).
 pub const REPAIR_RETRY_US: u64 = 100_000;
-/// Repairs a node serves are budgeted: what its pushes leave of its upload budget
-/// (max_upload − subscriptions fed ÷ K copies of the stream), at least this many copies.
-/// Requests beyond it are left unanswered and retried elsewhere, so joiners catching up and
-/// orphans cannot swamp one uplink.
-pub const REPAIR_SHARE_MIN: f64 = 0.25;
+/// Repairs a peer serves are budgeted: what its pushes leave of its upload budget
+/// (max_upload − subscriptions fed ÷ K copies of the stream), at least this fraction of
+/// max_upload (orphans after a parent died need a burst from members that are full). The seed serves [`REPAIR_SHARE_SEED`] × max_upload. Requests beyond
+/// the budget are left unanswered and retried elsewhere, so joiners catching up and orphans
+/// cannot swamp one uplink.
+pub const REPAIR_SHARE_MIN: f64 = 1.0;
+pub const REPAIR_SHARE_SEED: f64 = 0.5;
 /// Haves go every tick to parents and children, and every this many ticks to other
 /// neighbours: peers (they are each other's repair sources), the seed (it has a thousand
 /// neighbours and is asked for repairs last).
@@ -1036,13 +1038,14 @@ impl Node {
 
     /// Everything up to `seq` exists somewhere: note what we lack as missing.
     fn note_known_seq(&mut self, now: u64, seq: u64) {
-        let from = match (self.highest, self.play_from) {
-            (Some(h), _) => h + 1,
-            (None, Some(p)) => p,
-            (None, None) => return,
+        // Before playout has a start point nothing is missing yet (set_play_from marks the
+        // gaps from the start on); counting earlier gaps grew without bound (bl-sim, 10k).
+        let Some(play_from) = self.play_from else {
+            return;
         };
-        let from = from.max(self.play_from.unwrap_or(0));
-        if seq < from {
+        let from = self.highest.map_or(play_from, |h| h + 1);
+        let from = from.max(play_from);
+        if seq < from || self.missing.len() >= self.cfg.history {
             return;
         }
         let until = seq.min(from + 1024);
@@ -1414,9 +1417,16 @@ impl Node {
             }
         }
         // Refill the repair budget from the stream rate seen in the last tick.
-        // Repairs are charged to --max-upload: what the pushes leave of it, at least a floor.
-        let pushing = f64::from(self.children_count()) / f64::from(self.stripes);
-        let share = (self.cfg.max_upload - pushing).max(REPAIR_SHARE_MIN);
+        // Repairs are charged to --max-upload: what the pushes leave of it, at least a floor
+        // (orphans after a parent died need a burst of repairs from busy members). The seed's
+        // budget is a fixed share: everything it sends counts against source amplification.
+        let share = match self.cfg.role {
+            Role::Seed => self.cfg.max_upload * REPAIR_SHARE_SEED,
+            Role::Peer => {
+                let pushing = f64::from(self.children_count()) / f64::from(self.stripes);
+                (self.cfg.max_upload - pushing).max(REPAIR_SHARE_MIN * self.cfg.max_upload)
+            }
+        };
         let refill = self.new_chunks as f64 * share + 2.0;
         // Unused budget keeps a little while: a joiner's catch-up comes as one burst.
         self.repair_credit = (self.repair_credit + refill).min(4.0 * refill);
