@@ -289,10 +289,6 @@ pub struct Node {
     stream_bytes: u64,
 }
 
-fn m_tries(missing: &BTreeMap<u64, Missing>, seq: u64) -> u32 {
-    missing.get(&seq).map_or(0, |m| m.tries)
-}
-
 fn stripe_of(seq: u64, stripes: u8) -> u8 {
     (seq % u64::from(stripes.max(1))) as u8
 }
@@ -948,9 +944,21 @@ impl Node {
             .map(|list| list.iter().copied().filter(|a| Some(*a) != from).collect())
             .unwrap_or_default();
         if !children.is_empty() {
+            // One size for every child: the per-chunk path encodes nothing twice.
             let message = Message::Chunk(chunk.clone());
-            for to in children {
-                self.send(to, &message);
+            let len = wire::encoded_len(&message);
+            let fits = len <= MAX_DATAGRAM;
+            if !fits {
+                let warning = format!("internal: chunk {seq} encodes to {len} bytes");
+                self.events.push_back(Event::Warning(warning));
+            }
+            for to in children.into_iter().filter(|_| fits) {
+                self.stats.count_sent("chunk", len);
+                self.transmits.push_back(Transmit {
+                    to,
+                    message: message.clone(),
+                    len,
+                });
             }
         }
         if let Some(j) = self.joiner.as_mut() {
@@ -1534,7 +1542,7 @@ impl Node {
                 .map(|(a, _)| *a);
             let target = if !peers.is_empty() {
                 Some(peers[self.rng.below(peers.len())])
-            } else if m_tries(&self.missing, seq) == 0 {
+            } else if self.missing.get(&seq).map_or(0, |m| m.tries) == 0 {
                 stripe_parent.or(seed)
             } else {
                 // The parent did not answer (it may be gone): the seed has everything.
