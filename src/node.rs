@@ -479,6 +479,12 @@ impl Node {
 
     fn send_owned(&mut self, to: SocketAddr, message: Message) {
         let len = wire::encoded_len(&message);
+        self.send_sized(to, message, len);
+    }
+
+    /// Queues `message` whose encoded size `len` the caller already knows (a chunk sent to
+    /// several children is sized once).
+    fn send_sized(&mut self, to: SocketAddr, message: Message, len: usize) {
         if len > MAX_DATAGRAM {
             let warning = format!("internal: {} message of {len} bytes", message.kind());
             self.events.push_back(Event::Warning(warning));
@@ -947,18 +953,8 @@ impl Node {
             // One size for every child: the per-chunk path encodes nothing twice.
             let message = Message::Chunk(chunk.clone());
             let len = wire::encoded_len(&message);
-            let fits = len <= MAX_DATAGRAM;
-            if !fits {
-                let warning = format!("internal: chunk {seq} encodes to {len} bytes");
-                self.events.push_back(Event::Warning(warning));
-            }
-            for to in children.into_iter().filter(|_| fits) {
-                self.stats.count_sent("chunk", len);
-                self.transmits.push_back(Transmit {
-                    to,
-                    message: message.clone(),
-                    len,
-                });
+            for to in children {
+                self.send_sized(to, message.clone(), len);
             }
         }
         if let Some(j) = self.joiner.as_mut() {
@@ -1272,10 +1268,9 @@ impl Node {
             })
             .map(|(addr, n)| ((n.load, n.depth), *addr))
             .collect();
-        // The shallowest members (short paths from the seed keep latency to O(log N) hops),
-        // every 4 children counting as one level deeper so that upload still spreads over
-        // every member; least loaded among equals, chosen among at random. A full one refuses
-        // and is not asked again for a while.
+        // The least loaded members (spreads upload over every member), the shallowest among
+        // those (shorter paths from the seed), chosen among at random. A full one refuses and
+        // is not asked again for a while.
         if let Some(least) = members.iter().map(|(rank, _)| *rank).min() {
             members.retain(|(rank, _)| *rank == least);
             members.sort();
@@ -1344,7 +1339,7 @@ impl Node {
     }
 
     /// Hops from the seed in our member stripe: the parent's depth + 1 (the seed is 0).
-    pub fn depth(&self) -> u8 {
+    fn depth(&self) -> u8 {
         if self.cfg.role == Role::Seed {
             return 0;
         }

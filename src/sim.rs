@@ -289,6 +289,7 @@ pub struct Sim {
     forged_played: u64,
     departures: u64,
     joins: u64,
+    forgers_added: usize,
     max_buffered: [usize; 3],
     latency: Histogram,
     startup: Histogram,
@@ -329,6 +330,7 @@ impl Sim {
             forged_played: 0,
             departures: 0,
             joins: 0,
+            forgers_added: 0,
             max_buffered: [0; 3],
             latency: Histogram::default(),
             startup: Histogram::default(),
@@ -570,11 +572,14 @@ impl Sim {
     fn join(&mut self) {
         let n = self.joins;
         self.joins += 1;
-        // Spread forgers and free riders evenly through the join order.
-        let forger = self.cfg.forgers > 0
+        // Forgers are spread evenly through the initial joins.
+        let every = (self.cfg.peers / self.cfg.forgers.max(1)).max(1);
+        let forger = self.forgers_added < self.cfg.forgers
             && (n as usize) < self.cfg.peers
-            && (n as usize) % (self.cfg.peers / self.cfg.forgers.min(self.cfg.peers)).max(1) == 1
-            && self.nodes.iter().filter(|x| x.kind == Kind::Forger).count() < self.cfg.forgers;
+            && (n as usize) % every == 1 % every;
+        if forger {
+            self.forgers_added += 1;
+        }
         let kind = if forger {
             Kind::Forger
         } else if self.rng.unit() < self.cfg.free_riders {
