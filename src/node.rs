@@ -35,9 +35,20 @@ use crate::wire::{self, Message, PeerInfo, Role, MAX_PEERS_PER_MESSAGE, MAX_REQU
 pub const TICK_US: u64 = 100_000;
 /// A missing chunk is requested this long after a later one is known.
 pub const REPAIR_DELAY_US: u64 = 50_000;
-/// A request that was not answered is retried (elsewhere) after this long, doubling with
-/// each try up to 4× (a far or busy neighbour must not be asked again before it can answer).
-pub const REPAIR_RETRY_US: u64 = 100_000;
+/// A request that was not answered is retried (elsewhere) after twice the RTT to whom it went
+/// and 10 ms, within these bounds (a far or busy neighbour must not be asked again before it
+/// can answer; a near one that lost the answer should be asked again soon).
+pub const REPAIR_RETRY_MIN_US: u64 = 20_000;
+pub const REPAIR_RETRY_MAX_US: u64 = 600_000;
+/// The RTT assumed of a neighbour not yet timed.
+pub const DEFAULT_RTT_US: u64 = 100_000;
+/// The first request for a missing chunk goes to the stripe's parent. If the parent lacks it
+/// too (its Have says so), it is repairing it one round trip further up and pushes it down:
+/// others are asked only after that much more time.
+pub const PARENT_REPAIR_EXTRA_US: u64 = 100_000;
+/// A parent that sent nothing for this long may be dead: its stripe's gaps are repaired from
+/// others at once, and it is not asked.
+pub const PARENT_QUIET_US: u64 = 250_000;
 /// Repairs a peer serves are budgeted: what its pushes leave of its upload budget
 /// (max_upload − subscriptions fed ÷ K copies of the stream), at least this fraction of
 /// max_upload (orphans after a parent died need a burst from members that are full). The seed serves [`REPAIR_SHARE_SEED`] × max_upload. Requests beyond
@@ -45,15 +56,18 @@ pub const REPAIR_RETRY_US: u64 = 100_000;
 /// cannot swamp one uplink.
 pub const REPAIR_SHARE_MIN: f64 = 1.0;
 pub const REPAIR_SHARE_SEED: f64 = 0.5;
-/// Haves go every tick to parents and children, and every this many ticks to other
-/// neighbours: peers (they are each other's repair sources), the seed (it has a thousand
-/// neighbours and is asked for repairs last).
-pub const IDLE_HAVE_TICKS_PEER: u64 = 2;
-pub const IDLE_HAVE_TICKS_SEED: u64 = 10;
+/// Peers' Haves go every [`TREE_HAVE_TICKS_PEER`] ticks to parents and children, and every
+/// [`IDLE_HAVE_TICKS_PEER`] ticks to other neighbours (they are each other's repair sources).
+/// The seed's go every tick to its children and every [`IDLE_HAVE_TICKS_SEED`] ticks to the
+/// rest: it has a thousand neighbours and is asked for repairs last. Haves were as many
+/// datagrams as chunks in bl-sim; they are keepalives and repair hints, not the data path.
+pub const TREE_HAVE_TICKS_PEER: u64 = 2;
+pub const IDLE_HAVE_TICKS_PEER: u64 = 3;
+pub const IDLE_HAVE_TICKS_SEED: u64 = 30;
 /// A peer silent this long is gone (it would have sent ~7 Haves).
 pub const NEIGHBOUR_TIMEOUT_US: u64 = 1_500_000;
-/// The seed Haves idle neighbours once a second: it is gone after 3 missed.
-pub const SEED_TIMEOUT_US: u64 = 3_500_000;
+/// The seed Haves idle neighbours every 3 s: it is gone after 3 missed.
+pub const SEED_TIMEOUT_US: u64 = 10_000_000;
 /// A Hello unanswered this long is retried, at most [`HELLO_ATTEMPTS`] times.
 pub const HELLO_RETRY_US: u64 = 500_000;
 pub const HELLO_ATTEMPTS: u32 = 4;
@@ -63,7 +77,7 @@ pub const STALL_US: u64 = 1_000_000;
 /// A chunk of a stripe whose parent has not yet sent anything later may still be on its way:
 /// it counts as missing only after this long (a later chunk of its own stripe shortens it
 /// to [`REPAIR_DELAY_US`]).
-pub const IN_FLIGHT_WAIT_US: u64 = 250_000;
+pub const IN_FLIGHT_WAIT_US: u64 = 750_000;
 /// How long a node that refused us as a child is not asked again.
 pub const REFUSAL_BACKOFF_US: u64 = 2_000_000;
 /// A peer that joined before the stream began waits this long after its first chunk to learn
@@ -168,6 +182,8 @@ struct Neighbour {
     load: u8,
     /// Its depth in its member stripe, from its last Have.
     depth: u8,
+    /// Smoothed round-trip time (µs), from Hello→Welcome and Request→Chunk.
+    rtt_us: Option<u64>,
 }
 
 impl Neighbour {
@@ -181,6 +197,7 @@ impl Neighbour {
             have: None,
             load: 0,
             depth: u8::MAX,
+            rtt_us: None,
         }
     }
 
@@ -204,6 +221,8 @@ impl Neighbour {
 struct Missing {
     next_try: u64,
     tries: u32,
+    /// Whom the last request went to, and when: its answer times that neighbour's RTT.
+    asked: Option<(SocketAddr, u64)>,
 }
 
 /// xorshift64*: small, fast, seedable; the core's only source of randomness.
@@ -605,7 +624,7 @@ impl Node {
                 latest_seq,
                 end,
             } => {
-                let Some(&(expected, _, _)) = self.hellos.get(&from) else {
+                let Some(&(expected, hello_at, attempts)) = self.hellos.get(&from) else {
                     return;
                 };
                 if nonce != expected {
@@ -636,6 +655,10 @@ impl Node {
                 } else {
                     self.neighbours
                         .insert(from, Neighbour::new(role, index, member, now));
+                }
+                // A Welcome to our only Hello times the round trip.
+                if attempts == 1 {
+                    self.note_rtt(from, now.saturating_sub(hello_at));
                 }
                 let confirm = Message::Confirm {
                     token,
@@ -695,10 +718,15 @@ impl Node {
                 self.send(from, &Message::Peers { peers });
             }
             Message::Peers { peers } => {
+                let orphans = self.orphan_stripes();
                 for p in peers {
                     let me = self.local_addr == Some(p.addr);
-                    let open =
-                        self.neighbours.len() + self.hellos.len() < self.cfg.target_neighbours;
+                    let known = self.neighbours.len() + self.hellos.len();
+                    // Beyond the target only members of a stripe we have no parent in: the
+                    // members we know may all be full.
+                    let open = known < self.cfg.target_neighbours
+                        || (orphans & (1u64 << (p.member % 64)) != 0
+                            && known < self.cfg.target_neighbours + 4);
                     if open
                         && !me
                         && !self.neighbours.contains_key(&p.addr)
@@ -765,6 +793,7 @@ impl Node {
                             continue;
                         }
                         self.repair_credit -= 1.0;
+                        self.stats.counters.repairs_served += 1;
                         self.send_owned(from, Message::Chunk(chunk));
                     }
                 }
@@ -896,7 +925,15 @@ impl Node {
                 .ingest_latency_us
                 .record(now.saturating_sub(chunk.capture_us));
         }
-        self.missing.remove(&seq);
+        if let Some(Missing {
+            asked: Some((asked, at)),
+            ..
+        }) = self.missing.remove(&seq)
+        {
+            if from == Some(asked) {
+                self.note_rtt(asked, now.saturating_sub(at));
+            }
+        }
         self.new_chunks += 1;
         let stripe = stripe_of(seq, self.stripes);
         if let Some(newest) = self.stripe_newest.get_mut(stripe as usize) {
@@ -1032,6 +1069,7 @@ impl Node {
                     Missing {
                         next_try: now,
                         tries: 0,
+                        asked: None,
                     },
                 );
                 self.repair_at = now;
@@ -1056,7 +1094,12 @@ impl Node {
         for s in from..=until {
             if !self.history.contains_key(&s) {
                 let stripe = stripe_of(s, self.stripes) as usize;
+                // A parent still sending this stripe may bring it; one gone quiet will not.
                 let parent_may_bring_it = self.parents.get(stripe).is_some_and(Option::is_some)
+                    && self
+                        .stripe_heard
+                        .get(stripe)
+                        .is_some_and(|heard| now < heard + PARENT_QUIET_US)
                     && self
                         .stripe_newest
                         .get(stripe)
@@ -1064,13 +1107,15 @@ impl Node {
                         .flatten()
                         .is_none_or(|newest| newest < s);
                 let wait = if parent_may_bring_it {
-                    IN_FLIGHT_WAIT_US
+                    // Not longer than playout would wait for it.
+                    IN_FLIGHT_WAIT_US.min(self.cfg.latency_us / 3)
                 } else {
                     REPAIR_DELAY_US
                 };
                 self.missing.entry(s).or_insert(Missing {
                     next_try: now + wait,
                     tries: 0,
+                    asked: None,
                 });
                 self.repair_at = self.repair_at.min(now + wait);
             }
@@ -1354,6 +1399,35 @@ impl Node {
         }
     }
 
+    fn note_rtt(&mut self, addr: SocketAddr, sample: u64) {
+        if let Some(n) = self.neighbours.get_mut(&addr) {
+            // TCP's smoothing (RFC 6298): 7/8 old, 1/8 new.
+            n.rtt_us = Some(n.rtt_us.map_or(sample, |rtt| (7 * rtt + sample) / 8));
+        }
+    }
+
+    /// How long an answer from `addr` may take: twice its RTT and a little, within bounds.
+    fn answer_wait(&self, addr: SocketAddr) -> u64 {
+        let rtt = self
+            .neighbours
+            .get(&addr)
+            .and_then(|n| n.rtt_us)
+            .unwrap_or(DEFAULT_RTT_US);
+        (2 * rtt + 10_000).clamp(REPAIR_RETRY_MIN_US, REPAIR_RETRY_MAX_US)
+    }
+
+    /// Stripes (bit s) this peer has no parent in, once it has a place in the swarm.
+    fn orphan_stripes(&self) -> u64 {
+        if self.cfg.role != Role::Peer || self.index == 0 {
+            return 0;
+        }
+        self.parents
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.is_none())
+            .fold(0, |mask, (s, _)| mask | 1u64 << (s % 64))
+    }
+
     fn children_count(&self) -> u8 {
         let total: u32 = self
             .neighbours
@@ -1435,12 +1509,13 @@ impl Node {
         self.repair_credit = (self.repair_credit + refill).min(4.0 * refill);
         self.new_chunks = 0;
         self.ticks += 1;
-        // Haves double as keepalives: every tick to the tree around us, less often to the rest.
-        let idle_ticks = match self.cfg.role {
-            Role::Seed => IDLE_HAVE_TICKS_SEED,
-            Role::Peer => IDLE_HAVE_TICKS_PEER,
+        // Haves double as keepalives: often to the tree around us, less often to the rest.
+        let (tree_ticks, idle_ticks) = match self.cfg.role {
+            Role::Seed => (1, IDLE_HAVE_TICKS_SEED),
+            Role::Peer => (TREE_HAVE_TICKS_PEER, IDLE_HAVE_TICKS_PEER),
         };
         let everyone = self.ticks % idle_ticks == 0;
+        let tree_due = self.ticks % tree_ticks == 0;
         let tree: BTreeSet<SocketAddr> = self.parents.iter().flatten().copied().collect();
         let have = self.have().unwrap_or(Message::Have {
             first: 0,
@@ -1452,7 +1527,7 @@ impl Node {
         let addrs: Vec<SocketAddr> = self
             .neighbours
             .iter()
-            .filter(|(a, n)| everyone || n.children != 0 || tree.contains(a))
+            .filter(|(a, n)| everyone || tree_due && (n.children != 0 || tree.contains(a)))
             .map(|(a, _)| *a)
             .collect();
         for addr in addrs {
@@ -1464,7 +1539,7 @@ impl Node {
             && !self.neighbours.is_empty()
         {
             self.next_peer_exchange = now + PEER_EXCHANGE_US;
-            if self.neighbours.len() < self.cfg.target_neighbours {
+            if self.neighbours.len() < self.cfg.target_neighbours || self.orphan_stripes() != 0 {
                 let mut addrs: Vec<SocketAddr> = self.neighbours.keys().copied().collect();
                 addrs.sort();
                 let pick = addrs[self.rng.below(addrs.len())];
@@ -1523,32 +1598,62 @@ impl Node {
                 .filter(|(_, seed)| !seed)
                 .map(|(a, _)| *a)
                 .collect();
-            // Nobody announced it yet (Haves are 100 ms apart): ask whoever should have it,
-            // the stripe's parent, else the seed.
+            // Only a parent heard from lately: a dead one would cost a round of waiting.
             let stripe_parent = self
                 .parents
                 .get(stripe_of(seq, self.stripes) as usize)
                 .copied()
-                .flatten();
+                .flatten()
+                .filter(|p| {
+                    self.neighbours
+                        .get(p)
+                        .is_some_and(|n| now < n.last_heard + PARENT_QUIET_US)
+                });
             let seed = self
                 .neighbours
                 .iter()
                 .find(|(_, n)| n.role == Role::Seed)
                 .map(|(a, _)| *a);
-            let target = if !peers.is_empty() {
-                Some(peers[self.rng.below(peers.len())])
-            } else if self.missing.get(&seq).map_or(0, |m| m.tries) == 0 {
-                stripe_parent.or(seed)
-            } else {
-                // The parent did not answer (it may be gone): the seed has everything.
-                seed.or(stripe_parent)
+            let tries = self.missing.get(&seq).map_or(0, |m| m.tries);
+            // First the stripe's parent: it lost the chunk on our link (it answers at once) or
+            // upstream (it is repairing it and pushes it down to us anyway), so a subtree does
+            // not storm its neighbours for one chunk lost near the root. Then any peer that
+            // announced it; the seed only when no peer has it after two tries.
+            let parent_lacks_it = stripe_parent
+                .and_then(|p| self.neighbours.get(&p))
+                .and_then(|n| n.have)
+                .is_some_and(|(_, highest, _)| highest >= seq)
+                && !stripe_parent
+                    .and_then(|p| self.neighbours.get(&p))
+                    .is_some_and(|n| n.holds(seq));
+            let (target, wait) = match stripe_parent {
+                Some(parent) if tries == 0 => {
+                    let extra = if parent_lacks_it {
+                        PARENT_REPAIR_EXTRA_US
+                    } else {
+                        0
+                    };
+                    (Some(parent), self.answer_wait(parent) + extra)
+                }
+                _ if !peers.is_empty() => {
+                    let to = peers[self.rng.below(peers.len())];
+                    (Some(to), self.answer_wait(to))
+                }
+                _ if tries >= 2 => match seed {
+                    Some(seed) => (Some(seed), self.answer_wait(seed)),
+                    None => (None, DEFAULT_RTT_US),
+                },
+                // Nobody announced it yet (Haves are 100–200 ms apart): wait for them.
+                _ => (None, DEFAULT_RTT_US),
             };
             let Some(m) = self.missing.get_mut(&seq) else {
                 continue;
             };
-            m.next_try = now + (REPAIR_RETRY_US << m.tries.min(2));
+            m.next_try = now + wait;
+            // A round with nobody to ask counts as a try too: it leads to the seed.
+            m.tries += 1;
+            m.asked = target.map(|to| (to, now));
             if let Some(to) = target {
-                m.tries += 1;
                 let batch = batches.entry(to).or_default();
                 if batch.len() < MAX_REQUEST_SEQS {
                     batch.push(seq);

@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::chunk::{Chunk, FLAG_KEYFRAME, MAX_PAYLOAD};
 use crate::identity::StreamKey;
 use crate::node::{Config, Event, Node};
-use crate::stats::Histogram;
+use crate::stats::{Counters, Histogram, Traffic};
 use crate::ts::PACKET_SIZE;
 use crate::verified::VerifiedChunks;
 use crate::wire::{Message, Role};
@@ -148,8 +148,17 @@ pub struct Outcome {
     pub signatures_checked: u64,
     pub signature_checks_saved: u64,
     pub events: u64,
+    /// Peers' counters summed (duplicates, late chunks, repairs refused, …).
+    pub peer_counters: Counters,
+    /// Bytes and datagrams every node sent, by message kind.
+    pub sent_by_kind: BTreeMap<&'static str, Traffic>,
+    /// What the seed alone sent, by message kind.
+    pub seed_sent_by_kind: BTreeMap<&'static str, Traffic>,
     /// Largest history / missing / playout buffer seen at any node.
     pub max_buffered: [usize; 3],
+    /// Share of (peer, stripe) pairs without a parent, sampled every second once the joins
+    /// are over: those stripes arrive by repair only.
+    pub stripes_without_parent: f64,
 }
 
 /// An invariant that failed; `seed` reproduces it.
@@ -291,6 +300,8 @@ pub struct Sim {
     joins: u64,
     forgers_added: usize,
     max_buffered: [usize; 3],
+    /// (pairs without a parent, pairs) over the samples.
+    orphan_samples: (u64, u64),
     latency: Histogram,
     startup: Histogram,
     /// How long datagrams waited at their sender's uplink.
@@ -332,6 +343,7 @@ impl Sim {
             joins: 0,
             forgers_added: 0,
             max_buffered: [0; 3],
+            orphan_samples: (0, 0),
             latency: Histogram::default(),
             startup: Histogram::default(),
             queue_delay: Histogram::default(),
@@ -611,10 +623,16 @@ impl Sim {
     }
 
     fn check_buffers(&mut self) {
+        let joins_over = self.joins_pending == 0;
         for id in 0..self.nodes.len() {
             let node = &self.nodes[id];
             if !node.alive {
                 continue;
+            }
+            if joins_over && id > 0 && node.kind == Kind::Honest {
+                let parents = node.core.parents();
+                self.orphan_samples.0 += parents.iter().filter(|p| p.is_none()).count() as u64;
+                self.orphan_samples.1 += parents.len() as u64;
             }
             let b = node.core.buffered();
             let cfg = node.core.config();
@@ -766,14 +784,24 @@ impl Sim {
         let mut total_sent = 0;
         let mut played_bytes = 0u64;
         let mut seed_sent = 0;
+        let mut peer_counters = Counters::default();
+        let mut sent_by_kind: BTreeMap<&'static str, Traffic> = BTreeMap::new();
+        let mut seed_sent_by_kind = BTreeMap::new();
         for (id, node) in self.nodes.iter().enumerate() {
             let stats = node.core.stats();
             total_sent += stats.bytes_sent();
             bans += stats.counters.peers_banned;
+            for (kind, t) in &stats.sent {
+                let sum = sent_by_kind.entry(*kind).or_default();
+                sum.datagrams += t.datagrams;
+                sum.bytes += t.bytes;
+            }
             if id == 0 {
                 seed_sent = stats.bytes_sent();
+                seed_sent_by_kind = stats.sent.clone();
                 continue;
             }
+            peer_counters.add(&stats.counters);
             if node.kind != Kind::Forger {
                 self.latency.merge(&stats.latency_us);
                 played_bytes += node.played * MAX_PAYLOAD as u64;
@@ -834,7 +862,14 @@ impl Sim {
             signatures_checked: checked,
             signature_checks_saved: remembered,
             events: self.events,
+            peer_counters,
+            sent_by_kind,
+            seed_sent_by_kind,
             max_buffered: self.max_buffered,
+            stripes_without_parent: round(
+                self.orphan_samples.0 as f64 / self.orphan_samples.1.max(1) as f64,
+                4,
+            ),
             config: self.cfg,
         }
     }

@@ -116,6 +116,26 @@ pub struct Counters {
     pub peers_banned: u64,
     /// Repair requests not served because the repair budget was spent.
     pub repairs_refused: u64,
+    /// Chunks sent in answer to a repair request (the rest were pushed down a stripe).
+    #[serde(default)]
+    pub repairs_served: u64,
+}
+
+impl Counters {
+    /// Adds another node's counts (swarm totals).
+    pub fn add(&mut self, o: &Counters) {
+        self.datagrams_dropped += o.datagrams_dropped;
+        self.chunks_received += o.chunks_received;
+        self.chunks_duplicate += o.chunks_duplicate;
+        self.chunks_late += o.chunks_late;
+        self.chunks_forged += o.chunks_forged;
+        self.chunks_skipped += o.chunks_skipped;
+        self.chunks_played += o.chunks_played;
+        self.chunks_dropped_output += o.chunks_dropped_output;
+        self.peers_banned += o.peers_banned;
+        self.repairs_refused += o.repairs_refused;
+        self.repairs_served += o.repairs_served;
+    }
 }
 
 /// Everything a node counts.
