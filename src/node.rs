@@ -87,6 +87,8 @@ pub const EARLY_START_WAIT_US: u64 = 300_000;
 /// otherwise it waits for the next keyframe. Fetching a whole GOP of backlog would cost the
 /// swarm a burst of repairs for chunks that are mostly too old to play within the latency.
 pub const CATCH_UP_MAX_CHUNKS: u64 = 64;
+/// How many recent joiners the seed remembers for its tracker answers.
+pub const RECENT_PEERS: usize = 1024;
 /// How often a peer short of neighbours goes back to its bootstrap nodes.
 pub const BOOTSTRAP_RETRY_US: u64 = 3_000_000;
 /// Peer exchange period while below the target neighbour count.
@@ -262,6 +264,8 @@ pub struct Node {
     banned: BTreeSet<SocketAddr>,
     /// Tokens other nodes gave us in their Welcome (for GetPeers as a non-neighbour).
     tokens: BTreeMap<SocketAddr, u64>,
+    /// Seed: the peers that confirmed lately (tracker answers draw from them too).
+    recent_peers: VecDeque<PeerInfo>,
     /// Last time we went back to the bootstrap addresses.
     last_bootstrap: u64,
     parents: Vec<Option<SocketAddr>>,
@@ -336,6 +340,7 @@ impl Node {
             hellos: BTreeMap::new(),
             banned: BTreeSet::new(),
             tokens: BTreeMap::new(),
+            recent_peers: VecDeque::new(),
             last_bootstrap: now,
             parents: vec![None; stripes as usize],
             subscribed_at: vec![0; stripes as usize],
@@ -683,6 +688,22 @@ impl Node {
                     self.stats.counters.datagrams_dropped += 1;
                     return;
                 }
+                // The seed, as tracker, remembers who joined lately, neighbour or not: a
+                // list of its own neighbours alone would send a hundred thousand joiners to
+                // the same thousand full peers.
+                if self.cfg.role == Role::Seed && !self.recent_peers.iter().any(|p| p.addr == from)
+                {
+                    if let Some(member) = member {
+                        if self.recent_peers.len() >= RECENT_PEERS {
+                            self.recent_peers.pop_front();
+                        }
+                        self.recent_peers.push_back(PeerInfo {
+                            addr: from,
+                            index,
+                            member,
+                        });
+                    }
+                }
                 if !known {
                     if self.neighbours.len() >= self.cfg.max_neighbours {
                         // Full: say so (a Goodbye is smaller than the Confirm) so the joiner
@@ -709,6 +730,11 @@ impl Node {
                         })
                     })
                     .collect();
+                for p in &self.recent_peers {
+                    if p.addr != from && !self.neighbours.contains_key(&p.addr) {
+                        candidates.push(*p);
+                    }
+                }
                 candidates.sort_by_key(|p| p.index);
                 let mut peers = Vec::new();
                 while !candidates.is_empty() && peers.len() < MAX_PEERS_PER_MESSAGE {

@@ -39,6 +39,8 @@ const HEADER_BYTES: u64 = 28;
 const BUCKET_US: u64 = 1_000;
 /// Virtual time starts here (µs since the UNIX epoch, like the real drivers).
 const EPOCH_US: u64 = 1_800_000_000_000_000;
+/// The first peer joins 1 ms into the run.
+const FIRST_JOIN_US: u64 = EPOCH_US + 1_000;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SimConfig {
@@ -354,7 +356,7 @@ impl Sim {
         sim.add_node(Kind::Seed);
         sim.push(EPOCH_US + 200_000, What::Produce);
         if sim.cfg.peers > 0 {
-            sim.push(EPOCH_US + 1_000, What::Join);
+            sim.push(FIRST_JOIN_US, What::Join);
         }
         if sim.cfg.churn_per_min > 0.0 {
             let first = EPOCH_US + (sim.cfg.join_over_s * 1e6) as u64 + 1_000_000;
@@ -716,12 +718,21 @@ impl Sim {
                 }
             }
             What::Join => {
-                self.join();
-                self.joins_pending = self.joins_pending.saturating_sub(1);
+                // Every join due by now, not one per event: at 100,000 peers over 5 s they
+                // are 50 µs apart, closer than the 1 ms buckets.
+                let spacing = self.cfg.join_over_s * 1e6 / self.cfg.peers.max(1) as f64;
+                let due_at = |n: usize| FIRST_JOIN_US + (n as f64 * spacing) as u64;
+                loop {
+                    self.join();
+                    self.joins_pending = self.joins_pending.saturating_sub(1);
+                    let joined = self.cfg.peers - self.joins_pending;
+                    if self.joins_pending == 0 || due_at(joined) > now {
+                        break;
+                    }
+                }
                 if self.joins_pending > 0 {
-                    let spacing =
-                        (self.cfg.join_over_s * 1e6 / self.cfg.peers.max(1) as f64) as u64;
-                    self.push(now + spacing.max(1), What::Join);
+                    let joined = self.cfg.peers - self.joins_pending;
+                    self.push(due_at(joined).max(now + 1), What::Join);
                 }
             }
             What::Churn => {
