@@ -1647,11 +1647,7 @@ impl Node {
             // announced it; the seed only when no peer has it after two tries.
             let parent_lacks_it = stripe_parent
                 .and_then(|p| self.neighbours.get(&p))
-                .and_then(|n| n.have)
-                .is_some_and(|(_, highest, _)| highest >= seq)
-                && !stripe_parent
-                    .and_then(|p| self.neighbours.get(&p))
-                    .is_some_and(|n| n.holds(seq));
+                .is_some_and(|n| n.have.is_some_and(|(_, h, _)| h >= seq) && !n.holds(seq));
             let (target, wait) = match stripe_parent {
                 Some(parent) if tries == 0 => {
                     let extra = if parent_lacks_it {
