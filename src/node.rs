@@ -51,9 +51,10 @@ pub const PARENT_REPAIR_EXTRA_US: u64 = 100_000;
 pub const PARENT_QUIET_US: u64 = 250_000;
 /// Repairs a peer serves are budgeted: what its pushes leave of its upload budget
 /// (max_upload − subscriptions fed ÷ K copies of the stream), at least this fraction of
-/// max_upload (orphans after a parent died need a burst from members that are full). The seed serves [`REPAIR_SHARE_SEED`] × max_upload. Requests beyond
-/// the budget are left unanswered and retried elsewhere, so joiners catching up and orphans
-/// cannot swamp one uplink.
+/// max_upload (orphans after a parent died need a burst from members that are full). The
+/// seed serves [`REPAIR_SHARE_SEED`] × max_upload. Requests beyond the budget are left
+/// unanswered and retried elsewhere, so joiners catching up and orphans cannot swamp one
+/// uplink.
 pub const REPAIR_SHARE_MIN: f64 = 1.0;
 pub const REPAIR_SHARE_SEED: f64 = 0.5;
 /// Peers' Haves go every [`TREE_HAVE_TICKS_PEER`] ticks to parents and children, and every
@@ -75,8 +76,8 @@ pub const HELLO_ATTEMPTS: u32 = 4;
 /// replaced. Time, not a chunk count: stripes come over paths of different delay.
 pub const STALL_US: u64 = 1_000_000;
 /// A chunk of a stripe whose parent has not yet sent anything later may still be on its way:
-/// it counts as missing only after this long (a later chunk of its own stripe shortens it
-/// to [`REPAIR_DELAY_US`]).
+/// it counts as missing only after this long, or a third of the playout latency if that is
+/// less (a later chunk of its own stripe shortens it to [`REPAIR_DELAY_US`]).
 pub const IN_FLIGHT_WAIT_US: u64 = 750_000;
 /// How long a node that refused us as a child is not asked again.
 pub const REFUSAL_BACKOFF_US: u64 = 2_000_000;
@@ -747,12 +748,12 @@ impl Node {
                 let orphans = self.orphan_stripes();
                 for p in peers {
                     let me = self.local_addr == Some(p.addr);
-                    let known = self.neighbours.len() + self.hellos.len();
+                    let contacts = self.neighbours.len() + self.hellos.len();
                     // Beyond the target only members of a stripe we have no parent in: the
                     // members we know may all be full.
-                    let open = known < self.cfg.target_neighbours
+                    let open = contacts < self.cfg.target_neighbours
                         || (orphans & (1u64 << (p.member % 64)) != 0
-                            && known < self.cfg.target_neighbours + 4);
+                            && contacts < self.cfg.target_neighbours + 4);
                     if open
                         && !me
                         && !self.neighbours.contains_key(&p.addr)
@@ -1610,6 +1611,23 @@ impl Node {
             .map(|(seq, _)| *seq)
             .take(256)
             .collect();
+        // Only parents heard from lately are asked: a dead one would cost a round of waiting.
+        let live_parents: Vec<Option<SocketAddr>> = self
+            .parents
+            .iter()
+            .map(|p| {
+                p.filter(|p| {
+                    self.neighbours
+                        .get(p)
+                        .is_some_and(|n| now < n.last_heard + PARENT_QUIET_US)
+                })
+            })
+            .collect();
+        let seed = self
+            .neighbours
+            .iter()
+            .find(|(_, n)| n.role == Role::Seed)
+            .map(|(a, _)| *a);
         for seq in due {
             let mut holders: Vec<(SocketAddr, bool)> = self
                 .neighbours
@@ -1624,22 +1642,10 @@ impl Node {
                 .filter(|(_, seed)| !seed)
                 .map(|(a, _)| *a)
                 .collect();
-            // Only a parent heard from lately: a dead one would cost a round of waiting.
-            let stripe_parent = self
-                .parents
+            let stripe_parent = live_parents
                 .get(stripe_of(seq, self.stripes) as usize)
                 .copied()
-                .flatten()
-                .filter(|p| {
-                    self.neighbours
-                        .get(p)
-                        .is_some_and(|n| now < n.last_heard + PARENT_QUIET_US)
-                });
-            let seed = self
-                .neighbours
-                .iter()
-                .find(|(_, n)| n.role == Role::Seed)
-                .map(|(a, _)| *a);
+                .flatten();
             let tries = self.missing.get(&seq).map_or(0, |m| m.tries);
             // First the stripe's parent: it lost the chunk on our link (it answers at once) or
             // upstream (it is repairing it and pushes it down to us anyway), so a subtree does
@@ -1665,7 +1671,7 @@ impl Node {
                     Some(seed) => (Some(seed), self.answer_wait(seed)),
                     None => (None, DEFAULT_RTT_US),
                 },
-                // Nobody announced it yet (Haves are 100–200 ms apart): wait for them.
+                // Nobody announced it yet (Haves are 200–300 ms apart): wait for them.
                 _ => (None, DEFAULT_RTT_US),
             };
             let Some(m) = self.missing.get_mut(&seq) else {
