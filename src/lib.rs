@@ -1,11 +1,13 @@
 //! bl: peer-to-peer live video as small Unix filters. See README.md and docs/.
 
+pub mod calendar;
 pub mod chunk;
 pub mod chunker;
 pub mod cli;
 pub mod cmd;
 pub mod driver;
 pub mod frame;
+pub mod history;
 pub mod identity;
 pub mod input;
 pub mod join;

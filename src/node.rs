@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::VerifyingKey;
 
+use crate::history::History;
 use crate::chunk::{Chunk, MAX_DATAGRAM};
 use crate::identity::StreamId;
 use crate::join::{JoinEvent, Joiner};
@@ -273,7 +274,7 @@ pub struct Node {
     subscribed_at: Vec<u64>,
     pending_subscribe: Vec<Option<(SocketAddr, u64)>>,
     refused: BTreeMap<(SocketAddr, u8), u64>,
-    history: BTreeMap<u64, Arc<Chunk>>,
+    history: History,
     highest: Option<u64>,
     latest_keyframe: Option<u64>,
     /// Newest seq received per stripe, to notice a stalled parent.
@@ -347,7 +348,7 @@ impl Node {
             subscribed_at: vec![0; stripes as usize],
             pending_subscribe: vec![None; stripes as usize],
             refused: BTreeMap::new(),
-            history: BTreeMap::new(),
+            history: History::new(cfg.history),
             highest: None,
             latest_keyframe: None,
             stripe_newest: vec![None; stripes as usize],
@@ -363,6 +364,7 @@ impl Node {
             joiner: (!is_seed).then(|| {
                 Joiner::new(1, cfg.history.max(1) as u64, cfg.latency_us, false)
                     .with_unordered_inputs()
+                    .with_deduplicated_inputs()
             }),
             end: None,
             end_deadline: None,
@@ -455,7 +457,7 @@ impl Node {
             neighbours: self.neighbours.len(),
             bytes_sent: self.stats.bytes_sent(),
             bytes_received: self.stats.bytes_received(),
-            chunk_bytes_sent: self.stats.sent.get("chunk").map_or(0, |t| t.bytes),
+            chunk_bytes_sent: self.stats.sent.get("chunk").bytes,
             counters: self.stats.counters,
             stream_bytes: self.stream_bytes,
             latency_ms: LatencyReport::from_histogram(&self.stats.latency_us),
@@ -464,7 +466,7 @@ impl Node {
                 .stats
                 .sent
                 .iter()
-                .map(|(k, v)| (k.to_string(), *v))
+                .map(|(k, v)| (k.to_string(), v))
                 .collect(),
             startup_ms: self
                 .first_play_at
@@ -515,7 +517,7 @@ impl Node {
             self.events.push_back(Event::Warning(warning));
             return;
         }
-        self.stats.count_sent(message.kind(), len);
+        self.stats.count_sent(message.kind_index(), len);
         self.transmits.push_back(Transmit { to, message, len });
     }
 
@@ -575,7 +577,7 @@ impl Node {
             self.stats.counters.datagrams_dropped += 1;
             return;
         }
-        let kind = message.kind();
+        let kind = message.kind_index();
         let known = self.neighbours.contains_key(&from);
         // Only the handshake and stats requests are accepted from strangers.
         let allowed = known
@@ -814,7 +816,7 @@ impl Node {
             }
             Message::Request { seqs } => {
                 for seq in seqs {
-                    if let Some(chunk) = self.history.get(&seq).cloned() {
+                    if let Some(chunk) = self.history.get(seq).cloned() {
                         if self.repair_credit < 1.0 {
                             self.stats.counters.repairs_refused += 1;
                             continue;
@@ -909,7 +911,7 @@ impl Node {
         if from.is_some() {
             self.stats.counters.chunks_received += 1;
         }
-        if self.history.contains_key(&seq) {
+        if self.history.contains(seq) {
             self.stats.counters.chunks_duplicate += 1;
             return;
         }
@@ -1026,10 +1028,7 @@ impl Node {
                 j.handle_chunk(now, 0, chunk.clone());
             }
         }
-        self.history.insert(seq, chunk);
-        while self.history.len() > self.cfg.history {
-            self.history.pop_first();
-        }
+        self.history.insert(chunk);
         self.drain_joiner(now);
         self.check_end_complete(now);
     }
@@ -1084,13 +1083,13 @@ impl Node {
         self.play_from = Some(start);
         if let Some(j) = self.joiner.as_mut() {
             j.start_at(start);
-            for chunk in self.history.range(start..).map(|(_, c)| c) {
+            for chunk in self.history.from(start) {
                 j.handle_chunk(now, 0, chunk.clone());
             }
         }
         let last = last.max(self.highest.unwrap_or(0));
         for seq in start..=last.min(start + self.cfg.history as u64) {
-            if !self.history.contains_key(&seq) {
+            if !self.history.contains(seq) {
                 self.missing.insert(
                     seq,
                     Missing {
@@ -1119,7 +1118,7 @@ impl Node {
         }
         let until = seq.min(from + 1024);
         for s in from..=until {
-            if !self.history.contains_key(&s) {
+            if !self.history.contains(s) {
                 let stripe = stripe_of(s, self.stripes) as usize;
                 // A parent still sending this stripe may bring it; one gone quiet will not.
                 let parent_may_bring_it = self.parents.get(stripe).is_some_and(Option::is_some)
@@ -1396,9 +1395,9 @@ impl Node {
 
     fn have(&self) -> Option<Message> {
         let highest = self.highest?;
-        let first = self.history.keys().next().copied().unwrap_or(highest);
+        let first = self.history.first().unwrap_or(highest);
         let mut recent = 0u128;
-        for (seq, _) in self.history.range(highest.saturating_sub(127)..=highest) {
+        for seq in self.history.seqs_between(highest.saturating_sub(127), highest) {
             recent |= 1u128 << (highest - seq);
         }
         Some(Message::Have {
@@ -1591,7 +1590,7 @@ impl Node {
                 .filter_map(|n| n.have)
                 .filter(|h| h.2 != 0)
                 .map(|h| h.0);
-            let oldest = announced.chain(self.history.keys().next().copied()).min();
+            let oldest = announced.chain(self.history.first()).min();
             if let (Some(first), Some(last)) = (oldest, self.highest) {
                 self.set_play_from(now, first, last);
             }
@@ -1854,7 +1853,7 @@ mod tests {
             .stats()
             .sent
             .get("chunk")
-            .map_or(0, |t| t.datagrams);
+            .datagrams;
         assert!(
             seed_chunks < 2 * 200,
             "seed sent {seed_chunks} chunk datagrams for 2 peers"

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::wire::KIND_NAMES;
+
 /// Log-bucketed histogram of non-negative values (µs), about 4 % resolution, fixed memory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Histogram {
@@ -102,6 +104,52 @@ pub struct Traffic {
     pub bytes: u64,
 }
 
+/// Traffic per message kind, indexed by [`Message::kind_index`](crate::wire::Message::kind_index).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrafficByKind([Traffic; KIND_NAMES.len()]);
+
+impl TrafficByKind {
+    pub fn count(&mut self, kind_index: usize, bytes: usize) {
+        if let Some(t) = self.0.get_mut(kind_index) {
+            t.datagrams += 1;
+            t.bytes += bytes as u64;
+        }
+    }
+
+    /// The traffic of the kind with this name (zero for an unknown name).
+    pub fn get(&self, name: &str) -> Traffic {
+        KIND_NAMES
+            .iter()
+            .position(|k| *k == name)
+            .and_then(|i| self.0.get(i).copied())
+            .unwrap_or_default()
+    }
+
+    /// Kinds with any traffic, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, Traffic)> + '_ {
+        KIND_NAMES
+            .iter()
+            .zip(self.0.iter())
+            .filter(|(_, t)| t.datagrams > 0)
+            .map(|(k, t)| (*k, *t))
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.0.iter().map(|t| t.bytes).sum()
+    }
+
+    pub fn add(&mut self, other: &TrafficByKind) {
+        for (t, o) in self.0.iter_mut().zip(other.0.iter()) {
+            t.datagrams += o.datagrams;
+            t.bytes += o.bytes;
+        }
+    }
+
+    pub fn to_map(&self) -> BTreeMap<&'static str, Traffic> {
+        self.iter().collect()
+    }
+}
+
 /// Event counts a node keeps; the same fields appear, flattened, in the JSON [`Report`].
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Counters {
@@ -141,8 +189,8 @@ impl Counters {
 /// Everything a node counts.
 #[derive(Debug, Clone, Default)]
 pub struct NodeStats {
-    pub sent: BTreeMap<&'static str, Traffic>,
-    pub received: BTreeMap<&'static str, Traffic>,
+    pub sent: TrafficByKind,
+    pub received: TrafficByKind,
     pub counters: Counters,
     pub latency_us: Histogram,
     /// Seed: chunk arrival on stdin − capture time (the encoder → bl-chunk → bl-seed part).
@@ -150,24 +198,20 @@ pub struct NodeStats {
 }
 
 impl NodeStats {
-    pub fn count_sent(&mut self, kind: &'static str, bytes: usize) {
-        let t = self.sent.entry(kind).or_default();
-        t.datagrams += 1;
-        t.bytes += bytes as u64;
+    pub fn count_sent(&mut self, kind_index: usize, bytes: usize) {
+        self.sent.count(kind_index, bytes);
     }
 
-    pub fn count_received(&mut self, kind: &'static str, bytes: usize) {
-        let t = self.received.entry(kind).or_default();
-        t.datagrams += 1;
-        t.bytes += bytes as u64;
+    pub fn count_received(&mut self, kind_index: usize, bytes: usize) {
+        self.received.count(kind_index, bytes);
     }
 
     pub fn bytes_sent(&self) -> u64 {
-        self.sent.values().map(|t| t.bytes).sum()
+        self.sent.bytes()
     }
 
     pub fn bytes_received(&self) -> u64 {
-        self.received.values().map(|t| t.bytes).sum()
+        self.received.bytes()
     }
 }
 

@@ -125,26 +125,52 @@ pub enum Message {
 
 impl Message {
     /// A short name for counters and logs.
+    /// The kind's name, as counted in stats and printed in reports.
     pub fn kind(&self) -> &'static str {
+        KIND_NAMES[self.kind_index()]
+    }
+
+    /// Position of the kind in [`KIND_NAMES`]: per-kind counters are arrays, not maps, on the
+    /// per-datagram path.
+    pub fn kind_index(&self) -> usize {
         match self {
-            Message::Hello { .. } => "hello",
-            Message::Welcome { .. } => "welcome",
-            Message::Confirm { .. } => "confirm",
-            Message::GetPeers { .. } => "get_peers",
-            Message::Peers { .. } => "peers",
-            Message::Subscribe { .. } => "subscribe",
-            Message::SubscribeReply { .. } => "subscribe_reply",
-            Message::Unsubscribe { .. } => "unsubscribe",
-            Message::Chunk(_) => "chunk",
-            Message::Have { .. } => "have",
-            Message::Request { .. } => "request",
-            Message::End { .. } => "end",
-            Message::Goodbye => "goodbye",
-            Message::StatsRequest { .. } => "stats_request",
-            Message::StatsReply { .. } => "stats_reply",
+            Message::Hello { .. } => 0,
+            Message::Welcome { .. } => 1,
+            Message::Confirm { .. } => 2,
+            Message::GetPeers { .. } => 3,
+            Message::Peers { .. } => 4,
+            Message::Subscribe { .. } => 5,
+            Message::SubscribeReply { .. } => 6,
+            Message::Unsubscribe { .. } => 7,
+            Message::Chunk(_) => 8,
+            Message::Have { .. } => 9,
+            Message::Request { .. } => 10,
+            Message::End { .. } => 11,
+            Message::Goodbye => 12,
+            Message::StatsRequest { .. } => 13,
+            Message::StatsReply { .. } => 14,
         }
     }
 }
+
+/// Names of the message kinds, indexed by [`Message::kind_index`].
+pub const KIND_NAMES: [&str; 15] = [
+    "hello",
+    "welcome",
+    "confirm",
+    "get_peers",
+    "peers",
+    "subscribe",
+    "subscribe_reply",
+    "unsubscribe",
+    "chunk",
+    "have",
+    "request",
+    "end",
+    "goodbye",
+    "stats_request",
+    "stats_reply",
+];
 
 fn codec() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_DATAGRAM>()

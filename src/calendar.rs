@@ -1,0 +1,141 @@
+//! The simulator's event queue: a calendar of time buckets.
+//!
+//! Nearly every event falls within a few seconds of now, so buckets live in a ring indexed by
+//! bucket number (push is an index and a `Vec::push`); the rare later ones wait in an ordered
+//! map until the ring reaches them. Events of one bucket come out in the order they were
+//! pushed, which is what makes a run reproducible without sorting.
+
+use std::collections::BTreeMap;
+
+pub struct Calendar<T> {
+    ring: Vec<Vec<T>>,
+    /// Buckets too far ahead for the ring, by bucket number.
+    far: BTreeMap<u64, Vec<T>>,
+    /// The next bucket to hand out; nothing earlier is queued.
+    cursor: u64,
+    queued: usize,
+    /// How many of the queued items are in `far`.
+    far_items: usize,
+    spare: Vec<Vec<T>>,
+}
+
+impl<T> Calendar<T> {
+    /// A ring of `span` buckets; `first` is the earliest bucket that will be pushed.
+    pub fn new(span: usize, first: u64) -> Self {
+        Calendar {
+            ring: (0..span.max(1)).map(|_| Vec::new()).collect(),
+            far: BTreeMap::new(),
+            cursor: first,
+            queued: 0,
+            far_items: 0,
+            spare: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.queued
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queued == 0
+    }
+
+    fn slot(&self, bucket: u64) -> usize {
+        (bucket % self.ring.len() as u64) as usize
+    }
+
+    /// Queues `item` in `bucket`; a bucket already handed out counts as the next one.
+    pub fn push(&mut self, bucket: u64, item: T) {
+        let bucket = bucket.max(self.cursor);
+        self.queued += 1;
+        if bucket - self.cursor < self.ring.len() as u64 {
+            let slot = self.slot(bucket);
+            if let Some(list) = self.ring.get_mut(slot) {
+                list.push(item);
+            }
+        } else {
+            self.far_items += 1;
+            let spare = &mut self.spare;
+            self.far
+                .entry(bucket)
+                .or_insert_with(|| spare.pop().unwrap_or_default())
+                .push(item);
+        }
+    }
+
+    /// The earliest non-empty bucket and its items, in push order. Hand the vector back with
+    /// [`Calendar::recycle`] to reuse its allocation.
+    pub fn pop(&mut self) -> Option<(u64, Vec<T>)> {
+        if self.queued == 0 {
+            return None;
+        }
+        loop {
+            let bucket = self.cursor;
+            let slot = self.slot(bucket);
+            // Items parked in `far` were pushed before any that went straight to the ring.
+            let mut items = match self.far.first_key_value() {
+                Some((&k, _)) if k == bucket => self.far.pop_first().map(|(_, v)| {
+                    self.far_items -= v.len();
+                    v
+                }),
+                _ => None,
+            }
+            .unwrap_or_else(|| self.spare.pop().unwrap_or_default());
+            if let Some(list) = self.ring.get_mut(slot) {
+                items.append(list);
+            }
+            self.cursor += 1;
+            if !items.is_empty() {
+                self.queued -= items.len();
+                return Some((bucket, items));
+            }
+            self.spare.push(items);
+            // Skip a long empty stretch straight to the next far bucket.
+            if self.queued == self.far_items {
+                if let Some(&k) = self.far.keys().next() {
+                    self.cursor = k;
+                }
+            }
+        }
+    }
+
+    pub fn recycle(&mut self, mut items: Vec<T>) {
+        items.clear();
+        self.spare.push(items);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_come_out_in_order_and_items_in_push_order() {
+        let mut c = Calendar::new(4, 10);
+        c.push(12, "b1");
+        c.push(30, "far1");
+        c.push(10, "a");
+        c.push(12, "b2");
+        c.push(5, "late: counts as the cursor's bucket");
+        assert_eq!(c.len(), 5);
+        assert_eq!(
+            c.pop(),
+            Some((10, vec!["a", "late: counts as the cursor's bucket"]))
+        );
+        assert_eq!(c.pop(), Some((12, vec!["b1", "b2"])));
+        // Once the ring reaches bucket 30, items pushed there now follow the parked ones.
+        c.push(29, "c");
+        assert_eq!(c.pop(), Some((29, vec!["c"])));
+        c.push(30, "far2");
+        assert_eq!(c.pop(), Some((30, vec!["far1", "far2"])));
+        assert_eq!(c.pop(), None);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_long_empty_stretch_is_skipped() {
+        let mut c = Calendar::new(8, 0);
+        c.push(1_000_000_000, 1u32);
+        assert_eq!(c.pop(), Some((1_000_000_000, vec![1])));
+    }
+}

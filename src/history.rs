@@ -1,0 +1,170 @@
+//! The chunks a node keeps to forward and repair: a window of the newest `capacity` seqs.
+//!
+//! A ring indexed by seq rather than an ordered map: every received chunk is looked up,
+//! inserted and (once the window is full) evicts one, and at 100,000 simulated cores the
+//! map's pointer chasing was the largest cost of the per-chunk path.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::chunk::Chunk;
+
+#[derive(Debug, Default)]
+pub struct History {
+    /// Slot i holds seq `base + i`; the front slot is always filled (or the window is empty).
+    slots: VecDeque<Option<Arc<Chunk>>>,
+    base: u64,
+    held: usize,
+    capacity: usize,
+}
+
+impl History {
+    pub fn new(capacity: usize) -> Self {
+        History {
+            slots: VecDeque::new(),
+            base: 0,
+            held: 0,
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.held
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held == 0
+    }
+
+    /// The oldest seq held.
+    pub fn first(&self) -> Option<u64> {
+        (self.held > 0).then_some(self.base)
+    }
+
+    pub fn contains(&self, seq: u64) -> bool {
+        self.get(seq).is_some()
+    }
+
+    pub fn get(&self, seq: u64) -> Option<&Arc<Chunk>> {
+        let i = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        self.slots.get(i)?.as_ref()
+    }
+
+    /// Keeps `chunk` unless it is older than the window; seqs that fall out of the window
+    /// of the newest `capacity` are forgotten.
+    pub fn insert(&mut self, chunk: Arc<Chunk>) {
+        let seq = chunk.seq;
+        if self.held == 0 {
+            self.slots.clear();
+            self.base = seq;
+        }
+        if seq < self.base {
+            // Older than what we hold: keep it only if the window still reaches it.
+            let newest = self.base + self.slots.len() as u64 - 1;
+            if newest - seq >= self.capacity as u64 {
+                return;
+            }
+            for _ in seq..self.base {
+                self.slots.push_front(None);
+            }
+            self.base = seq;
+        }
+        let mut i = usize::try_from(seq - self.base).unwrap_or(usize::MAX);
+        if i >= self.slots.len() + self.capacity {
+            // A jump past the whole window: nothing held stays in it (and the ring never
+            // grows past twice its capacity).
+            self.slots.clear();
+            self.held = 0;
+            self.base = seq;
+            i = 0;
+        }
+        if i >= self.slots.len() {
+            self.slots.resize(i + 1, None);
+        }
+        if let Some(slot) = self.slots.get_mut(i) {
+            if slot.is_none() {
+                self.held += 1;
+            }
+            *slot = Some(chunk);
+        }
+        // Forget what fell out of the window, then any empty slots at its old end, so the
+        // front is always a chunk we hold.
+        while self.slots.len() > self.capacity
+            || self.slots.front().is_some_and(|s| s.is_none())
+        {
+            if let Some(Some(_)) = self.slots.pop_front() {
+                self.held -= 1;
+            }
+            self.base += 1;
+        }
+    }
+
+    /// Chunks held from `start` on, oldest first.
+    pub fn from(&self, start: u64) -> impl Iterator<Item = &Arc<Chunk>> + '_ {
+        let skip = usize::try_from(start.saturating_sub(self.base)).unwrap_or(usize::MAX);
+        self.slots.iter().skip(skip).flatten()
+    }
+
+    /// Seqs held in `lo..=hi`.
+    pub fn seqs_between(&self, lo: u64, hi: u64) -> impl Iterator<Item = u64> + '_ {
+        let skip = usize::try_from(lo.saturating_sub(self.base)).unwrap_or(usize::MAX);
+        let base = self.base;
+        self.slots
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .take_while(move |(i, _)| base + *i as u64 <= hi)
+            .filter(|(_, s)| s.is_some())
+            .map(move |(i, _)| base + i as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::StreamKey;
+
+    fn chunk(key: &StreamKey, seq: u64) -> Arc<Chunk> {
+        let mut payload = vec![0u8; 188];
+        payload[0] = 0x47;
+        Arc::new(Chunk::sign(key, seq, 1, 0, payload))
+    }
+
+    #[test]
+    fn keeps_the_newest_window_with_gaps() {
+        let key = StreamKey::from_seed([9; 32]);
+        let mut h = History::new(4);
+        for seq in [10, 12, 11, 15] {
+            h.insert(chunk(&key, seq));
+        }
+        // The window is 12..=15: 10 and 11 fell out, 13 and 14 never came.
+        assert_eq!(h.first(), Some(12));
+        assert_eq!(h.len(), 2);
+        assert!(!h.contains(10) && !h.contains(11) && h.contains(12));
+        assert_eq!(h.seqs_between(0, 100).collect::<Vec<_>>(), vec![12, 15]);
+        // A late chunk inside the window is kept; one older than it is not.
+        h.insert(chunk(&key, 13));
+        h.insert(chunk(&key, 9));
+        assert_eq!(h.seqs_between(0, 14).collect::<Vec<_>>(), vec![12, 13]);
+        assert_eq!(
+            h.from(13).map(|c| c.seq).collect::<Vec<_>>(),
+            vec![13, 15]
+        );
+        // A jump far ahead empties the old window.
+        h.insert(chunk(&key, 100));
+        assert_eq!((h.first(), h.len()), (Some(100), 1));
+        assert!(h.get(u64::MAX).is_none());
+    }
+
+    #[test]
+    fn an_older_chunk_extends_the_window_backwards_while_it_fits() {
+        let key = StreamKey::from_seed([9; 32]);
+        let mut h = History::new(8);
+        h.insert(chunk(&key, 20));
+        h.insert(chunk(&key, 17));
+        assert_eq!(h.first(), Some(17));
+        assert_eq!(h.seqs_between(0, 30).collect::<Vec<_>>(), vec![17, 20]);
+        h.insert(chunk(&key, 12));
+        assert_eq!(h.first(), Some(17), "20 - 12 is outside a window of 8");
+    }
+}
