@@ -12,6 +12,7 @@ pub mod identity;
 pub mod input;
 pub mod join;
 pub mod link;
+pub mod missing;
 pub mod node;
 pub mod probe;
 pub mod sim;

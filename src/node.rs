@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use ed25519_dalek::VerifyingKey;
 
 use crate::history::History;
+use crate::missing::{Missing, MissingSet};
 use crate::chunk::{Chunk, MAX_DATAGRAM};
 use crate::identity::StreamId;
 use crate::join::{JoinEvent, Joiner};
@@ -221,14 +222,6 @@ impl Neighbour {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Missing {
-    next_try: u64,
-    tries: u32,
-    /// Whom the last request went to, and when: its answer times that neighbour's RTT.
-    asked: Option<(SocketAddr, u64)>,
-}
-
 /// xorshift64*: small, fast, seedable; the core's only source of randomness.
 #[derive(Debug, Clone)]
 struct Rng(u64);
@@ -287,7 +280,7 @@ pub struct Node {
     repair_at: u64,
     /// When the last chunk of each stripe arrived.
     stripe_heard: Vec<u64>,
-    missing: BTreeMap<u64, Missing>,
+    missing: MissingSet,
     /// First seq this peer plays (newest keyframe when it joined).
     play_from: Option<u64>,
     /// Joined mid-GOP: playout starts at the first keyframe after this seq.
@@ -356,7 +349,7 @@ impl Node {
             children_of: Vec::new(),
             children_stale: true,
             repair_at: u64::MAX,
-            missing: BTreeMap::new(),
+            missing: MissingSet::default(),
             play_from: None,
             await_keyframe_after: None,
             first_chunk_at: None,
@@ -920,7 +913,7 @@ impl Node {
             .map_or(0, |h| h.saturating_sub(self.cfg.history as u64));
         if from.is_some()
             && (seq < floor
-                || self.play_from.is_some_and(|p| seq < p) && !self.missing.contains_key(&seq))
+                || self.play_from.is_some_and(|p| seq < p) && !self.missing.contains(seq))
         {
             self.stats.counters.chunks_late += 1;
             return;
@@ -957,7 +950,7 @@ impl Node {
         if let Some(Missing {
             asked: Some((asked, at)),
             ..
-        }) = self.missing.remove(&seq)
+        }) = self.missing.remove(seq)
         {
             if from == Some(asked) {
                 self.note_rtt(asked, now.saturating_sub(at));
@@ -973,12 +966,10 @@ impl Node {
         }
         // Earlier chunks of this stripe that are still absent were lost on the way.
         let soon = now + REPAIR_DELAY_US;
-        for (s, m) in self.missing.range_mut(..seq) {
-            if stripe_of(*s, self.stripes) == stripe && m.tries == 0 && m.next_try > soon {
-                m.next_try = soon;
-                self.repair_at = self.repair_at.min(soon);
-            }
-        }
+        let stripes = self.stripes;
+        self.missing
+            .bring_forward(seq, soon, |s| stripe_of(s, stripes) == stripe);
+        self.repair_at = self.repair_at.min(self.missing.earliest().unwrap_or(u64::MAX));
         if chunk.is_keyframe() && self.latest_keyframe.is_none_or(|k| seq > k) {
             self.latest_keyframe = Some(seq);
         }
@@ -1051,7 +1042,7 @@ impl Node {
                 JoinEvent::Skipped { first, last } => {
                     self.stats.counters.chunks_skipped += last - first + 1;
                     for seq in first..=last {
-                        self.missing.remove(&seq);
+                        self.missing.remove(seq);
                     }
                     self.events.push_back(Event::Warning(format!(
                         "skipped chunks {first}..={last}: not received in time"
@@ -1090,14 +1081,7 @@ impl Node {
         let last = last.max(self.highest.unwrap_or(0));
         for seq in start..=last.min(start + self.cfg.history as u64) {
             if !self.history.contains(seq) {
-                self.missing.insert(
-                    seq,
-                    Missing {
-                        next_try: now,
-                        tries: 0,
-                        asked: None,
-                    },
-                );
+                self.missing.note(seq, now, false);
                 self.repair_at = now;
             }
         }
@@ -1138,11 +1122,7 @@ impl Node {
                 } else {
                     REPAIR_DELAY_US
                 };
-                self.missing.entry(s).or_insert(Missing {
-                    next_try: now + wait,
-                    tries: 0,
-                    asked: None,
-                });
+                self.missing.note(s, now + wait, parent_may_bring_it);
                 self.repair_at = self.repair_at.min(now + wait);
             }
         }
@@ -1163,9 +1143,7 @@ impl Node {
                 self.note_known_seq(now, last_seq);
                 // Nothing more is coming by push: whatever is absent now is lost.
                 let soon = now + REPAIR_DELAY_US;
-                for m in self.missing.values_mut() {
-                    m.next_try = m.next_try.min(soon);
-                }
+                self.missing.bring_all_forward(soon);
                 self.repair_at = self.repair_at.min(soon);
                 self.end_deadline = Some(now + self.cfg.latency_us);
                 self.check_end_complete(now);
@@ -1603,13 +1581,7 @@ impl Node {
         }
         let play_floor = self.play_from.unwrap_or(0);
         let mut batches: BTreeMap<SocketAddr, Vec<u64>> = BTreeMap::new();
-        let due: Vec<u64> = self
-            .missing
-            .iter()
-            .filter(|(seq, m)| m.next_try <= now && **seq >= play_floor)
-            .map(|(seq, _)| *seq)
-            .take(256)
-            .collect();
+        let due = self.missing.due(now, play_floor, 256);
         // Only parents heard from lately are asked: a dead one would cost a round of waiting.
         let live_parents: Vec<Option<SocketAddr>> = self
             .parents
@@ -1645,7 +1617,7 @@ impl Node {
                 .get(stripe_of(seq, self.stripes) as usize)
                 .copied()
                 .flatten();
-            let tries = self.missing.get(&seq).map_or(0, |m| m.tries);
+            let tries = self.missing.get(seq).map_or(0, |m| m.tries);
             // First the stripe's parent: it lost the chunk on our link (it answers at once) or
             // upstream (it is repairing it and pushes it down to us anyway), so a subtree does
             // not storm its neighbours for one chunk lost near the root. Then any peer that
@@ -1673,21 +1645,20 @@ impl Node {
                 // Nobody announced it yet (Haves are 200–300 ms apart): wait for them.
                 _ => (None, DEFAULT_RTT_US),
             };
-            let Some(m) = self.missing.get_mut(&seq) else {
+            if !self.missing.contains(seq) {
                 continue;
-            };
-            m.next_try = now + wait;
-            // A round with nobody to ask counts as a try too: it leads to the seed.
-            m.tries += 1;
-            m.asked = target.map(|to| (to, now));
+            }
+            let mut next_try = now + wait;
             if let Some(to) = target {
                 let batch = batches.entry(to).or_default();
                 if batch.len() < MAX_REQUEST_SEQS {
                     batch.push(seq);
                 } else {
-                    m.next_try = now;
+                    next_try = now;
                 }
             }
+            // A round with nobody to ask counts as a try too: it leads to the seed.
+            self.missing.tried(seq, next_try, target.map(|to| (to, now)));
         }
         let mut batches: Vec<(SocketAddr, Vec<u64>)> = batches.into_iter().collect();
         batches.sort();
@@ -1696,16 +1667,9 @@ impl Node {
         }
         // Anything below what playout still wants is no longer worth asking for.
         if let Some(p) = self.play_from {
-            while self.missing.first_key_value().is_some_and(|(s, _)| *s < p) {
-                self.missing.pop_first();
-            }
+            self.missing.remove_below(p);
         }
-        self.repair_at = self
-            .missing
-            .values()
-            .map(|m| m.next_try)
-            .min()
-            .unwrap_or(u64::MAX);
+        self.repair_at = self.missing.earliest().unwrap_or(u64::MAX);
     }
 }
 

@@ -182,8 +182,19 @@ impl std::fmt::Display for Violation {
     }
 }
 
-/// Progress for the CLI: virtual seconds done, events so far.
-pub type Progress<'a> = &'a mut dyn FnMut(f64, u64);
+/// How the run is going, sampled once a virtual second: for the CLI's progress line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pulse {
+    /// Virtual seconds done.
+    pub t_s: f64,
+    pub events: u64,
+    /// Chunks the live peers know exist but lack, summed: grows when the swarm starves.
+    pub chunks_missing: usize,
+    /// Share of (peer, stripe) pairs without a parent in the last sample.
+    pub stripes_without_parent: f64,
+}
+
+pub type Progress<'a> = &'a mut dyn FnMut(&Pulse);
 
 /// splitmix64: derives independent seeds and draws for the model.
 #[derive(Debug, Clone)]
@@ -308,6 +319,7 @@ pub struct Sim {
     /// How long datagrams waited at their sender's uplink.
     queue_delay: Histogram,
     violation: Option<Violation>,
+    pulse: Pulse,
 }
 
 impl Sim {
@@ -349,6 +361,7 @@ impl Sim {
             startup: Histogram::default(),
             queue_delay: Histogram::default(),
             violation: None,
+            pulse: Pulse::default(),
             rng,
             cfg,
         };
@@ -620,6 +633,8 @@ impl Sim {
 
     fn check_buffers(&mut self) {
         let joins_over = self.joins_pending == 0;
+        let mut missing = 0;
+        let mut orphans = (0u64, 0u64);
         for id in 0..self.nodes.len() {
             let node = &self.nodes[id];
             if !node.alive {
@@ -627,10 +642,11 @@ impl Sim {
             }
             if joins_over && id > 0 && node.kind == Kind::Honest {
                 let parents = node.core.parents();
-                self.orphan_samples.0 += parents.iter().filter(|p| p.is_none()).count() as u64;
-                self.orphan_samples.1 += parents.len() as u64;
+                orphans.0 += parents.iter().filter(|p| p.is_none()).count() as u64;
+                orphans.1 += parents.len() as u64;
             }
             let b = node.core.buffered();
+            missing += b.missing;
             let cfg = node.core.config();
             self.max_buffered[0] = self.max_buffered[0].max(b.history);
             self.max_buffered[1] = self.max_buffered[1].max(b.missing);
@@ -656,6 +672,10 @@ impl Sim {
                 return;
             }
         }
+        self.orphan_samples.0 += orphans.0;
+        self.orphan_samples.1 += orphans.1;
+        self.pulse.chunks_missing = missing;
+        self.pulse.stripes_without_parent = orphans.0 as f64 / orphans.1.max(1) as f64;
     }
 
     fn handle(&mut self, ev: Ev) {
@@ -763,7 +783,9 @@ impl Sim {
             }
             self.queue.recycle(bucket);
             if self.now >= next_report {
-                progress((self.now - EPOCH_US) as f64 / 1e6, self.events);
+                self.pulse.t_s = (self.now - EPOCH_US) as f64 / 1e6;
+                self.pulse.events = self.events;
+                progress(&self.pulse);
                 next_report += 1_000_000;
             }
         }

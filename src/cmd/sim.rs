@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use clap::Parser;
 
 use crate::cli;
-use crate::sim::{Outcome, Sim, SimConfig};
+use crate::sim::{Outcome, Pulse, Sim, SimConfig};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -210,12 +210,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     let sim = Sim::new(args.config());
     let mut last_print = Instant::now();
-    let mut progress = |t: f64, events: u64| {
+    let mut progress = |p: &Pulse| {
         if last_print.elapsed().as_secs_f64() >= 5.0 {
             last_print = Instant::now();
             cli::warn(format!(
-                "t={t:.0}s of {:.0}s, {events} events, {:.0} s wall",
+                "t={:.0}s of {:.0}s, {} events, {} chunks missing, {:.1} % stripes without parent, {:.0} s wall",
+                p.t_s,
                 args.seconds,
+                p.events,
+                p.chunks_missing,
+                p.stripes_without_parent * 100.0,
                 started.elapsed().as_secs_f64()
             ));
         }
