@@ -89,9 +89,7 @@ impl History {
         }
         // Forget what fell out of the window, then any empty slots at its old end, so the
         // front is always a chunk we hold.
-        while self.slots.len() > self.capacity
-            || self.slots.front().is_some_and(|s| s.is_none())
-        {
+        while self.slots.len() > self.capacity || self.slots.front().is_some_and(|s| s.is_none()) {
             if let Some(Some(_)) = self.slots.pop_front() {
                 self.held -= 1;
             }
@@ -146,10 +144,7 @@ mod tests {
         h.insert(chunk(&key, 13));
         h.insert(chunk(&key, 9));
         assert_eq!(h.seqs_between(0, 14).collect::<Vec<_>>(), vec![12, 13]);
-        assert_eq!(
-            h.from(13).map(|c| c.seq).collect::<Vec<_>>(),
-            vec![13, 15]
-        );
+        assert_eq!(h.from(13).map(|c| c.seq).collect::<Vec<_>>(), vec![13, 15]);
         // A jump far ahead empties the old window.
         h.insert(chunk(&key, 100));
         assert_eq!((h.first(), h.len()), (Some(100), 1));

@@ -24,11 +24,11 @@ use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::history::History;
-use crate::missing::{Missing, MissingSet};
 use crate::chunk::{Chunk, MAX_DATAGRAM};
+use crate::history::History;
 use crate::identity::StreamId;
 use crate::join::{JoinEvent, Joiner};
+use crate::missing::{Missing, MissingSet};
 use crate::stats::{LatencyReport, NodeStats, Report};
 use crate::verified::VerifiedChunks;
 use crate::wire::{self, Message, PeerInfo, Role, MAX_PEERS_PER_MESSAGE, MAX_REQUEST_SEQS};
@@ -90,8 +90,12 @@ pub const EARLY_START_WAIT_US: u64 = 300_000;
 /// otherwise it waits for the next keyframe. Fetching a whole GOP of backlog would cost the
 /// swarm a burst of repairs for chunks that are mostly too old to play within the latency.
 pub const CATCH_UP_MAX_CHUNKS: u64 = 64;
-/// How many recent joiners the seed remembers for its tracker answers.
-pub const RECENT_PEERS: usize = 1024;
+/// How many peers the seed remembers for its tracker answers: a uniform sample of every
+/// peer that confirmed.
+pub const TRACKER_SAMPLE: usize = 1024;
+/// Peers named in one tracker answer of the seed (a peer names up to
+/// [`MAX_PEERS_PER_MESSAGE`]).
+pub const SEED_PEERS_PER_ANSWER: usize = 8;
 /// How often a peer short of neighbours goes back to its bootstrap nodes.
 pub const BOOTSTRAP_RETRY_US: u64 = 3_000_000;
 /// Peer exchange period while below the target neighbour count.
@@ -259,8 +263,10 @@ pub struct Node {
     banned: BTreeSet<SocketAddr>,
     /// Tokens other nodes gave us in their Welcome (for GetPeers as a non-neighbour).
     tokens: BTreeMap<SocketAddr, u64>,
-    /// Seed: the peers that confirmed lately (tracker answers draw from them too).
-    recent_peers: VecDeque<PeerInfo>,
+    /// Seed: a uniform random sample of the peers that ever confirmed (tracker answers draw
+    /// from it), and how many confirmed.
+    tracker_sample: Vec<PeerInfo>,
+    tracker_seen: u64,
     /// Last time we went back to the bootstrap addresses.
     last_bootstrap: u64,
     parents: Vec<Option<SocketAddr>>,
@@ -335,7 +341,8 @@ impl Node {
             hellos: BTreeMap::new(),
             banned: BTreeSet::new(),
             tokens: BTreeMap::new(),
-            recent_peers: VecDeque::new(),
+            tracker_sample: Vec::new(),
+            tracker_seen: 0,
             last_bootstrap: now,
             parents: vec![None; stripes as usize],
             subscribed_at: vec![0; stripes as usize],
@@ -579,6 +586,9 @@ impl Node {
                 Message::Hello { .. } | Message::Confirm { .. } | Message::StatsRequest { .. }
             )
             || (matches!(message, Message::Welcome { .. }) && self.hellos.contains_key(&from))
+            // The answer to our GetPeers from a node that welcomed us but was full (its
+            // Goodbye overtakes the Peers): without it a joiner of a full seed stays alone.
+            || (matches!(message, Message::Peers { .. }) && self.tokens.contains_key(&from))
             || matches!(message, Message::GetPeers { token } if token == self.token_for(from));
         if !allowed {
             self.stats.counters.datagrams_dropped += 1;
@@ -684,20 +694,29 @@ impl Node {
                     self.stats.counters.datagrams_dropped += 1;
                     return;
                 }
-                // The seed, as tracker, remembers who joined lately, neighbour or not: a
-                // list of its own neighbours alone would send a hundred thousand joiners to
-                // the same thousand full peers.
-                if self.cfg.role == Role::Seed && !self.recent_peers.iter().any(|p| p.addr == from)
+                // The seed, as tracker, samples everyone who joined, neighbour or not, evenly
+                // over time (reservoir sampling): its own neighbours alone would send a
+                // hundred thousand joiners to the same thousand full peers, and only the
+                // latest joiners (bl-sim, 10,000 in 5 s) chained each one to the previous
+                // half second's, a tree too deep for the playout latency.
+                if self.cfg.role == Role::Seed
+                    && !self.tracker_sample.iter().any(|p| p.addr == from)
                 {
                     if let Some(member) = member {
-                        if self.recent_peers.len() >= RECENT_PEERS {
-                            self.recent_peers.pop_front();
-                        }
-                        self.recent_peers.push_back(PeerInfo {
+                        let info = PeerInfo {
                             addr: from,
                             index,
                             member,
-                        });
+                        };
+                        self.tracker_seen += 1;
+                        if self.tracker_sample.len() < TRACKER_SAMPLE {
+                            self.tracker_sample.push(info);
+                        } else {
+                            let slot = (self.rng.next() % self.tracker_seen) as usize;
+                            if let Some(p) = self.tracker_sample.get_mut(slot) {
+                                *p = info;
+                            }
+                        }
                     }
                 }
                 if !known {
@@ -726,14 +745,20 @@ impl Node {
                         })
                     })
                     .collect();
-                for p in &self.recent_peers {
+                for p in &self.tracker_sample {
                     if p.addr != from && !self.neighbours.contains_key(&p.addr) {
                         candidates.push(*p);
                     }
                 }
                 candidates.sort_by_key(|p| p.index);
                 let mut peers = Vec::new();
-                while !candidates.is_empty() && peers.len() < MAX_PEERS_PER_MESSAGE {
+                // The seed answers every joiner, so it names fewer: enough to start peer
+                // exchange with.
+                let limit = match self.cfg.role {
+                    Role::Seed => SEED_PEERS_PER_ANSWER,
+                    Role::Peer => MAX_PEERS_PER_MESSAGE,
+                };
+                while !candidates.is_empty() && peers.len() < limit {
                     let i = self.rng.below(candidates.len());
                     peers.push(candidates.swap_remove(i));
                 }
@@ -969,7 +994,9 @@ impl Node {
         let stripes = self.stripes;
         self.missing
             .bring_forward(seq, soon, |s| stripe_of(s, stripes) == stripe);
-        self.repair_at = self.repair_at.min(self.missing.earliest().unwrap_or(u64::MAX));
+        self.repair_at = self
+            .repair_at
+            .min(self.missing.earliest().unwrap_or(u64::MAX));
         if chunk.is_keyframe() && self.latest_keyframe.is_none_or(|k| seq > k) {
             self.latest_keyframe = Some(seq);
         }
@@ -1176,6 +1203,8 @@ impl Node {
 
     fn drop_neighbour(&mut self, addr: SocketAddr) {
         self.children_stale = true;
+        // Gone (or banned): not a peer to hand out any more.
+        self.tracker_sample.retain(|p| p.addr != addr);
         self.neighbours.remove(&addr);
         self.hellos.remove(&addr);
         for parent in self.parents.iter_mut() {
@@ -1375,7 +1404,10 @@ impl Node {
         let highest = self.highest?;
         let first = self.history.first().unwrap_or(highest);
         let mut recent = 0u128;
-        for seq in self.history.seqs_between(highest.saturating_sub(127), highest) {
+        for seq in self
+            .history
+            .seqs_between(highest.saturating_sub(127), highest)
+        {
             recent |= 1u128 << (highest - seq);
         }
         Some(Message::Have {
@@ -1544,8 +1576,19 @@ impl Node {
         {
             self.next_peer_exchange = now + PEER_EXCHANGE_US;
             if self.neighbours.len() < self.cfg.target_neighbours || self.orphan_stripes() != 0 {
-                let mut addrs: Vec<SocketAddr> = self.neighbours.keys().copied().collect();
-                addrs.sort();
+                // Other peers first: the seed's upload is the scarce resource, and at 100,000
+                // peers its tracker answers alone would outweigh the stream.
+                let peers: Vec<SocketAddr> = self
+                    .neighbours
+                    .iter()
+                    .filter(|(_, n)| n.role == Role::Peer)
+                    .map(|(a, _)| *a)
+                    .collect();
+                let addrs: Vec<SocketAddr> = if peers.is_empty() {
+                    self.neighbours.keys().copied().collect()
+                } else {
+                    peers
+                };
                 let pick = addrs[self.rng.below(addrs.len())];
                 let token = self.tokens.get(&pick).copied().unwrap_or(0);
                 self.send(pick, &Message::GetPeers { token });
@@ -1658,7 +1701,8 @@ impl Node {
                 }
             }
             // A round with nobody to ask counts as a try too: it leads to the seed.
-            self.missing.tried(seq, next_try, target.map(|to| (to, now)));
+            self.missing
+                .tried(seq, next_try, target.map(|to| (to, now)));
         }
         let mut batches: Vec<(SocketAddr, Vec<u64>)> = batches.into_iter().collect();
         batches.sort();
@@ -1812,12 +1856,7 @@ mod tests {
             );
         }
         // Peers forward to each other: the seed did not send every copy.
-        let seed_chunks = net.nodes[0]
-            .1
-            .stats()
-            .sent
-            .get("chunk")
-            .datagrams;
+        let seed_chunks = net.nodes[0].1.stats().sent.get("chunk").datagrams;
         assert!(
             seed_chunks < 2 * 200,
             "seed sent {seed_chunks} chunk datagrams for 2 peers"
