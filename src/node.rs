@@ -1962,4 +1962,25 @@ mod tests {
         assert!(net.seed().poll_transmit().is_none());
         assert_eq!(net.seed().stats().counters.datagrams_dropped, 3);
     }
+
+    #[test]
+    fn joiners_turned_away_by_a_full_seed_still_get_its_peers() {
+        let key = StreamKey::from_seed([21; 32]);
+        let mut net = Net::new(&key, 4);
+        // A seed with room for one neighbour: the other joiners get its Goodbye, then the
+        // answer to their GetPeers.
+        let mut cfg = Config::new(Role::Seed, key.id());
+        cfg.rng_seed = 1;
+        cfg.max_neighbours = 1;
+        let mut seed = Node::new(cfg, T0);
+        seed.set_local_addr(addr(0));
+        net.nodes[0].1 = seed;
+        net.collect();
+        net.run_until(T0 + 50_000);
+        assert_eq!(net.seed().neighbour_count(), 1);
+        for (a, node) in net.nodes.iter().skip(1) {
+            assert!(node.neighbour_count() >= 1, "{a} has no neighbour");
+            assert_eq!(node.stats().counters.datagrams_dropped, 0, "{a} dropped");
+        }
+    }
 }
