@@ -1145,7 +1145,7 @@ impl Node {
                         .is_none_or(|newest| newest < s);
                 let wait = if parent_may_bring_it {
                     // Not longer than playout would wait for it.
-                    IN_FLIGHT_WAIT_US.min(self.cfg.latency_us / 3)
+                    IN_FLIGHT_WAIT_US.min(self.cfg.latency_us / 2)
                 } else {
                     REPAIR_DELAY_US
                 };
@@ -1595,6 +1595,26 @@ impl Node {
             }
         }
         self.refused.retain(|_, until| *until > now);
+        // Chunks put off for a parent that has since gone quiet in their stripe (or is gone)
+        // will not come by push: ask for them now.
+        if self.cfg.role == Role::Peer && !self.missing.is_empty() {
+            let stripes = self.stripes;
+            for stripe in 0..stripes {
+                let s = stripe as usize;
+                let quiet = self.parents.get(s).is_none_or(Option::is_none)
+                    || self
+                        .stripe_heard
+                        .get(s)
+                        .is_some_and(|heard| now >= heard + PARENT_QUIET_US);
+                if quiet {
+                    self.missing
+                        .bring_forward(u64::MAX, now, |seq| stripe_of(seq, stripes) == stripe);
+                }
+            }
+            self.repair_at = self
+                .repair_at
+                .min(self.missing.earliest().unwrap_or(u64::MAX));
+        }
         self.maintain_parents(now);
         // Joined before the stream began: once chunks have flowed for a moment, the oldest
         // chunk anyone around holds is the start (whichever stripe arrived first is not).
