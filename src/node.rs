@@ -78,7 +78,7 @@ pub const HELLO_ATTEMPTS: u32 = 4;
 /// replaced. Time, not a chunk count: stripes come over paths of different delay.
 pub const STALL_US: u64 = 1_000_000;
 /// A chunk of a stripe whose parent has not yet sent anything later may still be on its way:
-/// it counts as missing only after this long, or a third of the playout latency if that is
+/// it counts as missing only after this long, or half the playout latency if that is
 /// less (a later chunk of its own stripe shortens it to [`REPAIR_DELAY_US`]).
 pub const IN_FLIGHT_WAIT_US: u64 = 750_000;
 /// How long a node that refused us as a child is not asked again.
