@@ -7,6 +7,9 @@
 
 use std::collections::BTreeMap;
 
+/// Emptied bucket vectors kept for reuse.
+const MAX_SPARE: usize = 64;
+
 pub struct Calendar<T> {
     ring: Vec<Vec<T>>,
     /// Buckets too far ahead for the ring, by bucket number.
@@ -51,6 +54,9 @@ impl<T> Calendar<T> {
         if bucket - self.cursor < self.ring.len() as u64 {
             let slot = self.slot(bucket);
             if let Some(list) = self.ring.get_mut(slot) {
+                if list.capacity() == 0 {
+                    *list = self.spare.pop().unwrap_or_default();
+                }
                 list.push(item);
             }
         } else {
@@ -72,24 +78,31 @@ impl<T> Calendar<T> {
         loop {
             let bucket = self.cursor;
             let slot = self.slot(bucket);
+            // The ring slot's vector is handed out itself (an empty slot holds no memory:
+            // 8192 slots each keeping the capacity of its busiest bucket came to gigabytes).
+            let in_ring = self
+                .ring
+                .get_mut(slot)
+                .map(std::mem::take)
+                .unwrap_or_default();
             // Items parked in `far` were pushed before any that went straight to the ring.
-            let mut items = match self.far.first_key_value() {
-                Some((&k, _)) if k == bucket => self.far.pop_first().map(|(_, v)| {
-                    self.far_items -= v.len();
-                    v
-                }),
-                _ => None,
-            }
-            .unwrap_or_else(|| self.spare.pop().unwrap_or_default());
-            if let Some(list) = self.ring.get_mut(slot) {
-                items.append(list);
-            }
+            let items = match self.far.first_key_value() {
+                Some((&k, _)) if k == bucket => match self.far.pop_first() {
+                    Some((_, mut parked)) => {
+                        self.far_items -= parked.len();
+                        parked.extend(in_ring);
+                        parked
+                    }
+                    None => in_ring,
+                },
+                _ => in_ring,
+            };
             self.cursor += 1;
             if !items.is_empty() {
                 self.queued -= items.len();
                 return Some((bucket, items));
             }
-            self.spare.push(items);
+            self.recycle(items);
             // Skip a long empty stretch straight to the next far bucket.
             if self.queued == self.far_items {
                 if let Some(&k) = self.far.keys().next() {
@@ -100,8 +113,11 @@ impl<T> Calendar<T> {
     }
 
     pub fn recycle(&mut self, mut items: Vec<T>) {
-        items.clear();
-        self.spare.push(items);
+        // A few spares cover the buckets in use at once; more would only hold memory.
+        if items.capacity() > 0 && self.spare.len() < MAX_SPARE {
+            items.clear();
+            self.spare.push(items);
+        }
     }
 }
 
