@@ -1132,11 +1132,7 @@ impl Node {
             if !self.history.contains(s) {
                 let stripe = stripe_of(s, self.stripes) as usize;
                 // A parent still sending this stripe may bring it; one gone quiet will not.
-                let parent_may_bring_it = self.parents.get(stripe).is_some_and(Option::is_some)
-                    && self
-                        .stripe_heard
-                        .get(stripe)
-                        .is_some_and(|heard| now < heard + PARENT_QUIET_US)
+                let parent_may_bring_it = self.stripe_flowing(now, stripe)
                     && self
                         .stripe_newest
                         .get(stripe)
@@ -1452,6 +1448,16 @@ impl Node {
         (2 * rtt + 10_000).clamp(REPAIR_RETRY_MIN_US, REPAIR_RETRY_MAX_US)
     }
 
+    /// Whether `stripe` has a parent that sent a chunk of it in the last [`PARENT_QUIET_US`]:
+    /// chunks of it not yet seen may still come by push.
+    fn stripe_flowing(&self, now: u64, stripe: usize) -> bool {
+        self.parents.get(stripe).is_some_and(Option::is_some)
+            && self
+                .stripe_heard
+                .get(stripe)
+                .is_some_and(|heard| now < heard + PARENT_QUIET_US)
+    }
+
     /// Stripes (bit s) this peer has no parent in, once it has a place in the swarm.
     fn orphan_stripes(&self) -> u64 {
         if self.cfg.role != Role::Peer || self.index == 0 {
@@ -1600,13 +1606,7 @@ impl Node {
         if self.cfg.role == Role::Peer && !self.missing.is_empty() {
             let stripes = self.stripes;
             for stripe in 0..stripes {
-                let s = stripe as usize;
-                let quiet = self.parents.get(s).is_none_or(Option::is_none)
-                    || self
-                        .stripe_heard
-                        .get(s)
-                        .is_some_and(|heard| now >= heard + PARENT_QUIET_US);
-                if quiet {
+                if !self.stripe_flowing(now, stripe as usize) {
                     self.missing
                         .bring_forward(u64::MAX, now, |seq| stripe_of(seq, stripes) == stripe);
                 }
