@@ -58,7 +58,7 @@ pub const PARENT_QUIET_US: u64 = 250_000;
 /// unanswered and retried elsewhere, so joiners catching up and orphans cannot swamp one
 /// uplink.
 pub const REPAIR_SHARE_MIN: f64 = 1.0;
-pub const REPAIR_SHARE_SEED: f64 = 0.5;
+pub const REPAIR_SHARE_SEED: f64 = 0.25;
 /// Peers' Haves go every [`TREE_HAVE_TICKS_PEER`] ticks to parents and children, and every
 /// [`IDLE_HAVE_TICKS_PEER`] ticks to other neighbours (they are each other's repair sources).
 /// The seed's go every tick to its children and every [`IDLE_HAVE_TICKS_SEED`] ticks to the
@@ -71,9 +71,15 @@ pub const IDLE_HAVE_TICKS_SEED: u64 = 30;
 pub const NEIGHBOUR_TIMEOUT_US: u64 = 1_500_000;
 /// The seed Haves idle neighbours every 3 s: it is gone after 3 missed.
 pub const SEED_TIMEOUT_US: u64 = 10_000_000;
-/// A Hello unanswered this long is retried, at most [`HELLO_ATTEMPTS`] times.
+/// A Hello unanswered this long is retried, at most [`HELLO_ATTEMPTS`] times, each wait twice
+/// the last (up to 8×).
 pub const HELLO_RETRY_US: u64 = 500_000;
 pub const HELLO_ATTEMPTS: u32 = 4;
+/// Indices order peers by join time, counted in the stream's own clock: a joiner's index lies
+/// in the block of this many after the newest seq it was told of. The seed hands them out in
+/// order; a peer that joined through another peer draws one at random from its block, so the
+/// many joiners of one moment rarely tie.
+pub const INDICES_PER_CHUNK: u64 = 1024;
 /// A parent that sent nothing of its stripe for this long, while other stripes flowed, is
 /// replaced. Time, not a chunk count: stripes come over paths of different delay.
 pub const STALL_US: u64 = 1_000_000;
@@ -187,8 +193,8 @@ struct Neighbour {
     /// Stripes this node pushes to the neighbour (bit s).
     children: u64,
     have: Option<(u64, u64, u128)>,
-    /// Subscriptions it feeds, from its last Have.
-    load: u8,
+    /// Subscriptions it would still accept, from its last Have.
+    spare: u8,
     /// Its depth in its member stripe, from its last Have.
     depth: u8,
     /// Smoothed round-trip time (µs), from Hello→Welcome and Request→Chunk.
@@ -204,7 +210,7 @@ impl Neighbour {
             last_heard: now,
             children: 0,
             have: None,
-            load: 0,
+            spare: 0,
             depth: u8::MAX,
             rtt_us: None,
         }
@@ -257,6 +263,8 @@ pub struct Node {
     member: Option<u8>,
     stripes: u8,
     next_index: u64,
+    /// Seed: joiners assigned so far (member stripes go round-robin).
+    assigned_count: u64,
     neighbours: BTreeMap<SocketAddr, Neighbour>,
     /// Hellos sent and not yet answered: nonce, last attempt, attempts.
     hellos: BTreeMap<SocketAddr, (u64, u64, u32)>,
@@ -313,6 +321,13 @@ pub struct Node {
     stream_bytes: u64,
 }
 
+/// Where the indices of peers joining when `newest` is the stream's newest chunk begin.
+fn join_index_base(newest: Option<u64>) -> u64 {
+    newest
+        .map_or(0, |seq| seq.saturating_add(1))
+        .saturating_mul(INDICES_PER_CHUNK)
+}
+
 fn stripe_of(seq: u64, stripes: u8) -> u8 {
     (seq % u64::from(stripes.max(1))) as u8
 }
@@ -337,6 +352,7 @@ impl Node {
             member: None,
             stripes,
             next_index: 1,
+            assigned_count: 0,
             neighbours: BTreeMap::new(),
             hellos: BTreeMap::new(),
             banned: BTreeSet::new(),
@@ -615,9 +631,11 @@ impl Node {
                 let assigned =
                     (self.cfg.role == Role::Seed && role == Role::Peer && hello_index.is_none())
                         .then(|| {
-                            let index = self.next_index;
-                            self.next_index += 1;
-                            (index, ((index - 1) % u64::from(self.stripes)) as u8)
+                            let index = self.next_index.max(join_index_base(self.highest) + 1);
+                            self.next_index = index + 1;
+                            let member = self.assigned_count % u64::from(self.stripes);
+                            self.assigned_count += 1;
+                            (index, member as u8)
                         });
                 let token = self.token_for(from);
                 let reply = self.welcome(assigned, nonce, token);
@@ -643,15 +661,27 @@ impl Node {
                     return;
                 }
                 self.hellos.remove(&from);
-                if role == Role::Seed && self.cfg.role == Role::Peer {
-                    if let Some((my_index, my_member)) = assigned {
-                        if self.index == 0 {
+                if self.cfg.role == Role::Peer {
+                    match (role, assigned) {
+                        (Role::Seed, Some((my_index, my_member))) if self.index == 0 => {
                             self.index = my_index;
                             self.member = Some(my_member);
                             self.set_stripes(stripes);
                         }
+                        // Joined through a peer a tracker named, the seed unasked (at 100,000
+                        // joiners the seed cannot greet them all): take an index from the
+                        // block of the stream's present, so stripe trees still grow outwards
+                        // in join order.
+                        (Role::Peer, _) if self.index == 0 && index > 0 && member.is_some() => {
+                            let slot = self.rng.next() % INDICES_PER_CHUNK;
+                            let own = join_index_base(latest_seq).saturating_add(1 + slot);
+                            self.index = own;
+                            self.member = Some((own % u64::from(stripes.max(1))) as u8);
+                            self.set_stripes(stripes);
+                        }
+                        _ => {}
                     }
-                    if self.play_from.is_none() {
+                    if self.play_from.is_none() && (role == Role::Seed || index > 0) {
                         self.start_playout(now, latest_keyframe, latest_seq);
                     }
                 }
@@ -820,13 +850,13 @@ impl Node {
                 first,
                 highest,
                 recent,
-                children,
+                spare,
                 depth,
             } => {
                 if let Some(n) = self.neighbours.get_mut(&from) {
                     n.depth = depth;
                     n.have = Some((first, highest, recent));
-                    n.load = children;
+                    n.spare = spare;
                 }
                 if self.cfg.role == Role::Peer && self.play_from.is_some() {
                     self.note_known_seq(now, highest);
@@ -1328,7 +1358,7 @@ impl Node {
     fn choose_parent(&mut self, now: u64, stripe: u8) -> Option<SocketAddr> {
         let my_member = self.member;
         let my_index = self.index;
-        let mut members: Vec<((u8, u8), SocketAddr)> = self
+        let mut members: Vec<((bool, u8, u8), SocketAddr)> = self
             .neighbours
             .iter()
             .filter(|(addr, n)| {
@@ -1340,11 +1370,12 @@ impl Node {
                         .get(&(**addr, stripe))
                         .is_none_or(|until| now >= *until)
             })
-            .map(|(addr, n)| ((n.load, n.depth), *addr))
+            .map(|(addr, n)| ((n.spare == 0, n.depth, u8::MAX - n.spare), *addr))
             .collect();
-        // The least loaded members (spreads upload over every member), the shallowest among
-        // those (shorter paths from the seed), chosen among at random. A full one refuses and
-        // is not asked again for a while.
+        // Members with room first (a full one refuses, and is not asked again for a while;
+        // asking the least loaded instead sent children to small uplinks already full), the
+        // shallowest of those (every hop adds delay: at 3,000 peers trees were 8 deep), the
+        // roomiest, then at random.
         if let Some(least) = members.iter().map(|(rank, _)| *rank).min() {
             members.retain(|(rank, _)| *rank == least);
             members.sort();
@@ -1410,9 +1441,14 @@ impl Node {
             first,
             highest,
             recent,
-            children: self.children_count(),
+            spare: self.spare_slots(),
             depth: self.depth(),
         })
+    }
+
+    /// Hops from the seed in this peer's member stripe (255: not attached).
+    pub fn tree_depth(&self) -> u8 {
+        self.depth()
     }
 
     /// Hops from the seed in our member stripe: the parent's depth + 1 (the seed is 0).
@@ -1470,6 +1506,20 @@ impl Node {
             .fold(0, |mask, (s, _)| mask | 1u64 << (s % 64))
     }
 
+    /// Stripe subscriptions this node would still accept (a member of the stripe may also
+    /// take one more member by displacing a leaf).
+    fn spare_slots(&self) -> u8 {
+        let slots = (self.cfg.max_upload * f64::from(self.stripes)).floor();
+        let slots = if self.cfg.role == Role::Seed {
+            slots.max(f64::from(self.stripes))
+        } else {
+            slots
+        };
+        (slots as u64)
+            .saturating_sub(u64::from(self.children_count()))
+            .min(255) as u8
+    }
+
     fn children_count(&self) -> u8 {
         let total: u32 = self
             .neighbours
@@ -1503,10 +1553,12 @@ impl Node {
             self.drop_neighbour(addr);
         }
         // Hello retries.
+        // Backing off exponentially: a flash crowd at a full seed must not turn its retries
+        // into a flood that crowds out the stream (bl-sim, 100,000 joiners in 5 s).
         let retry: Vec<(SocketAddr, u32)> = self
             .hellos
             .iter()
-            .filter(|(_, (_, last, _))| now >= last + HELLO_RETRY_US)
+            .filter(|(_, (_, last, n))| now >= last + (HELLO_RETRY_US << n.saturating_sub(1).min(3)))
             .map(|(a, (_, _, n))| (*a, *n))
             .collect();
         for (addr, attempts) in retry {
@@ -1563,7 +1615,7 @@ impl Node {
             first: 0,
             highest: 0,
             recent: 0,
-            children: self.children_count(),
+            spare: self.spare_slots(),
             depth: self.depth(),
         });
         let addrs: Vec<SocketAddr> = self
@@ -1981,6 +2033,40 @@ mod tests {
         assert!(reply.len <= hello.len());
         assert!(net.seed().poll_transmit().is_none());
         assert_eq!(net.seed().stats().counters.datagrams_dropped, 3);
+    }
+
+    #[test]
+    fn a_joiner_that_knows_only_a_peer_numbers_itself_after_it_and_plays() {
+        let key = StreamKey::from_seed([22; 32]);
+        let mut net = Net::new(&key, 2);
+        net.run_until(T0 + 300_000);
+        stream(&mut net, &key, 0..120);
+        // A tracker named peer 1 only: the seed never hears of the joiner.
+        let mut cfg = Config::new(Role::Peer, key.id());
+        cfg.bootstrap = vec![addr(1)];
+        cfg.rng_seed = 9;
+        cfg.latency_us = 500_000;
+        let mut joiner = Node::new(cfg, net.now);
+        joiner.set_local_addr(addr(3));
+        net.nodes.push((addr(3), joiner));
+        net.collect();
+        stream(&mut net, &key, 120..300);
+        let now = net.now;
+        net.seed().handle_input_end(now);
+        net.run_until(now + 5_000_000);
+        let joiner = &net.nodes[3].1;
+        let older = net.nodes[1].1.index().max(net.nodes[2].1.index());
+        assert!(
+            joiner.index() > older,
+            "joined later, numbered {} after {older}",
+            joiner.index()
+        );
+        assert!(joiner.member().is_some());
+        assert!(!net.nodes[0].1.neighbours.contains_key(&addr(3)));
+        let played = &net.played[&addr(3)];
+        let first = played[0];
+        assert!(first <= 150, "started at {first}: the newest keyframe peer 1 named");
+        assert_eq!(played, &(first..300).collect::<Vec<_>>());
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub struct SimConfig {
     pub gop_s: f64,
     /// Chunks each core keeps for repair.
     pub history: usize,
+    /// Addresses the tracker hands each joiner: a uniform sample of the seed and the peers
+    /// that have started playing. 0: every joiner bootstraps from the seed alone.
+    pub tracker_peers: usize,
 }
 
 impl Default for SimConfig {
@@ -92,6 +95,7 @@ impl Default for SimConfig {
             latency_ms: 1500,
             gop_s: 2.0,
             history: 1024,
+            tracker_peers: 4,
         }
     }
 }
@@ -162,6 +166,44 @@ pub struct Outcome {
     /// Share of (peer, stripe) pairs without a parent, sampled every second once the joins
     /// are over: those stripes arrive by repair only.
     pub stripes_without_parent: f64,
+    /// Hops from the seed in each peer's own stripe, over the same samples: latency grows
+    /// with it.
+    pub tree_depth: Depths,
+}
+
+/// Tree depth figures: percentiles over (peer, sample) pairs of attached members, and the
+/// share not attached to their stripe's tree.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Depths {
+    pub p50: u8,
+    pub p99: u8,
+    pub max: u8,
+    pub detached: f64,
+}
+
+impl Depths {
+    fn of(counts: &[u64; 256]) -> Self {
+        let attached: u64 = counts[..255].iter().sum();
+        let quantile = |q: f64| {
+            let target = (attached as f64 * q).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            for (depth, n) in counts[..255].iter().enumerate() {
+                seen += n;
+                if seen >= target {
+                    return depth as u8;
+                }
+            }
+            0
+        };
+        let max = counts[..255].iter().rposition(|&n| n > 0).unwrap_or(0) as u8;
+        let all = attached + counts[255];
+        Depths {
+            p50: quantile(0.5),
+            p99: quantile(0.99),
+            max,
+            detached: (counts[255] as f64 / all.max(1) as f64 * 1e4).round() / 1e4,
+        }
+    }
 }
 
 /// An invariant that failed; `seed` reproduces it.
@@ -300,6 +342,9 @@ pub struct Sim {
     chunks_total: u64,
     stream_end_at: u64,
     joins_pending: usize,
+    /// What the tracker knows: the seed and every peer that started playing (the departed
+    /// are struck off when drawn).
+    tracker: Vec<u32>,
     // counts
     events: u64,
     datagrams_sent: u64,
@@ -314,6 +359,8 @@ pub struct Sim {
     max_buffered: [usize; 3],
     /// (pairs without a parent, pairs) over the samples.
     orphan_samples: (u64, u64),
+    /// Peers sampled at each tree depth (255: detached).
+    depth_samples: [u64; 256],
     latency: Histogram,
     startup: Histogram,
     /// How long datagrams waited at their sender's uplink.
@@ -345,6 +392,7 @@ impl Sim {
             chunks_total,
             stream_end_at: EPOCH_US + (cfg.seconds * 1e6) as u64,
             joins_pending: cfg.peers,
+            tracker: vec![0],
             events: 0,
             datagrams_sent: 0,
             datagrams_lost: 0,
@@ -357,6 +405,7 @@ impl Sim {
             forgers_added: 0,
             max_buffered: [0; 3],
             orphan_samples: (0, 0),
+            depth_samples: [0; 256],
             latency: Histogram::default(),
             startup: Histogram::default(),
             queue_delay: Histogram::default(),
@@ -416,17 +465,17 @@ impl Sim {
         let stream_bps = self.cfg.bitrate_bps.max(1) as f64;
         match kind {
             Kind::Seed => {
-                cfg.max_upload = ((upload_bps as f64 / stream_bps) * 0.8).clamp(1.0, 1.5);
+                cfg.max_upload = ((upload_bps as f64 / stream_bps) * 0.8).clamp(1.0, 1.25);
             }
             // A peer offers 60 % of its uplink (bl-peer --max-upload), at most 2 copies: the
             // rest is headroom for repairs, Haves and the user's other traffic.
             Kind::Honest | Kind::Forger => {
-                cfg.max_upload = ((upload_bps as f64 / stream_bps) * 0.6).min(2.0);
-                cfg.bootstrap = vec![addr_of(0)];
+                cfg.max_upload = ((upload_bps as f64 / stream_bps) * 0.6).min(4.0);
+                cfg.bootstrap = self.tracker_answer();
             }
             Kind::FreeRider => {
                 cfg.max_upload = 0.0;
-                cfg.bootstrap = vec![addr_of(0)];
+                cfg.bootstrap = self.tracker_answer();
             }
         }
         let mut core = Node::new(cfg, self.now);
@@ -453,6 +502,33 @@ impl Sim {
         self.nodes.push(node);
         self.drain(id);
         id
+    }
+
+    /// A joiner's bootstrap addresses, as a BitTorrent tracker would answer its announce: up
+    /// to `tracker_peers` distinct nodes drawn uniformly from those it knows, the seed among
+    /// them (so the seed greets only a few in a large swarm).
+    fn tracker_answer(&mut self) -> Vec<SocketAddr> {
+        if self.cfg.tracker_peers == 0 {
+            return vec![addr_of(0)];
+        }
+        let mut picked: Vec<u32> = Vec::new();
+        // Draws are bounded: the departed are struck off, and a repeat is simply not added.
+        for _ in 0..4 * self.cfg.tracker_peers {
+            if picked.len() >= self.cfg.tracker_peers || self.tracker.is_empty() {
+                break;
+            }
+            let slot = self.rng.below(self.tracker.len());
+            let id = self.tracker[slot];
+            if !self.nodes[id as usize].alive {
+                self.tracker.swap_remove(slot);
+            } else if !picked.contains(&id) {
+                picked.push(id);
+            }
+        }
+        if picked.is_empty() {
+            picked.push(0);
+        }
+        picked.into_iter().map(addr_of).collect()
     }
 
     fn propagation_us(&self, a: u32, b: u32) -> u64 {
@@ -535,6 +611,7 @@ impl Sim {
         node.played += 1;
         if node.first_play_at.is_none() {
             node.first_play_at = Some(now);
+            self.tracker.push(id);
             let startup = now - node.joined_at;
             self.startup.record(startup);
         }
@@ -632,7 +709,8 @@ impl Sim {
     }
 
     fn check_buffers(&mut self) {
-        let joins_over = self.joins_pending == 0;
+        // Tree figures only while the stream runs: after its end peers finish and leave.
+        let joins_over = self.joins_pending == 0 && self.now < self.stream_end_at;
         let mut missing = 0;
         let mut orphans = (0u64, 0u64);
         for id in 0..self.nodes.len() {
@@ -640,10 +718,11 @@ impl Sim {
             if !node.alive {
                 continue;
             }
-            if joins_over && id > 0 && node.kind == Kind::Honest {
+            if joins_over && id > 0 && node.kind == Kind::Honest && !node.finished {
                 let parents = node.core.parents();
                 orphans.0 += parents.iter().filter(|p| p.is_none()).count() as u64;
                 orphans.1 += parents.len() as u64;
+                self.depth_samples[node.core.tree_depth() as usize] += 1;
             }
             let b = node.core.buffered();
             missing += b.missing;
@@ -871,6 +950,7 @@ impl Sim {
             overhead: round(total_sent as f64 / played_bytes.max(1) as f64 - 1.0, 4),
             latency_ms: Percentiles::of(&self.latency),
             startup_ms: Percentiles::of(&self.startup),
+            tree_depth: Depths::of(&self.depth_samples),
             peers_never_started: never_started,
             joins: self.joins,
             departures: self.departures,

@@ -57,6 +57,10 @@ pub struct Args {
     upload_min: u64,
     #[arg(long, default_value = "20M", value_parser = parse_rate)]
     upload_max: u64,
+    /// Bootstrap addresses a tracker gives each joiner, drawn from the seed and the peers
+    /// already playing; 0 = every joiner asks the seed.
+    #[arg(long, default_value_t = 4)]
+    tracker_peers: usize,
     /// Playout latency of every peer, ms (bl-peer --latency).
     #[arg(long, default_value_t = 1500)]
     latency: u64,
@@ -153,6 +157,7 @@ impl Args {
             peer_upload_min_bps: self.upload_min,
             peer_upload_max_bps: self.upload_max,
             latency_ms: self.latency,
+            tracker_peers: self.tracker_peers,
             ..SimConfig::default()
         }
     }
