@@ -51,6 +51,11 @@ pub const PARENT_REPAIR_EXTRA_US: u64 = 100_000;
 /// A parent that sent nothing for this long may be dead: its stripe's gaps are repaired from
 /// others at once, and it is not asked.
 pub const PARENT_QUIET_US: u64 = 250_000;
+/// The seed gives a stripe child this long to pass the stripe on before anyone may take its
+/// place.
+pub const BARREN_AFTER_US: u64 = 2_000_000;
+/// ... and then refuses its subscriptions this long.
+pub const BARRED_US: u64 = 30_000_000;
 /// Repairs a peer serves are budgeted: what its pushes leave of its upload budget
 /// (max_upload − subscriptions fed ÷ K copies of the stream), at least this fraction of
 /// max_upload (orphans after a parent died need a burst from members that are full). The
@@ -195,6 +200,10 @@ struct Neighbour {
     have: Option<(u64, u64, u128)>,
     /// Subscriptions it would still accept, from its last Have.
     spare: u8,
+    /// Subscriptions it feeds, from its last Have.
+    feeding: u8,
+    /// When we began feeding it (seed: a child that passes nothing on gives its place up).
+    fed_since: u64,
     /// Its depth in its member stripe, from its last Have.
     depth: u8,
     /// Smoothed round-trip time (µs), from Hello→Welcome and Request→Chunk.
@@ -211,6 +220,8 @@ impl Neighbour {
             children: 0,
             have: None,
             spare: 0,
+            feeding: 0,
+            fed_since: now,
             depth: u8::MAX,
             rtt_us: None,
         }
@@ -281,6 +292,9 @@ pub struct Node {
     subscribed_at: Vec<u64>,
     pending_subscribe: Vec<Option<(SocketAddr, u64)>>,
     refused: BTreeMap<(SocketAddr, u8), u64>,
+    /// Seed: children displaced for passing nothing on, refused until the time given (else
+    /// a forger with a low index takes its root slot straight back).
+    barred: BTreeMap<SocketAddr, u64>,
     history: History,
     highest: Option<u64>,
     latest_keyframe: Option<u64>,
@@ -364,6 +378,7 @@ impl Node {
             subscribed_at: vec![0; stripes as usize],
             pending_subscribe: vec![None; stripes as usize],
             refused: BTreeMap::new(),
+            barred: BTreeMap::new(),
             history: History::new(cfg.history),
             highest: None,
             latest_keyframe: None,
@@ -814,7 +829,7 @@ impl Node {
                     }
                 }
             }
-            Message::Subscribe { stripe } => self.on_subscribe(from, stripe),
+            Message::Subscribe { stripe } => self.on_subscribe(now, from, stripe),
             Message::SubscribeReply { stripe, accepted } => {
                 let Some(pending) = self.pending_subscribe.get_mut(stripe as usize) else {
                     return;
@@ -850,6 +865,7 @@ impl Node {
                 first,
                 highest,
                 recent,
+                children,
                 spare,
                 depth,
             } => {
@@ -857,6 +873,7 @@ impl Node {
                     n.depth = depth;
                     n.have = Some((first, highest, recent));
                     n.spare = spare;
+                    n.feeding = children;
                 }
                 if self.cfg.role == Role::Peer && self.play_from.is_some() {
                     self.note_known_seq(now, highest);
@@ -1260,11 +1277,16 @@ impl Node {
 
     // ---- tree ----------------------------------------------------------------------------
 
-    fn child_rank(&self, n: &Neighbour, stripe: u8) -> (bool, u64) {
-        (n.member != Some(stripe), n.index)
+    /// The seed's order for its few stripe slots, best first. A child that has passed nothing
+    /// on for [`BARREN_AFTER_US`] goes last: a forger (every child banned it) or a free rider
+    /// in a root slot would starve its whole stripe (bl-sim: continuity 84 % with 3 forgers
+    /// among 300 peers). Then members before leaves, lower indices (older) first.
+    fn child_rank(&self, n: &Neighbour, stripe: u8, now: u64) -> (bool, bool, u64) {
+        let barren = n.children != 0 && now >= n.fed_since + BARREN_AFTER_US && n.feeding == 0;
+        (barren, n.member != Some(stripe), n.index)
     }
 
-    fn on_subscribe(&mut self, from: SocketAddr, stripe: u8) {
+    fn on_subscribe(&mut self, now: u64, from: SocketAddr, stripe: u8) {
         if stripe >= self.stripes {
             return;
         }
@@ -1272,7 +1294,7 @@ impl Node {
         let Some(requester) = self.neighbours.get(&from) else {
             return;
         };
-        let requester_rank = self.child_rank(requester, stripe);
+        let requester_rank = self.child_rank(requester, stripe, now);
         let accepted = match self.cfg.role {
             Role::Seed => {
                 // Budget: max_upload × K stripe subscriptions in all, and always at least one
@@ -1280,18 +1302,24 @@ impl Node {
                 // large ones end with one member per stripe at the seed.
                 let budget = (self.cfg.max_upload * f64::from(self.stripes)).floor() as usize;
                 let total = self.children_count() as usize;
-                let children: Vec<(SocketAddr, (bool, u64))> = self
+                let children: Vec<(SocketAddr, (bool, bool, u64))> = self
                     .neighbours
                     .iter()
                     .filter(|(addr, n)| n.children & bit != 0 && **addr != from)
-                    .map(|(addr, n)| (*addr, self.child_rank(n, stripe)))
+                    .map(|(addr, n)| (*addr, self.child_rank(n, stripe, now)))
                     .collect();
-                if children.is_empty() || total < budget {
+                if self.barred.get(&from).is_some_and(|until| now < *until) {
+                    false
+                } else if children.is_empty() || total < budget {
                     true
                 } else if let Some((worst, rank)) = children.iter().max_by_key(|(_, r)| *r) {
-                    // Lower-index members belong nearest the root: they displace others.
+                    // Lower-index members belong nearest the root: they displace others, and
+                    // anyone displaces a barren child.
                     if requester_rank < *rank {
                         let worst = *worst;
+                        if rank.0 {
+                            self.barred.insert(worst, now + BARRED_US);
+                        }
                         if let Some(n) = self.neighbours.get_mut(&worst) {
                             n.children &= !bit;
                             self.children_stale = true;
@@ -1348,6 +1376,9 @@ impl Node {
         };
         if accepted {
             if let Some(n) = self.neighbours.get_mut(&from) {
+                if n.children == 0 {
+                    n.fed_since = now;
+                }
                 n.children |= bit;
                 self.children_stale = true;
             }
@@ -1441,6 +1472,7 @@ impl Node {
             first,
             highest,
             recent,
+            children: self.children_count(),
             spare: self.spare_slots(),
             depth: self.depth(),
         })
@@ -1558,7 +1590,9 @@ impl Node {
         let retry: Vec<(SocketAddr, u32)> = self
             .hellos
             .iter()
-            .filter(|(_, (_, last, n))| now >= last + (HELLO_RETRY_US << n.saturating_sub(1).min(3)))
+            .filter(|(_, (_, last, n))| {
+                now >= last + (HELLO_RETRY_US << n.saturating_sub(1).min(3))
+            })
             .map(|(a, (_, _, n))| (*a, *n))
             .collect();
         for (addr, attempts) in retry {
@@ -1615,6 +1649,7 @@ impl Node {
             first: 0,
             highest: 0,
             recent: 0,
+            children: self.children_count(),
             spare: self.spare_slots(),
             depth: self.depth(),
         });
@@ -1653,6 +1688,7 @@ impl Node {
             }
         }
         self.refused.retain(|_, until| *until > now);
+        self.barred.retain(|_, until| *until > now);
         // Chunks put off for a parent that has since gone quiet in their stripe (or is gone)
         // will not come by push: ask for them now.
         if self.cfg.role == Role::Peer && !self.missing.is_empty() {
@@ -2065,7 +2101,10 @@ mod tests {
         assert!(!net.nodes[0].1.neighbours.contains_key(&addr(3)));
         let played = &net.played[&addr(3)];
         let first = played[0];
-        assert!(first <= 150, "started at {first}: the newest keyframe peer 1 named");
+        assert!(
+            first <= 150,
+            "started at {first}: the newest keyframe peer 1 named"
+        );
         assert_eq!(played, &(first..300).collect::<Vec<_>>());
     }
 

@@ -95,12 +95,14 @@ pub enum Message {
     /// Shared, so a relay and the simulator pass one chunk on without copying it.
     Chunk(Arc<Chunk>),
     /// The sender holds `first..=highest - 128` and the seqs set in `recent` (bit i = highest - i);
-    /// `spare` is how many more stripe subscriptions it would accept and `depth` its hops from the seed
+    /// `children` is how many stripe subscriptions it feeds, `spare` how many more it would
+    /// accept and `depth` its hops from the seed
     /// in its member stripe (255: not yet attached); joiners pick the shallowest, least loaded.
     Have {
         first: u64,
         highest: u64,
         recent: u128,
+        children: u8,
         spare: u8,
         depth: u8,
     },
