@@ -7,8 +7,9 @@
 //! Time is µs since the UNIX epoch (wall clock, so latency = play time − capture time);
 //! randomness comes from the seed in [`Config::rng_seed`].
 //!
-//! Dissemination: the stream is cut into K stripes by `seq mod K`. The seed assigns each
-//! joiner an index and a member stripe (`index mod K`). For every stripe a node has one
+//! Dissemination: the stream is cut into K stripes by `seq mod K`. Every peer has an index
+//! (join order, in the stream's clock: from the seed, or self-drawn when it joined through a
+//! peer) and a member stripe. For every stripe a node has one
 //! parent that pushes it every chunk of that stripe the moment it verifies: members of the
 //! stripe form its interior (a member only feeds members with a higher index, so the stripe is
 //! a tree rooted at the seed), everyone else is a leaf fed by one member. Every node announces
