@@ -269,6 +269,43 @@ fn late_joiner_starts_within_a_gop_plus_a_second() {
 }
 
 /// A process that speaks the protocol: handshakes like a peer, then pushes forged chunks.
+/// A link may name any peer instead of the seed (a tracker's answer, a friend's address): the
+/// joiner numbers itself, finds parents among that peer's neighbours and plays a clean tail.
+#[test]
+fn a_peer_joins_through_another_peer_without_the_seed() {
+    let dir = temp_dir("via_peer");
+    let (key, _) = key_file(&dir, 1);
+    let (source, source_path) = write_source(&dir, 12);
+    let keyframes = keyframe_offsets(&source, &key);
+    let mut seed = start_seed(&dir, &source_path, &key, &[]);
+    let mut early: Vec<Peer> = (0..3)
+        .map(|i| start_peer(&dir, &format!("early{i}"), &seed.link, &[]))
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let (id, _) = seed.link.rsplit_once('@').unwrap();
+    let via_peer = format!("{id}@{}", early[0].addr);
+    let mut late = start_peer(&dir, "late", &via_peer, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    assert_clean_tail(
+        "late (via early0)",
+        &mut late,
+        &source,
+        &keyframes,
+        deadline,
+    );
+    // It played most of the 9 s left after it joined, not a last-second scrap.
+    let late_bytes = late.output().len();
+    assert!(
+        late_bytes * 2 > source.len(),
+        "joined at 3 s of 12, played only {late_bytes} of {} bytes",
+        source.len()
+    );
+    for (i, p) in early.iter_mut().enumerate() {
+        assert_clean_tail(&format!("early{i}"), p, &source, &keyframes, deadline);
+    }
+    assert!(seed.wait(deadline).success());
+}
+
 fn rogue_handshake(
     socket: &UdpSocket,
     target: std::net::SocketAddr,
