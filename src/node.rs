@@ -57,6 +57,10 @@ pub const PARENT_QUIET_US: u64 = 250_000;
 pub const BARREN_AFTER_US: u64 = 2_000_000;
 /// ... and then refuses its subscriptions this long.
 pub const BARRED_US: u64 = 30_000_000;
+/// The seed audits its stripe children every this many ticks, asking for a chunk this many
+/// seqs old (about 1 s at 2 Mb/s).
+pub const AUDIT_TICKS: u64 = 10;
+pub const AUDIT_AGE_CHUNKS: u64 = 256;
 /// Repairs a peer serves are budgeted: what its pushes leave of its upload budget
 /// (max_upload − subscriptions fed ÷ K copies of the stream), at least this fraction of
 /// max_upload (orphans after a parent died need a burst from members that are full). The
@@ -207,6 +211,10 @@ struct Neighbour {
     fed_since: u64,
     /// Its depth in its member stripe, from its last Have.
     depth: u8,
+    /// We confirmed its Welcome and have heard nothing since: Confirms sent so far. A lost
+    /// Confirm left a half-open link (we count it, it never heard of us): at the seed for 10
+    /// s, and a stripe's oldest member cut off from the seed for good (bl-sim, 300 peers).
+    unconfirmed: Option<u8>,
     /// Smoothed round-trip time (µs), from Hello→Welcome and Request→Chunk.
     rtt_us: Option<u64>,
 }
@@ -224,6 +232,7 @@ impl Neighbour {
             feeding: 0,
             fed_since: now,
             depth: u8::MAX,
+            unconfirmed: None,
             rtt_us: None,
         }
     }
@@ -629,6 +638,10 @@ impl Node {
         self.stats.count_received(kind, len);
         if let Some(n) = self.neighbours.get_mut(&from) {
             n.last_heard = now;
+            // Peers (and Welcomes) also come to strangers: they prove nothing.
+            if !matches!(message, Message::Peers { .. } | Message::Welcome { .. }) {
+                n.unconfirmed = None;
+            }
         }
         match message {
             Message::Hello {
@@ -723,6 +736,9 @@ impl Node {
                     member: self.member,
                 };
                 self.send(from, &confirm);
+                if let Some(n) = self.neighbours.get_mut(&from) {
+                    n.unconfirmed = Some(1);
+                }
                 self.tokens.insert(from, token);
                 if self.neighbours.len() < self.cfg.target_neighbours {
                     self.send(from, &Message::GetPeers { token });
@@ -816,10 +832,14 @@ impl Node {
                     let me = self.local_addr == Some(p.addr);
                     let contacts = self.neighbours.len() + self.hellos.len();
                     // Beyond the target only members of a stripe we have no parent in: the
-                    // members we know may all be full.
+                    // members we know may all be full. In our own stripe only older members
+                    // can feed us, and one of us without a parent cuts off a whole subtree,
+                    // so more of them are let in.
+                    let orphaned = orphans & (1u64 << (p.member % 64)) != 0;
+                    let older_of_ours = self.member == Some(p.member) && p.index < self.index;
+                    let extra = if older_of_ours { 12 } else { 4 };
                     let open = contacts < self.cfg.target_neighbours
-                        || (orphans & (1u64 << (p.member % 64)) != 0
-                            && contacts < self.cfg.target_neighbours + 4);
+                        || (orphaned && contacts < self.cfg.target_neighbours + extra);
                     if open
                         && !me
                         && !self.neighbours.contains_key(&p.addr)
@@ -977,7 +997,17 @@ impl Node {
         if from.is_some() {
             self.stats.counters.chunks_received += 1;
         }
-        if self.history.contains(seq) {
+        if let Some(held) = self.history.get(seq) {
+            // A copy that differs from the verified one we hold is forged, whoever signed
+            // it: caught without a signature check (this is how the seed's audit works).
+            if let Some(addr) = from.filter(|_| !Arc::ptr_eq(held, &chunk) && **held != *chunk) {
+                self.stats.counters.chunks_forged += 1;
+                self.events.push_back(Event::Warning(format!(
+                    "banned {addr}: sent a copy of chunk seq {seq} that differs from the verified one"
+                )));
+                self.ban(addr);
+                return;
+            }
             self.stats.counters.chunks_duplicate += 1;
             return;
         }
@@ -1527,6 +1557,31 @@ impl Node {
                 .is_some_and(|heard| now < heard + PARENT_QUIET_US)
     }
 
+    /// Seed: ask every stripe child for a chunk of its stripe it received a second ago. The
+    /// answer must equal what the seed sent; a child that forges what it forwards is banned
+    /// (on_chunk) and its root slot freed. Every subtree below a forger bans it, but only the
+    /// seed can take its slot away. A forger that answers the seed honestly is not caught.
+    fn audit_children(&mut self) {
+        let Some(highest) = self.highest else {
+            return;
+        };
+        let stripes = u64::from(self.stripes);
+        let base = highest.saturating_sub(AUDIT_AGE_CHUNKS);
+        let audits: Vec<(SocketAddr, u64)> = self
+            .neighbours
+            .iter()
+            .flat_map(|(addr, n)| {
+                (0..stripes)
+                    .filter(move |s| n.children & (1u64 << (s % 64)) != 0)
+                    .map(move |s| (*addr, base + (s + stripes - base % stripes) % stripes))
+            })
+            .filter(|(_, seq)| self.history.contains(*seq))
+            .collect();
+        for (addr, seq) in audits {
+            self.send(addr, &Message::Request { seqs: vec![seq] });
+        }
+    }
+
     /// Stripes (bit s) this peer has no parent in, once it has a place in the swarm.
     fn orphan_stripes(&self) -> u64 {
         if self.cfg.role != Role::Peer || self.index == 0 {
@@ -1601,6 +1656,31 @@ impl Node {
                 self.hellos.remove(&addr);
             } else {
                 self.send_hello(now, addr);
+            }
+        }
+        // Confirms not yet answered by anything: sent again, at most HELLO_ATTEMPTS times.
+        let unanswered: Vec<SocketAddr> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| {
+                n.unconfirmed.is_some_and(|sent| {
+                    sent < HELLO_ATTEMPTS as u8
+                        && now >= n.last_heard + HELLO_RETRY_US * u64::from(sent)
+                })
+            })
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in unanswered {
+            if let Some(&token) = self.tokens.get(&addr) {
+                let confirm = Message::Confirm {
+                    token,
+                    index: self.index,
+                    member: self.member,
+                };
+                self.send(addr, &confirm);
+            }
+            if let Some(n) = self.neighbours.get_mut(&addr) {
+                n.unconfirmed = n.unconfirmed.map(|sent| sent + 1);
             }
         }
         // Back to the bootstrap nodes when short of neighbours (every neighbour left, the
@@ -1689,6 +1769,9 @@ impl Node {
             }
         }
         self.refused.retain(|_, until| *until > now);
+        if self.cfg.role == Role::Seed && self.ticks % AUDIT_TICKS == 0 {
+            self.audit_children();
+        }
         self.barred.retain(|_, until| *until > now);
         // Chunks put off for a parent that has since gone quiet in their stripe (or is gone)
         // will not come by push: ask for them now.
@@ -2107,6 +2190,27 @@ mod tests {
             "started at {first}: the newest keyframe peer 1 named"
         );
         assert_eq!(played, &(first..300).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_lost_confirm_is_sent_again_so_the_link_is_not_half_open() {
+        let key = StreamKey::from_seed([23; 32]);
+        let mut net = Net::new(&key, 1);
+        let lost = std::cell::Cell::new(false);
+        net.filter = Box::new(move |from, _, bytes| {
+            let confirm = matches!(wire::decode(bytes), Ok(Message::Confirm { .. }));
+            if confirm && from == addr(1) && !lost.get() {
+                lost.set(true);
+                return false;
+            }
+            true
+        });
+        net.run_until(T0 + 2_000_000);
+        assert!(net.nodes[1].1.neighbours.contains_key(&addr(0)));
+        assert!(
+            net.nodes[0].1.neighbours.contains_key(&addr(1)),
+            "the peer counts the seed as a neighbour, the seed never heard of the peer"
+        );
     }
 
     #[test]
