@@ -597,6 +597,14 @@ impl Node {
         }
     }
 
+    fn confirm(&self, token: u64) -> Message {
+        Message::Confirm {
+            token,
+            index: self.index,
+            member: self.member,
+        }
+    }
+
     // ---- inputs --------------------------------------------------------------------------
 
     /// A datagram arrived from `from`.
@@ -730,12 +738,7 @@ impl Node {
                 if attempts == 1 {
                     self.note_rtt(from, now.saturating_sub(hello_at));
                 }
-                let confirm = Message::Confirm {
-                    token,
-                    index: self.index,
-                    member: self.member,
-                };
-                self.send(from, &confirm);
+                self.send(from, &self.confirm(token));
                 if let Some(n) = self.neighbours.get_mut(&from) {
                     n.unconfirmed = Some(1);
                 }
@@ -1672,12 +1675,7 @@ impl Node {
             .collect();
         for addr in unanswered {
             if let Some(&token) = self.tokens.get(&addr) {
-                let confirm = Message::Confirm {
-                    token,
-                    index: self.index,
-                    member: self.member,
-                };
-                self.send(addr, &confirm);
+                self.send(addr, &self.confirm(token));
             }
             if let Some(n) = self.neighbours.get_mut(&addr) {
                 n.unconfirmed = n.unconfirmed.map(|sent| sent + 1);
