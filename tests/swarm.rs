@@ -214,16 +214,50 @@ fn survivors_skip_nothing_when_a_third_of_the_swarm_is_killed() {
     assert!(seed.wait(deadline).success());
 }
 
+/// A seed streaming 12 s of the fixture, three peers joined at its start, and a late joiner
+/// still to come.
+struct EarlySwarm {
+    dir: std::path::PathBuf,
+    source: Vec<u8>,
+    keyframes: BTreeSet<usize>,
+    seed: Seed,
+    early: Vec<Peer>,
+}
+
+impl EarlySwarm {
+    fn start(name: &str) -> EarlySwarm {
+        let dir = temp_dir(name);
+        let (key, _) = key_file(&dir, 1);
+        let (source, source_path) = write_source(&dir, 12);
+        let keyframes = keyframe_offsets(&source, &key);
+        let seed = start_seed(&dir, &source_path, &key, &[]);
+        let early = (0..3)
+            .map(|i| start_peer(&dir, &format!("early{i}"), &seed.link, &[]))
+            .collect();
+        EarlySwarm {
+            dir,
+            source,
+            keyframes,
+            seed,
+            early,
+        }
+    }
+
+    /// The early peers end with clean tails and the seed exits 0.
+    fn finish(mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for (i, p) in self.early.iter_mut().enumerate() {
+            let name = format!("early{i}");
+            assert_clean_tail(&name, p, &self.source, &self.keyframes, deadline);
+        }
+        assert!(self.seed.wait(deadline).success());
+    }
+}
+
 #[test]
 fn late_joiner_starts_within_a_gop_plus_a_second() {
-    let dir = temp_dir("late");
-    let (key, _) = key_file(&dir, 1);
-    let (source, source_path) = write_source(&dir, 12);
-    let keyframes = keyframe_offsets(&source, &key);
-    let mut seed = start_seed(&dir, &source_path, &key, &[]);
-    let mut early: Vec<Peer> = (0..3)
-        .map(|i| start_peer(&dir, &format!("early{i}"), &seed.link, &[]))
-        .collect();
+    let swarm = EarlySwarm::start("late");
+    let (source, keyframes, seed) = (&swarm.source, &swarm.keyframes, &swarm.seed);
     std::thread::sleep(Duration::from_secs(5));
     // Time to first byte: read the peer's stdout through a pipe.
     let started = Instant::now();
@@ -261,38 +295,21 @@ fn late_joiner_starts_within_a_gop_plus_a_second() {
         keyframes.contains(&(source.len() - all.len())),
         "late joiner did not start at a keyframe"
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for (i, p) in early.iter_mut().enumerate() {
-        assert_clean_tail(&format!("early{i}"), p, &source, &keyframes, deadline);
-    }
-    assert!(seed.wait(deadline).success());
+    swarm.finish();
 }
 
-/// A process that speaks the protocol: handshakes like a peer, then pushes forged chunks.
 /// A link may name any peer instead of the seed (a tracker's answer, a friend's address): the
 /// joiner numbers itself, finds parents among that peer's neighbours and plays a clean tail.
 #[test]
 fn a_peer_joins_through_another_peer_without_the_seed() {
-    let dir = temp_dir("via_peer");
-    let (key, _) = key_file(&dir, 1);
-    let (source, source_path) = write_source(&dir, 12);
-    let keyframes = keyframe_offsets(&source, &key);
-    let mut seed = start_seed(&dir, &source_path, &key, &[]);
-    let mut early: Vec<Peer> = (0..3)
-        .map(|i| start_peer(&dir, &format!("early{i}"), &seed.link, &[]))
-        .collect();
+    let swarm = EarlySwarm::start("via_peer");
     std::thread::sleep(Duration::from_secs(3));
-    let (id, _) = seed.link.rsplit_once('@').unwrap();
-    let via_peer = format!("{id}@{}", early[0].addr);
-    let mut late = start_peer(&dir, "late", &via_peer, &[]);
+    let (id, _) = swarm.seed.link.rsplit_once('@').unwrap();
+    let via_peer = format!("{id}@{}", swarm.early[0].addr);
+    let mut late = start_peer(&swarm.dir, "late", &via_peer, &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
-    assert_clean_tail(
-        "late (via early0)",
-        &mut late,
-        &source,
-        &keyframes,
-        deadline,
-    );
+    let (source, keyframes) = (&swarm.source, &swarm.keyframes);
+    assert_clean_tail("late (via early0)", &mut late, source, keyframes, deadline);
     // It played most of the 9 s left after it joined, not a last-second scrap.
     let late_bytes = late.output().len();
     assert!(
@@ -300,12 +317,10 @@ fn a_peer_joins_through_another_peer_without_the_seed() {
         "joined at 3 s of 12, played only {late_bytes} of {} bytes",
         source.len()
     );
-    for (i, p) in early.iter_mut().enumerate() {
-        assert_clean_tail(&format!("early{i}"), p, &source, &keyframes, deadline);
-    }
-    assert!(seed.wait(deadline).success());
+    swarm.finish();
 }
 
+/// A process that speaks the protocol: handshakes like a peer, then pushes forged chunks.
 fn rogue_handshake(
     socket: &UdpSocket,
     target: std::net::SocketAddr,
