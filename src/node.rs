@@ -69,6 +69,9 @@ pub const AUDIT_AGE_CHUNKS: u64 = 256;
 /// uplink.
 pub const REPAIR_SHARE_MIN: f64 = 1.0;
 pub const REPAIR_SHARE_SEED: f64 = 0.25;
+/// Repairs a parent may owe its children beyond the budget (chunks): their lost pushes are
+/// served before anyone's catch-up.
+pub const CHILD_OVERDRAFT: f64 = 32.0;
 /// Peers' Haves go every [`TREE_HAVE_TICKS_PEER`] ticks to parents and children, and every
 /// [`IDLE_HAVE_TICKS_PEER`] ticks to other neighbours (they are each other's repair sources).
 /// The seed's go every tick to its children and every [`IDLE_HAVE_TICKS_SEED`] ticks to the
@@ -904,9 +907,15 @@ impl Node {
                 }
             }
             Message::Request { seqs } => {
+                let children = self.neighbours.get(&from).map_or(0, |n| n.children);
                 for seq in seqs {
                     if let Some(chunk) = self.history.get(seq).cloned() {
-                        if self.repair_credit < 1.0 {
+                        // A child asking again for a push it lost comes first: it may
+                        // overdraw the budget a little, which later refills repay before
+                        // anyone else is served. Catch-up from joiners must not starve it.
+                        let child = children & (1u64 << (stripe_of(seq, self.stripes) % 64)) != 0;
+                        let floor = if child { 1.0 - CHILD_OVERDRAFT } else { 1.0 };
+                        if self.repair_credit < floor {
                             self.stats.counters.repairs_refused += 1;
                             continue;
                         }
@@ -2079,6 +2088,51 @@ mod tests {
             let stats = net.nodes[i as usize].1.stats();
             assert_eq!(stats.counters.chunks_skipped, 0);
         }
+    }
+
+    #[test]
+    fn a_child_asking_again_for_a_lost_push_is_served_when_catch_ups_spent_the_budget() {
+        let key = StreamKey::from_seed([1; 32]);
+        let mut net = Net::new(&key, 2);
+        net.run_until(T0 + 300_000);
+        stream(&mut net, &key, 0..200);
+        let seed_addr = addr(0);
+        let child_of_seed = |net: &Net, peer: usize, stripe: usize| {
+            net.nodes[peer].1.parents()[stripe] == Some(seed_addr)
+        };
+        // A stripe in which peer 1 is the seed's child and peer 2 is not.
+        let stripe = (0..4)
+            .find(|&s| child_of_seed(&net, 1, s) && !child_of_seed(&net, 2, s))
+            .expect("the seed splits its slots between the two peers") as u64;
+        let in_stripe = |from: u64| (from..200).filter(|q| q % 4 == stripe);
+        // Peer 2 asks the seed for a catch-up in that stripe, again and again.
+        let now = net.now;
+        for _ in 0..4 {
+            let catch_up = wire::encode(&Message::Request {
+                seqs: in_stripe(100).take(MAX_REQUEST_SEQS).collect(),
+            })
+            .unwrap();
+            net.seed().handle_datagram(now, addr(2), &catch_up);
+        }
+        let spent = net.seed().stats().counters;
+        assert!(spent.repairs_refused > 0, "the budget is spent");
+        // Peer 1 lost its push of the stripe's newest chunk: the seed sends it again.
+        let lost = in_stripe(190).last().unwrap();
+        let again = wire::encode(&Message::Request { seqs: vec![lost] }).unwrap();
+        net.seed().handle_datagram(now, addr(1), &again);
+        let after = net.seed().stats().counters;
+        assert_eq!(
+            (after.repairs_served, after.repairs_refused),
+            (spent.repairs_served + 1, spent.repairs_refused)
+        );
+        // ... while peer 2's next catch-up request is still refused.
+        let one = wire::encode(&Message::Request { seqs: vec![lost] }).unwrap();
+        net.seed().handle_datagram(now, addr(2), &one);
+        let last = net.seed().stats().counters;
+        assert_eq!(
+            (last.repairs_served, last.repairs_refused),
+            (after.repairs_served, after.repairs_refused + 1)
+        );
     }
 
     #[test]
