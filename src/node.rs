@@ -2117,7 +2117,7 @@ mod tests {
         let spent = net.seed().stats().counters;
         assert!(spent.repairs_refused > 0, "the budget is spent");
         // Peer 1 lost its push of the stripe's newest chunk: the seed sends it again.
-        let lost = in_stripe(190).last().unwrap();
+        let lost = in_stripe(190).next_back().unwrap();
         let again = wire::encode(&Message::Request { seqs: vec![lost] }).unwrap();
         net.seed().handle_datagram(now, addr(1), &again);
         let after = net.seed().stats().counters;
