@@ -72,6 +72,8 @@ pub const REPAIR_SHARE_SEED: f64 = 0.25;
 /// Repairs a parent may owe its children beyond the budget (chunks): their lost pushes are
 /// served before anyone's catch-up.
 pub const CHILD_OVERDRAFT: f64 = 32.0;
+/// Unpushed chunks the seed serves beyond its budget, at most (twice a joiner's catch-up).
+pub const UNPUSHED_CREDIT_MAX: f64 = 2.0 * CATCH_UP_MAX_CHUNKS as f64;
 /// Peers' Haves go every [`TREE_HAVE_TICKS_PEER`] ticks to parents and children, and every
 /// [`IDLE_HAVE_TICKS_PEER`] ticks to other neighbours (they are each other's repair sources).
 /// The seed's go every tick to its children and every [`IDLE_HAVE_TICKS_SEED`] ticks to the
@@ -344,6 +346,9 @@ pub struct Node {
     new_chunks: u64,
     /// Repairs this node may still serve (chunks).
     repair_credit: f64,
+    /// Seed: chunks it read while no child subscribed to their stripe (stream start), which
+    /// it owes one copy each on request beyond [`Self::repair_credit`].
+    unpushed_credit: f64,
     stats: NodeStats,
     stream_bytes: u64,
 }
@@ -421,6 +426,7 @@ impl Node {
             ticks: 0,
             new_chunks: 0,
             repair_credit: 0.0,
+            unpushed_credit: 0.0,
             stats: NodeStats::default(),
             stream_bytes: 0,
             cfg,
@@ -915,11 +921,14 @@ impl Node {
                         // anyone else is served. Catch-up from joiners must not starve it.
                         let child = children & (1u64 << (stripe_of(seq, self.stripes) % 64)) != 0;
                         let floor = if child { 1.0 - CHILD_OVERDRAFT } else { 1.0 };
-                        if self.repair_credit < floor {
+                        if self.unpushed_credit >= 1.0 {
+                            self.unpushed_credit -= 1.0;
+                        } else if self.repair_credit < floor {
                             self.stats.counters.repairs_refused += 1;
                             continue;
+                        } else {
+                            self.repair_credit -= 1.0;
                         }
-                        self.repair_credit -= 1.0;
                         self.stats.counters.repairs_served += 1;
                         self.send_owned(from, Message::Chunk(chunk));
                     }
@@ -1123,6 +1132,11 @@ impl Node {
             .get(stripe as usize)
             .map(|list| list.iter().copied().filter(|a| Some(*a) != from).collect())
             .unwrap_or_default();
+        if children.is_empty() && from.is_none() {
+            // Nobody got this chunk from the seed: its first copy, asked for by an early
+            // joiner, is owed whatever the repair budget says.
+            self.unpushed_credit = (self.unpushed_credit + 1.0).min(UNPUSHED_CREDIT_MAX);
+        }
         if !children.is_empty() {
             // One size for every child: the per-chunk path encodes nothing twice.
             let message = Message::Chunk(chunk.clone());
@@ -2133,6 +2147,38 @@ mod tests {
             (last.repairs_served, last.repairs_refused),
             (after.repairs_served, after.repairs_refused + 1)
         );
+    }
+
+    #[test]
+    fn chunks_the_seed_pushed_to_nobody_reach_early_joiners_beyond_its_repair_budget() {
+        let key = StreamKey::from_seed([1; 32]);
+        let mut net = Net::new(&key, 3);
+        // The seed reads a burst of 50 chunks before the joiners' Hellos arrive (an
+        // encoder's first GOP): it has no children for them, so the joiners fetch all 50
+        // by request before its repair budget has refilled.
+        let now = net.now;
+        for seq in 0..50 {
+            net.seed().handle_chunk(now, chunk(&key, seq, now));
+        }
+        net.run_until(now + 20_000);
+        // Then a slow stream (one chunk per 20 ms): its refills are small.
+        for seq in 50..100 {
+            let now = net.now;
+            net.seed().handle_chunk(now, chunk(&key, seq, now));
+            net.collect();
+            net.run_until(now + 20_000);
+        }
+        net.run_until(net.now + 2_000_000);
+        for i in 1..=3u16 {
+            let played = &net.played[&addr(i)];
+            assert_eq!(
+                played.first(),
+                Some(&0),
+                "peer {i} starts at the first keyframe"
+            );
+            let stats = net.nodes[i as usize].1.stats();
+            assert_eq!(stats.counters.chunks_skipped, 0, "peer {i}");
+        }
     }
 
     #[test]
