@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::calendar::Calendar;
 use crate::chunk::{Chunk, FLAG_KEYFRAME, MAX_PAYLOAD};
 use crate::identity::StreamKey;
-use crate::node::{Config, Event, Node};
+use crate::node::{Config, Event, Node, Transmit};
 use crate::stats::{Counters, Histogram, Traffic, TrafficByKind};
 use crate::ts::PACKET_SIZE;
 use crate::verified::VerifiedChunks;
@@ -329,6 +329,141 @@ struct Ev {
     what: What,
 }
 
+/// What one event made one core do, gathered by [`collect`] for [`Sim::apply`]: the
+/// transmits and plays up to these ends of its [`Lane`]'s lists, and the wake-up to queue.
+struct Done {
+    /// Position of the event in its bucket (lanes are merged back in this order).
+    event: usize,
+    node: u32,
+    transmits_end: usize,
+    plays_end: usize,
+    wake: Option<u64>,
+}
+
+/// The outputs of a run of events on one thread.
+#[derive(Default)]
+struct Lane {
+    done: Vec<Done>,
+    transmits: Vec<Transmit>,
+    plays: Vec<Arc<Chunk>>,
+}
+
+impl Lane {
+    fn clear(&mut self) {
+        self.done.clear();
+        self.transmits.clear();
+        self.plays.clear();
+    }
+}
+
+/// A bucket's events for one node (deliveries and wake-ups) are handled in parallel when
+/// there are at least this many between two model events: fewer are not worth a thread.
+const PARALLEL_MIN_EVENTS: usize = 512;
+
+/// The node-local half of handling a delivery or wake-up: the core runs, and what it wants
+/// done is gathered in `lane`. It touches nothing but `node`, so the events of different
+/// nodes in one bucket can run on different threads; [`Sim::apply`] then acts on the
+/// outputs in event order, which keeps runs identical whatever the thread count.
+fn step(node: &mut SimNode, id: u32, now: u64, index: usize, ev: Ev, lane: &mut Lane) {
+    if !node.alive {
+        return;
+    }
+    match ev.what {
+        What::Deliver {
+            from, message, len, ..
+        } => node.core.handle_message(now, addr_of(from), message, len),
+        What::Wake { .. } => {
+            if node.wake_at != Some(ev.at) {
+                return;
+            }
+            node.wake_at = None;
+            if node.core.poll_timeout() <= now {
+                node.core.handle_timeout(now);
+            }
+        }
+        What::Produce | What::Join | What::Churn | What::Check => return,
+    }
+    collect(node, id, now, index, lane);
+}
+
+/// Takes a core's transmits and events into `lane` and decides its next wake-up.
+fn collect(node: &mut SimNode, id: u32, now: u64, index: usize, lane: &mut Lane) {
+    while let Some(t) = node.core.poll_transmit() {
+        lane.transmits.push(t);
+    }
+    while let Some(event) = node.core.poll_event() {
+        match event {
+            Event::Play(chunk) => lane.plays.push(chunk),
+            Event::Warning(_) => {}
+            Event::Finished => node.finished = true,
+        }
+    }
+    let mut wake = None;
+    if node.alive && !node.finished {
+        let due = node.core.poll_timeout().max(now + 1);
+        if node.wake_at.is_none_or(|w| due < w) {
+            let at = due.div_ceil(BUCKET_US) * BUCKET_US;
+            node.wake_at = Some(at);
+            wake = Some(at);
+        }
+    }
+    lane.done.push(Done {
+        event: index,
+        node: id,
+        transmits_end: lane.transmits.len(),
+        plays_end: lane.plays.len(),
+        wake,
+    });
+}
+
+/// Interleaves the two threads' lanes back into event order, in the third lane.
+fn merge_lanes(lanes: &mut [Lane; 3]) -> &mut Lane {
+    let [low, high, merged] = lanes;
+    merged.clear();
+    let mut sources = [low, high].map(|lane| {
+        (
+            lane.done.drain(..).peekable(),
+            lane.transmits.drain(..),
+            lane.plays.drain(..),
+            (0usize, 0usize),
+        )
+    });
+    loop {
+        let next = sources
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| s.0.peek().map(|d| (d.event, i)))
+            .min();
+        let Some((_, i)) = next else {
+            break;
+        };
+        let (done, transmits, plays, ends) = &mut sources[i];
+        let Some(mut d) = done.next() else {
+            break;
+        };
+        merged
+            .transmits
+            .extend(transmits.by_ref().take(d.transmits_end - ends.0));
+        merged
+            .plays
+            .extend(plays.by_ref().take(d.plays_end - ends.1));
+        *ends = (d.transmits_end, d.plays_end);
+        d.transmits_end = merged.transmits.len();
+        d.plays_end = merged.plays.len();
+        merged.done.push(d);
+    }
+    merged
+}
+
+/// The node a delivery or wake-up is for; `None` for the model's own events.
+fn target(ev: &Ev) -> Option<u32> {
+    match ev.what {
+        What::Deliver { to, .. } => Some(to),
+        What::Wake { node } => Some(node),
+        What::Produce | What::Join | What::Churn | What::Check => None,
+    }
+}
+
 pub struct Sim {
     cfg: SimConfig,
     rng: Rng,
@@ -367,6 +502,13 @@ pub struct Sim {
     queue_delay: Histogram,
     violation: Option<Violation>,
     pulse: Pulse,
+    /// Threads that run cores (1 or 2), and the fewest events worth splitting.
+    threads: usize,
+    parallel_min: usize,
+    /// Scratch space reused across buckets.
+    segment: Vec<(usize, Ev)>,
+    lane: Lane,
+    lanes: [Lane; 3],
 }
 
 impl Sim {
@@ -411,6 +553,11 @@ impl Sim {
             queue_delay: Histogram::default(),
             violation: None,
             pulse: Pulse::default(),
+            threads: 1,
+            parallel_min: PARALLEL_MIN_EVENTS,
+            segment: Vec::new(),
+            lane: Lane::default(),
+            lanes: Default::default(),
             rng,
             cfg,
         };
@@ -425,6 +572,13 @@ impl Sim {
         }
         sim.push(EPOCH_US + 1_000_000, What::Check);
         sim
+    }
+
+    /// Runs cores on up to two threads. The outcome is the same bit for bit: only the
+    /// wall time changes.
+    pub fn with_threads(mut self, threads: usize) -> Sim {
+        self.threads = threads.clamp(1, 2);
+        self
     }
 
     fn push(&mut self, at: u64, what: What) {
@@ -560,26 +714,34 @@ impl Sim {
     /// Everything a core wants done after it was called: route its datagrams, act on its
     /// events, schedule its next wake-up.
     fn drain(&mut self, id: u32) {
-        let now = self.now;
-        while let Some(t) = self.nodes[id as usize].core.poll_transmit() {
-            self.route(id, t.to, t.message, t.len);
+        let mut lane = std::mem::take(&mut self.lane);
+        lane.clear();
+        if let Some(node) = self.nodes.get_mut(id as usize) {
+            collect(node, id, self.now, 0, &mut lane);
         }
-        while let Some(event) = self.nodes[id as usize].core.poll_event() {
-            match event {
-                Event::Play(chunk) => self.played(id, &chunk),
-                Event::Warning(_) => {}
-                Event::Finished => self.nodes[id as usize].finished = true,
+        self.apply(&mut lane);
+        self.lane = lane;
+    }
+
+    /// The ordered half of handling an event: what [`collect`] gathered from the cores,
+    /// acted on in event order (routing draws from the model's RNG and queues events).
+    fn apply(&mut self, lane: &mut Lane) {
+        let mut transmits = lane.transmits.drain(..);
+        let mut plays = lane.plays.iter();
+        let mut sent = 0;
+        let mut played = 0;
+        for done in &lane.done {
+            for t in transmits.by_ref().take(done.transmits_end - sent) {
+                self.route(done.node, t.to, t.message, t.len);
             }
-        }
-        let node = &mut self.nodes[id as usize];
-        if !node.alive || node.finished {
-            return;
-        }
-        let due = node.core.poll_timeout().max(now + 1);
-        if node.wake_at.is_none_or(|w| due < w) {
-            let at = due.div_ceil(BUCKET_US) * BUCKET_US;
-            node.wake_at = Some(at);
-            self.push(at, What::Wake { node: id });
+            sent = done.transmits_end;
+            for chunk in plays.by_ref().take(done.plays_end - played) {
+                self.played(done.node, chunk);
+            }
+            played = done.plays_end;
+            if let Some(at) = done.wake {
+                self.push(at, What::Wake { node: done.node });
+            }
         }
     }
 
@@ -757,35 +919,14 @@ impl Sim {
         self.pulse.stripes_without_parent = orphans.0 as f64 / orphans.1.max(1) as f64;
     }
 
+    /// A model event (not a node's delivery or wake-up).
     fn handle(&mut self, ev: Ev) {
         self.events += 1;
         self.now = self.now.max(ev.at);
         let now = self.now;
         match ev.what {
-            What::Deliver {
-                to,
-                from,
-                message,
-                len,
-            } => {
-                let node = &mut self.nodes[to as usize];
-                if !node.alive {
-                    return;
-                }
-                node.core.handle_message(now, addr_of(from), message, len);
-                self.drain(to);
-            }
-            What::Wake { node: id } => {
-                let node = &mut self.nodes[id as usize];
-                if !node.alive || node.wake_at != Some(ev.at) {
-                    return;
-                }
-                node.wake_at = None;
-                if node.core.poll_timeout() <= now {
-                    node.core.handle_timeout(now);
-                }
-                self.drain(id);
-            }
+            // Node events go through `run_segment`.
+            What::Deliver { .. } | What::Wake { .. } => {}
             What::Produce => {
                 let seq = self.authentic.len() as u64;
                 let gop = (self.cfg.gop_s * 1e6 / self.chunk_interval_us)
@@ -842,6 +983,60 @@ impl Sim {
         }
     }
 
+    /// Deliveries and wake-ups of one bucket with no model event between them: every
+    /// core runs its own events in order ([`step`], split over two threads by node when
+    /// there are many), then the outputs are acted on in the events' order ([`Sim::apply`]).
+    fn run_segment(&mut self, segment: &mut Vec<(usize, Ev)>) -> Result<(), Violation> {
+        if segment.is_empty() {
+            return Ok(());
+        }
+        let now = self.now;
+        self.events += segment.len() as u64;
+        let mut lanes = std::mem::take(&mut self.lanes);
+        for lane in &mut lanes {
+            lane.clear();
+        }
+        if self.threads < 2 || segment.len() < self.parallel_min {
+            let lane = &mut lanes[0];
+            for (index, ev) in segment.drain(..) {
+                if let Some(node) = target(&ev).and_then(|id| self.nodes.get_mut(id as usize)) {
+                    let id = target(&ev).unwrap_or(0);
+                    step(node, id, now, index, ev, lane);
+                }
+            }
+            self.apply(&mut lanes[0]);
+        } else {
+            let mid = self.nodes.len() / 2;
+            let (low, high) = self.nodes.split_at_mut(mid);
+            let (low_events, high_events): (Vec<_>, Vec<_>) = segment
+                .drain(..)
+                .partition(|(_, ev)| target(ev).is_some_and(|id| (id as usize) < mid));
+            let (low_lane, high_lane) = lanes.split_at_mut(1);
+            std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    for (index, ev) in high_events {
+                        let id = target(&ev).unwrap_or(0);
+                        if let Some(node) = high.get_mut(id as usize - mid) {
+                            step(node, id, now, index, ev, &mut high_lane[0]);
+                        }
+                    }
+                });
+                for (index, ev) in low_events {
+                    let id = target(&ev).unwrap_or(0);
+                    if let Some(node) = low.get_mut(id as usize) {
+                        step(node, id, now, index, ev, &mut low_lane[0]);
+                    }
+                }
+            });
+            self.apply(merge_lanes(&mut lanes));
+        }
+        self.lanes = lanes;
+        match self.violation.take() {
+            Some(v) => Err(v),
+            None => Ok(()),
+        }
+    }
+
     /// Runs the stream to its end, plus the playout latency and a little, and measures.
     pub fn run(mut self, progress: Progress) -> Result<Outcome, Violation> {
         let until = self.stream_end_at + self.cfg.latency_ms * 1000 + 3_000_000;
@@ -854,12 +1049,22 @@ impl Sim {
                 break;
             }
             self.now = self.now.max(bucket_time);
-            for ev in bucket.drain(..) {
+            // Runs of node events between model events are handled as segments (in
+            // parallel when large); model events in between, one by one.
+            let mut segment = std::mem::take(&mut self.segment);
+            for (index, ev) in bucket.drain(..).enumerate() {
+                if target(&ev).is_some() {
+                    segment.push((index, ev));
+                    continue;
+                }
+                self.run_segment(&mut segment)?;
                 self.handle(ev);
                 if let Some(v) = self.violation.take() {
                     return Err(v);
                 }
             }
+            self.run_segment(&mut segment)?;
+            self.segment = segment;
             self.queue.recycle(bucket);
             if self.now >= next_report {
                 self.pulse.t_s = (self.now - EPOCH_US) as f64 / 1e6;
@@ -988,6 +1193,31 @@ mod tests {
             assert_eq!(id_of(addr_of(id)), Some(id));
         }
         assert_eq!(id_of("127.0.0.1:7000".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn two_threads_give_the_same_run_as_one() {
+        let cfg = SimConfig {
+            peers: 150,
+            seconds: 4.0,
+            join_over_s: 1.0,
+            churn_per_min: 60.0,
+            forgers: 2,
+            free_riders: 0.1,
+            seed: 9,
+            ..SimConfig::default()
+        };
+        let json = |threads: usize| {
+            let mut sim = Sim::new(cfg.clone()).with_threads(threads);
+            // Split every run of node events, however short, between the threads.
+            sim.parallel_min = 1;
+            let outcome = sim.run(&mut |_| {}).map_err(|v| v.to_string());
+            serde_json::to_string(&outcome.map(|o| serde_json::to_value(o).ok()))
+                .unwrap_or_default()
+        };
+        let one = json(1);
+        assert!(one.contains("continuity"), "{one}");
+        assert_eq!(one, json(2));
     }
 
     #[test]

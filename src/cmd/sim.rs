@@ -73,6 +73,9 @@ pub struct Args {
     /// Fail (exit 1) when source amplification ends above this.
     #[arg(long, value_name = "RATIO")]
     expect_amplification: Option<f64>,
+    /// Threads that run the cores (1 or 2). The output is the same for any count.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    threads: u8,
     /// No progress on stderr.
     #[arg(long, short)]
     quiet: bool,
@@ -213,7 +216,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     cli::set_quiet(args.quiet);
     let started = Instant::now();
-    let sim = Sim::new(args.config());
+    let sim = Sim::new(args.config()).with_threads(usize::from(args.threads));
     let mut last_print = Instant::now();
     let mut progress = |p: &Pulse| {
         if last_print.elapsed().as_secs_f64() >= 5.0 {
