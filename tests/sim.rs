@@ -41,11 +41,11 @@ fn thousand_peers_over_several_seeds_stay_within_bounds() {
             seed,
             "--json",
             "-q",
-            // Stated bounds (docs/PERFORMANCE.md gives the measured values).
+            // The brief's bounds (docs/PERFORMANCE.md gives the measured values).
             "--expect-continuity",
-            "0.98",
+            "0.999",
             "--expect-amplification",
-            "3",
+            "2",
         ]);
         assert_eq!(f(&o, &["forged_chunks_played"]), 0.0);
         assert_eq!(f(&o, &["peers_measured"]), 1000.0, "seed {seed}");
@@ -61,6 +61,25 @@ fn thousand_peers_over_several_seeds_stay_within_bounds() {
         let checked = f(&o, &["signatures_checked"]);
         assert!(checked <= f(&o, &["chunks_produced"]) * 1.01 + 10.0, "{o}");
     }
+}
+
+/// The default model (peers joining over 5 s, 30 s of stream), seed 5: its stripe 1 root at
+/// the seed has a 2.17 Mb/s uplink. When a peer could spend as much on repairs as on pushes,
+/// that root overfilled its uplink, dropped its own pushes, and 936 of the 1,000 peers ended
+/// below 99.9 % (98.93 % in all).
+#[test]
+fn a_weak_stripe_root_still_carries_its_stripe() {
+    let (o, _) = sim(&[
+        "--seed",
+        "5",
+        "--json",
+        "-q",
+        "--expect-continuity",
+        "0.999",
+        "--expect-amplification",
+        "2",
+    ]);
+    assert!(f(&o, &["peers_below_999"]) <= 20.0, "{o}");
 }
 
 #[test]
