@@ -5,7 +5,8 @@
 //! walking all of them on every round and every arriving chunk was most of the simulator's
 //! time at 10,000 peers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::SocketAddr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,16 +15,22 @@ pub struct Missing {
     pub tries: u32,
     /// Whom the last request went to, and when: its answer times that neighbour's RTT.
     pub asked: Option<(SocketAddr, u64)>,
+    /// In [`MissingSet::put_off`]: spares the set lookup when the entry goes.
+    put_off: bool,
 }
 
 #[derive(Debug, Default)]
 pub struct MissingSet {
     entries: BTreeMap<u64, Missing>,
-    /// (next try, seq) of every entry.
-    by_time: BTreeSet<(u64, u64)>,
+    /// (next try, seq) of every entry, plus stale pairs of entries since moved or removed:
+    /// a heap with lazy deletion costs a push where an ordered set cost two tree updates,
+    /// and this set changes with nearly every chunk that arrives. Its top is never stale.
+    by_time: BinaryHeap<Reverse<(u64, u64)>>,
     /// Entries never asked for whose first try was put off (a parent may still push them):
     /// a later chunk of their stripe brings that try forward.
     put_off: BTreeSet<u64>,
+    /// Scratch for [`MissingSet::bring_forward`], kept to spare an allocation per chunk.
+    chosen: Vec<u64>,
 }
 
 impl MissingSet {
@@ -55,9 +62,10 @@ impl MissingSet {
                 next_try,
                 tries: 0,
                 asked: None,
+                put_off,
             },
         );
-        self.by_time.insert((next_try, seq));
+        self.by_time.push(Reverse((next_try, seq)));
         if put_off {
             self.put_off.insert(seq);
         }
@@ -65,8 +73,10 @@ impl MissingSet {
 
     pub fn remove(&mut self, seq: u64) -> Option<Missing> {
         let m = self.entries.remove(&seq)?;
-        self.by_time.remove(&(m.next_try, seq));
-        self.put_off.remove(&seq);
+        if m.put_off {
+            self.put_off.remove(&seq);
+        }
+        self.settle();
         Some(m)
     }
 
@@ -80,53 +90,102 @@ impl MissingSet {
         }
     }
 
+    /// Whether `(next_try, seq)` from the heap is an entry's current try.
+    fn is_current(&self, next_try: u64, seq: u64) -> bool {
+        self.entries
+            .get(&seq)
+            .is_some_and(|m| m.next_try == next_try)
+    }
+
+    /// Drops stale pairs from the top of the heap, and rebuilds it once stale pairs
+    /// outnumber live ones (a long-missing chunk is moved on every try).
+    fn settle(&mut self) {
+        if self.by_time.len() > 2 * self.entries.len() + 64 {
+            self.by_time = self
+                .entries
+                .iter()
+                .map(|(&seq, m)| Reverse((m.next_try, seq)))
+                .collect();
+        }
+        while let Some(&Reverse((next_try, seq))) = self.by_time.peek() {
+            if self.is_current(next_try, seq) {
+                break;
+            }
+            self.by_time.pop();
+        }
+    }
+
     fn set_next_try(&mut self, seq: u64, next_try: u64) {
         if let Some(m) = self.entries.get_mut(&seq) {
-            self.by_time.remove(&(m.next_try, seq));
-            m.next_try = next_try;
-            self.by_time.insert((next_try, seq));
+            if m.next_try != next_try {
+                m.next_try = next_try;
+                self.by_time.push(Reverse((next_try, seq)));
+                self.settle();
+            }
+        }
+    }
+
+    fn clear_put_off(&mut self, seq: u64) {
+        if let Some(m) = self.entries.get_mut(&seq) {
+            if m.put_off {
+                m.put_off = false;
+                self.put_off.remove(&seq);
+            }
         }
     }
 
     /// Brings the first try of put-off seqs below `below` for which `pick` holds forward to
     /// `soon` (a later chunk of their stripe arrived: they were lost on the way).
     pub fn bring_forward(&mut self, below: u64, soon: u64, pick: impl Fn(u64) -> bool) {
-        let chosen: Vec<u64> = self
-            .put_off
-            .range(..below)
-            .copied()
-            .filter(|&s| pick(s))
-            .collect();
-        for seq in chosen {
-            self.put_off.remove(&seq);
+        let mut chosen = std::mem::take(&mut self.chosen);
+        chosen.clear();
+        chosen.extend(self.put_off.range(..below).copied().filter(|&s| pick(s)));
+        for &seq in &chosen {
+            self.clear_put_off(seq);
             if self.entries.get(&seq).is_some_and(|m| m.next_try > soon) {
                 self.set_next_try(seq, soon);
             }
         }
+        self.chosen = chosen;
     }
 
     /// Every entry is tried by `soon` at the latest.
     pub fn bring_all_forward(&mut self, soon: u64) {
         self.put_off.clear();
-        let later: Vec<u64> = self
-            .by_time
-            .range((soon + 1, 0)..)
-            .map(|&(_, seq)| seq)
-            .collect();
-        for seq in later {
-            self.set_next_try(seq, soon);
+        for (&seq, m) in self.entries.iter_mut() {
+            m.put_off = false;
+            if m.next_try > soon {
+                m.next_try = soon;
+                self.by_time.push(Reverse((soon, seq)));
+            }
         }
+        self.settle();
     }
 
     /// Up to `limit` seqs at or above `floor` whose try is due at `now`, oldest try first.
-    pub fn due(&self, now: u64, floor: u64, limit: usize) -> Vec<u64> {
-        let mut due: Vec<u64> = self
-            .by_time
-            .range(..=(now, u64::MAX))
-            .map(|&(_, seq)| seq)
-            .filter(|&seq| seq >= floor)
-            .take(limit)
-            .collect();
+    pub fn due(&mut self, now: u64, floor: u64, limit: usize) -> Vec<u64> {
+        let mut due = Vec::new();
+        // Live pairs taken off the heap: they go back, the caller moves the ones it tries.
+        let mut taken = Vec::new();
+        while due.len() < limit {
+            let Some(&Reverse((next_try, seq))) = self.by_time.peek() else {
+                break;
+            };
+            if next_try > now {
+                break;
+            }
+            self.by_time.pop();
+            // A pair pushed twice (moved away and back) is one entry.
+            if taken.last() == Some(&(next_try, seq)) || !self.is_current(next_try, seq) {
+                continue;
+            }
+            taken.push((next_try, seq));
+            if seq >= floor {
+                due.push(seq);
+            }
+        }
+        self.by_time.extend(taken.into_iter().map(Reverse));
+        self.settle();
         // In seq order, as requests list them.
         due.sort_unstable();
         due
@@ -134,7 +193,7 @@ impl MissingSet {
 
     /// Records a try of `seq`: asked `asked` (or nobody), next try at `next_try`.
     pub fn tried(&mut self, seq: u64, next_try: u64, asked: Option<(SocketAddr, u64)>) {
-        self.put_off.remove(&seq);
+        self.clear_put_off(seq);
         self.set_next_try(seq, next_try);
         if let Some(m) = self.entries.get_mut(&seq) {
             m.tries += 1;
@@ -144,7 +203,7 @@ impl MissingSet {
 
     /// When the earliest try is due.
     pub fn earliest(&self) -> Option<u64> {
-        self.by_time.first().map(|&(t, _)| t)
+        self.by_time.peek().map(|&Reverse((t, _))| t)
     }
 }
 
@@ -185,5 +244,22 @@ mod tests {
         assert_eq!(m.due(80, 0, 10), vec![4, 5, 8]);
         assert_eq!(m.remove(5).map(|e| e.next_try), Some(80));
         assert!(!m.contains(5) && m.due(80, 0, 10) == vec![4, 8]);
+    }
+
+    #[test]
+    fn an_entry_moved_away_and_back_is_due_once_and_stale_tries_do_not_pile_up() {
+        let mut m = MissingSet::default();
+        m.note(7, 100, false);
+        m.tried(7, 500, None);
+        m.tried(7, 100, None);
+        assert_eq!(m.due(1000, 0, 10), vec![7]);
+        assert_eq!(m.earliest(), Some(100));
+        for t in 0..10_000 {
+            m.tried(7, 200 + t, None);
+        }
+        assert_eq!(m.earliest(), Some(10_199));
+        assert!(m.by_time.len() <= 2 * m.len() + 65, "{}", m.by_time.len());
+        m.remove(7);
+        assert_eq!((m.earliest(), m.due(u64::MAX, 0, 10)), (None, vec![]));
     }
 }

@@ -595,7 +595,7 @@ impl Node {
     }
 
     fn welcome(&self, assigned: Option<(u64, u8)>, nonce: u64, token: u64) -> Message {
-        Message::Welcome {
+        Message::Welcome(Box::new(wire::Welcome {
             nonce,
             token,
             role: self.cfg.role,
@@ -606,7 +606,7 @@ impl Node {
             latest_keyframe: self.latest_keyframe,
             latest_seq: self.highest,
             end: self.end,
-        }
+        }))
     }
 
     fn confirm(&self, token: u64) -> Message {
@@ -644,9 +644,9 @@ impl Node {
         let allowed = known
             || matches!(
                 message,
-                Message::Hello { .. } | Message::Confirm { .. } | Message::StatsRequest { .. }
+                Message::Hello(_) | Message::Confirm { .. } | Message::StatsRequest { .. }
             )
-            || (matches!(message, Message::Welcome { .. }) && self.hellos.contains_key(&from))
+            || (matches!(message, Message::Welcome(_)) && self.hellos.contains_key(&from))
             // The answer to our GetPeers from a node that welcomed us but was full (its
             // Goodbye overtakes the Peers): without it a joiner of a full seed stays alone.
             || (matches!(message, Message::Peers { .. }) && self.tokens.contains_key(&from))
@@ -659,19 +659,20 @@ impl Node {
         if let Some(n) = self.neighbours.get_mut(&from) {
             n.last_heard = now;
             // Peers (and Welcomes) also come to strangers: they prove nothing.
-            if !matches!(message, Message::Peers { .. } | Message::Welcome { .. }) {
+            if !matches!(message, Message::Peers { .. } | Message::Welcome(_)) {
                 n.unconfirmed = None;
             }
         }
         match message {
-            Message::Hello {
-                stream,
-                nonce,
-                role,
-                index: hello_index,
-                padding,
-                ..
-            } => {
+            Message::Hello(hello) => {
+                let wire::Hello {
+                    stream,
+                    nonce,
+                    role,
+                    index: hello_index,
+                    padding,
+                    ..
+                } = *hello;
                 // Answer only a padded Hello, with a Welcome no larger than it (no amplification).
                 if stream != self.cfg.stream || padding.len() + 64 < wire::HELLO_MIN_SIZE {
                     self.stats.counters.datagrams_dropped += 1;
@@ -690,18 +691,19 @@ impl Node {
                 let reply = self.welcome(assigned, nonce, token);
                 self.send(from, &reply);
             }
-            Message::Welcome {
-                nonce,
-                token,
-                role,
-                index,
-                member,
-                stripes,
-                assigned,
-                latest_keyframe,
-                latest_seq,
-                end,
-            } => {
+            Message::Welcome(welcome) => {
+                let wire::Welcome {
+                    nonce,
+                    token,
+                    role,
+                    index,
+                    member,
+                    stripes,
+                    assigned,
+                    latest_keyframe,
+                    latest_seq,
+                    end,
+                } = *welcome;
                 let Some(&(expected, hello_at, attempts)) = self.hellos.get(&from) else {
                     return;
                 };
@@ -2223,14 +2225,14 @@ mod tests {
         let mut net = Net::new(&key, 0);
         let stranger = addr(99);
         // Unpadded hello: ignored. Any other message: ignored.
-        let small = wire::encode(&Message::Hello {
+        let small = wire::encode(&Message::Hello(Box::new(wire::Hello {
             stream: key.id(),
             nonce: 1,
             role: Role::Peer,
             index: None,
             member: None,
             padding: vec![],
-        })
+        })))
         .unwrap();
         let now = net.now;
         net.seed().handle_datagram(now, stranger, &small);

@@ -143,12 +143,9 @@ impl Probe {
             self.send(addr, &wire::hello(stream, nonce, Role::Peer, Some(0), None));
             let mut token = None;
             self.receive_until(Instant::now() + ROUND_TIMEOUT, |from, message| {
-                if let Message::Welcome {
-                    nonce: n, token: t, ..
-                } = message
-                {
-                    if from == addr && n == nonce {
-                        token = Some(t);
+                if let Message::Welcome(welcome) = message {
+                    if from == addr && welcome.nonce == nonce {
+                        token = Some(welcome.token);
                         return true;
                     }
                 }

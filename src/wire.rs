@@ -41,31 +41,40 @@ pub struct PeerInfo {
     pub member: u8,
 }
 
+/// First datagram to a node. `index` is the sender's, once the seed assigned one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub stream: StreamId,
+    pub nonce: u64,
+    pub role: Role,
+    pub index: Option<u64>,
+    pub member: Option<u8>,
+    pub padding: Vec<u8>,
+}
+
+/// Stateless answer to a Hello: echoes the nonce, hands out an address token, and (from
+/// the seed) assigns the joiner its index and member stripe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub nonce: u64,
+    pub token: u64,
+    pub role: Role,
+    pub index: u64,
+    pub member: Option<u8>,
+    pub stripes: u8,
+    pub assigned: Option<(u64, u8)>,
+    pub latest_keyframe: Option<u64>,
+    pub latest_seq: Option<u64>,
+    pub end: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
-    /// First datagram to a node. `index` is the sender's, once the seed assigned one.
-    Hello {
-        stream: StreamId,
-        nonce: u64,
-        role: Role,
-        index: Option<u64>,
-        member: Option<u8>,
-        padding: Vec<u8>,
-    },
-    /// Stateless answer to a Hello: echoes the nonce, hands out an address token, and (from
-    /// the seed) assigns the joiner its index and member stripe.
-    Welcome {
-        nonce: u64,
-        token: u64,
-        role: Role,
-        index: u64,
-        member: Option<u8>,
-        stripes: u8,
-        assigned: Option<(u64, u8)>,
-        latest_keyframe: Option<u64>,
-        latest_seq: Option<u64>,
-        end: Option<u64>,
-    },
+    /// Boxed, as is [`Message::Welcome`]: these two are rare and the largest, and every
+    /// message moves through queues (the simulator's most of all) at the size of the largest
+    /// variant. A newtype variant encodes as the struct variant did: the wire is unchanged.
+    Hello(Box<Hello>),
+    Welcome(Box<Welcome>),
     /// Completes the handshake: proves the sender receives at its address.
     Confirm {
         token: u64,
@@ -136,8 +145,8 @@ impl Message {
     /// per-datagram path.
     pub fn kind_index(&self) -> usize {
         match self {
-            Message::Hello { .. } => 0,
-            Message::Welcome { .. } => 1,
+            Message::Hello(_) => 0,
+            Message::Welcome(_) => 1,
             Message::Confirm { .. } => 2,
             Message::GetPeers { .. } => 3,
             Message::Peers { .. } => 4,
@@ -213,24 +222,19 @@ pub fn hello(
     index: Option<u64>,
     member: Option<u8>,
 ) -> Message {
-    let bare = encoded_len(&Message::Hello {
+    let mut hello = Hello {
         stream,
         nonce,
         role,
         index,
         member,
         padding: Vec::new(),
-    });
+    };
+    let bare = encoded_len(&Message::Hello(Box::new(hello.clone())));
     // One length byte grows to three once padding passes 250 bytes.
     let padding = HELLO_MIN_SIZE.saturating_sub(bare + 2);
-    Message::Hello {
-        stream,
-        nonce,
-        role,
-        index,
-        member,
-        padding: vec![0; padding],
-    }
+    hello.padding = vec![0; padding];
+    Message::Hello(Box::new(hello))
 }
 
 /// A stats request padded like a Hello, so the (larger) reply never amplifies.
@@ -312,7 +316,7 @@ mod tests {
             "{}",
             hello.len()
         );
-        let welcome = encode(&Message::Welcome {
+        let welcome = encode(&Message::Welcome(Box::new(Welcome {
             nonce: u64::MAX,
             token: u64::MAX,
             role: Role::Seed,
@@ -323,7 +327,7 @@ mod tests {
             latest_keyframe: Some(u64::MAX),
             latest_seq: Some(u64::MAX),
             end: Some(u64::MAX),
-        })
+        })))
         .unwrap();
         assert!(welcome.len() < hello.len());
     }

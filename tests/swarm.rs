@@ -337,7 +337,8 @@ fn rogue_handshake(
         if from != target {
             continue;
         }
-        if let Ok(Message::Welcome { token, .. }) = wire::decode(&buf[..n]) {
+        if let Ok(Message::Welcome(welcome)) = wire::decode(&buf[..n]) {
+            let token = welcome.token;
             let confirm = wire::encode(&Message::Confirm {
                 token,
                 index: 9999,
