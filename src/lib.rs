@@ -1,5 +1,6 @@
 //! bl: peer-to-peer live video as small Unix filters. See README.md and docs/.
 
+pub mod addr_map;
 pub mod calendar;
 pub mod chunk;
 pub mod chunker;

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::VerifyingKey;
 
+use crate::addr_map::AddrMap;
 use crate::chunk::{Chunk, MAX_DATAGRAM};
 use crate::history::History;
 use crate::identity::StreamId;
@@ -294,7 +295,7 @@ pub struct Node {
     next_index: u64,
     /// Seed: joiners assigned so far (member stripes go round-robin).
     assigned_count: u64,
-    neighbours: BTreeMap<SocketAddr, Neighbour>,
+    neighbours: AddrMap<Neighbour>,
     /// Hellos sent and not yet answered: nonce, last attempt, attempts.
     hellos: BTreeMap<SocketAddr, (u64, u64, u32)>,
     banned: BTreeSet<SocketAddr>,
@@ -388,7 +389,7 @@ impl Node {
             stripes,
             next_index: 1,
             assigned_count: 0,
-            neighbours: BTreeMap::new(),
+            neighbours: AddrMap::default(),
             hellos: BTreeMap::new(),
             banned: BTreeSet::new(),
             tokens: BTreeMap::new(),
