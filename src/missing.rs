@@ -1,12 +1,12 @@
 //! The chunks a peer knows exist but does not hold, each with when to ask for it next.
 //!
-//! Kept in two orders: by seq (playout and skips remove ranges of seqs) and by next try (a
-//! repair round takes only the due ones). A starving peer can miss a thousand chunks, and
-//! walking all of them on every round and every arriving chunk was most of the simulator's
-//! time at 10,000 peers.
+//! Kept in two orders: by seq, in a ring (playout and skips remove ranges of seqs), and by
+//! next try, in a heap (a repair round takes only the due ones). A starving peer can miss a
+//! thousand chunks, and walking all of them on every round and every arriving chunk was most
+//! of the simulator's time at 10,000 peers.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,9 +19,17 @@ pub struct Missing {
     put_off: bool,
 }
 
+/// The widest range of seqs the set spans. Entries lie between the playout point and a
+/// little past the newest chunk, a few hundred seqs; a seq beyond this is not noted.
+pub const MAX_SPAN: u64 = 1 << 16;
+
 #[derive(Debug, Default)]
 pub struct MissingSet {
-    entries: BTreeMap<u64, Missing>,
+    /// Slot `i` is seq `base + i`: seqs are dense and near each other, so a ring indexed by
+    /// seq beats a tree, and the front and back slots are always occupied.
+    base: u64,
+    slots: VecDeque<Option<Missing>>,
+    count: usize,
     /// (next try, seq) of every entry, plus stale pairs of entries since moved or removed:
     /// a heap with lazy deletion costs a push where an ordered set cost two tree updates,
     /// and this set changes with nearly every chunk that arrives. Its top is never stale.
@@ -35,36 +43,76 @@ pub struct MissingSet {
 
 impl MissingSet {
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.count == 0
     }
 
     pub fn contains(&self, seq: u64) -> bool {
-        self.entries.contains_key(&seq)
+        self.get(seq).is_some()
     }
 
     pub fn get(&self, seq: u64) -> Option<&Missing> {
-        self.entries.get(&seq)
+        let at = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        self.slots.get(at)?.as_ref()
+    }
+
+    fn get_mut(&mut self, seq: u64) -> Option<&mut Missing> {
+        let at = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        self.slots.get_mut(at)?.as_mut()
+    }
+
+    /// The slot of `seq`, growing the ring to reach it; `None` past [`MAX_SPAN`].
+    fn slot(&mut self, seq: u64) -> Option<&mut Option<Missing>> {
+        if self.slots.is_empty() {
+            self.base = seq;
+        }
+        // Held slots are real seqs, so their last one does not overflow.
+        let last = self.base + (self.slots.len() as u64).saturating_sub(1);
+        if last.max(seq) - self.base.min(seq) >= MAX_SPAN {
+            return None;
+        }
+        while self.base > seq {
+            self.slots.push_front(None);
+            self.base -= 1;
+        }
+        let at = usize::try_from(seq - self.base).ok()?;
+        while self.slots.len() <= at {
+            self.slots.push_back(None);
+        }
+        self.slots.get_mut(at)
+    }
+
+    /// Drops empty slots at both ends.
+    fn trim(&mut self) {
+        while self.slots.front().is_some_and(Option::is_none) {
+            self.slots.pop_front();
+            // Past u64::MAX only once the ring is empty, and then `base` is reset.
+            self.base = self.base.wrapping_add(1);
+        }
+        while self.slots.back().is_some_and(Option::is_none) {
+            self.slots.pop_back();
+        }
     }
 
     /// Notes `seq` as missing, first to be asked for at `next_try`; `put_off` marks a try
     /// deferred for a parent that may still push it. No change if it is already noted.
     pub fn note(&mut self, seq: u64, next_try: u64, put_off: bool) {
-        if self.entries.contains_key(&seq) {
+        let Some(slot) = self.slot(seq) else {
+            return;
+        };
+        if slot.is_some() {
             return;
         }
-        self.entries.insert(
-            seq,
-            Missing {
-                next_try,
-                tries: 0,
-                asked: None,
-                put_off,
-            },
-        );
+        *slot = Some(Missing {
+            next_try,
+            tries: 0,
+            asked: None,
+            put_off,
+        });
+        self.count += 1;
         self.by_time.push(Reverse((next_try, seq)));
         if put_off {
             self.put_off.insert(seq);
@@ -72,7 +120,10 @@ impl MissingSet {
     }
 
     pub fn remove(&mut self, seq: u64) -> Option<Missing> {
-        let m = self.entries.remove(&seq)?;
+        let at = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        let m = self.slots.get_mut(at)?.take()?;
+        self.count -= 1;
+        self.trim();
         if m.put_off {
             self.put_off.remove(&seq);
         }
@@ -82,29 +133,25 @@ impl MissingSet {
 
     /// Removes every seq below `floor`.
     pub fn remove_below(&mut self, floor: u64) {
-        while let Some((&seq, _)) = self.entries.first_key_value() {
-            if seq >= floor {
-                break;
-            }
+        while self.base < floor && !self.slots.is_empty() {
+            let seq = self.base;
             self.remove(seq);
         }
     }
 
     /// Whether `(next_try, seq)` from the heap is an entry's current try.
     fn is_current(&self, next_try: u64, seq: u64) -> bool {
-        self.entries
-            .get(&seq)
-            .is_some_and(|m| m.next_try == next_try)
+        self.get(seq).is_some_and(|m| m.next_try == next_try)
     }
 
     /// Drops stale pairs from the top of the heap, and rebuilds it once stale pairs
     /// outnumber live ones (a long-missing chunk is moved on every try).
     fn settle(&mut self) {
-        if self.by_time.len() > 2 * self.entries.len() + 64 {
-            self.by_time = self
-                .entries
-                .iter()
-                .map(|(&seq, m)| Reverse((m.next_try, seq)))
+        if self.by_time.len() > 2 * self.count + 64 {
+            let base = self.base;
+            self.by_time = (0u64..)
+                .zip(&self.slots)
+                .filter_map(|(i, m)| m.map(|m| Reverse((m.next_try, base + i))))
                 .collect();
         }
         while let Some(&Reverse((next_try, seq))) = self.by_time.peek() {
@@ -116,7 +163,7 @@ impl MissingSet {
     }
 
     fn set_next_try(&mut self, seq: u64, next_try: u64) {
-        if let Some(m) = self.entries.get_mut(&seq) {
+        if let Some(m) = self.get_mut(seq) {
             if m.next_try != next_try {
                 m.next_try = next_try;
                 self.by_time.push(Reverse((next_try, seq)));
@@ -126,7 +173,7 @@ impl MissingSet {
     }
 
     fn clear_put_off(&mut self, seq: u64) {
-        if let Some(m) = self.entries.get_mut(&seq) {
+        if let Some(m) = self.get_mut(seq) {
             if m.put_off {
                 m.put_off = false;
                 self.put_off.remove(&seq);
@@ -142,7 +189,7 @@ impl MissingSet {
         chosen.extend(self.put_off.range(..below).copied().filter(|&s| pick(s)));
         for &seq in &chosen {
             self.clear_put_off(seq);
-            if self.entries.get(&seq).is_some_and(|m| m.next_try > soon) {
+            if self.get(seq).is_some_and(|m| m.next_try > soon) {
                 self.set_next_try(seq, soon);
             }
         }
@@ -152,7 +199,12 @@ impl MissingSet {
     /// Every entry is tried by `soon` at the latest.
     pub fn bring_all_forward(&mut self, soon: u64) {
         self.put_off.clear();
-        for (&seq, m) in self.entries.iter_mut() {
+        let base = self.base;
+        for (i, m) in (0u64..).zip(self.slots.iter_mut()) {
+            let Some(m) = m else {
+                continue;
+            };
+            let seq = base + i;
             m.put_off = false;
             if m.next_try > soon {
                 m.next_try = soon;
@@ -195,7 +247,7 @@ impl MissingSet {
     pub fn tried(&mut self, seq: u64, next_try: u64, asked: Option<(SocketAddr, u64)>) {
         self.clear_put_off(seq);
         self.set_next_try(seq, next_try);
-        if let Some(m) = self.entries.get_mut(&seq) {
+        if let Some(m) = self.get_mut(seq) {
             m.tries += 1;
             m.asked = asked;
         }
@@ -261,5 +313,25 @@ mod tests {
         assert!(m.by_time.len() <= 2 * m.len() + 65, "{}", m.by_time.len());
         m.remove(7);
         assert_eq!((m.earliest(), m.due(u64::MAX, 0, 10)), (None, vec![]));
+    }
+
+    #[test]
+    fn the_set_spans_a_bounded_range_of_seqs() {
+        let mut m = MissingSet::default();
+        m.note(1_000, 5, false);
+        m.note(1_000 + MAX_SPAN, 5, false); // too far from 1,000: not noted
+        m.note(1_000 + MAX_SPAN - 1, 5, false);
+        m.note(999, 5, true); // nor is this, below it
+        assert_eq!(m.len(), 2);
+        assert!(!m.contains(1_000 + MAX_SPAN) && !m.contains(999));
+        m.remove(1_000 + MAX_SPAN - 1);
+        m.note(999, 5, true);
+        assert!(m.contains(999) && m.len() == 2);
+        m.remove(999);
+        assert_eq!(m.slots.len(), 1, "empty ends are dropped");
+        m.remove_below(2_000);
+        assert!(m.is_empty() && m.slots.is_empty() && m.put_off.is_empty());
+        m.note(u64::MAX, 5, false);
+        assert_eq!(m.due(5, 0, 10), vec![u64::MAX]);
     }
 }
