@@ -13,8 +13,9 @@
 //! ones at a steady rate.
 //!
 //! Messages travel as the core's own [`Message`] values (sized by the wire encoding), and
-//! chunks are shared, so 100,000 cores hold one copy of the stream; a [`VerifiedChunks`] memo
-//! checks each signature once for all of them.
+//! chunks are shared, so 100,000 cores hold one copy of the stream per lane (two lanes, by
+//! node id, for the two threads); a [`VerifiedChunks`] memo per lane checks each signature
+//! once for all of its cores.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -286,6 +287,61 @@ enum Kind {
     Forger,
 }
 
+/// The nodes, by id, kept in two lanes by the parity of their id: a node never changes
+/// lane, so each lane's cores touch only their own signature memo and copies of the chunks
+/// (two threads bouncing one lock and one reference count per chunk between their caches
+/// cost most of what the second thread gained), and the lanes stay balanced as peers join.
+#[derive(Default)]
+struct Nodes {
+    lanes: [Vec<SimNode>; 2],
+}
+
+/// The lane of node `id`, and its place there.
+fn lane_of(id: u32) -> (usize, usize) {
+    ((id % 2) as usize, (id / 2) as usize)
+}
+
+impl Nodes {
+    fn len(&self) -> usize {
+        self.lanes[0].len() + self.lanes[1].len()
+    }
+
+    fn push(&mut self, node: SimNode) {
+        let (lane, _) = lane_of(self.len() as u32);
+        self.lanes[lane].push(node);
+    }
+
+    fn get(&self, id: usize) -> Option<&SimNode> {
+        let (lane, at) = lane_of(u32::try_from(id).ok()?);
+        self.lanes[lane].get(at)
+    }
+
+    fn get_mut(&mut self, id: usize) -> Option<&mut SimNode> {
+        let (lane, at) = lane_of(u32::try_from(id).ok()?);
+        self.lanes[lane].get_mut(at)
+    }
+
+    /// In id order.
+    fn iter(&self) -> impl Iterator<Item = &SimNode> {
+        (0..self.len()).filter_map(|id| self.get(id))
+    }
+}
+
+impl std::ops::Index<usize> for Nodes {
+    type Output = SimNode;
+    fn index(&self, id: usize) -> &SimNode {
+        let (lane, at) = lane_of(id as u32);
+        &self.lanes[lane][at]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Nodes {
+    fn index_mut(&mut self, id: usize) -> &mut SimNode {
+        let (lane, at) = lane_of(id as u32);
+        &mut self.lanes[lane][at]
+    }
+}
+
 struct SimNode {
     core: Node,
     kind: Kind,
@@ -468,11 +524,13 @@ pub struct Sim {
     cfg: SimConfig,
     rng: Rng,
     key: StreamKey,
-    memo: Arc<Mutex<VerifiedChunks>>,
-    nodes: Vec<SimNode>,
+    /// One signature memo per lane.
+    memos: [Arc<Mutex<VerifiedChunks>>; 2],
+    nodes: Nodes,
     queue: Calendar<Ev>,
     now: u64,
-    authentic: Vec<Arc<Chunk>>,
+    /// The chunks the seed produced, by seq: one copy per lane ([`Nodes`]).
+    authentic: [Vec<Arc<Chunk>>; 2],
     chunk_interval_us: f64,
     chunks_total: u64,
     stream_end_at: u64,
@@ -523,13 +581,14 @@ impl Sim {
         let chunk_interval_us = chunk_bytes / cfg.bitrate_bps.max(1) as f64 * 1e6;
         let chunks_total = (cfg.seconds * 1e6 / chunk_interval_us).floor().max(1.0) as u64;
         let mut sim = Sim {
-            memo: Arc::new(Mutex::new(VerifiedChunks::new(4 * cfg.history.max(64)))),
+            memos: [0, 1]
+                .map(|_| Arc::new(Mutex::new(VerifiedChunks::new(4 * cfg.history.max(64))))),
             key,
-            nodes: Vec::new(),
+            nodes: Nodes::default(),
             // 8 s of 1 ms buckets: every delivery and nearly every timer.
             queue: Calendar::new(8192, EPOCH_US / BUCKET_US),
             now: EPOCH_US,
-            authentic: Vec::new(),
+            authentic: [Vec::new(), Vec::new()],
             chunk_interval_us,
             chunks_total,
             stream_end_at: EPOCH_US + (cfg.seconds * 1e6) as u64,
@@ -615,7 +674,7 @@ impl Sim {
         cfg.rng_seed = self.rng.next();
         cfg.latency_us = self.cfg.latency_ms * 1000;
         cfg.history = self.cfg.history;
-        cfg.verified = Some(self.memo.clone());
+        cfg.verified = Some(self.memos[lane_of(id).0].clone());
         let stream_bps = self.cfg.bitrate_bps.max(1) as f64;
         match kind {
             Kind::Seed => {
@@ -747,8 +806,7 @@ impl Sim {
 
     fn played(&mut self, id: u32, chunk: &Arc<Chunk>) {
         let seq = chunk.seq;
-        let authentic = self
-            .authentic
+        let authentic = self.authentic[lane_of(id).0]
             .get(seq as usize)
             .is_some_and(|a| Arc::ptr_eq(a, chunk) || **a == **chunk);
         if !authentic {
@@ -799,7 +857,19 @@ impl Sim {
                     message = Message::Chunk(Arc::new(forged));
                     self.forged_sent += 1;
                 }
-                Kind::Seed | Kind::Honest => {}
+                Kind::Seed | Kind::Honest => {
+                    // The receiver's lane holds its own copy of every authentic chunk.
+                    let (lane, _) = lane_of(to);
+                    let other = &self.authentic[1 - lane];
+                    if other
+                        .get(chunk.seq as usize)
+                        .is_some_and(|c| Arc::ptr_eq(c, chunk))
+                    {
+                        if let Some(own) = self.authentic[lane].get(chunk.seq as usize) {
+                            message = Message::Chunk(own.clone());
+                        }
+                    }
+                }
             }
         }
         let now = self.now;
@@ -928,7 +998,7 @@ impl Sim {
             // Node events go through `run_segment`.
             What::Deliver { .. } | What::Wake { .. } => {}
             What::Produce => {
-                let seq = self.authentic.len() as u64;
+                let seq = self.authentic[0].len() as u64;
                 let gop = (self.cfg.gop_s * 1e6 / self.chunk_interval_us)
                     .round()
                     .max(1.0) as u64;
@@ -939,7 +1009,8 @@ impl Sim {
                     packet[1..9].copy_from_slice(&(seq * 6 + i as u64).to_le_bytes());
                 }
                 let chunk = Arc::new(Chunk::sign(&self.key, seq, now, flags, payload));
-                self.authentic.push(chunk.clone());
+                self.authentic[0].push(chunk.clone());
+                self.authentic[1].push(Arc::new((*chunk).clone()));
                 self.nodes[0].core.handle_chunk(now, chunk);
                 self.drain(0);
                 if seq + 1 < self.chunks_total {
@@ -1006,25 +1077,24 @@ impl Sim {
             }
             self.apply(&mut lanes[0]);
         } else {
-            let mid = self.nodes.len() / 2;
-            let (low, high) = self.nodes.split_at_mut(mid);
-            let (low_events, high_events): (Vec<_>, Vec<_>) = segment
+            let [even, odd] = &mut self.nodes.lanes;
+            let (even_events, odd_events): (Vec<_>, Vec<_>) = segment
                 .drain(..)
-                .partition(|(_, ev)| target(ev).is_some_and(|id| (id as usize) < mid));
-            let (low_lane, high_lane) = lanes.split_at_mut(1);
+                .partition(|(_, ev)| target(ev).is_some_and(|id| lane_of(id).0 == 0));
+            let (even_lane, odd_lane) = lanes.split_at_mut(1);
             std::thread::scope(|scope| {
                 scope.spawn(|| {
-                    for (index, ev) in high_events {
+                    for (index, ev) in odd_events {
                         let id = target(&ev).unwrap_or(0);
-                        if let Some(node) = high.get_mut(id as usize - mid) {
-                            step(node, id, now, index, ev, &mut high_lane[0]);
+                        if let Some(node) = odd.get_mut(lane_of(id).1) {
+                            step(node, id, now, index, ev, &mut odd_lane[0]);
                         }
                     }
                 });
-                for (index, ev) in low_events {
+                for (index, ev) in even_events {
                     let id = target(&ev).unwrap_or(0);
-                    if let Some(node) = low.get_mut(id as usize) {
-                        step(node, id, now, index, ev, &mut low_lane[0]);
+                    if let Some(node) = even.get_mut(lane_of(id).1) {
+                        step(node, id, now, index, ev, &mut even_lane[0]);
                     }
                 }
             });
@@ -1081,8 +1151,11 @@ impl Sim {
     }
 
     fn measure(mut self) -> Outcome {
-        let produced = self.authentic.len() as u64;
-        let stream_bytes: u64 = self.authentic.iter().map(|c| c.payload.len() as u64).sum();
+        let produced = self.authentic[0].len() as u64;
+        let stream_bytes: u64 = self.authentic[0]
+            .iter()
+            .map(|c| c.payload.len() as u64)
+            .sum();
         let last = produced.saturating_sub(1);
         let mut played_sum = 0u64;
         let mut expected_sum = 0u64;
@@ -1135,10 +1208,11 @@ impl Sim {
                 below += 1;
             }
         }
-        let (checked, remembered) = match self.memo.lock() {
-            Ok(m) => (m.checked, m.remembered),
-            Err(_) => (0, 0),
-        };
+        let (checked, remembered) = self
+            .memos
+            .iter()
+            .filter_map(|memo| memo.lock().ok().map(|m| (m.checked, m.remembered)))
+            .fold((0, 0), |(c, r), (mc, mr)| (c + mc, r + mr));
         let round = |x: f64, places: i32| {
             let f = 10f64.powi(places);
             (x * f).round() / f
