@@ -60,7 +60,10 @@ fn thousand_peers_over_several_seeds_stay_within_bounds() {
         // One signature check per chunk in each of the simulator's two lanes, not one per
         // peer per chunk.
         let checked = f(&o, &["signatures_checked"]);
-        assert!(checked <= 2.0 * f(&o, &["chunks_produced"]) * 1.01 + 10.0, "{o}");
+        assert!(
+            checked <= 2.0 * f(&o, &["chunks_produced"]) * 1.01 + 10.0,
+            "{o}"
+        );
     }
 }
 
