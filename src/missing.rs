@@ -133,10 +133,21 @@ impl MissingSet {
 
     /// Removes every seq below `floor`.
     pub fn remove_below(&mut self, floor: u64) {
-        while self.base < floor && !self.slots.is_empty() {
+        while self.base < floor {
             let seq = self.base;
-            self.remove(seq);
+            let Some(slot) = self.slots.pop_front() else {
+                break;
+            };
+            self.base = self.base.wrapping_add(1);
+            if let Some(m) = slot {
+                self.count -= 1;
+                if m.put_off {
+                    self.put_off.remove(&seq);
+                }
+            }
         }
+        self.trim();
+        self.settle();
     }
 
     /// Whether `(next_try, seq)` from the heap is an entry's current try.
