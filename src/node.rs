@@ -1216,7 +1216,7 @@ impl Node {
             }
         }
         let last = last.max(self.highest.unwrap_or(0));
-        for seq in start..=last.min(start + self.cfg.history as u64) {
+        for seq in start..=last.min(start.saturating_add(self.cfg.history as u64)) {
             if !self.history.contains(seq) {
                 self.missing.note(seq, now, false);
                 self.repair_at = now;
@@ -1958,6 +1958,16 @@ mod tests {
     }
 
     const T0: u64 = 1_700_000_000_000_000;
+
+    #[test]
+    fn a_welcome_naming_seqs_at_the_end_of_u64_does_not_overflow() {
+        // A hostile neighbour's Welcome names the keyframe and newest chunk to start from.
+        let key = StreamKey::from_seed([3; 32]);
+        let mut peer = Node::new(Config::new(Role::Peer, key.id()), T0);
+        peer.start_playout(T0, Some(u64::MAX - 2), Some(u64::MAX));
+        assert_eq!(peer.play_from, Some(u64::MAX - 2));
+        assert_eq!(peer.missing.len(), 3);
+    }
 
     fn addr(i: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 7000 + i))
