@@ -89,15 +89,6 @@ impl<V> AddrMap<V> {
     }
 }
 
-impl<'a, V> IntoIterator for &'a AddrMap<V> {
-    type Item = (&'a SocketAddr, &'a V);
-    type IntoIter = Box<dyn Iterator<Item = (&'a SocketAddr, &'a V)> + 'a>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1124,7 +1124,7 @@ impl Node {
         if self.children_stale {
             self.children_stale = false;
             let mut by_stripe = vec![Vec::new(); self.stripes as usize];
-            for (addr, n) in &self.neighbours {
+            for (addr, n) in self.neighbours.iter() {
                 for (s, list) in by_stripe.iter_mut().enumerate() {
                     if n.children & (1u64 << (s % 64)) != 0 {
                         list.push(*addr);
