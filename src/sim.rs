@@ -342,26 +342,40 @@ impl std::ops::IndexMut<usize> for Nodes {
     }
 }
 
+/// What the threads touch of a node: its core and when it next wakes.
 struct SimNode {
     core: Node,
+    /// The earliest Wake event queued for this node.
+    wake_at: Option<u64>,
+    alive: bool,
+    finished: bool,
+}
+
+/// A node's place in the network model, read and written for every datagram it sends or
+/// receives. Kept apart from the cores in one dense array (~40 bytes a node, a few MB at
+/// 100,000 peers) so routing, which runs on one thread, does not miss the cache twice per
+/// datagram on the senders' and receivers' large core states.
+struct Link {
     kind: Kind,
+    /// Gilbert–Elliott state of the downlink: true while in a loss burst.
+    in_burst: bool,
+    /// Still in the swarm (the tracker draws from these).
+    alive: bool,
     x: f32,
     y: f32,
     access_us: u64,
     upload_bps: u64,
     uplink_free_at: u64,
-    /// Gilbert–Elliott state of the downlink: true while in a loss burst.
-    in_burst: bool,
+}
+
+/// What a node played, for the figures; dense like [`Link`].
+struct Playback {
     joined_at: u64,
     first_play_at: Option<u64>,
     first_seq: Option<u64>,
     last_seq: Option<u64>,
     played: u64,
-    /// The earliest Wake event queued for this node.
-    wake_at: Option<u64>,
-    alive: bool,
     left: bool,
-    finished: bool,
 }
 
 enum What {
@@ -527,6 +541,9 @@ pub struct Sim {
     /// One signature memo per lane.
     memos: [Arc<Mutex<VerifiedChunks>>; 2],
     nodes: Nodes,
+    /// By node id.
+    links: Vec<Link>,
+    playback: Vec<Playback>,
     queue: Calendar<Ev>,
     now: u64,
     /// The chunks the seed produced, by seq: one copy per lane ([`Nodes`]).
@@ -585,6 +602,8 @@ impl Sim {
                 .map(|_| Arc::new(Mutex::new(VerifiedChunks::new(4 * cfg.history.max(64))))),
             key,
             nodes: Nodes::default(),
+            links: Vec::new(),
+            playback: Vec::new(),
             // 8 s of 1 ms buckets: every delivery and nearly every timer.
             queue: Calendar::new(8192, EPOCH_US / BUCKET_US),
             now: EPOCH_US,
@@ -693,23 +712,28 @@ impl Sim {
         }
         let mut core = Node::new(cfg, self.now);
         core.set_local_addr(addr_of(id));
-        let node = SimNode {
-            core,
+        self.links.push(Link {
             kind,
+            in_burst: false,
+            alive: true,
             x: self.rng.unit() as f32,
             y: self.rng.unit() as f32,
             access_us: 1_000 + self.rng.below(9_000) as u64,
             upload_bps,
             uplink_free_at: 0,
-            in_burst: false,
+        });
+        self.playback.push(Playback {
             joined_at: self.now,
             first_play_at: None,
             first_seq: None,
             last_seq: None,
             played: 0,
+            left: false,
+        });
+        let node = SimNode {
+            core,
             wake_at: None,
             alive: true,
-            left: false,
             finished: false,
         };
         self.nodes.push(node);
@@ -732,7 +756,7 @@ impl Sim {
             }
             let slot = self.rng.below(self.tracker.len());
             let id = self.tracker[slot];
-            if !self.nodes[id as usize].alive {
+            if !self.links[id as usize].alive {
                 self.tracker.swap_remove(slot);
             } else if !picked.contains(&id) {
                 picked.push(id);
@@ -745,7 +769,7 @@ impl Sim {
     }
 
     fn propagation_us(&self, a: u32, b: u32) -> u64 {
-        let (na, nb) = (&self.nodes[a as usize], &self.nodes[b as usize]);
+        let (na, nb) = (&self.links[a as usize], &self.links[b as usize]);
         let dx = f64::from(na.x - nb.x);
         let dy = f64::from(na.y - nb.y);
         na.access_us + nb.access_us + ((dx * dx + dy * dy).sqrt() * 100_000.0) as u64
@@ -761,7 +785,7 @@ impl Sim {
         let leave_burst = 1.0 / burst;
         let enter_burst = loss * leave_burst / (1.0 - loss);
         let draw = self.rng.unit();
-        let node = &mut self.nodes[to as usize];
+        let node = &mut self.links[to as usize];
         node.in_burst = if node.in_burst {
             draw >= leave_burst
         } else {
@@ -817,7 +841,7 @@ impl Sim {
             ));
         }
         let now = self.now;
-        let node = &mut self.nodes[id as usize];
+        let node = &mut self.playback[id as usize];
         if node.last_seq.is_some_and(|last| seq <= last) {
             let last = node.last_seq.unwrap_or(0);
             self.fail(format!(
@@ -842,7 +866,7 @@ impl Sim {
         let Some(to) = id_of(to_addr).filter(|&t| (t as usize) < self.nodes.len()) else {
             return;
         };
-        let kind = self.nodes[from as usize].kind;
+        let kind = self.links[from as usize].kind;
         if let Message::Chunk(chunk) = &message {
             match kind {
                 Kind::FreeRider => {
@@ -873,7 +897,7 @@ impl Sim {
             }
         }
         let now = self.now;
-        let sender = &mut self.nodes[from as usize];
+        let sender = &mut self.links[from as usize];
         let wire_bits = (len as u64 + HEADER_BYTES) * 8;
         let start = sender.uplink_free_at.max(now);
         let departs = start + wire_bits * 1_000_000 / sender.upload_bps.max(1);
@@ -922,7 +946,7 @@ impl Sim {
 
     fn churn(&mut self) {
         let alive: Vec<u32> = (1..self.nodes.len() as u32)
-            .filter(|&i| self.nodes[i as usize].alive)
+            .filter(|&i| self.links[i as usize].alive)
             .collect();
         if !alive.is_empty() {
             let victim = alive[self.rng.below(alive.len())];
@@ -932,9 +956,9 @@ impl Sim {
                 node.core.leave();
             }
             self.drain(victim);
-            let node = &mut self.nodes[victim as usize];
-            node.alive = false;
-            node.left = true;
+            self.nodes[victim as usize].alive = false;
+            self.links[victim as usize].alive = false;
+            self.playback[victim as usize].left = true;
             self.departures += 1;
         }
         self.join();
@@ -950,7 +974,7 @@ impl Sim {
             if !node.alive {
                 continue;
             }
-            if joins_over && id > 0 && node.kind == Kind::Honest && !node.finished {
+            if joins_over && id > 0 && self.links[id].kind == Kind::Honest && !node.finished {
                 let parents = node.core.parents();
                 orphans.0 += parents.iter().filter(|p| p.is_none()).count() as u64;
                 orphans.1 += parents.len() as u64;
@@ -1171,7 +1195,12 @@ impl Sim {
         let mut peer_counters = Counters::default();
         let mut sent_by_kind = TrafficByKind::default();
         let mut seed_sent_by_kind = TrafficByKind::default();
-        for (id, node) in self.nodes.iter().enumerate() {
+        for (id, (node, (link, playback))) in self
+            .nodes
+            .iter()
+            .zip(self.links.iter().zip(&self.playback))
+            .enumerate()
+        {
             let stats = node.core.stats();
             total_sent += stats.bytes_sent();
             bans += stats.counters.peers_banned;
@@ -1182,27 +1211,27 @@ impl Sim {
                 continue;
             }
             peer_counters.add(&stats.counters);
-            if node.kind != Kind::Forger {
+            if link.kind != Kind::Forger {
                 self.latency.merge(&stats.latency_us);
-                played_bytes += node.played * MAX_PAYLOAD as u64;
+                played_bytes += playback.played * MAX_PAYLOAD as u64;
             }
-            if node.left || node.kind == Kind::Forger {
+            if playback.left || link.kind == Kind::Forger {
                 continue;
             }
             measured += 1;
             skipped += stats.counters.chunks_skipped;
-            let start = match node.first_seq {
+            let start = match playback.first_seq {
                 Some(s) => s,
                 None => {
                     never_started += 1;
-                    let since = node.joined_at.saturating_sub(EPOCH_US + 200_000);
+                    let since = playback.joined_at.saturating_sub(EPOCH_US + 200_000);
                     ((since as f64 / self.chunk_interval_us) as u64).min(last)
                 }
             };
             let expected = last.saturating_sub(start) + 1;
-            played_sum += node.played;
+            played_sum += playback.played;
             expected_sum += expected;
-            let c = node.played as f64 / expected as f64;
+            let c = playback.played as f64 / expected as f64;
             worst = worst.min(c);
             if c < 0.999 {
                 below += 1;
