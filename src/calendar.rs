@@ -112,6 +112,62 @@ impl<T> Calendar<T> {
         }
     }
 
+    /// The first bucket at or after the cursor that holds items, without moving the cursor.
+    pub fn next_bucket(&self) -> Option<u64> {
+        if self.queued == 0 {
+            return None;
+        }
+        let far = self.far.keys().next().copied();
+        if self.queued > self.far_items {
+            for ahead in 0..self.ring.len() as u64 {
+                let bucket = self.cursor + ahead;
+                if far.is_some_and(|f| f <= bucket) {
+                    break;
+                }
+                if self
+                    .ring
+                    .get(self.slot(bucket))
+                    .is_some_and(|list| !list.is_empty())
+                {
+                    return Some(bucket);
+                }
+            }
+        }
+        far
+    }
+
+    /// Takes the items of `bucket` (none if it is behind the cursor) and moves the cursor
+    /// past it. Several calendars can so be run in step: take the same bucket from each.
+    /// Every bucket between the cursor and `bucket` must be empty (see [`Self::next_bucket`]).
+    pub fn take(&mut self, bucket: u64) -> Vec<T> {
+        if bucket < self.cursor {
+            return Vec::new();
+        }
+        let in_ring = if bucket - self.cursor < self.ring.len() as u64 {
+            let slot = self.slot(bucket);
+            self.ring
+                .get_mut(slot)
+                .map(std::mem::take)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let items = match self.far.first_key_value() {
+            Some((&k, _)) if k == bucket => match self.far.pop_first() {
+                Some((_, mut parked)) => {
+                    self.far_items -= parked.len();
+                    parked.extend(in_ring);
+                    parked
+                }
+                None => in_ring,
+            },
+            _ => in_ring,
+        };
+        self.cursor = bucket + 1;
+        self.queued -= items.len();
+        items
+    }
+
     pub fn recycle(&mut self, mut items: Vec<T>) {
         // A few spares cover the buckets in use at once; more would only hold memory.
         if items.capacity() > 0 && self.spare.len() < MAX_SPARE {
@@ -146,6 +202,26 @@ mod tests {
         assert_eq!(c.pop(), Some((30, vec!["far1", "far2"])));
         assert_eq!(c.pop(), None);
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn calendars_run_in_step_bucket_by_bucket() {
+        let mut c = Calendar::new(4, 10);
+        assert_eq!(c.next_bucket(), None);
+        c.push(11, "a");
+        c.push(40, "far");
+        assert_eq!(c.next_bucket(), Some(11));
+        assert_eq!(c.take(10), Vec::<&str>::new());
+        assert_eq!(c.take(11), vec!["a"]);
+        // Pushed behind the cursor: the next bucket.
+        c.push(3, "late");
+        assert_eq!(c.next_bucket(), Some(12));
+        assert_eq!(c.take(12), vec!["late"]);
+        assert_eq!(c.next_bucket(), Some(40));
+        c.push(40, "far2");
+        assert_eq!(c.take(40), vec!["far", "far2"]);
+        assert!(c.is_empty());
+        assert_eq!(c.next_bucket(), None);
     }
 
     #[test]

@@ -290,7 +290,8 @@ enum Kind {
 /// The nodes, by id, kept in two lanes by the parity of their id: a node never changes
 /// lane, so each lane's cores touch only their own signature memo and copies of the chunks
 /// (two threads bouncing one lock and one reference count per chunk between their caches:
-/// lanes made 10,000 peers ~1.1x faster), and the lanes stay balanced as peers join.
+/// lanes made 10,000 peers ~1.1x faster), routes what they send and queues it in their own
+/// outboxes ([`Lane`]); the lanes stay balanced as peers join.
 #[derive(Default)]
 struct Nodes {
     lanes: [Vec<SimNode>; 2],
@@ -342,33 +343,58 @@ impl std::ops::IndexMut<usize> for Nodes {
     }
 }
 
-/// What the threads touch of a node: its core and when it next wakes.
+/// A node as the threads see it: its core, its own ends of the network model, and what it
+/// played. Everything an event for this node touches is here (or read-only in [`World`]), so
+/// the two threads never write the same memory.
 struct SimNode {
     core: Node,
     /// The earliest Wake event queued for this node.
     wake_at: Option<u64>,
     alive: bool,
     finished: bool,
+    /// When its uplink is next free (first-come first-served at `upload_bps`).
+    uplink_free_at: u64,
+    downlink: Downlink,
+    playback: Playback,
 }
 
-/// A node's place in the network model, read and written for every datagram it sends or
-/// receives. Kept apart from the cores in one dense array (~40 bytes a node, a few MB at
-/// 100,000 peers) so routing, which runs on one thread, does not miss the cache twice per
-/// datagram on the senders' and receivers' large core states.
-struct Link {
+/// What never changes about a node once it joined, read by both threads while cores run.
+/// Dense (~32 bytes a node): routing reads the receiver's place for every datagram.
+struct Place {
     kind: Kind,
-    /// Gilbert–Elliott state of the downlink: true while in a loss burst.
-    in_burst: bool,
-    /// Still in the swarm (the tracker draws from these).
-    alive: bool,
     x: f32,
     y: f32,
     access_us: u64,
     upload_bps: u64,
-    uplink_free_at: u64,
 }
 
-/// What a node played, for the figures; dense like [`Link`].
+/// A receiver's downlink loss: Gilbert–Elliott with mean loss `loss` and mean burst `burst`,
+/// drawn from the receiver's own randomness as datagrams arrive, so each thread draws only
+/// for its own nodes and the outcome does not depend on how the threads interleave.
+struct Downlink {
+    in_burst: bool,
+    rng: Rng,
+}
+
+impl Downlink {
+    fn lost(&mut self, loss: f64, burst: f64) -> bool {
+        let loss = loss.clamp(0.0, 0.99);
+        if loss == 0.0 {
+            return false;
+        }
+        let leave_burst = 1.0 / burst.max(1.0);
+        let enter_burst = loss * leave_burst / (1.0 - loss);
+        let draw = self.rng.unit();
+        self.in_burst = if self.in_burst {
+            draw >= leave_burst
+        } else {
+            draw < enter_burst
+        };
+        self.in_burst
+    }
+}
+
+/// What a node played, for the figures.
 struct Playback {
     joined_at: u64,
     first_play_at: Option<u64>,
@@ -378,11 +404,18 @@ struct Playback {
     left: bool,
 }
 
+/// A datagram in flight. The seed's chunks travel by seq and the receiver takes its own
+/// lane's copy: no reference count is shared between the threads.
+enum Payload {
+    Authentic(u64),
+    Message(Message),
+}
+
 enum What {
     Deliver {
         to: u32,
         from: u32,
-        message: Message,
+        payload: Payload,
         len: usize,
     },
     Wake {
@@ -399,30 +432,83 @@ struct Ev {
     what: What,
 }
 
-/// What one event made one core do, gathered by [`collect`] for [`Sim::apply`]: the
-/// transmits and plays up to these ends of its [`Lane`]'s lists, and the wake-up to queue.
-struct Done {
-    /// Position of the event in its bucket (lanes are merged back in this order).
-    event: usize,
-    node: u32,
-    transmits_end: usize,
-    plays_end: usize,
-    wake: Option<u64>,
+/// The model as the threads read it while cores run.
+struct World<'a> {
+    now: u64,
+    seed: u64,
+    loss: f64,
+    burst: f64,
+    places: &'a [Place],
+    /// The seed's chunks, one copy per lane.
+    authentic: &'a [Vec<Arc<Chunk>>; 2],
 }
 
-/// The outputs of a run of events on one thread.
+impl World<'_> {
+    fn propagation_us(&self, a: u32, b: u32) -> u64 {
+        match (self.places.get(a as usize), self.places.get(b as usize)) {
+            (Some(na), Some(nb)) => {
+                let dx = f64::from(na.x - nb.x);
+                let dy = f64::from(na.y - nb.y);
+                na.access_us + nb.access_us + ((dx * dx + dy * dy).sqrt() * 100_000.0) as u64
+            }
+            _ => 0,
+        }
+    }
+
+    fn violation(&self, what: String) -> Violation {
+        Violation {
+            at_s: (self.now - EPOCH_US) as f64 / 1e6,
+            seed: self.seed,
+            what,
+        }
+    }
+}
+
+/// Counts one lane's nodes add to as they send and play; summed when the run is measured.
 #[derive(Default)]
+struct Tally {
+    datagrams_sent: u64,
+    datagrams_lost: u64,
+    queue_dropped: u64,
+    withheld: u64,
+    forged_sent: u64,
+    forged_played: u64,
+    /// How long datagrams waited at their sender's uplink.
+    queue_delay: Histogram,
+}
+
+/// What one lane's cores made happen: the events they queued (in the lane's own outboxes,
+/// one per lane they are for, so a thread writes only its own lane's) and the peers that
+/// started playing, which [`Sim::apply`] hands the tracker lane by lane. Orders depend on
+/// lanes, not threads, so one thread and two give the same run.
 struct Lane {
-    done: Vec<Done>,
-    transmits: Vec<Transmit>,
-    plays: Vec<Arc<Chunk>>,
+    /// Events its cores queued, by the lane they are for.
+    outbox: [Calendar<Ev>; 2],
+    /// Peers that played their first chunk, with their startup delay.
+    started: Vec<(u32, u64)>,
+    violation: Option<Violation>,
+    tally: Tally,
 }
 
 impl Lane {
-    fn clear(&mut self) {
-        self.done.clear();
-        self.transmits.clear();
-        self.plays.clear();
+    fn new() -> Lane {
+        Lane {
+            // 8 s of 1 ms buckets: every delivery and nearly every timer.
+            outbox: [0, 1].map(|_| Calendar::new(8192, EPOCH_US / BUCKET_US)),
+            started: Vec::new(),
+            violation: None,
+            tally: Tally::default(),
+        }
+    }
+
+    fn queue(&mut self, ev: Ev, to: u32) {
+        self.outbox[lane_of(to).0].push(ev.at.div_ceil(BUCKET_US), ev);
+    }
+
+    fn fail(&mut self, world: &World, what: String) {
+        if self.violation.is_none() {
+            self.violation = Some(world.violation(what));
+        }
     }
 }
 
@@ -430,99 +516,167 @@ impl Lane {
 /// there are at least this many between two model events: fewer are not worth a thread.
 const PARALLEL_MIN_EVENTS: usize = 512;
 
-/// The node-local half of handling a delivery or wake-up: the core runs, and what it wants
-/// done is gathered in `lane`. It touches nothing but `node`, so the events of different
-/// nodes in one bucket can run on different threads; [`Sim::apply`] then acts on the
-/// outputs in event order, which keeps runs identical whatever the thread count.
-fn step(node: &mut SimNode, id: u32, now: u64, index: usize, ev: Ev, lane: &mut Lane) {
+/// Handling a delivery or wake-up: the datagram may be lost on the receiver's downlink,
+/// the core runs, and what it sends is routed. It touches nothing but `node` and its `lane`,
+/// so the events of different lanes can run on different threads.
+fn step(node: &mut SimNode, id: u32, ev: Ev, world: &World, lane: &mut Lane) {
     if !node.alive {
         return;
     }
     match ev.what {
         What::Deliver {
-            from, message, len, ..
-        } => node.core.handle_message(now, addr_of(from), message, len),
+            from, payload, len, ..
+        } => {
+            if node.downlink.lost(world.loss, world.burst) {
+                lane.tally.datagrams_lost += 1;
+                return;
+            }
+            let message = match payload {
+                Payload::Message(message) => message,
+                Payload::Authentic(seq) => match world.authentic[lane_of(id).0].get(seq as usize) {
+                    Some(chunk) => Message::Chunk(chunk.clone()),
+                    None => return,
+                },
+            };
+            node.core
+                .handle_message(world.now, addr_of(from), message, len)
+        }
         What::Wake { .. } => {
             if node.wake_at != Some(ev.at) {
                 return;
             }
             node.wake_at = None;
-            if node.core.poll_timeout() <= now {
-                node.core.handle_timeout(now);
+            if node.core.poll_timeout() <= world.now {
+                node.core.handle_timeout(world.now);
             }
         }
         What::Produce | What::Join | What::Churn | What::Check => return,
     }
-    collect(node, id, now, index, lane);
+    collect(node, id, world, lane);
 }
 
-/// Takes a core's transmits and events into `lane` and decides its next wake-up.
-fn collect(node: &mut SimNode, id: u32, now: u64, index: usize, lane: &mut Lane) {
+/// Routes a core's transmits, acts on its events and queues its next wake-up.
+fn collect(node: &mut SimNode, id: u32, world: &World, lane: &mut Lane) {
     while let Some(t) = node.core.poll_transmit() {
-        lane.transmits.push(t);
+        route(node, id, t, world, lane);
     }
     while let Some(event) = node.core.poll_event() {
         match event {
-            Event::Play(chunk) => lane.plays.push(chunk),
+            Event::Play(chunk) => play(node, id, &chunk, world, lane),
             Event::Warning(_) => {}
             Event::Finished => node.finished = true,
         }
     }
-    let mut wake = None;
     if node.alive && !node.finished {
-        let due = node.core.poll_timeout().max(now + 1);
+        let due = node.core.poll_timeout().max(world.now + 1);
         if node.wake_at.is_none_or(|w| due < w) {
             let at = due.div_ceil(BUCKET_US) * BUCKET_US;
             node.wake_at = Some(at);
-            wake = Some(at);
+            lane.queue(
+                Ev {
+                    at,
+                    what: What::Wake { node: id },
+                },
+                id,
+            );
         }
     }
-    lane.done.push(Done {
-        event: index,
-        node: id,
-        transmits_end: lane.transmits.len(),
-        plays_end: lane.plays.len(),
-        wake,
-    });
 }
 
-/// Interleaves the two threads' lanes back into event order, in the third lane.
-fn merge_lanes(lanes: &mut [Lane; 3]) -> &mut Lane {
-    let [low, high, merged] = lanes;
-    merged.clear();
-    let mut sources = [low, high].map(|lane| {
-        (
-            lane.done.drain(..).peekable(),
-            lane.transmits.drain(..),
-            lane.plays.drain(..),
-            (0usize, 0usize),
-        )
-    });
-    loop {
-        let next = sources
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, s)| s.0.peek().map(|d| (d.event, i)))
-            .min();
-        let Some((_, i)) = next else {
-            break;
-        };
-        let (done, transmits, plays, ends) = &mut sources[i];
-        let Some(mut d) = done.next() else {
-            break;
-        };
-        merged
-            .transmits
-            .extend(transmits.by_ref().take(d.transmits_end - ends.0));
-        merged
-            .plays
-            .extend(plays.by_ref().take(d.plays_end - ends.1));
-        *ends = (d.transmits_end, d.plays_end);
-        d.transmits_end = merged.transmits.len();
-        d.plays_end = merged.plays.len();
-        merged.done.push(d);
+/// A datagram from `sender` (node `from`) onto the network: through its uplink queue (or
+/// dropped there), delayed by the distance, delivered as an event. Loss is drawn on arrival.
+fn route(sender: &mut SimNode, from: u32, t: Transmit, world: &World, lane: &mut Lane) {
+    lane.tally.datagrams_sent += 1;
+    let Some(to) = id_of(t.to).filter(|&to| (to as usize) < world.places.len()) else {
+        return;
+    };
+    let (mut payload, len) = (Payload::Message(t.message), t.len);
+    let Some(place) = world.places.get(from as usize) else {
+        return;
+    };
+    if let Payload::Message(Message::Chunk(chunk)) = &payload {
+        match place.kind {
+            Kind::FreeRider => {
+                lane.tally.withheld += 1;
+                return;
+            }
+            Kind::Forger => {
+                let mut forged = (**chunk).clone();
+                if let Some(b) = forged.payload.get_mut(PACKET_SIZE / 2) {
+                    *b ^= 0x5a;
+                }
+                payload = Payload::Message(Message::Chunk(Arc::new(forged)));
+                lane.tally.forged_sent += 1;
+            }
+            Kind::Seed | Kind::Honest => {
+                let seq = chunk.seq;
+                if world.authentic[lane_of(from).0]
+                    .get(seq as usize)
+                    .is_some_and(|c| Arc::ptr_eq(c, chunk))
+                {
+                    payload = Payload::Authentic(seq);
+                }
+            }
+        }
     }
-    merged
+    let now = world.now;
+    let wire_bits = (len as u64 + HEADER_BYTES) * 8;
+    let start = sender.uplink_free_at.max(now);
+    let departs = start + wire_bits * 1_000_000 / place.upload_bps.max(1);
+    if departs - now > UPLOAD_QUEUE_US {
+        lane.tally.queue_dropped += 1;
+        return;
+    }
+    sender.uplink_free_at = departs;
+    lane.tally.queue_delay.record(start - now);
+    lane.queue(
+        Ev {
+            at: departs + world.propagation_us(from, to),
+            what: What::Deliver {
+                to,
+                from,
+                payload,
+                len,
+            },
+        },
+        to,
+    );
+}
+
+/// Node `id` played `chunk`: it must be the seed's, and come after what it played before.
+fn play(node: &mut SimNode, id: u32, chunk: &Arc<Chunk>, world: &World, lane: &mut Lane) {
+    let seq = chunk.seq;
+    let authentic = world.authentic[lane_of(id).0]
+        .get(seq as usize)
+        .is_some_and(|a| Arc::ptr_eq(a, chunk) || **a == **chunk);
+    if !authentic {
+        lane.tally.forged_played += 1;
+        lane.fail(
+            world,
+            format!(
+                "{} played chunk {seq}, which the seed did not produce",
+                addr_of(id)
+            ),
+        );
+    }
+    let p = &mut node.playback;
+    if let Some(last) = p.last_seq.filter(|&last| seq <= last) {
+        lane.fail(
+            world,
+            format!(
+                "{} played chunk {seq} after chunk {last}: output out of order",
+                addr_of(id)
+            ),
+        );
+        return;
+    }
+    p.last_seq = Some(seq);
+    p.first_seq.get_or_insert(seq);
+    p.played += 1;
+    if p.first_play_at.is_none() {
+        p.first_play_at = Some(world.now);
+        lane.started.push((id, world.now - p.joined_at));
+    }
 }
 
 /// The node a delivery or wake-up is for; `None` for the model's own events.
@@ -542,9 +696,9 @@ pub struct Sim {
     memos: [Arc<Mutex<VerifiedChunks>>; 2],
     nodes: Nodes,
     /// By node id.
-    links: Vec<Link>,
-    playback: Vec<Playback>,
-    queue: Calendar<Ev>,
+    places: Vec<Place>,
+    /// The model's own events (node events are queued in the lanes).
+    model_queue: Calendar<Ev>,
     now: u64,
     /// The chunks the seed produced, by seq: one copy per lane ([`Nodes`]).
     authentic: [Vec<Arc<Chunk>>; 2],
@@ -555,14 +709,8 @@ pub struct Sim {
     /// What the tracker knows: the seed and every peer that started playing (the departed
     /// are struck off when drawn).
     tracker: Vec<u32>,
-    // counts
+    // counts (and those in the lanes' tallies)
     events: u64,
-    datagrams_sent: u64,
-    datagrams_lost: u64,
-    queue_dropped: u64,
-    withheld: u64,
-    forged_sent: u64,
-    forged_played: u64,
     departures: u64,
     joins: u64,
     forgers_added: usize,
@@ -573,17 +721,12 @@ pub struct Sim {
     depth_samples: [u64; 256],
     latency: Histogram,
     startup: Histogram,
-    /// How long datagrams waited at their sender's uplink.
-    queue_delay: Histogram,
     violation: Option<Violation>,
     pulse: Pulse,
     /// Threads that run cores (1 or 2), and the fewest events worth splitting.
     threads: usize,
     parallel_min: usize,
-    /// Scratch space reused across buckets.
-    segment: Vec<(usize, Ev)>,
-    lane: Lane,
-    lanes: [Lane; 3],
+    lanes: [Lane; 2],
 }
 
 impl Sim {
@@ -602,10 +745,8 @@ impl Sim {
                 .map(|_| Arc::new(Mutex::new(VerifiedChunks::new(4 * cfg.history.max(64))))),
             key,
             nodes: Nodes::default(),
-            links: Vec::new(),
-            playback: Vec::new(),
-            // 8 s of 1 ms buckets: every delivery and nearly every timer.
-            queue: Calendar::new(8192, EPOCH_US / BUCKET_US),
+            places: Vec::new(),
+            model_queue: Calendar::new(8192, EPOCH_US / BUCKET_US),
             now: EPOCH_US,
             authentic: [Vec::new(), Vec::new()],
             chunk_interval_us,
@@ -614,12 +755,6 @@ impl Sim {
             joins_pending: cfg.peers,
             tracker: vec![0],
             events: 0,
-            datagrams_sent: 0,
-            datagrams_lost: 0,
-            queue_dropped: 0,
-            withheld: 0,
-            forged_sent: 0,
-            forged_played: 0,
             departures: 0,
             joins: 0,
             forgers_added: 0,
@@ -628,14 +763,11 @@ impl Sim {
             depth_samples: [0; 256],
             latency: Histogram::default(),
             startup: Histogram::default(),
-            queue_delay: Histogram::default(),
             violation: None,
             pulse: Pulse::default(),
             threads: 1,
             parallel_min: PARALLEL_MIN_EVENTS,
-            segment: Vec::new(),
-            lane: Lane::default(),
-            lanes: Default::default(),
+            lanes: [Lane::new(), Lane::new()],
             rng,
             cfg,
         };
@@ -660,7 +792,8 @@ impl Sim {
     }
 
     fn push(&mut self, at: u64, what: What) {
-        self.queue.push(at.div_ceil(BUCKET_US), Ev { at, what });
+        self.model_queue
+            .push(at.div_ceil(BUCKET_US), Ev { at, what });
     }
 
     fn fail(&mut self, what: String) {
@@ -712,29 +845,31 @@ impl Sim {
         }
         let mut core = Node::new(cfg, self.now);
         core.set_local_addr(addr_of(id));
-        self.links.push(Link {
+        self.places.push(Place {
             kind,
-            in_burst: false,
-            alive: true,
             x: self.rng.unit() as f32,
             y: self.rng.unit() as f32,
             access_us: 1_000 + self.rng.below(9_000) as u64,
             upload_bps,
-            uplink_free_at: 0,
-        });
-        self.playback.push(Playback {
-            joined_at: self.now,
-            first_play_at: None,
-            first_seq: None,
-            last_seq: None,
-            played: 0,
-            left: false,
         });
         let node = SimNode {
             core,
             wake_at: None,
             alive: true,
             finished: false,
+            uplink_free_at: 0,
+            downlink: Downlink {
+                in_burst: false,
+                rng: Rng(self.rng.next()),
+            },
+            playback: Playback {
+                joined_at: self.now,
+                first_play_at: None,
+                first_seq: None,
+                last_seq: None,
+                played: 0,
+                left: false,
+            },
         };
         self.nodes.push(node);
         self.drain(id);
@@ -756,7 +891,7 @@ impl Sim {
             }
             let slot = self.rng.below(self.tracker.len());
             let id = self.tracker[slot];
-            if !self.links[id as usize].alive {
+            if !self.nodes[id as usize].alive {
                 self.tracker.swap_remove(slot);
             } else if !picked.contains(&id) {
                 picked.push(id);
@@ -768,159 +903,37 @@ impl Sim {
         picked.into_iter().map(addr_of).collect()
     }
 
-    fn propagation_us(&self, a: u32, b: u32) -> u64 {
-        let (na, nb) = (&self.links[a as usize], &self.links[b as usize]);
-        let dx = f64::from(na.x - nb.x);
-        let dy = f64::from(na.y - nb.y);
-        na.access_us + nb.access_us + ((dx * dx + dy * dy).sqrt() * 100_000.0) as u64
-    }
-
-    /// Downlink loss: Gilbert–Elliott with mean loss `loss` and mean burst `burst`.
-    fn lost(&mut self, to: u32) -> bool {
-        let loss = self.cfg.loss.clamp(0.0, 0.99);
-        if loss == 0.0 {
-            return false;
-        }
-        let burst = self.cfg.burst.max(1.0);
-        let leave_burst = 1.0 / burst;
-        let enter_burst = loss * leave_burst / (1.0 - loss);
-        let draw = self.rng.unit();
-        let node = &mut self.links[to as usize];
-        node.in_burst = if node.in_burst {
-            draw >= leave_burst
-        } else {
-            draw < enter_burst
-        };
-        node.in_burst
-    }
-
-    /// Everything a core wants done after it was called: route its datagrams, act on its
-    /// events, schedule its next wake-up.
+    /// Routes what core `id` wants done after the model called it (outside any run of
+    /// events), and acts on it.
     fn drain(&mut self, id: u32) {
-        let mut lane = std::mem::take(&mut self.lane);
-        lane.clear();
-        if let Some(node) = self.nodes.get_mut(id as usize) {
-            collect(node, id, self.now, 0, &mut lane);
-        }
-        self.apply(&mut lane);
-        self.lane = lane;
-    }
-
-    /// The ordered half of handling an event: what [`collect`] gathered from the cores,
-    /// acted on in event order (routing draws from the model's RNG and queues events).
-    fn apply(&mut self, lane: &mut Lane) {
-        let mut transmits = lane.transmits.drain(..);
-        let mut plays = lane.plays.iter();
-        let mut sent = 0;
-        let mut played = 0;
-        for done in &lane.done {
-            for t in transmits.by_ref().take(done.transmits_end - sent) {
-                self.route(done.node, t.to, t.message, t.len);
-            }
-            sent = done.transmits_end;
-            for chunk in plays.by_ref().take(done.plays_end - played) {
-                self.played(done.node, chunk);
-            }
-            played = done.plays_end;
-            if let Some(at) = done.wake {
-                self.push(at, What::Wake { node: done.node });
-            }
-        }
-    }
-
-    fn played(&mut self, id: u32, chunk: &Arc<Chunk>) {
-        let seq = chunk.seq;
-        let authentic = self.authentic[lane_of(id).0]
-            .get(seq as usize)
-            .is_some_and(|a| Arc::ptr_eq(a, chunk) || **a == **chunk);
-        if !authentic {
-            self.forged_played += 1;
-            self.fail(format!(
-                "{} played chunk {seq}, which the seed did not produce",
-                addr_of(id)
-            ));
-        }
-        let now = self.now;
-        let node = &mut self.playback[id as usize];
-        if node.last_seq.is_some_and(|last| seq <= last) {
-            let last = node.last_seq.unwrap_or(0);
-            self.fail(format!(
-                "{} played chunk {seq} after chunk {last}: output out of order",
-                addr_of(id)
-            ));
-            return;
-        }
-        node.last_seq = Some(seq);
-        node.first_seq.get_or_insert(seq);
-        node.played += 1;
-        if node.first_play_at.is_none() {
-            node.first_play_at = Some(now);
-            self.tracker.push(id);
-            let startup = now - node.joined_at;
-            self.startup.record(startup);
-        }
-    }
-
-    fn route(&mut self, from: u32, to_addr: SocketAddr, mut message: Message, len: usize) {
-        self.datagrams_sent += 1;
-        let Some(to) = id_of(to_addr).filter(|&t| (t as usize) < self.nodes.len()) else {
-            return;
+        let world = World {
+            now: self.now,
+            seed: self.cfg.seed,
+            loss: self.cfg.loss,
+            burst: self.cfg.burst,
+            places: &self.places,
+            authentic: &self.authentic,
         };
-        let kind = self.links[from as usize].kind;
-        if let Message::Chunk(chunk) = &message {
-            match kind {
-                Kind::FreeRider => {
-                    self.withheld += 1;
-                    return;
-                }
-                Kind::Forger => {
-                    let mut forged = (**chunk).clone();
-                    if let Some(b) = forged.payload.get_mut(PACKET_SIZE / 2) {
-                        *b ^= 0x5a;
-                    }
-                    message = Message::Chunk(Arc::new(forged));
-                    self.forged_sent += 1;
-                }
-                Kind::Seed | Kind::Honest => {
-                    // The receiver's lane holds its own copy of every authentic chunk.
-                    let (lane, _) = lane_of(to);
-                    let other = &self.authentic[1 - lane];
-                    if other
-                        .get(chunk.seq as usize)
-                        .is_some_and(|c| Arc::ptr_eq(c, chunk))
-                    {
-                        if let Some(own) = self.authentic[lane].get(chunk.seq as usize) {
-                            message = Message::Chunk(own.clone());
-                        }
-                    }
-                }
+        let lane = &mut self.lanes[lane_of(id).0];
+        if let Some(node) = self.nodes.get_mut(id as usize) {
+            collect(node, id, &world, lane);
+        }
+        self.apply();
+    }
+
+    /// Acts on what the lanes gathered, lane by lane in the order made: hands the tracker
+    /// the peers that started playing, and keeps the first violation.
+    fn apply(&mut self) {
+        for l in 0..2 {
+            let lane = &mut self.lanes[l];
+            for (id, startup) in lane.started.drain(..) {
+                self.tracker.push(id);
+                self.startup.record(startup);
+            }
+            if self.violation.is_none() {
+                self.violation = lane.violation.take();
             }
         }
-        let now = self.now;
-        let sender = &mut self.links[from as usize];
-        let wire_bits = (len as u64 + HEADER_BYTES) * 8;
-        let start = sender.uplink_free_at.max(now);
-        let departs = start + wire_bits * 1_000_000 / sender.upload_bps.max(1);
-        if departs - now > UPLOAD_QUEUE_US {
-            self.queue_dropped += 1;
-            return;
-        }
-        sender.uplink_free_at = departs;
-        self.queue_delay.record(start - now);
-        if self.lost(to) {
-            self.datagrams_lost += 1;
-            return;
-        }
-        let at = departs + self.propagation_us(from, to);
-        self.push(
-            at,
-            What::Deliver {
-                to,
-                from,
-                message,
-                len,
-            },
-        );
     }
 
     fn join(&mut self) {
@@ -946,7 +959,7 @@ impl Sim {
 
     fn churn(&mut self) {
         let alive: Vec<u32> = (1..self.nodes.len() as u32)
-            .filter(|&i| self.links[i as usize].alive)
+            .filter(|&i| self.nodes[i as usize].alive)
             .collect();
         if !alive.is_empty() {
             let victim = alive[self.rng.below(alive.len())];
@@ -956,9 +969,9 @@ impl Sim {
                 node.core.leave();
             }
             self.drain(victim);
-            self.nodes[victim as usize].alive = false;
-            self.links[victim as usize].alive = false;
-            self.playback[victim as usize].left = true;
+            let node = &mut self.nodes[victim as usize];
+            node.alive = false;
+            node.playback.left = true;
             self.departures += 1;
         }
         self.join();
@@ -974,7 +987,7 @@ impl Sim {
             if !node.alive {
                 continue;
             }
-            if joins_over && id > 0 && self.links[id].kind == Kind::Honest && !node.finished {
+            if joins_over && id > 0 && self.places[id].kind == Kind::Honest && !node.finished {
                 let parents = node.core.parents();
                 orphans.0 += parents.iter().filter(|p| p.is_none()).count() as u64;
                 orphans.1 += parents.len() as u64;
@@ -1078,88 +1091,109 @@ impl Sim {
         }
     }
 
-    /// Deliveries and wake-ups of one bucket with no model event between them: every
-    /// core runs its own events in order ([`step`], split over two threads by node when
-    /// there are many), then the outputs are acted on in the events' order ([`Sim::apply`]).
-    fn run_segment(&mut self, segment: &mut Vec<(usize, Ev)>) -> Result<(), Violation> {
-        if segment.is_empty() {
-            return Ok(());
-        }
-        let now = self.now;
-        self.events += segment.len() as u64;
-        let mut lanes = std::mem::take(&mut self.lanes);
-        for lane in &mut lanes {
-            lane.clear();
-        }
-        if self.threads < 2 || segment.len() < self.parallel_min {
-            let lane = &mut lanes[0];
-            for (index, ev) in segment.drain(..) {
-                if let Some(node) = target(&ev).and_then(|id| self.nodes.get_mut(id as usize)) {
-                    let id = target(&ev).unwrap_or(0);
-                    step(node, id, now, index, ev, lane);
-                }
+    /// The node events of the current bucket: each lane's cores run their own events
+    /// (events queued by lane 0 first, then lane 1's), on two threads when there are many.
+    /// Each lane queues what its cores send in its own outboxes, so the threads share nothing
+    /// they write, and one thread or two give the same run.
+    fn run_bucket(&mut self, bucket: u64) -> Result<(), Violation> {
+        let mut inbox: [[Vec<Ev>; 2]; 2] = [[0, 1], [0, 1]].map(|froms| froms.map(|_| Vec::new()));
+        for (to, lane_inbox) in inbox.iter_mut().enumerate() {
+            for (from, events) in lane_inbox.iter_mut().enumerate() {
+                *events = self.lanes[from].outbox[to].take(bucket);
             }
-            self.apply(&mut lanes[0]);
-        } else {
+        }
+        let count: usize = inbox.iter().flatten().map(Vec::len).sum();
+        if count > 0 {
+            self.events += count as u64;
+            let world = World {
+                now: self.now,
+                seed: self.cfg.seed,
+                loss: self.cfg.loss,
+                burst: self.cfg.burst,
+                places: &self.places,
+                authentic: &self.authentic,
+            };
             let [even, odd] = &mut self.nodes.lanes;
-            let (even_events, odd_events): (Vec<_>, Vec<_>) = segment
-                .drain(..)
-                .partition(|(_, ev)| target(ev).is_some_and(|id| lane_of(id).0 == 0));
-            let (even_lane, odd_lane) = lanes.split_at_mut(1);
-            std::thread::scope(|scope| {
-                scope.spawn(|| {
-                    for (index, ev) in odd_events {
-                        let id = target(&ev).unwrap_or(0);
-                        if let Some(node) = odd.get_mut(lane_of(id).1) {
-                            step(node, id, now, index, ev, &mut odd_lane[0]);
-                        }
-                    }
-                });
-                for (index, ev) in even_events {
-                    let id = target(&ev).unwrap_or(0);
-                    if let Some(node) = even.get_mut(lane_of(id).1) {
-                        step(node, id, now, index, ev, &mut even_lane[0]);
+            let [even_lane, odd_lane] = &mut self.lanes;
+            let [even_inbox, odd_inbox] = &mut inbox;
+            let run = |nodes: &mut Vec<SimNode>, lane: &mut Lane, inbox: &mut [Vec<Ev>; 2]| {
+                for ev in inbox.iter_mut().flat_map(|events| events.drain(..)) {
+                    let Some(id) = target(&ev) else {
+                        continue;
+                    };
+                    if let Some(node) = nodes.get_mut(lane_of(id).1) {
+                        step(node, id, ev, &world, lane);
                     }
                 }
-            });
-            self.apply(merge_lanes(&mut lanes));
+            };
+            if self.threads < 2 || count < self.parallel_min {
+                run(even, even_lane, even_inbox);
+                run(odd, odd_lane, odd_inbox);
+            } else {
+                std::thread::scope(|scope| {
+                    scope.spawn(|| run(odd, odd_lane, odd_inbox));
+                    run(even, even_lane, even_inbox);
+                });
+            }
         }
-        self.lanes = lanes;
+        for (to, lane_inbox) in inbox.into_iter().enumerate() {
+            for (from, events) in lane_inbox.into_iter().enumerate() {
+                self.lanes[from].outbox[to].recycle(events);
+            }
+        }
+        self.apply();
         match self.violation.take() {
             Some(v) => Err(v),
             None => Ok(()),
         }
     }
 
+    /// Node events still queued, and the model's.
+    fn queued(&self) -> usize {
+        self.model_queue.len()
+            + self
+                .lanes
+                .iter()
+                .flat_map(|lane| lane.outbox.iter())
+                .map(Calendar::len)
+                .sum::<usize>()
+    }
+
+    /// The first bucket that holds anything.
+    fn next_bucket(&self) -> Option<u64> {
+        self.lanes
+            .iter()
+            .flat_map(|lane| lane.outbox.iter())
+            .chain([&self.model_queue])
+            .filter_map(Calendar::next_bucket)
+            .min()
+    }
+
     /// Runs the stream to its end, plus the playout latency and a little, and measures.
     pub fn run(mut self, progress: Progress) -> Result<Outcome, Violation> {
         let until = self.stream_end_at + self.cfg.latency_ms * 1000 + 3_000_000;
         let mut next_report = EPOCH_US + 1_000_000;
-        while let Some((key, mut bucket)) = self.queue.pop() {
-            // Everything in a bucket happens at its end, in the order it was queued: 1 ms
-            // resolution, no sorting, and the same order for the same seed.
-            let bucket_time = key * BUCKET_US;
+        while self.queued() > 0 {
+            // Everything in a bucket happens at its end: 1 ms resolution, no sorting. The
+            // model's events come first, then the nodes' in the order their lanes queued
+            // them: the same order for the same seed.
+            let Some(bucket) = self.next_bucket() else {
+                break;
+            };
+            let bucket_time = bucket * BUCKET_US;
             if bucket_time > until {
                 break;
             }
             self.now = self.now.max(bucket_time);
-            // Runs of node events between model events are handled as segments (in
-            // parallel when large); model events in between, one by one.
-            let mut segment = std::mem::take(&mut self.segment);
-            for (index, ev) in bucket.drain(..).enumerate() {
-                if target(&ev).is_some() {
-                    segment.push((index, ev));
-                    continue;
-                }
-                self.run_segment(&mut segment)?;
+            let mut model = self.model_queue.take(bucket);
+            for ev in model.drain(..) {
                 self.handle(ev);
                 if let Some(v) = self.violation.take() {
                     return Err(v);
                 }
             }
-            self.run_segment(&mut segment)?;
-            self.segment = segment;
-            self.queue.recycle(bucket);
+            self.model_queue.recycle(model);
+            self.run_bucket(bucket)?;
             if self.now >= next_report {
                 self.pulse.t_s = (self.now - EPOCH_US) as f64 / 1e6;
                 self.pulse.events = self.events;
@@ -1195,12 +1229,19 @@ impl Sim {
         let mut peer_counters = Counters::default();
         let mut sent_by_kind = TrafficByKind::default();
         let mut seed_sent_by_kind = TrafficByKind::default();
-        for (id, (node, (link, playback))) in self
-            .nodes
-            .iter()
-            .zip(self.links.iter().zip(&self.playback))
-            .enumerate()
-        {
+        let mut tally = Tally::default();
+        for lane in &self.lanes {
+            let t = &lane.tally;
+            tally.datagrams_sent += t.datagrams_sent;
+            tally.datagrams_lost += t.datagrams_lost;
+            tally.queue_dropped += t.queue_dropped;
+            tally.withheld += t.withheld;
+            tally.forged_sent += t.forged_sent;
+            tally.forged_played += t.forged_played;
+            tally.queue_delay.merge(&t.queue_delay);
+        }
+        for (id, (node, place)) in self.nodes.iter().zip(&self.places).enumerate() {
+            let playback = &node.playback;
             let stats = node.core.stats();
             total_sent += stats.bytes_sent();
             bans += stats.counters.peers_banned;
@@ -1211,11 +1252,11 @@ impl Sim {
                 continue;
             }
             peer_counters.add(&stats.counters);
-            if link.kind != Kind::Forger {
+            if place.kind != Kind::Forger {
                 self.latency.merge(&stats.latency_us);
                 played_bytes += playback.played * MAX_PAYLOAD as u64;
             }
-            if playback.left || link.kind == Kind::Forger {
+            if playback.left || place.kind == Kind::Forger {
                 continue;
             }
             measured += 1;
@@ -1263,13 +1304,13 @@ impl Sim {
             joins: self.joins,
             departures: self.departures,
             bans,
-            forged_chunks_sent: self.forged_sent,
-            forged_chunks_played: self.forged_played,
-            datagrams_sent: self.datagrams_sent,
-            datagrams_lost: self.datagrams_lost,
-            datagrams_queue_dropped: self.queue_dropped,
-            uplink_queue_ms: Percentiles::of(&self.queue_delay),
-            chunks_withheld_by_free_riders: self.withheld,
+            forged_chunks_sent: tally.forged_sent,
+            forged_chunks_played: tally.forged_played,
+            datagrams_sent: tally.datagrams_sent,
+            datagrams_lost: tally.datagrams_lost,
+            datagrams_queue_dropped: tally.queue_dropped,
+            uplink_queue_ms: Percentiles::of(&tally.queue_delay),
+            chunks_withheld_by_free_riders: tally.withheld,
             signatures_checked: checked,
             signature_checks_saved: remembered,
             events: self.events,
@@ -1332,8 +1373,13 @@ mod tests {
                 burst,
                 ..SimConfig::default()
             };
-            let mut sim = Sim::new(cfg);
-            let lost = (0..200_000).filter(|_| sim.lost(0)).count();
+            let mut downlink = Downlink {
+                in_burst: false,
+                rng: Rng(cfg.seed),
+            };
+            let lost = (0..200_000)
+                .filter(|_| downlink.lost(cfg.loss, cfg.burst))
+                .count();
             let rate = lost as f64 / 200_000.0;
             assert!((rate - 0.05).abs() < 0.006, "burst {burst}: {rate}");
         }
