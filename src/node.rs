@@ -1752,7 +1752,7 @@ impl Node {
         };
         let everyone = self.ticks % idle_ticks == 0;
         let tree_due = self.ticks % tree_ticks == 0;
-        let tree: BTreeSet<SocketAddr> = self.parents.iter().flatten().copied().collect();
+        let parents = &self.parents;
         let have = self.have().unwrap_or(Message::Have {
             first: 0,
             highest: 0,
@@ -1764,7 +1764,9 @@ impl Node {
         let addrs: Vec<SocketAddr> = self
             .neighbours
             .iter()
-            .filter(|(a, n)| everyone || tree_due && (n.children != 0 || tree.contains(a)))
+            .filter(|(a, n)| {
+                everyone || tree_due && (n.children != 0 || parents.contains(&Some(**a)))
+            })
             .map(|(a, _)| *a)
             .collect();
         for addr in addrs {
@@ -1862,19 +1864,15 @@ impl Node {
             .find(|(_, n)| n.role == Role::Seed)
             .map(|(a, _)| *a);
         for seq in due {
-            let mut holders: Vec<(SocketAddr, bool)> = self
-                .neighbours
-                .iter()
-                .filter(|(_, n)| n.holds(seq))
-                .map(|(a, n)| (*a, n.role == Role::Seed))
-                .collect();
-            holders.sort();
-            // Peers first: the seed's upload is the scarce resource.
-            let peers: Vec<SocketAddr> = holders
-                .iter()
-                .filter(|(_, seed)| !seed)
-                .map(|(a, _)| *a)
-                .collect();
+            // Peers that announced it, in address order (no list: this runs for every
+            // missing chunk). Peers first: the seed's upload is the scarce resource.
+            let peer_holders = || {
+                self.neighbours
+                    .iter()
+                    .filter(move |(_, n)| n.role != Role::Seed && n.holds(seq))
+                    .map(|(a, _)| *a)
+            };
+            let peer_count = peer_holders().count();
             let stripe_parent = live_parents
                 .get(stripe_of(seq, self.stripes) as usize)
                 .copied()
@@ -1896,9 +1894,12 @@ impl Node {
                     };
                     (Some(parent), self.answer_wait(parent) + extra)
                 }
-                _ if !peers.is_empty() => {
-                    let to = peers[self.rng.below(peers.len())];
-                    (Some(to), self.answer_wait(to))
+                _ if peer_count > 0 => {
+                    let pick = self.rng.below(peer_count);
+                    match peer_holders().nth(pick) {
+                        Some(to) => (Some(to), self.answer_wait(to)),
+                        None => (None, DEFAULT_RTT_US),
+                    }
                 }
                 _ if tries >= 2 => match seed {
                     Some(seed) => (Some(seed), self.answer_wait(seed)),
