@@ -1133,23 +1133,28 @@ impl Node {
             }
             self.children_of = by_stripe;
         }
-        let children: Vec<SocketAddr> = self
+        // Borrowed out of `self` while sending (no list per chunk), put back below.
+        let children = self
             .children_of
-            .get(stripe as usize)
-            .map(|list| list.iter().copied().filter(|a| Some(*a) != from).collect())
+            .get_mut(stripe as usize)
+            .map(std::mem::take)
             .unwrap_or_default();
-        if children.is_empty() && from.is_none() {
+        let pushes = children.iter().filter(|a| Some(**a) != from).count();
+        if pushes == 0 && from.is_none() {
             // Nobody got this chunk from the seed: its first copy, asked for by an early
             // joiner, is owed whatever the repair budget says.
             self.unpushed_credit = (self.unpushed_credit + 1.0).min(UNPUSHED_CREDIT_MAX);
         }
-        if !children.is_empty() {
+        if pushes > 0 {
             // One size for every child: the per-chunk path encodes nothing twice.
             let message = Message::Chunk(chunk.clone());
             let len = wire::encoded_len(&message);
-            for to in children {
+            for &to in children.iter().filter(|a| Some(**a) != from) {
                 self.send_sized(to, message.clone(), len);
             }
+        }
+        if let Some(slot) = self.children_of.get_mut(stripe as usize) {
+            *slot = children;
         }
         if let Some(j) = self.joiner.as_mut() {
             if self.play_from.is_some_and(|p| seq >= p) {
