@@ -170,6 +170,12 @@ impl Joiner {
         }
     }
 
+    /// The next seq to play, once the starting point is chosen: everything before it was
+    /// played or given up.
+    pub fn next_seq(&self) -> Option<u64> {
+        self.next_out
+    }
+
     /// Chunks held waiting for an earlier one.
     pub fn pending(&self) -> usize {
         self.pending.len()

@@ -50,6 +50,11 @@ impl MissingSet {
         self.count == 0
     }
 
+    /// Seqs from the oldest entry to the newest: what the ring holds.
+    pub fn span(&self) -> usize {
+        self.slots.len()
+    }
+
     pub fn contains(&self, seq: u64) -> bool {
         self.get(seq).is_some()
     }

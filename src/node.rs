@@ -186,6 +186,8 @@ pub struct Transmit {
 pub struct Buffered {
     pub history: usize,
     pub missing: usize,
+    /// Seqs between the oldest and the newest missing one (the missing set's ring).
+    pub missing_span: usize,
     pub playout: usize,
     pub neighbours: usize,
     /// Transmits and events not yet drained by the driver.
@@ -484,6 +486,7 @@ impl Node {
         Buffered {
             history: self.history.len(),
             missing: self.missing.len(),
+            missing_span: self.missing.span(),
             playout: self.joiner.as_ref().map_or(0, Joiner::pending),
             neighbours: self.neighbours.len(),
             queued: self.transmits.len() + self.events.len(),
@@ -1195,6 +1198,14 @@ impl Node {
         }
         if self.end.is_some() && self.finish_at.is_none() && j.is_finished() {
             self.finish_at = Some(now + self.cfg.linger_us);
+        }
+        // What playout has passed (played, skipped, or before its first keyframe, which it
+        // skips without a word) is no longer worth asking for. Without this a peer that
+        // joined before the stream began asked for a chunk 0 it never got for as long as it
+        // ran, and its missing set spanned the whole stream (bl-sim: 2,139 seqs for 12
+        // entries at 10 s).
+        if let Some(next) = j.next_seq() {
+            self.missing.remove_below(next);
         }
     }
 
@@ -2095,6 +2106,49 @@ mod tests {
         assert!(
             seed_chunks < 2 * 200,
             "seed sent {seed_chunks} chunk datagrams for 2 peers"
+        );
+    }
+
+    #[test]
+    fn a_chunk_playout_gave_up_on_is_no_longer_asked_for() {
+        let key = StreamKey::from_seed([1; 32]);
+        let mut net = Net::new(&key, 1);
+        // Chunk 0 never reaches the peer, however often it asks.
+        let peer = addr(1);
+        let asked_late = std::rc::Rc::new(std::cell::Cell::new(0u32));
+        let (asked, clock) = (
+            asked_late.clone(),
+            std::rc::Rc::new(std::cell::Cell::new(0)),
+        );
+        let now_seen = clock.clone();
+        net.filter = Box::new(move |from, to, bytes| match wire::decode(bytes) {
+            Ok(Message::Chunk(c)) => !(to == peer && c.seq == 0),
+            Ok(Message::Request { seqs }) if from == peer && seqs.contains(&0) => {
+                if now_seen.get() > 0 {
+                    asked.set(asked.get() + 1);
+                }
+                true
+            }
+            _ => true,
+        });
+        // It joins before the stream begins, so its playout starts at chunk 0.
+        net.run_until(T0 + 300_000);
+        stream(&mut net, &key, 0..200);
+        // Playout gave up on chunk 0 long ago (latency 0.5 s) and started at keyframe 50.
+        clock.set(1);
+        stream(&mut net, &key, 200..300);
+        let node = &net.nodes[1].1;
+        assert_eq!(net.played[&peer].first(), Some(&50));
+        assert!(!node.missing.contains(0), "chunk 0 is still noted missing");
+        assert!(
+            node.missing.span() < 100,
+            "missing set spans {} seqs",
+            node.missing.span()
+        );
+        assert_eq!(
+            asked_late.get(),
+            0,
+            "requests for chunk 0 after playout passed it"
         );
     }
 

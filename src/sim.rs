@@ -1003,6 +1003,11 @@ impl Sim {
                 Some(format!("history of {} chunks", b.history))
             } else if b.missing > 2 * cfg.history {
                 Some(format!("{} chunks marked missing", b.missing))
+            } else if b.missing_span > 2 * cfg.history {
+                Some(format!(
+                    "a missing set spanning {} seqs ({} entries)",
+                    b.missing_span, b.missing
+                ))
             } else if b.playout > cfg.history {
                 Some(format!("{} chunks waiting in playout", b.playout))
             } else if b.neighbours > cfg.max_neighbours {
