@@ -77,29 +77,8 @@ impl<T> Calendar<T> {
         }
         loop {
             let bucket = self.cursor;
-            let slot = self.slot(bucket);
-            // The ring slot's vector is handed out itself (an empty slot holds no memory:
-            // 8192 slots each keeping the capacity of its busiest bucket came to gigabytes).
-            let in_ring = self
-                .ring
-                .get_mut(slot)
-                .map(std::mem::take)
-                .unwrap_or_default();
-            // Items parked in `far` were pushed before any that went straight to the ring.
-            let items = match self.far.first_key_value() {
-                Some((&k, _)) if k == bucket => match self.far.pop_first() {
-                    Some((_, mut parked)) => {
-                        self.far_items -= parked.len();
-                        parked.extend(in_ring);
-                        parked
-                    }
-                    None => in_ring,
-                },
-                _ => in_ring,
-            };
-            self.cursor += 1;
+            let items = self.take(bucket);
             if !items.is_empty() {
-                self.queued -= items.len();
                 return Some((bucket, items));
             }
             self.recycle(items);
@@ -143,6 +122,8 @@ impl<T> Calendar<T> {
         if bucket < self.cursor {
             return Vec::new();
         }
+        // The ring slot's vector is handed out itself (an empty slot holds no memory: 8192
+        // slots each keeping the capacity of its busiest bucket came to gigabytes).
         let in_ring = if bucket - self.cursor < self.ring.len() as u64 {
             let slot = self.slot(bucket);
             self.ring
@@ -152,6 +133,7 @@ impl<T> Calendar<T> {
         } else {
             Vec::new()
         };
+        // Items parked in `far` were pushed before any that went straight to the ring.
         let items = match self.far.first_key_value() {
             Some((&k, _)) if k == bucket => match self.far.pop_first() {
                 Some((_, mut parked)) => {

@@ -443,7 +443,23 @@ struct World<'a> {
     authentic: &'a [Vec<Arc<Chunk>>; 2],
 }
 
-impl World<'_> {
+impl<'a> World<'a> {
+    fn new(
+        cfg: &SimConfig,
+        now: u64,
+        places: &'a [Place],
+        authentic: &'a [Vec<Arc<Chunk>>; 2],
+    ) -> World<'a> {
+        World {
+            now,
+            seed: cfg.seed,
+            loss: cfg.loss,
+            burst: cfg.burst,
+            places,
+            authentic,
+        }
+    }
+
     fn propagation_us(&self, a: u32, b: u32) -> u64 {
         match (self.places.get(a as usize), self.places.get(b as usize)) {
             (Some(na), Some(nb)) => {
@@ -475,6 +491,18 @@ struct Tally {
     forged_played: u64,
     /// How long datagrams waited at their sender's uplink.
     queue_delay: Histogram,
+}
+
+impl Tally {
+    fn add(&mut self, o: &Tally) {
+        self.datagrams_sent += o.datagrams_sent;
+        self.datagrams_lost += o.datagrams_lost;
+        self.queue_dropped += o.queue_dropped;
+        self.withheld += o.withheld;
+        self.forged_sent += o.forged_sent;
+        self.forged_played += o.forged_played;
+        self.queue_delay.merge(&o.queue_delay);
+    }
 }
 
 /// What one lane's cores made happen: the events they queued (in the lane's own outboxes,
@@ -906,14 +934,7 @@ impl Sim {
     /// Routes what core `id` wants done after the model called it (outside any run of
     /// events), and acts on it.
     fn drain(&mut self, id: u32) {
-        let world = World {
-            now: self.now,
-            seed: self.cfg.seed,
-            loss: self.cfg.loss,
-            burst: self.cfg.burst,
-            places: &self.places,
-            authentic: &self.authentic,
-        };
+        let world = World::new(&self.cfg, self.now, &self.places, &self.authentic);
         let lane = &mut self.lanes[lane_of(id).0];
         if let Some(node) = self.nodes.get_mut(id as usize) {
             collect(node, id, &world, lane);
@@ -1110,14 +1131,7 @@ impl Sim {
         let count: usize = inbox.iter().flatten().map(Vec::len).sum();
         if count > 0 {
             self.events += count as u64;
-            let world = World {
-                now: self.now,
-                seed: self.cfg.seed,
-                loss: self.cfg.loss,
-                burst: self.cfg.burst,
-                places: &self.places,
-                authentic: &self.authentic,
-            };
+            let world = World::new(&self.cfg, self.now, &self.places, &self.authentic);
             let [even, odd] = &mut self.nodes.lanes;
             let [even_lane, odd_lane] = &mut self.lanes;
             let [even_inbox, odd_inbox] = &mut inbox;
@@ -1236,14 +1250,7 @@ impl Sim {
         let mut seed_sent_by_kind = TrafficByKind::default();
         let mut tally = Tally::default();
         for lane in &self.lanes {
-            let t = &lane.tally;
-            tally.datagrams_sent += t.datagrams_sent;
-            tally.datagrams_lost += t.datagrams_lost;
-            tally.queue_dropped += t.queue_dropped;
-            tally.withheld += t.withheld;
-            tally.forged_sent += t.forged_sent;
-            tally.forged_played += t.forged_played;
-            tally.queue_delay.merge(&t.queue_delay);
+            tally.add(&lane.tally);
         }
         for (id, (node, place)) in self.nodes.iter().zip(&self.places).enumerate() {
             let playback = &node.playback;
