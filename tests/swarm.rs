@@ -446,9 +446,10 @@ fn floods_of_random_and_truncated_datagrams_are_dropped_and_counted() {
                 _ => valid_hello[..rng.below(valid_hello.len() as u64 - 1) as usize].to_vec(),
             };
             socket.send_to(&datagram, target).unwrap();
-            if i % 200 == 199 {
+            if i % 100 == 99 {
                 // Paced so the kernel's receive buffer never overflows: every datagram must
-                // reach the node and be counted.
+                // reach the node and be counted. (200 per 2 ms lost 70 of 100,000 when other
+                // builds and simulations shared the two cores.)
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
