@@ -1,23 +1,17 @@
-//! bl: peer-to-peer live video as small Unix filters. See README.md and docs/.
+//! bl: peer-to-peer live video as small Unix filters. See README.md and docs/ARCHITECTURE.md.
+//!
+//! The layers, bottom up: [`media`] (TS, chunks, signatures, playout order), [`proto`] (the
+//! datagrams), [`core`] (the sans-IO swarm state machine), [`net`] (the mio driver around
+//! it), [`sim`] (thousands of cores in virtual time) and [`cmd`] (the tools).
 
-pub mod addr_map;
-pub mod calendar;
-pub mod chunk;
-pub mod chunker;
-pub mod cli;
 pub mod cmd;
-pub mod driver;
-pub mod frame;
-pub mod history;
-pub mod identity;
-pub mod input;
-pub mod join;
-pub mod link;
-pub mod missing;
-pub mod node;
-pub mod probe;
+pub mod core;
+pub mod media;
+pub mod net;
+pub mod proto;
 pub mod sim;
-pub mod stats;
-pub mod ts;
-pub mod verified;
-pub mod wire;
+
+// Stable paths for the tests, the binaries and the docs.
+pub use cmd::cli;
+pub use media::{chunk, frame, identity, ts};
+pub use proto::wire;

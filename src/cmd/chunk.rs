@@ -9,13 +9,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use crate::chunk::MAX_PAYLOAD;
-use crate::chunker::Chunker;
-use crate::cli;
-use crate::frame;
-use crate::identity::StreamKey;
-use crate::input::{self, ByteEvent};
-use crate::ts::{PacketAligner, PACKET_SIZE};
+use crate::cmd::cli;
+use crate::media::chunk::MAX_PAYLOAD;
+use crate::media::chunker::Chunker;
+use crate::media::frame;
+use crate::media::identity::StreamKey;
+use crate::media::ts::{PacketAligner, PACKET_SIZE};
+use crate::net::input::{self, ByteEvent};
 
 #[derive(Parser, Debug)]
 #[command(

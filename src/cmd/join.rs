@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-use crate::chunk::{self, Chunk, Rejection};
-use crate::cli;
-use crate::frame::{self, FrameItem, FrameReader};
-use crate::identity::StreamId;
-use crate::input;
-use crate::join::{JoinEvent, Joiner};
+use crate::cmd::cli;
+use crate::media::chunk::{self, Chunk, Rejection};
+use crate::media::frame::{self, FrameItem, FrameReader};
+use crate::media::identity::StreamId;
+use crate::media::join::{JoinEvent, Joiner};
+use crate::net::input;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -8,12 +8,12 @@ use anyhow::{bail, Result};
 use clap::Parser;
 
 use super::swarm_args::SwarmArgs;
-use crate::cli;
-use crate::driver::{self, OutputMode};
-use crate::frame::FrameReader;
-use crate::link::{self, Link};
-use crate::node::{Config, Node};
-use crate::wire::Role;
+use crate::cmd::cli;
+use crate::core::node::{Config, Node};
+use crate::media::frame::FrameReader;
+use crate::net::driver::{self, OutputMode};
+use crate::proto::link::{self, Link};
+use crate::proto::wire::Role;
 
 #[derive(Parser, Debug)]
 #[command(

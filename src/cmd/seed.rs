@@ -8,12 +8,12 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use super::swarm_args::SwarmArgs;
-use crate::cli;
-use crate::driver;
-use crate::frame::FrameReader;
-use crate::link::Link;
-use crate::node::{Config, Node};
-use crate::wire::Role;
+use crate::cmd::cli;
+use crate::core::node::{Config, Node};
+use crate::media::frame::FrameReader;
+use crate::net::driver;
+use crate::proto::link::Link;
+use crate::proto::wire::Role;
 
 #[derive(Parser, Debug)]
 #[command(

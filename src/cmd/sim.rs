@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use clap::Parser;
 
-use crate::cli;
+use crate::cmd::cli;
 use crate::sim::{Outcome, Pulse, Sim, SimConfig};
 
 #[derive(Parser, Debug)]

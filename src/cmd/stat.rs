@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-use crate::cli;
-use crate::link::resolve_all;
-use crate::probe::{Answer, Probe};
-use crate::stats::{Report, SwarmSummary};
+use crate::cmd::cli;
+use crate::core::stats::{Report, SwarmSummary};
+use crate::net::probe::{Answer, Probe};
+use crate::proto::link::resolve_all;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::driver::DriverOptions;
-use crate::node::Config;
+use crate::core::node::Config;
+use crate::net::driver::DriverOptions;
 
 #[derive(Args, Debug, Clone)]
 pub struct SwarmArgs {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::wire::KIND_NAMES;
+use crate::proto::wire::KIND_NAMES;
 
 /// Log-bucketed histogram of non-negative values (µs), about 4 % resolution, fixed memory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,7 +104,7 @@ pub struct Traffic {
     pub bytes: u64,
 }
 
-/// Traffic per message kind, indexed by [`Message::kind_index`](crate::wire::Message::kind_index).
+/// Traffic per message kind, indexed by [`Message::kind_index`](crate::proto::wire::Message::kind_index).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TrafficByKind([Traffic; KIND_NAMES.len()]);
 

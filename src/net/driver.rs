@@ -16,11 +16,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::chunk::Chunk;
-use crate::cli;
-use crate::frame::{self, FrameItem, FrameReader};
-use crate::node::{Event, Node};
-use crate::wire;
+use crate::cmd::cli;
+use crate::core::node::{Event, Node};
+use crate::media::chunk::Chunk;
+use crate::media::frame::{self, FrameItem, FrameReader};
+use crate::proto::wire;
 
 const SOCKET: Token = Token(0);
 const WAKE: Token = Token(1);

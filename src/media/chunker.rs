@@ -6,9 +6,9 @@
 
 use std::collections::VecDeque;
 
-use crate::chunk::{Chunk, FLAG_KEYFRAME, MAX_PAYLOAD};
-use crate::identity::StreamKey;
-use crate::ts::{PacketHeader, ProgramTables, PACKET_SIZE};
+use crate::media::chunk::{Chunk, FLAG_KEYFRAME, MAX_PAYLOAD};
+use crate::media::identity::StreamKey;
+use crate::media::ts::{PacketHeader, ProgramTables, PACKET_SIZE};
 
 pub struct Chunker {
     key: StreamKey,

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::chunk::{Chunk, Rejection};
-use crate::identity::StreamId;
+use crate::media::chunk::{Chunk, Rejection};
+use crate::media::identity::StreamId;
 
 #[derive(Debug)]
 pub struct VerifiedChunks {
@@ -70,7 +70,7 @@ impl VerifiedChunks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::StreamKey;
+    use crate::media::identity::StreamKey;
 
     fn chunk(key: &StreamKey, seq: u64) -> Chunk {
         let mut payload = vec![seq as u8; 188];

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::chunk::Chunk;
-pub use crate::chunk::MAX_DATAGRAM;
-use crate::identity::StreamId;
+use crate::media::chunk::Chunk;
+pub use crate::media::chunk::MAX_DATAGRAM;
+use crate::media::identity::StreamId;
 
 pub const MAGIC: &[u8; 2] = b"bl";
 pub const WIRE_VERSION: u8 = 1;
@@ -291,8 +291,8 @@ pub fn decode(datagram: &[u8]) -> Result<Message> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk::{FLAG_KEYFRAME, MAX_PAYLOAD};
-    use crate::identity::StreamKey;
+    use crate::media::chunk::{FLAG_KEYFRAME, MAX_PAYLOAD};
+    use crate::media::identity::StreamKey;
 
     #[test]
     fn largest_chunk_fits_one_datagram() {

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::chunk::Chunk;
+use crate::media::chunk::Chunk;
 
 #[derive(Debug, Default)]
 pub struct History {
@@ -120,7 +120,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::StreamKey;
+    use crate::media::identity::StreamKey;
 
     fn chunk(key: &StreamKey, seq: u64) -> Arc<Chunk> {
         let mut payload = vec![0u8; 188];

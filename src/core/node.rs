@@ -25,15 +25,15 @@ use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::addr_map::AddrMap;
-use crate::chunk::{Chunk, MAX_DATAGRAM};
-use crate::history::History;
-use crate::identity::StreamId;
-use crate::join::{JoinEvent, Joiner};
-use crate::missing::{Missing, MissingSet};
-use crate::stats::{LatencyReport, NodeStats, Report};
-use crate::verified::VerifiedChunks;
-use crate::wire::{self, Message, PeerInfo, Role, MAX_PEERS_PER_MESSAGE, MAX_REQUEST_SEQS};
+use crate::core::addr_map::AddrMap;
+use crate::core::history::History;
+use crate::core::missing::{Missing, MissingSet};
+use crate::core::stats::{LatencyReport, NodeStats, Report};
+use crate::media::chunk::{Chunk, MAX_DATAGRAM};
+use crate::media::identity::StreamId;
+use crate::media::join::{JoinEvent, Joiner};
+use crate::media::verified::VerifiedChunks;
+use crate::proto::wire::{self, Message, PeerInfo, Role, MAX_PEERS_PER_MESSAGE, MAX_REQUEST_SEQS};
 
 /// How often Haves go out and maintenance runs.
 pub const TICK_US: u64 = 100_000;
@@ -1057,7 +1057,7 @@ impl Node {
                 Err(_) => chunk.verify(&self.cfg.stream, key),
             },
             (Some(key), None) => chunk.verify(&self.cfg.stream, key),
-            (None, _) => Err(crate::chunk::Rejection::BadSignature),
+            (None, _) => Err(crate::media::chunk::Rejection::BadSignature),
         };
         if let Err(why) = verdict {
             self.stats.counters.chunks_forged += 1;
@@ -1969,8 +1969,8 @@ mod tests {
     //! delivered 1 ms after it is sent (or dropped by a test-chosen filter).
 
     use super::*;
-    use crate::chunk::FLAG_KEYFRAME;
-    use crate::identity::StreamKey;
+    use crate::media::chunk::FLAG_KEYFRAME;
+    use crate::media::identity::StreamKey;
 
     /// Decides per datagram (from, to, bytes) whether it is delivered.
     type LinkFilter = Box<dyn Fn(SocketAddr, SocketAddr, &[u8]) -> bool>;

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::identity::StreamId;
-use crate::stats::Report;
-use crate::wire::{self, Message, Role, MAX_DATAGRAM};
+use crate::core::stats::Report;
+use crate::media::identity::StreamId;
+use crate::proto::wire::{self, Message, Role, MAX_DATAGRAM};
 
 /// How long one round of questions waits for answers.
 pub const ROUND_TIMEOUT: Duration = Duration::from_millis(400);

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
 
-use crate::identity::StreamId;
+use crate::media::identity::StreamId;
 
 pub const SCHEME: &str = "bl://";
 
@@ -77,7 +77,7 @@ impl fmt::Display for Link {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::StreamKey;
+    use crate::media::identity::StreamKey;
 
     #[test]
     fn parses_links_and_bare_ids() {

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use std::sync::Arc;
 
-use crate::chunk::Chunk;
+use crate::media::chunk::Chunk;
 
 /// What the joiner decided; the driver writes or reports it.
 #[derive(Debug)]
@@ -330,8 +330,8 @@ impl Joiner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk::FLAG_KEYFRAME;
-    use crate::identity::StreamKey;
+    use crate::media::chunk::FLAG_KEYFRAME;
+    use crate::media::identity::StreamKey;
 
     fn chunk(seq: u64, key: bool) -> Chunk {
         let mut payload = vec![0u8; 188];

@@ -9,8 +9,8 @@ use anyhow::{anyhow, Result};
 use ed25519_dalek::{Signature, Signer, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{StreamId, StreamKey};
-use crate::ts::PACKET_SIZE;
+use crate::media::identity::{StreamId, StreamKey};
+use crate::media::ts::PACKET_SIZE;
 
 /// Largest UDP payload bl sends: the IPv6 minimum MTU (1280) less IPv6 and UDP headers, so no
 /// datagram is ever fragmented on any path.
@@ -117,7 +117,7 @@ impl Chunk {
         if self
             .payload
             .chunks_exact(PACKET_SIZE)
-            .any(|p| p[0] != crate::ts::SYNC_BYTE)
+            .any(|p| p[0] != crate::media::ts::SYNC_BYTE)
         {
             return Err(Rejection::Malformed);
         }

@@ -10,8 +10,8 @@ use std::io::{self, Read, Write};
 
 use anyhow::{bail, Context, Result};
 
-use crate::chunk::{Chunk, MAX_ENCODED_CHUNK};
-use crate::identity::StreamId;
+use crate::media::chunk::{Chunk, MAX_ENCODED_CHUNK};
+use crate::media::identity::StreamId;
 
 pub const MAGIC: &[u8; 4] = b"BLCS";
 pub const VERSION: u8 = 1;
@@ -162,7 +162,7 @@ pub fn read_all(bytes: &[u8]) -> Result<(StreamId, Vec<FrameItem>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::StreamKey;
+    use crate::media::identity::StreamKey;
 
     fn stream_bytes(n: u64) -> (StreamKey, Vec<u8>) {
         let key = StreamKey::from_seed([3; 32]);

@@ -23,14 +23,16 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::calendar::Calendar;
-use crate::chunk::{Chunk, FLAG_KEYFRAME, MAX_PAYLOAD};
-use crate::identity::StreamKey;
-use crate::node::{Config, Event, Node, Transmit};
-use crate::stats::{Counters, Histogram, Traffic, TrafficByKind};
-use crate::ts::PACKET_SIZE;
-use crate::verified::VerifiedChunks;
-use crate::wire::{Message, Role};
+pub mod calendar;
+
+use crate::core::node::{Config, Event, Node, Transmit};
+use crate::core::stats::{Counters, Histogram, Traffic, TrafficByKind};
+use crate::media::chunk::{Chunk, FLAG_KEYFRAME, MAX_PAYLOAD};
+use crate::media::identity::StreamKey;
+use crate::media::ts::PACKET_SIZE;
+use crate::media::verified::VerifiedChunks;
+use crate::proto::wire::{Message, Role};
+use calendar::Calendar;
 
 /// A datagram that would queue longer than this at its sender's uplink is dropped.
 pub const UPLOAD_QUEUE_US: u64 = 250_000;

@@ -1,0 +1,9 @@
+//! The sans-IO swarm core: the seed and peer state machine and the structures it owns. It
+//! never reads a clock, a socket or the OS RNG; the driver and the simulator feed it time and
+//! bytes and drain what it wants sent, played and said.
+
+pub mod addr_map;
+pub mod history;
+pub mod missing;
+pub mod node;
+pub mod stats;
