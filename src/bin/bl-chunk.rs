@@ -1,3 +1,6 @@
+//! bl-chunk: cut MPEG-TS from stdin into signed chunks on stdout.
+//! The work is in `bl::cmd::chunk`.
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -1,3 +1,6 @@
+//! bl-join: verify, merge and reorder chunk streams; write MPEG-TS (or chunks) to stdout.
+//! The work is in `bl::cmd::join`.
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

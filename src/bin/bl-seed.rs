@@ -1,3 +1,6 @@
+//! bl-seed: serve a chunk stream from stdin to a bl swarm over UDP.
+//! The work is in `bl::cmd::seed`.
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -54,7 +54,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let socket = driver::bind(args.listen)?;
     let mut cfg = Config::new(Role::Peer, args.link.stream);
     cfg.bootstrap = bootstrap;
-    cfg.latency_us = args.latency.saturating_mul(1000);
+    cfg.tuning.latency_us = args.latency.saturating_mul(1000);
     args.swarm.apply(&mut cfg)?;
     let node = Node::new(cfg, cli::unix_micros());
     let mode = if args.chunks {

@@ -47,8 +47,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let reader = FrameReader::new(BufReader::new(io::stdin())).context("stdin")?;
     let stream = reader.stream();
     let mut cfg = Config::new(Role::Seed, stream);
-    cfg.stripes = args.stripes;
-    cfg.linger_us = args.linger.saturating_mul(1000);
+    cfg.tuning.stripes = args.stripes;
+    cfg.tuning.linger_us = args.linger.saturating_mul(1000);
     args.swarm.apply(&mut cfg)?;
     let shown = if local.ip().is_unspecified() {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), local.port())

@@ -46,7 +46,7 @@ impl SwarmArgs {
         cfg.rng_seed = self.rng_seed()?;
         cfg.stats_from_anywhere = self.stats_anywhere;
         if let Some(x) = self.max_upload {
-            cfg.max_upload = x;
+            cfg.tuning.max_upload = x;
         }
         Ok(())
     }

@@ -3,7 +3,18 @@
 //! bytes and drain what it wants sent, played and said.
 
 pub mod addr_map;
+pub mod config;
+pub mod guard;
 pub mod history;
+pub mod membership;
 pub mod missing;
+pub mod neighbours;
 pub mod node;
+pub mod outbox;
+pub mod playout;
+pub mod repair;
+pub mod rng;
 pub mod stats;
+pub mod stripes;
+pub mod timers;
+pub mod tree;

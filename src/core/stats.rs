@@ -195,6 +195,8 @@ pub struct NodeStats {
     pub latency_us: Histogram,
     /// Seed: chunk arrival on stdin − capture time (the encoder → bl-chunk → bl-seed part).
     pub ingest_latency_us: Histogram,
+    /// Payload bytes of the stream read (seed) or played (peer).
+    pub stream_bytes: u64,
 }
 
 impl NodeStats {

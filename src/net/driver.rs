@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::cmd::cli;
-use crate::core::node::{Event, Node};
+use crate::core::node::{Event, Node, Output, Transmit};
 use crate::media::chunk::Chunk;
 use crate::media::frame::{self, FrameItem, FrameReader};
 use crate::proto::wire;
@@ -291,11 +291,11 @@ pub fn run<R: Read + Send + 'static>(
         if now >= node.poll_timeout() {
             node.handle_timeout(now);
         }
-        flush_transmits(&mut node, &socket);
         let mut finished = false;
-        while let Some(event) = node.poll_event() {
-            match event {
-                Event::Play(chunk) => {
+        loop {
+            match node.poll_output() {
+                Output::Transmit(t) => send(&socket, &t),
+                Output::Event(Event::Play(chunk)) => {
                     if let Some((out, mode)) = &out_tx {
                         let bytes = match mode {
                             OutputMode::Ts => chunk.payload.clone(),
@@ -317,8 +317,9 @@ pub fn run<R: Read + Send + 'static>(
                         }
                     }
                 }
-                Event::Warning(w) => cli::warn(w),
-                Event::Finished => finished = true,
+                Output::Event(Event::Warning(w) | Event::Internal(w)) => cli::warn(w),
+                Output::Event(Event::Finished) => finished = true,
+                Output::Timeout(_) => break,
             }
         }
         if let Some(t) = next_stats {
@@ -343,12 +344,21 @@ pub fn run<R: Read + Send + 'static>(
     Ok(exit)
 }
 
+/// Sends what the core queued before it left (Goodbyes); events no longer matter then.
 fn flush_transmits(node: &mut Node, socket: &mio::net::UdpSocket) {
-    while let Some(t) = node.poll_transmit() {
-        // A full send buffer drops the datagram like the network would; repair recovers.
-        // The core sized every message already, so encoding cannot fail here.
-        if let Ok(bytes) = wire::encode(&t.message) {
-            let _ = socket.send_to(&bytes, t.to);
+    loop {
+        match node.poll_output() {
+            Output::Transmit(t) => send(socket, &t),
+            Output::Event(_) => {}
+            Output::Timeout(_) => break,
         }
+    }
+}
+
+fn send(socket: &mio::net::UdpSocket, t: &Transmit) {
+    // A full send buffer drops the datagram like the network would; repair recovers.
+    // The core sized every message already, so encoding cannot fail here.
+    if let Ok(bytes) = wire::encode(&t.message) {
+        let _ = socket.send_to(&bytes, t.to);
     }
 }

@@ -1,0 +1,162 @@
+//! The core's configuration ([`Config`], with its [`Tuning`]) and the protocol's fixed
+//! timings and limits, each with the measured reason for its value.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use crate::media::identity::StreamId;
+use crate::media::verified::VerifiedChunks;
+use crate::proto::wire::Role;
+
+/// How often Haves go out and maintenance runs.
+pub const TICK_US: u64 = 100_000;
+/// A missing chunk is requested this long after a later one is known.
+pub const REPAIR_DELAY_US: u64 = 50_000;
+/// A request that was not answered is retried (elsewhere) after twice the RTT to whom it went
+/// and 10 ms, within these bounds (a far or busy neighbour must not be asked again before it
+/// can answer; a near one that lost the answer should be asked again soon).
+pub const REPAIR_RETRY_MIN_US: u64 = 20_000;
+pub const REPAIR_RETRY_MAX_US: u64 = 600_000;
+/// The RTT assumed of a neighbour not yet timed.
+pub const DEFAULT_RTT_US: u64 = 100_000;
+/// The first request for a missing chunk goes to the stripe's parent. If the parent lacks it
+/// too (its Have says so), it is repairing it one round trip further up and pushes it down:
+/// others are asked only after that much more time.
+pub const PARENT_REPAIR_EXTRA_US: u64 = 100_000;
+/// A parent that sent nothing for this long may be dead: its stripe's gaps are repaired from
+/// others at once, and it is not asked.
+pub const PARENT_QUIET_US: u64 = 250_000;
+/// The seed gives a stripe child this long to pass the stripe on before anyone may take its
+/// place.
+pub const BARREN_AFTER_US: u64 = 2_000_000;
+/// ... and then refuses its subscriptions this long.
+pub const BARRED_US: u64 = 30_000_000;
+/// The seed audits its stripe children every this many ticks, asking for a chunk this many
+/// seqs old (about 1 s at 2 Mb/s).
+pub const AUDIT_TICKS: u64 = 10;
+pub const AUDIT_AGE_CHUNKS: u64 = 256;
+/// Repairs a peer serves are budgeted: what its pushes leave of its upload budget
+/// (max_upload − subscriptions fed ÷ K copies of the stream), at least this fraction of
+/// max_upload (orphans after a parent died need a burst from members that are full). Not
+/// more: pushes and repairs share one uplink queue, and at 1.0 × max_upload a stripe root
+/// with a 2 Mb/s uplink overfilled it, its pushes were dropped, and its whole stripe lived on
+/// repairs (bl-sim seed 5: 98.9 % continuity, 99.996 % at 0.5). The
+/// seed serves [`REPAIR_SHARE_SEED`] × max_upload. Requests beyond the budget are left
+/// unanswered and retried elsewhere, so joiners catching up and orphans cannot swamp one
+/// uplink.
+pub const REPAIR_SHARE_MIN: f64 = 0.5;
+pub const REPAIR_SHARE_SEED: f64 = 0.25;
+/// Repairs a parent may owe its children beyond the budget (chunks): their lost pushes are
+/// served before anyone's catch-up.
+pub const CHILD_OVERDRAFT: f64 = 32.0;
+/// Unpushed chunks the seed serves beyond its budget, at most (twice a joiner's catch-up).
+pub const UNPUSHED_CREDIT_MAX: f64 = 2.0 * CATCH_UP_MAX_CHUNKS as f64;
+/// Peers' Haves go every [`TREE_HAVE_TICKS_PEER`] ticks to parents and children, and every
+/// [`IDLE_HAVE_TICKS_PEER`] ticks to other neighbours (they are each other's repair sources).
+/// The seed's go every tick to its children and every [`IDLE_HAVE_TICKS_SEED`] ticks to the
+/// rest: it has a thousand neighbours and is asked for repairs last. Haves were as many
+/// datagrams as chunks in bl-sim; they are keepalives and repair hints, not the data path.
+pub const TREE_HAVE_TICKS_PEER: u64 = 2;
+pub const IDLE_HAVE_TICKS_PEER: u64 = 3;
+pub const IDLE_HAVE_TICKS_SEED: u64 = 30;
+/// A peer silent this long is gone (it would have sent ~7 Haves).
+pub const NEIGHBOUR_TIMEOUT_US: u64 = 1_500_000;
+/// The seed Haves idle neighbours every 3 s: it is gone after 3 missed.
+pub const SEED_TIMEOUT_US: u64 = 10_000_000;
+/// A Hello unanswered this long is retried, at most [`HELLO_ATTEMPTS`] times, each wait twice
+/// the last (up to 8×).
+pub const HELLO_RETRY_US: u64 = 500_000;
+pub const HELLO_ATTEMPTS: u32 = 4;
+/// Indices order peers by join time, counted in the stream's own clock: a joiner's index lies
+/// in the block of this many after the newest seq it was told of. The seed hands them out in
+/// order; a peer that joined through another peer draws one at random from its block, so the
+/// many joiners of one moment rarely tie.
+pub const INDICES_PER_CHUNK: u64 = 1024;
+/// A parent that sent nothing of its stripe for this long, while other stripes flowed, is
+/// replaced. Time, not a chunk count: stripes come over paths of different delay.
+pub const STALL_US: u64 = 1_000_000;
+/// A chunk of a stripe whose parent has not yet sent anything later may still be on its way:
+/// it counts as missing only after this long, or half the playout latency if that is
+/// less (a later chunk of its own stripe shortens it to [`REPAIR_DELAY_US`]).
+pub const IN_FLIGHT_WAIT_US: u64 = 750_000;
+/// How long a node that refused us as a child is not asked again.
+pub const REFUSAL_BACKOFF_US: u64 = 2_000_000;
+/// A peer that joined before the stream began waits this long after its first chunk to learn
+/// which chunk is the stream's first.
+pub const EARLY_START_WAIT_US: u64 = 300_000;
+/// A joiner starts at the newest keyframe only if at most this many chunks followed it;
+/// otherwise it waits for the next keyframe. Fetching a whole GOP of backlog would cost the
+/// swarm a burst of repairs for chunks that are mostly too old to play within the latency.
+pub const CATCH_UP_MAX_CHUNKS: u64 = 64;
+/// How many peers the seed remembers for its tracker answers: a uniform sample of every
+/// peer that confirmed.
+pub const TRACKER_SAMPLE: usize = 1024;
+/// Peers named in one tracker answer of the seed (a peer names up to
+/// [`MAX_PEERS_PER_MESSAGE`]).
+pub const SEED_PEERS_PER_ANSWER: usize = 8;
+/// How often a peer short of neighbours goes back to its bootstrap nodes.
+pub const BOOTSTRAP_RETRY_US: u64 = 3_000_000;
+/// Peer exchange period while below the target neighbour count.
+pub const PEER_EXCHANGE_US: u64 = 2_000_000;
+
+/// The knobs a user or a model may turn. [`Tuning::for_role`] is the one place their
+/// defaults are set, for bl-seed, bl-peer and bl-sim alike.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Stripes (K); peers learn it from the seed.
+    pub stripes: u8,
+    /// Upload budget in copies of the stream. Children slots = max_upload × K (peers); the seed
+    /// keeps ⌊max_upload⌋ children per stripe (at least one).
+    pub max_upload: f64,
+    /// Playout: the longest a chunk waits for a missing earlier one.
+    pub latency_us: u64,
+    /// Chunks kept for repair and joiners.
+    pub history: usize,
+    pub target_neighbours: usize,
+    pub max_neighbours: usize,
+    /// After the stream ended (seed) or playout finished (peer), keep serving this long.
+    pub linger_us: u64,
+}
+
+impl Tuning {
+    pub fn for_role(role: Role) -> Tuning {
+        Tuning {
+            stripes: 4,
+            max_upload: if role == Role::Seed { 1.5 } else { 2.0 },
+            latency_us: 1_500_000,
+            history: 4096,
+            target_neighbours: 12,
+            // The seed is the tracker: it must be able to know every peer to hand out lists.
+            max_neighbours: if role == Role::Seed { 1024 } else { 40 },
+            linger_us: 1_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub role: Role,
+    pub stream: StreamId,
+    pub tuning: Tuning,
+    pub bootstrap: Vec<SocketAddr>,
+    pub rng_seed: u64,
+    /// Answer stats requests from any address, not only loopback.
+    pub stats_from_anywhere: bool,
+    /// Chunks already verified by another core in this process (the simulator runs thousands
+    /// of cores; each ed25519 check is done once instead of once per core).
+    pub verified: Option<Arc<Mutex<VerifiedChunks>>>,
+}
+
+impl Config {
+    pub fn new(role: Role, stream: StreamId) -> Self {
+        Config {
+            role,
+            stream,
+            tuning: Tuning::for_role(role),
+            bootstrap: Vec::new(),
+            rng_seed: 1,
+            stats_from_anywhere: false,
+            verified: None,
+        }
+    }
+}

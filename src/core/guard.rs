@@ -1,0 +1,188 @@
+//! The guard: what keeps forged data out and forgers away. It verifies chunks (through the
+//! process's memo of checks already done, in the simulator), bans who sent a forgery, and
+//! holds the seed's two defences of its few root slots: the audit of its stripe children and
+//! the barren rule.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use ed25519_dalek::VerifyingKey;
+
+use crate::core::config::{AUDIT_AGE_CHUNKS, BARREN_AFTER_US};
+use crate::core::history::History;
+use crate::core::neighbours::{Neighbour, Neighbours};
+use crate::core::outbox::Outbox;
+use crate::media::chunk::{Chunk, Rejection};
+use crate::media::identity::StreamId;
+use crate::media::verified::VerifiedChunks;
+use crate::proto::wire::Message;
+
+/// Where a chunk came from: the seed's stdin, or a neighbour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Input,
+    Neighbour(SocketAddr),
+}
+
+impl Source {
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            Source::Input => None,
+            Source::Neighbour(addr) => Some(addr),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Guard {
+    stream: StreamId,
+    key: Option<VerifyingKey>,
+    memo: Option<Arc<Mutex<VerifiedChunks>>>,
+    banned: BTreeSet<SocketAddr>,
+    /// Seed: children displaced for passing nothing on, refused until the time given (else
+    /// a forger with a low index takes its root slot straight back).
+    barred: BTreeMap<SocketAddr, u64>,
+}
+
+impl Guard {
+    pub fn new(stream: StreamId, memo: Option<Arc<Mutex<VerifiedChunks>>>) -> Guard {
+        Guard {
+            stream,
+            key: stream.verifying_key().ok(),
+            memo,
+            banned: BTreeSet::new(),
+            barred: BTreeMap::new(),
+        }
+    }
+
+    /// False when the stream id is no valid key: nothing will ever verify.
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
+    pub fn is_banned(&self, addr: &SocketAddr) -> bool {
+        self.banned.contains(addr)
+    }
+
+    /// Checks the chunk's signature (once per process where a memo is shared).
+    pub fn verify(&self, chunk: &Arc<Chunk>) -> Result<(), Rejection> {
+        match (&self.key, &self.memo) {
+            (Some(key), Some(memo)) => match memo.lock() {
+                Ok(mut memo) => memo.verify(&self.stream, key, chunk),
+                Err(_) => chunk.verify(&self.stream, key),
+            },
+            (Some(key), None) => chunk.verify(&self.stream, key),
+            (None, _) => Err(Rejection::BadSignature),
+        }
+    }
+
+    /// A copy of `held` (verified) that differs from it is forged, whoever signed it: caught
+    /// without a signature check. This is how the seed's audit works. Returns whom to drop.
+    pub fn check_copy(
+        &mut self,
+        held: &Arc<Chunk>,
+        copy: &Arc<Chunk>,
+        from: Source,
+        out: &mut Outbox,
+    ) -> CopyVerdict {
+        match from.addr() {
+            Some(addr) if !Arc::ptr_eq(held, copy) && **held != **copy => {
+                out.stats.counters.chunks_forged += 1;
+                out.warn(format!(
+                    "banned {addr}: sent a copy of chunk seq {} that differs from the verified one",
+                    copy.seq
+                ));
+                self.ban(addr, out);
+                CopyVerdict::Forged(addr)
+            }
+            _ => {
+                out.stats.counters.chunks_duplicate += 1;
+                CopyVerdict::Duplicate
+            }
+        }
+    }
+
+    /// A chunk failed verification: counted, said, and its sender banned. Returns whom to
+    /// drop.
+    pub fn reject(
+        &mut self,
+        seq: u64,
+        why: Rejection,
+        from: Source,
+        out: &mut Outbox,
+    ) -> Option<SocketAddr> {
+        out.stats.counters.chunks_forged += 1;
+        match from {
+            Source::Neighbour(addr) => {
+                out.warn(format!("banned {addr}: sent chunk seq {seq} with {why}"));
+                self.ban(addr, out);
+                Some(addr)
+            }
+            Source::Input => {
+                out.warn(format!("dropped chunk seq {seq} from stdin: {why}"));
+                None
+            }
+        }
+    }
+
+    fn ban(&mut self, addr: SocketAddr, out: &mut Outbox) {
+        self.banned.insert(addr);
+        out.stats.counters.peers_banned += 1;
+    }
+
+    /// Seed: whether `addr` was displaced as barren lately and may not subscribe yet.
+    pub fn is_barred(&self, addr: &SocketAddr, now: u64) -> bool {
+        self.barred.get(addr).is_some_and(|until| now < *until)
+    }
+
+    pub fn bar(&mut self, addr: SocketAddr, until: u64) {
+        self.barred.insert(addr, until);
+    }
+
+    pub fn forget_expired(&mut self, now: u64) {
+        self.barred.retain(|_, until| *until > now);
+    }
+
+    /// Seed: ask every stripe child for a chunk of its stripe it received a second ago. The
+    /// answer must equal what the seed sent; a child that forges what it forwards is banned
+    /// ([`Guard::check_copy`]) and its root slot freed. Every subtree below a forger bans it,
+    /// but only the seed can take its slot away. A forger that answers the seed honestly is
+    /// not caught.
+    pub fn audit(
+        neighbours: &Neighbours,
+        history: &History,
+        highest: Option<u64>,
+        stripes: u8,
+        out: &mut Outbox,
+    ) {
+        let Some(highest) = highest else {
+            return;
+        };
+        let stripes = u64::from(stripes);
+        let base = highest.saturating_sub(AUDIT_AGE_CHUNKS);
+        for (addr, n) in neighbours.iter() {
+            for s in n.children.iter().map(u64::from).filter(|s| *s < stripes) {
+                let seq = base + (s + stripes - base % stripes) % stripes;
+                if history.contains(seq) {
+                    out.send(*addr, &Message::Request { seqs: vec![seq] });
+                }
+            }
+        }
+    }
+}
+
+/// What a second copy of a chunk we hold turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyVerdict {
+    Duplicate,
+    Forged(SocketAddr),
+}
+
+/// The barren rule: a stripe child of the seed that has passed nothing on for
+/// [`BARREN_AFTER_US`] gives its place up to anyone. A forger (every child banned it) or a
+/// free rider in a root slot would starve its whole stripe (bl-sim: continuity 83 % with 3
+/// forgers among 300 peers).
+pub fn is_barren(n: &Neighbour, now: u64) -> bool {
+    !n.children.is_empty() && now >= n.fed_since + BARREN_AFTER_US && n.feeding == 0
+}

@@ -1,0 +1,573 @@
+//! Membership: who this node talks to. The handshake (Hello → Welcome → Confirm, with
+//! address tokens and retries), neighbours that went silent, the way back to the bootstrap
+//! nodes, peer exchange, and at the seed the tracker: join indices, member stripes and a
+//! sample of every peer that joined.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use crate::core::config::{
+    Tuning, BOOTSTRAP_RETRY_US, HELLO_ATTEMPTS, HELLO_RETRY_US, INDICES_PER_CHUNK,
+    NEIGHBOUR_TIMEOUT_US, PEER_EXCHANGE_US, SEED_PEERS_PER_ANSWER, SEED_TIMEOUT_US, TRACKER_SAMPLE,
+};
+use crate::core::neighbours::{Neighbour, Neighbours};
+use crate::core::outbox::Outbox;
+use crate::core::rng::Rng;
+use crate::core::stripes::StripeSet;
+use crate::core::tree::Place;
+use crate::media::identity::StreamId;
+use crate::proto::wire::{self, Message, PeerInfo, Role, MAX_PEERS_PER_MESSAGE};
+
+/// A Hello sent and not yet answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HelloAttempt {
+    /// What the Welcome must echo.
+    pub nonce: u64,
+    pub last_sent: u64,
+    pub attempts: u32,
+}
+
+/// The seed's tracker: it hands out join indices and member stripes, and remembers a uniform
+/// sample of the peers that confirmed to name in its answers.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    sample: Vec<PeerInfo>,
+    /// Peers that confirmed, ever.
+    seen: u64,
+    next_index: u64,
+    /// Joiners assigned so far (member stripes go round-robin).
+    assigned: u64,
+}
+
+/// A peer's ways to find more neighbours.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    /// Last time it went back to the bootstrap addresses.
+    last_bootstrap: u64,
+    next_peer_exchange: u64,
+}
+
+#[derive(Debug)]
+pub enum RoleState {
+    Seed(Tracker),
+    Peer(Discovery),
+}
+
+/// What the Welcome to a Hello carries of the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HelloAnswer {
+    /// Seed to a joiner without an index: its index and member stripe.
+    pub assigned: Option<(u64, u8)>,
+    /// The Hello's nonce, echoed.
+    pub nonce: u64,
+    /// The sender's address token.
+    pub token: u64,
+}
+
+/// What a Confirm did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmOutcome {
+    /// Its token was wrong: dropped.
+    Dropped,
+    /// From a neighbour already known.
+    Known,
+    /// A new neighbour: tell it what we hold.
+    Added,
+    /// We are full and said Goodbye.
+    Full,
+}
+
+/// Where the indices of peers joining when `newest` is the stream's newest chunk begin.
+pub fn join_index_base(newest: Option<u64>) -> u64 {
+    newest
+        .map_or(0, |seq| seq.saturating_add(1))
+        .saturating_mul(INDICES_PER_CHUNK)
+}
+
+#[derive(Debug)]
+pub struct Membership {
+    stream: StreamId,
+    bootstrap: Vec<SocketAddr>,
+    token_secret: [u8; 32],
+    hellos: BTreeMap<SocketAddr, HelloAttempt>,
+    /// Tokens other nodes gave us in their Welcome (for GetPeers as a non-neighbour).
+    tokens: BTreeMap<SocketAddr, u64>,
+    pub role: RoleState,
+}
+
+impl Membership {
+    pub fn new(
+        role: Role,
+        stream: StreamId,
+        bootstrap: Vec<SocketAddr>,
+        now: u64,
+        rng: &mut Rng,
+    ) -> Membership {
+        let mut token_secret = [0u8; 32];
+        for b in token_secret.chunks_mut(8) {
+            b.copy_from_slice(&rng.next_u64().to_le_bytes());
+        }
+        Membership {
+            stream,
+            bootstrap,
+            token_secret,
+            hellos: BTreeMap::new(),
+            tokens: BTreeMap::new(),
+            role: match role {
+                Role::Seed => RoleState::Seed(Tracker {
+                    next_index: 1,
+                    ..Tracker::default()
+                }),
+                Role::Peer => RoleState::Peer(Discovery {
+                    last_bootstrap: now,
+                    next_peer_exchange: now,
+                }),
+            },
+        }
+    }
+
+    pub fn bootstrap(&self) -> &[SocketAddr] {
+        &self.bootstrap
+    }
+
+    /// Hellos sent and not yet answered.
+    pub fn greeting(&self, addr: &SocketAddr) -> bool {
+        self.hellos.contains_key(addr)
+    }
+
+    pub fn greetings(&self) -> usize {
+        self.hellos.len()
+    }
+
+    /// The address token we hand `addr`: it proves, when it comes back, that `addr`
+    /// receives at its address.
+    pub fn token_for(&self, addr: SocketAddr) -> u64 {
+        let hash = blake3::keyed_hash(&self.token_secret, addr.to_string().as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash.as_bytes()[..8]);
+        u64::from_le_bytes(first)
+    }
+
+    /// Whether `message` from `from` is read at all. Only the handshake and stats requests
+    /// are accepted from strangers, plus what proves an earlier exchange: a Welcome to our
+    /// Hello, Peers from a node that gave us a token (its Goodbye may overtake the Peers:
+    /// without it a joiner of a full seed stays alone), a GetPeers with our token.
+    pub fn admits(&self, message: &Message, from: SocketAddr, known: bool) -> bool {
+        known
+            || matches!(
+                message,
+                Message::Hello(_) | Message::Confirm { .. } | Message::StatsRequest { .. }
+            )
+            || (matches!(message, Message::Welcome(_)) && self.hellos.contains_key(&from))
+            || (matches!(message, Message::Peers { .. }) && self.tokens.contains_key(&from))
+            || matches!(message, Message::GetPeers { token } if *token == self.token_for(from))
+    }
+
+    pub fn send_hello(
+        &mut self,
+        now: u64,
+        to: SocketAddr,
+        place: &Place,
+        rng: &mut Rng,
+        out: &mut Outbox,
+    ) {
+        let entry = self.hellos.entry(to).or_insert(HelloAttempt {
+            nonce: 0,
+            last_sent: now,
+            attempts: 0,
+        });
+        if entry.attempts == 0 {
+            entry.nonce = rng.next_u64();
+        }
+        entry.last_sent = now;
+        entry.attempts += 1;
+        let index = (place.index > 0 || place.role == Role::Seed).then_some(place.index);
+        let hello = wire::hello(self.stream, entry.nonce, place.role, index, place.member);
+        out.send_owned(to, hello);
+    }
+
+    /// A Hello: answered only when padded, with a Welcome no larger than it (no
+    /// amplification). Returns what the Welcome carries of the handshake: the joiner's
+    /// assigned index and member stripe (the seed's tracker hands them out to peers that
+    /// have none), the echoed nonce and `from`'s token.
+    pub fn on_hello(
+        &mut self,
+        from: SocketAddr,
+        hello: &wire::Hello,
+        stripes: u8,
+        highest: Option<u64>,
+        out: &mut Outbox,
+    ) -> Option<HelloAnswer> {
+        if hello.stream != self.stream || hello.padding.len() + 64 < wire::HELLO_MIN_SIZE {
+            out.count_dropped();
+            return None;
+        }
+        let assigned = match &mut self.role {
+            RoleState::Seed(tracker) if hello.role == Role::Peer && hello.index.is_none() => {
+                let index = tracker.next_index.max(join_index_base(highest) + 1);
+                tracker.next_index = index + 1;
+                let member = tracker.assigned % u64::from(stripes);
+                tracker.assigned += 1;
+                Some((index, member as u8))
+            }
+            _ => None,
+        };
+        Some(HelloAnswer {
+            assigned,
+            nonce: hello.nonce,
+            token: self.token_for(from),
+        })
+    }
+
+    /// A Welcome echoing `nonce` answers our Hello to `from`: the attempt, or None (no Hello
+    /// went there; a wrong nonce is counted as dropped).
+    pub fn take_hello(
+        &mut self,
+        from: SocketAddr,
+        nonce: u64,
+        out: &mut Outbox,
+    ) -> Option<HelloAttempt> {
+        let attempt = *self.hellos.get(&from)?;
+        if nonce != attempt.nonce {
+            out.count_dropped();
+            return None;
+        }
+        self.hellos.remove(&from);
+        Some(attempt)
+    }
+
+    /// Completes the handshake `from` welcomed: it becomes a neighbour (unless we are full),
+    /// our Confirm proves our address, and while short of neighbours we ask it for more.
+    /// Both sides may have said Hello at once: an existing neighbour keeps its state (above
+    /// all the stripes we feed it). Returns whether `from` is a neighbour now.
+    #[allow(clippy::too_many_arguments)]
+    pub fn welcomed(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        welcome: &wire::Welcome,
+        attempt: HelloAttempt,
+        place: &Place,
+        tuning: &Tuning,
+        neighbours: &mut Neighbours,
+        out: &mut Outbox,
+    ) -> bool {
+        if let Some(n) = neighbours.get_mut(&from) {
+            n.role = welcome.role;
+            n.index = welcome.index;
+            n.member = welcome.member;
+        } else if neighbours.len() >= tuning.max_neighbours {
+            return false;
+        } else {
+            let n = Neighbour::new(welcome.role, welcome.index, welcome.member, now);
+            neighbours.insert(from, n);
+        }
+        // A Welcome to our only Hello times the round trip.
+        if attempt.attempts == 1 {
+            neighbours.note_rtt(from, now.saturating_sub(attempt.last_sent));
+        }
+        out.send(from, &confirm(welcome.token, place));
+        if let Some(n) = neighbours.get_mut(&from) {
+            n.unconfirmed = Some(1);
+        }
+        self.tokens.insert(from, welcome.token);
+        if neighbours.len() < tuning.target_neighbours {
+            out.send(
+                from,
+                &Message::GetPeers {
+                    token: welcome.token,
+                },
+            );
+        }
+        true
+    }
+
+    /// A Confirm: `from` proved its address with our token and becomes a neighbour.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_confirm(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        token: u64,
+        index: u64,
+        member: Option<u8>,
+        tuning: &Tuning,
+        neighbours: &mut Neighbours,
+        rng: &mut Rng,
+        out: &mut Outbox,
+    ) -> ConfirmOutcome {
+        if token != self.token_for(from) {
+            out.count_dropped();
+            return ConfirmOutcome::Dropped;
+        }
+        // The seed, as tracker, samples everyone who joined, neighbour or not, evenly over
+        // time (reservoir sampling): its own neighbours alone would send a hundred thousand
+        // joiners to the same thousand full peers, and only the latest joiners (bl-sim,
+        // 10,000 in 5 s) chained each one to the previous half second's, a tree too deep
+        // for the playout latency.
+        if let (RoleState::Seed(tracker), Some(member)) = (&mut self.role, member) {
+            if !tracker.sample.iter().any(|p| p.addr == from) {
+                let info = PeerInfo {
+                    addr: from,
+                    index,
+                    member,
+                };
+                tracker.seen += 1;
+                if tracker.sample.len() < TRACKER_SAMPLE {
+                    tracker.sample.push(info);
+                } else {
+                    let slot = (rng.next_u64() % tracker.seen) as usize;
+                    if let Some(p) = tracker.sample.get_mut(slot) {
+                        *p = info;
+                    }
+                }
+            }
+        }
+        if neighbours.contains_key(&from) {
+            return ConfirmOutcome::Known;
+        }
+        if neighbours.len() >= tuning.max_neighbours {
+            // Full: say so (a Goodbye is smaller than the Confirm) so the joiner does not
+            // count us; it can still ask us for peers with its token.
+            out.send(from, &Message::Goodbye);
+            return ConfirmOutcome::Full;
+        }
+        neighbours.insert(from, Neighbour::new(Role::Peer, index, member, now));
+        ConfirmOutcome::Added
+    }
+
+    /// Answers GetPeers with peers at random among our neighbours and (seed) the tracker's
+    /// sample. The seed answers every joiner, so it names fewer: enough to start peer
+    /// exchange with.
+    pub fn answer_get_peers(
+        &self,
+        from: SocketAddr,
+        neighbours: &Neighbours,
+        rng: &mut Rng,
+        out: &mut Outbox,
+    ) {
+        let mut candidates: Vec<PeerInfo> = neighbours
+            .iter()
+            .filter(|(addr, n)| **addr != from && n.role == Role::Peer)
+            .filter_map(|(addr, n)| {
+                n.member.map(|member| PeerInfo {
+                    addr: *addr,
+                    index: n.index,
+                    member,
+                })
+            })
+            .collect();
+        let limit = match &self.role {
+            RoleState::Seed(tracker) => {
+                for p in &tracker.sample {
+                    if p.addr != from && !neighbours.contains_key(&p.addr) {
+                        candidates.push(*p);
+                    }
+                }
+                SEED_PEERS_PER_ANSWER
+            }
+            RoleState::Peer(_) => MAX_PEERS_PER_MESSAGE,
+        };
+        candidates.sort_by_key(|p| p.index);
+        let mut peers = Vec::new();
+        while !candidates.is_empty() && peers.len() < limit {
+            let i = rng.below(candidates.len());
+            peers.push(candidates.swap_remove(i));
+        }
+        out.send(from, &Message::Peers { peers });
+    }
+
+    /// Peers named by someone: greeted while below the target. Beyond it only members of a
+    /// stripe we have no parent in (`orphans`): the members we know may all be full. In our
+    /// own stripe only older members can feed us, and one of us without a parent cuts off a
+    /// whole subtree, so more of them are let in.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_peers(
+        &mut self,
+        now: u64,
+        peers: Vec<PeerInfo>,
+        place: &Place,
+        orphans: StripeSet,
+        local_addr: Option<SocketAddr>,
+        tuning: &Tuning,
+        neighbours: &Neighbours,
+        banned: impl Fn(&SocketAddr) -> bool,
+        rng: &mut Rng,
+        out: &mut Outbox,
+    ) {
+        for p in peers {
+            let me = local_addr == Some(p.addr);
+            let contacts = neighbours.len() + self.hellos.len();
+            let orphaned = orphans.contains(p.member);
+            let older_of_ours = place.member == Some(p.member) && p.index < place.index;
+            let extra = if older_of_ours { 12 } else { 4 };
+            let open = contacts < tuning.target_neighbours
+                || (orphaned && contacts < tuning.target_neighbours + extra);
+            if open
+                && !me
+                && !neighbours.contains_key(&p.addr)
+                && !self.hellos.contains_key(&p.addr)
+                && !banned(&p.addr)
+            {
+                self.send_hello(now, p.addr, place, rng, out);
+            }
+        }
+    }
+
+    /// A neighbour is gone (or banned): not a peer to hand out any more, nor to greet.
+    pub fn forget(&mut self, addr: SocketAddr) {
+        if let RoleState::Seed(tracker) = &mut self.role {
+            tracker.sample.retain(|p| p.addr != addr);
+        }
+        self.hellos.remove(&addr);
+    }
+
+    /// Neighbours that went silent: the seed is gone after [`SEED_TIMEOUT_US`], a peer after
+    /// [`NEIGHBOUR_TIMEOUT_US`].
+    pub fn silent(now: u64, neighbours: &Neighbours) -> Vec<SocketAddr> {
+        neighbours
+            .iter()
+            .filter(|(_, n)| {
+                let timeout = match n.role {
+                    Role::Seed => SEED_TIMEOUT_US,
+                    Role::Peer => NEIGHBOUR_TIMEOUT_US,
+                };
+                now > n.last_heard + timeout
+            })
+            .map(|(a, _)| *a)
+            .collect()
+    }
+
+    /// Hellos unanswered are sent again, backing off exponentially: a flash crowd at a full
+    /// seed must not turn its retries into a flood that crowds out the stream (bl-sim,
+    /// 100,000 joiners in 5 s). After [`HELLO_ATTEMPTS`] we give up, except on bootstrap
+    /// nodes.
+    pub fn retry_hellos(&mut self, now: u64, place: &Place, rng: &mut Rng, out: &mut Outbox) {
+        let retry: Vec<(SocketAddr, u32)> = self
+            .hellos
+            .iter()
+            .filter(|(_, h)| {
+                now >= h.last_sent + (HELLO_RETRY_US << h.attempts.saturating_sub(1).min(3))
+            })
+            .map(|(a, h)| (*a, h.attempts))
+            .collect();
+        for (addr, attempts) in retry {
+            if attempts >= HELLO_ATTEMPTS && !self.bootstrap.contains(&addr) {
+                self.hellos.remove(&addr);
+            } else {
+                self.send_hello(now, addr, place, rng, out);
+            }
+        }
+    }
+
+    /// Confirms not yet answered by anything are sent again, at most [`HELLO_ATTEMPTS`]
+    /// times.
+    pub fn retry_confirms(
+        &self,
+        now: u64,
+        place: &Place,
+        neighbours: &mut Neighbours,
+        out: &mut Outbox,
+    ) {
+        let unanswered: Vec<SocketAddr> = neighbours
+            .iter()
+            .filter(|(_, n)| {
+                n.unconfirmed.is_some_and(|sent| {
+                    sent < HELLO_ATTEMPTS as u8
+                        && now >= n.last_heard + HELLO_RETRY_US * u64::from(sent)
+                })
+            })
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in unanswered {
+            if let Some(&token) = self.tokens.get(&addr) {
+                out.send(addr, &confirm(token, place));
+            }
+            if let Some(n) = neighbours.get_mut(&addr) {
+                n.unconfirmed = n.unconfirmed.map(|sent| sent + 1);
+            }
+        }
+    }
+
+    /// Peer: back to the bootstrap nodes when short of neighbours (every neighbour left, the
+    /// seed restarted); a seed that is full still answers GetPeers with our token.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rebootstrap(
+        &mut self,
+        now: u64,
+        place: &Place,
+        tuning: &Tuning,
+        finished: bool,
+        neighbours: &Neighbours,
+        rng: &mut Rng,
+        out: &mut Outbox,
+    ) {
+        let RoleState::Peer(discovery) = &mut self.role else {
+            return;
+        };
+        if neighbours.len() >= tuning.target_neighbours / 2
+            || !self.hellos.is_empty()
+            || finished
+            || now < discovery.last_bootstrap + BOOTSTRAP_RETRY_US
+        {
+            return;
+        }
+        discovery.last_bootstrap = now;
+        for addr in self.bootstrap.clone() {
+            match self.tokens.get(&addr) {
+                Some(&token) if !neighbours.is_empty() => {
+                    out.send(addr, &Message::GetPeers { token })
+                }
+                _ => self.send_hello(now, addr, place, rng, out),
+            }
+        }
+    }
+
+    /// Peer: peer exchange every [`PEER_EXCHANGE_US`] while below the target or without a
+    /// parent in some stripe. Other peers are asked first: the seed's upload is the scarce
+    /// resource, and at 100,000 peers its tracker answers alone would outweigh the stream.
+    pub fn exchange_peers(
+        &mut self,
+        now: u64,
+        tuning: &Tuning,
+        orphans: StripeSet,
+        neighbours: &Neighbours,
+        rng: &mut Rng,
+        out: &mut Outbox,
+    ) {
+        let RoleState::Peer(discovery) = &mut self.role else {
+            return;
+        };
+        if now < discovery.next_peer_exchange || neighbours.is_empty() {
+            return;
+        }
+        discovery.next_peer_exchange = now + PEER_EXCHANGE_US;
+        if neighbours.len() >= tuning.target_neighbours && orphans.is_empty() {
+            return;
+        }
+        let peers: Vec<SocketAddr> = neighbours
+            .iter()
+            .filter(|(_, n)| n.role == Role::Peer)
+            .map(|(a, _)| *a)
+            .collect();
+        let addrs: Vec<SocketAddr> = if peers.is_empty() {
+            neighbours.keys().copied().collect()
+        } else {
+            peers
+        };
+        let Some(&pick) = addrs.get(rng.below(addrs.len())) else {
+            return;
+        };
+        let token = self.tokens.get(&pick).copied().unwrap_or(0);
+        out.send(pick, &Message::GetPeers { token });
+    }
+}
+
+/// Our Confirm of a Welcome that carried `token`.
+pub fn confirm(token: u64, place: &Place) -> Message {
+    Message::Confirm {
+        token,
+        index: place.index,
+        member: place.member,
+    }
+}

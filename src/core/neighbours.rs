@@ -1,0 +1,128 @@
+//! The neighbour table: every node this one completed a handshake with, and what it knows
+//! of each. Every sub-machine reads it; the facade hands it to them, none holds it.
+
+use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
+
+use crate::core::addr_map::AddrMap;
+use crate::core::config::{DEFAULT_RTT_US, REPAIR_RETRY_MAX_US, REPAIR_RETRY_MIN_US};
+use crate::core::stripes::StripeSet;
+use crate::proto::wire::Role;
+
+/// What a neighbour's last Have said it holds: `first..=highest - 128`, and of the newest
+/// 128 seqs those set in `recent` (bit i = `highest - i`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HaveSummary {
+    pub first: u64,
+    pub highest: u64,
+    pub recent: u128,
+}
+
+impl HaveSummary {
+    pub fn holds(&self, seq: u64) -> bool {
+        if seq > self.highest || seq < self.first {
+            false
+        } else if self.highest - seq < 128 {
+            self.recent & (1u128 << (self.highest - seq)) != 0
+        } else {
+            true
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Neighbour {
+    pub role: Role,
+    pub index: u64,
+    pub member: Option<u8>,
+    pub last_heard: u64,
+    /// Stripes this node pushes to the neighbour.
+    pub children: StripeSet,
+    pub have: Option<HaveSummary>,
+    /// Subscriptions it would still accept, from its last Have.
+    pub spare: u8,
+    /// Subscriptions it feeds, from its last Have.
+    pub feeding: u8,
+    /// When we began feeding it (seed: a child that passes nothing on gives its place up).
+    pub fed_since: u64,
+    /// Its depth in its member stripe, from its last Have.
+    pub depth: u8,
+    /// We confirmed its Welcome and have heard nothing since: Confirms sent so far. A lost
+    /// Confirm left a half-open link (we count it, it never heard of us): at the seed for 10
+    /// s, and a stripe's oldest member cut off from the seed for good (bl-sim, 300 peers).
+    pub unconfirmed: Option<u8>,
+    /// Smoothed round-trip time (µs), from Hello→Welcome and Request→Chunk.
+    pub rtt_us: Option<u64>,
+}
+
+impl Neighbour {
+    pub fn new(role: Role, index: u64, member: Option<u8>, now: u64) -> Self {
+        Neighbour {
+            role,
+            index,
+            member,
+            last_heard: now,
+            children: StripeSet::EMPTY,
+            have: None,
+            spare: 0,
+            feeding: 0,
+            fed_since: now,
+            depth: u8::MAX,
+            unconfirmed: None,
+            rtt_us: None,
+        }
+    }
+
+    pub fn holds(&self, seq: u64) -> bool {
+        self.have.is_some_and(|h| h.holds(seq))
+    }
+}
+
+/// The table, in address order (iteration order decides who is sent what first, and the
+/// simulator needs the same seed to give the same run).
+#[derive(Debug, Default)]
+pub struct Neighbours(AddrMap<Neighbour>);
+
+impl Deref for Neighbours {
+    type Target = AddrMap<Neighbour>;
+    fn deref(&self) -> &AddrMap<Neighbour> {
+        &self.0
+    }
+}
+
+impl DerefMut for Neighbours {
+    fn deref_mut(&mut self) -> &mut AddrMap<Neighbour> {
+        &mut self.0
+    }
+}
+
+impl Neighbours {
+    /// Stripe subscriptions this node feeds, over all neighbours (at most 255).
+    pub fn children_count(&self) -> u8 {
+        let total: u32 = self.values().map(|n| n.children.len()).sum();
+        total.min(255) as u8
+    }
+
+    /// The seed, if it is a neighbour.
+    pub fn seed(&self) -> Option<SocketAddr> {
+        self.iter()
+            .find(|(_, n)| n.role == Role::Seed)
+            .map(|(a, _)| *a)
+    }
+
+    pub fn note_rtt(&mut self, addr: SocketAddr, sample: u64) {
+        if let Some(n) = self.get_mut(&addr) {
+            // TCP's smoothing (RFC 6298): 7/8 old, 1/8 new.
+            n.rtt_us = Some(n.rtt_us.map_or(sample, |rtt| (7 * rtt + sample) / 8));
+        }
+    }
+
+    /// How long an answer from `addr` may take: twice its RTT and a little, within bounds.
+    pub fn answer_wait(&self, addr: SocketAddr) -> u64 {
+        let rtt = self
+            .get(&addr)
+            .and_then(|n| n.rtt_us)
+            .unwrap_or(DEFAULT_RTT_US);
+        (2 * rtt + 10_000).clamp(REPAIR_RETRY_MIN_US, REPAIR_RETRY_MAX_US)
+    }
+}

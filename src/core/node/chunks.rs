@@ -1,0 +1,225 @@
+//! The node's chunk path: a chunk arrives (from stdin or a neighbour), is checked by the
+//! guard, noted by the tree and the repair machine, pushed to the stripe's children, kept,
+//! and handed to playout; and the end of the stream, which playout waits on.
+
+use std::sync::Arc;
+
+use super::Node;
+use crate::core::guard::{CopyVerdict, Source};
+use crate::core::playout::Lifecycle;
+use crate::core::repair::Arrival;
+use crate::core::stripes::stripe_of;
+use crate::core::timers::Timer;
+use crate::media::chunk::Chunk;
+use crate::proto::wire::{self, Message, Role};
+
+impl Node {
+    // ---- chunks --------------------------------------------------------------------------
+
+    pub(super) fn on_chunk(&mut self, now: u64, from: Source, chunk: Arc<Chunk>) {
+        let seq = chunk.seq;
+        if from != Source::Input {
+            self.out.stats.counters.chunks_received += 1;
+        }
+        if let Some(held) = self.history.get(seq) {
+            let verdict = self.guard.check_copy(held, &chunk, from, &mut self.out);
+            if let CopyVerdict::Forged(addr) = verdict {
+                self.drop_neighbour(addr);
+            }
+            return;
+        }
+        let floor = self
+            .highest
+            .map_or(0, |h| h.saturating_sub(self.cfg.tuning.history as u64));
+        let before_start =
+            self.playout.play_from().is_some_and(|p| seq < p) && !self.repair.missing.contains(seq);
+        if from != Source::Input && (seq < floor || before_start) {
+            self.out.stats.counters.chunks_late += 1;
+            return;
+        }
+        if let Err(why) = self.guard.verify(&chunk) {
+            if let Some(addr) = self.guard.reject(seq, why, from, &mut self.out) {
+                self.drop_neighbour(addr);
+            }
+            return;
+        }
+        if from == Source::Input {
+            self.out.stats.stream_bytes += chunk.payload.len() as u64;
+            self.out
+                .stats
+                .ingest_latency_us
+                .record(now.saturating_sub(chunk.capture_us));
+        }
+        let stripe = stripe_of(seq, self.place.stripes);
+        self.tree.heard(stripe, seq, now);
+        self.repair.on_arrival(
+            now,
+            seq,
+            from.addr(),
+            self.place.stripes,
+            &mut self.neighbours,
+            &mut self.timers,
+        );
+        if chunk.is_keyframe() {
+            if self.latest_keyframe.is_none_or(|k| seq > k) {
+                self.latest_keyframe = Some(seq);
+            }
+            if self.playout.awaited_keyframe(seq) {
+                let last = self.highest.map_or(seq, |h| h.max(seq));
+                self.set_play_from(now, seq, last);
+            }
+        }
+        if from != Source::Input && self.cfg.role == Role::Peer {
+            self.playout.first_chunk_at.get_or_insert(now);
+            self.note_known_seq(now, seq.saturating_sub(1));
+        }
+        self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));
+        // Forward first (latency), then keep and play.
+        self.push_to_children(stripe, from, &chunk);
+        self.playout.offer(now, &chunk);
+        self.history.insert(chunk);
+        self.drain_playout(now);
+        self.check_end_complete(now);
+    }
+
+    /// Pushes a verified chunk to the children fed its stripe (not back to whom it came from).
+    pub(super) fn push_to_children(&mut self, stripe: u8, from: Source, chunk: &Arc<Chunk>) {
+        let children = self.tree.take_children(stripe, &self.neighbours);
+        let sender = from.addr();
+        let pushes = children.iter().filter(|a| Some(**a) != sender).count();
+        if pushes == 0 && from == Source::Input {
+            self.repair.budget.owe_unpushed();
+        }
+        if pushes > 0 {
+            // One size for every child: the per-chunk path encodes nothing twice.
+            let message = Message::Chunk(chunk.clone());
+            let len = wire::encoded_len(&message);
+            for &to in children.iter().filter(|a| Some(**a) != sender) {
+                self.out.send_sized(to, message.clone(), len);
+            }
+        }
+        self.tree.put_back_children(stripe, children);
+    }
+
+    // ---- playout -------------------------------------------------------------------------
+
+    pub(super) fn drain_playout(&mut self, now: u64) {
+        let missing = &mut self.repair.missing;
+        let next = self.playout.drain(
+            now,
+            self.cfg.tuning.linger_us,
+            &mut self.timers,
+            &mut self.out,
+            |first, last| {
+                for seq in first..=last {
+                    missing.remove(seq);
+                }
+            },
+        );
+        // What playout passed a whole history ago (played, skipped, or before its first
+        // keyframe, which it skips without a word) is no longer worth asking for. Without
+        // this a peer that joined before the stream began asked for a chunk 0 it never got
+        // for as long as it ran, and its missing set spanned the whole stream (bl-sim: 2,139
+        // seqs for 12 entries at 10 s). Dropping everything playout passed at once bounded
+        // the set just as well but left 6 of 20 loopback peers forwarding nothing (tests/
+        // swarm.rs), for a reason not yet understood; a history later changes nothing near
+        // playout.
+        if let Some(next) = next {
+            self.repair
+                .missing
+                .remove_below(next.saturating_sub(self.cfg.tuning.history as u64));
+        }
+    }
+
+    /// Peer: playout starts at `start`; what lies between it and `last` (or the newest chunk
+    /// held) is fetched from neighbours as repairs.
+    pub(super) fn set_play_from(&mut self, now: u64, start: u64, last: u64) {
+        self.playout.begin(now, start, self.history.from(start));
+        let last = last.max(self.highest.unwrap_or(0));
+        self.repair.note_gap(
+            now,
+            start,
+            last,
+            &self.history,
+            self.cfg.tuning.history,
+            &mut self.timers,
+        );
+        self.drain_playout(now);
+    }
+
+    /// Peer: everything up to `seq` exists somewhere: note what we lack as missing. Before
+    /// playout has a start point nothing is missing yet (set_play_from marks the gaps from
+    /// the start on); counting earlier gaps grew without bound (bl-sim, 10k).
+    pub(super) fn note_known_seq(&mut self, now: u64, seq: u64) {
+        let Some(play_from) = self.playout.play_from() else {
+            return;
+        };
+        let tree = &self.tree;
+        let stripes = self.place.stripes;
+        // A parent still sending a stripe may bring its chunks; one gone quiet will not.
+        let arrival = |s: u64| {
+            let stripe = stripe_of(s, stripes);
+            if tree.flowing(now, stripe) && tree.newest(stripe).is_none_or(|newest| newest < s) {
+                Arrival::MayStillBePushed
+            } else {
+                Arrival::Lost
+            }
+        };
+        self.repair.note_known(
+            now,
+            seq,
+            play_from,
+            self.highest,
+            &self.history,
+            &self.cfg.tuning,
+            arrival,
+            &mut self.timers,
+        );
+    }
+
+    /// The stream ends at `last_seq`: every neighbour is told. The seed lingers to serve
+    /// repairs; a peer gives playout until one latency from now for what is still missing.
+    pub(super) fn learn_end(&mut self, now: u64, last_seq: u64) {
+        if self.playout.lifecycle.end().is_some() {
+            return;
+        }
+        for addr in self.neighbours.keys() {
+            self.out.send(*addr, &Message::End { last_seq });
+        }
+        let tuning = &self.cfg.tuning;
+        match self.cfg.role {
+            Role::Seed if self.is_finished() => {
+                self.playout.lifecycle = Lifecycle::Finished {
+                    last: Some(last_seq),
+                };
+            }
+            Role::Seed => {
+                self.playout.lifecycle = Lifecycle::Lingering {
+                    last: Some(last_seq),
+                };
+                self.timers
+                    .set(Timer::Linger, now + tuning.latency_us + tuning.linger_us);
+            }
+            Role::Peer => {
+                self.playout.lifecycle = Lifecycle::Ending { last: last_seq };
+                self.note_known_seq(now, last_seq);
+                self.repair.all_lost(now, &mut self.timers);
+                let deadline = now + self.cfg.tuning.latency_us;
+                self.timers.set(Timer::EndDeadline, deadline);
+                self.check_end_complete(now);
+            }
+        }
+    }
+
+    /// Peer: the stream ended and nothing is missing any more: playout need not wait.
+    pub(super) fn check_end_complete(&mut self, now: u64) {
+        let Lifecycle::Ending { last } = self.playout.lifecycle else {
+            return;
+        };
+        if self.repair.missing.is_empty() && self.highest >= Some(last) {
+            self.timers.clear(Timer::EndDeadline);
+            self.playout.end_of_input(now);
+            self.drain_playout(now);
+        }
+    }
+}

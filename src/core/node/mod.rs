@@ -1,0 +1,618 @@
+//! The node: the facade of the sans-IO swarm core, one state machine for the seed and peer
+//! roles. It owns the sub-machines, dispatches every input to them, and applies what they
+//! return in a fixed order; none of them holds another.
+//!
+//! It never reads a clock, a socket or the OS RNG. Call contract (docs/ARCHITECTURE.md):
+//! feed it with [`Node::handle_datagram`], [`Node::handle_chunk`] (seed: chunks from stdin),
+//! [`Node::handle_input_end`] and [`Node::handle_timeout`]; after each call drain
+//! [`Node::poll_output`] until it says [`Output::Timeout`], and call `handle_timeout` then.
+//! Time is µs since the UNIX epoch (wall clock, so latency = play time − capture time);
+//! randomness comes from the seed in [`Config::rng_seed`].
+//!
+//! Dissemination: the stream is cut into K stripes by `seq mod K`. Every peer has an index
+//! (join order, in the stream's clock: from the seed, or self-drawn when it joined through a
+//! peer) and a member stripe. For every stripe a node has one parent that pushes it every
+//! chunk of that stripe the moment it verifies ([`StripeTree`]); every node announces what it
+//! holds to its neighbours (Have) and pulls what is still missing ([`Repair`]). This is
+//! SplitStream's stripes with GridMedia/Plumtree push–pull repair.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::core::config::{BARRED_US, INDICES_PER_CHUNK, TICK_US};
+use crate::core::guard::{Guard, Source};
+use crate::core::history::History;
+use crate::core::membership::{join_index_base, ConfirmOutcome, HelloAnswer, Membership};
+use crate::core::neighbours::{HaveSummary, Neighbours};
+use crate::core::outbox::Outbox;
+use crate::core::playout::{Lifecycle, Playout};
+use crate::core::repair::{self, Repair};
+use crate::core::rng::Rng;
+use crate::core::stats::{LatencyReport, NodeStats, Report};
+use crate::core::stripes::{stripe_of, StripeSet};
+use crate::core::timers::{Timer, Timers};
+use crate::core::tree::{Place, StripeTree};
+use crate::media::chunk::{Chunk, MAX_DATAGRAM};
+use crate::media::identity::StreamId;
+use crate::proto::wire::{self, Message, Role};
+
+pub use crate::core::config::{Config, Tuning};
+pub use crate::core::outbox::{Event, Output, Transmit};
+
+/// Sizes of a node's buffers (see [`Node::buffered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buffered {
+    pub history: usize,
+    pub missing: usize,
+    /// Seqs between the oldest and the newest missing one (the missing set's ring).
+    pub missing_span: usize,
+    pub playout: usize,
+    pub neighbours: usize,
+    /// Transmits and events not yet drained by the driver.
+    pub queued: usize,
+}
+
+pub struct Node {
+    cfg: Config,
+    rng: Rng,
+    started_at: u64,
+    local_addr: Option<SocketAddr>,
+    place: Place,
+    neighbours: Neighbours,
+    membership: Membership,
+    tree: StripeTree,
+    repair: Repair,
+    playout: Playout,
+    guard: Guard,
+    /// Verified chunks kept for repairs and joiners.
+    history: History,
+    highest: Option<u64>,
+    latest_keyframe: Option<u64>,
+    timers: Timers,
+    ticks: u64,
+    out: Outbox,
+}
+
+impl Node {
+    pub fn new(cfg: Config, now: u64) -> Self {
+        let mut rng = Rng::new(cfg.rng_seed);
+        let membership =
+            Membership::new(cfg.role, cfg.stream, cfg.bootstrap.clone(), now, &mut rng);
+        let stripes = cfg.tuning.stripes.max(1);
+        let mut timers = Timers::default();
+        timers.set(Timer::Tick, now);
+        let mut node = Node {
+            rng,
+            started_at: now,
+            local_addr: None,
+            place: Place {
+                role: cfg.role,
+                index: 0,
+                member: None,
+                stripes,
+            },
+            neighbours: Neighbours::default(),
+            membership,
+            tree: StripeTree::new(stripes, now),
+            repair: Repair::default(),
+            playout: Playout::new(
+                cfg.role == Role::Peer,
+                cfg.tuning.history,
+                cfg.tuning.latency_us,
+            ),
+            guard: Guard::new(cfg.stream, cfg.verified.clone()),
+            history: History::new(cfg.tuning.history),
+            highest: None,
+            latest_keyframe: None,
+            timers,
+            ticks: 0,
+            out: Outbox::default(),
+            cfg,
+        };
+        if !node.guard.has_key() {
+            node.out.warn("stream id is not a valid key".into());
+        }
+        for addr in node.membership.bootstrap().to_vec() {
+            node.membership
+                .send_hello(now, addr, &node.place, &mut node.rng, &mut node.out);
+        }
+        node
+    }
+
+    // ---- what the driver reads -----------------------------------------------------------
+
+    /// The address the driver bound, for reports.
+    pub fn set_local_addr(&mut self, addr: SocketAddr) {
+        self.local_addr = Some(addr);
+    }
+
+    pub fn stream(&self) -> StreamId {
+        self.cfg.stream
+    }
+
+    pub fn stats(&self) -> &NodeStats {
+        &self.out.stats
+    }
+
+    pub fn neighbour_count(&self) -> usize {
+        self.neighbours.len()
+    }
+
+    pub fn index(&self) -> u64 {
+        self.place.index
+    }
+
+    pub fn member(&self) -> Option<u8> {
+        self.place.member
+    }
+
+    /// Each stripe's parent.
+    pub fn parents(&self) -> Vec<Option<SocketAddr>> {
+        self.tree.parents()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(self.playout.lifecycle, Lifecycle::Finished { .. })
+    }
+
+    /// How much the node holds now, for the simulator's bounded-buffer invariant.
+    pub fn buffered(&self) -> Buffered {
+        Buffered {
+            history: self.history.len(),
+            missing: self.repair.missing.len(),
+            missing_span: self.repair.missing.span(),
+            playout: self.playout.pending(),
+            neighbours: self.neighbours.len(),
+            queued: self.out.queued(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The driver counts chunks it could not write (stuck player) here.
+    pub fn count_output_drop(&mut self) {
+        self.out.stats.counters.chunks_dropped_output += 1;
+    }
+
+    /// Hops from the seed in this peer's member stripe (255: not attached).
+    pub fn tree_depth(&self) -> u8 {
+        self.tree.depth(&self.place, &self.neighbours)
+    }
+
+    pub fn report(&self, now: u64) -> Report {
+        let stats = &self.out.stats;
+        Report {
+            role: match self.cfg.role {
+                Role::Seed => "seed".into(),
+                Role::Peer => "peer".into(),
+            },
+            stream_id: self.cfg.stream.to_string(),
+            addr: self.local_addr.map(|a| a.to_string()).unwrap_or_default(),
+            uptime_s: now.saturating_sub(self.started_at) as f64 / 1e6,
+            neighbours: self.neighbours.len(),
+            bytes_sent: stats.bytes_sent(),
+            bytes_received: stats.bytes_received(),
+            chunk_bytes_sent: stats.sent.get("chunk").bytes,
+            counters: stats.counters,
+            stream_bytes: stats.stream_bytes,
+            latency_ms: LatencyReport::from_histogram(&stats.latency_us),
+            ingest_latency_ms: LatencyReport::from_histogram(&stats.ingest_latency_us),
+            sent_by_kind: stats.sent.iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            startup_ms: self
+                .playout
+                .first_play_at
+                .map(|t| t.saturating_sub(self.started_at) as f64 / 1000.0),
+            latency_histogram_ms: Vec::new(),
+        }
+    }
+
+    /// What to do next: a datagram to send, an event to act on, or (nothing queued) the time
+    /// to call [`Node::handle_timeout`]. Datagrams come before events, in the order queued.
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(t) = self.out.pop_transmit() {
+            return Output::Transmit(t);
+        }
+        if let Some(e) = self.out.pop_event() {
+            return Output::Event(e);
+        }
+        Output::Timeout(self.poll_timeout())
+    }
+
+    /// The next time [`Node::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> u64 {
+        let mut t = self.timers.get(Timer::Tick).unwrap_or(u64::MAX);
+        if !self.repair.missing.is_empty() {
+            t = t.min(self.timers.get(Timer::Repair).unwrap_or(u64::MAX));
+        }
+        let others = [
+            self.playout.poll_timeout(),
+            self.timers.get(Timer::EndDeadline),
+            self.timers.get(Timer::Linger),
+        ];
+        for d in others.into_iter().flatten() {
+            t = t.min(d);
+        }
+        t
+    }
+
+    // ---- inputs --------------------------------------------------------------------------
+
+    /// A datagram arrived from `from`.
+    pub fn handle_datagram(&mut self, now: u64, from: SocketAddr, bytes: &[u8]) {
+        if self.guard.is_banned(&from) {
+            self.out.count_dropped();
+            return;
+        }
+        match wire::decode(bytes) {
+            Ok(message) => self.handle_message(now, from, message, bytes.len()),
+            Err(_) => self.out.count_dropped(),
+        }
+    }
+
+    /// A decoded datagram of `len` bytes arrived from `from`. The simulator calls this
+    /// directly with what another core sent, skipping the encoding round trip (it checks
+    /// what it routes with [`wire::validate`], as [`wire::decode`] does).
+    pub fn handle_message(&mut self, now: u64, from: SocketAddr, message: Message, len: usize) {
+        if self.guard.is_banned(&from) {
+            self.out.count_dropped();
+            return;
+        }
+        let known = self.neighbours.contains_key(&from);
+        if !self.membership.admits(&message, from, known) {
+            self.out.count_dropped();
+            return;
+        }
+        self.out.stats.count_received(message.kind_index(), len);
+        if let Some(n) = self.neighbours.get_mut(&from) {
+            n.last_heard = now;
+            // Peers (and Welcomes) also come to strangers: they prove nothing.
+            if !matches!(message, Message::Peers { .. } | Message::Welcome(_)) {
+                n.unconfirmed = None;
+            }
+        }
+        match message {
+            Message::Hello(hello) => self.on_hello(from, &hello),
+            Message::Welcome(welcome) => self.on_welcome(now, from, &welcome),
+            Message::Confirm {
+                token,
+                index,
+                member,
+            } => self.on_confirm(now, from, token, index, member),
+            Message::GetPeers { .. } => self.membership.answer_get_peers(
+                from,
+                &self.neighbours,
+                &mut self.rng,
+                &mut self.out,
+            ),
+            Message::Peers { peers } => {
+                let orphans = self.tree.orphans(&self.place);
+                let guard = &self.guard;
+                self.membership.on_peers(
+                    now,
+                    peers,
+                    &self.place,
+                    orphans,
+                    self.local_addr,
+                    &self.cfg.tuning,
+                    &self.neighbours,
+                    |addr| guard.is_banned(addr),
+                    &mut self.rng,
+                    &mut self.out,
+                );
+            }
+            Message::Subscribe { stripe } => self.on_subscribe(now, from, stripe),
+            Message::SubscribeReply { stripe, accepted } => {
+                self.tree
+                    .on_subscribe_reply(now, from, stripe, accepted, &mut self.out)
+            }
+            Message::Unsubscribe { stripe } => {
+                self.tree
+                    .on_unsubscribe(now, from, stripe, &mut self.neighbours)
+            }
+            Message::Chunk(chunk) => self.on_chunk(now, Source::Neighbour(from), chunk),
+            Message::Have {
+                first,
+                highest,
+                recent,
+                children,
+                spare,
+                depth,
+            } => {
+                let have = HaveSummary {
+                    first,
+                    highest,
+                    recent,
+                };
+                self.on_have(now, from, have, children, spare, depth);
+            }
+            Message::Request { seqs } => {
+                let children = self
+                    .neighbours
+                    .get(&from)
+                    .map_or(StripeSet::EMPTY, |n| n.children);
+                self.repair.serve(
+                    from,
+                    seqs,
+                    children,
+                    &self.history,
+                    self.place.stripes,
+                    &mut self.out,
+                );
+            }
+            Message::End { last_seq } => self.learn_end(now, last_seq),
+            Message::Goodbye => self.drop_neighbour(from),
+            Message::StatsRequest { nonce, padding } => {
+                self.answer_stats(now, from, nonce, padding.len())
+            }
+            Message::StatsReply { .. } => {}
+        }
+    }
+
+    /// Seed: a chunk read from stdin.
+    pub fn handle_chunk(&mut self, now: u64, chunk: impl Into<Arc<Chunk>>) {
+        self.on_chunk(now, Source::Input, chunk.into());
+    }
+
+    /// Seed: stdin ended. The swarm is told; the seed lingers to serve repairs, then finishes.
+    pub fn handle_input_end(&mut self, now: u64) {
+        match self.highest {
+            Some(last) => self.learn_end(now, last),
+            None => {
+                if !self.is_finished() {
+                    self.playout.lifecycle = Lifecycle::Lingering {
+                        last: self.playout.lifecycle.end(),
+                    };
+                }
+                self.timers.set(Timer::Linger, now);
+            }
+        }
+    }
+
+    /// Leave politely: Goodbye to every neighbour.
+    pub fn leave(&mut self) {
+        for addr in self.neighbours.keys() {
+            self.out.send(*addr, &Message::Goodbye);
+        }
+        self.neighbours.clear();
+        self.tree.children_changed();
+    }
+
+    pub fn handle_timeout(&mut self, now: u64) {
+        self.playout.handle_timeout(now);
+        self.drain_playout(now);
+        if self.timers.expired(Timer::Tick, now) {
+            self.timers.set(Timer::Tick, now + TICK_US);
+            self.tick(now);
+        }
+        let tree = &self.tree;
+        self.repair.request_due(
+            now,
+            self.playout.play_from(),
+            |stripe| tree.parent(stripe),
+            self.place.stripes,
+            &self.neighbours,
+            &mut self.rng,
+            &mut self.timers,
+            &mut self.out,
+        );
+        if self.timers.expired(Timer::EndDeadline, now) {
+            self.timers.clear(Timer::EndDeadline);
+            self.playout.end_of_input(now);
+            self.drain_playout(now);
+        }
+        if self.timers.expired(Timer::Linger, now) && !self.is_finished() {
+            self.timers.clear(Timer::Linger);
+            self.playout.lifecycle = Lifecycle::Finished {
+                last: self.playout.lifecycle.end(),
+            };
+            self.leave();
+            self.out.event(Event::Finished);
+        }
+    }
+
+    // ---- membership ----------------------------------------------------------------------
+
+    fn on_hello(&mut self, from: SocketAddr, hello: &wire::Hello) {
+        let answer =
+            self.membership
+                .on_hello(from, hello, self.place.stripes, self.highest, &mut self.out);
+        if let Some(HelloAnswer {
+            assigned,
+            nonce,
+            token,
+        }) = answer
+        {
+            let welcome = Message::Welcome(Box::new(wire::Welcome {
+                nonce,
+                token,
+                role: self.cfg.role,
+                index: self.place.index,
+                member: self.place.member,
+                stripes: self.place.stripes,
+                assigned,
+                latest_keyframe: self.latest_keyframe,
+                latest_seq: self.highest,
+                end: self.playout.lifecycle.end(),
+            }));
+            self.out.send_owned(from, welcome);
+        }
+    }
+
+    fn on_welcome(&mut self, now: u64, from: SocketAddr, welcome: &wire::Welcome) {
+        let Some(attempt) = self
+            .membership
+            .take_hello(from, welcome.nonce, &mut self.out)
+        else {
+            return;
+        };
+        if self.cfg.role == Role::Peer {
+            self.take_place(welcome);
+            if self.playout.play_from().is_none()
+                && (welcome.role == Role::Seed || welcome.index > 0)
+            {
+                if let Some((start, last)) = self
+                    .playout
+                    .choose_start(welcome.latest_keyframe, welcome.latest_seq)
+                {
+                    self.set_play_from(now, start, last);
+                }
+            }
+        }
+        let admitted = self.membership.welcomed(
+            now,
+            from,
+            welcome,
+            attempt,
+            &self.place,
+            &self.cfg.tuning,
+            &mut self.neighbours,
+            &mut self.out,
+        );
+        if let (true, Some(last)) = (admitted, welcome.end) {
+            self.learn_end(now, last);
+        }
+    }
+
+    /// Peer: a first Welcome gives this peer its place: the seed assigns an index and member
+    /// stripe; joined through a peer a tracker named, the seed unasked (at 100,000 joiners
+    /// the seed cannot greet them all), it takes an index from the block of the stream's
+    /// present, so stripe trees still grow outwards in join order.
+    fn take_place(&mut self, welcome: &wire::Welcome) {
+        if self.place.index != 0 {
+            return;
+        }
+        match (welcome.role, welcome.assigned) {
+            (Role::Seed, Some((index, member))) => {
+                self.place.index = index;
+                self.place.member = Some(member);
+                self.set_stripes(welcome.stripes);
+            }
+            (Role::Peer, _) if welcome.index > 0 && welcome.member.is_some() => {
+                let slot = self.rng.next_u64() % INDICES_PER_CHUNK;
+                let own = join_index_base(welcome.latest_seq).saturating_add(1 + slot);
+                self.place.index = own;
+                self.place.member = Some(stripe_of(own, welcome.stripes));
+                self.set_stripes(welcome.stripes);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_confirm(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        token: u64,
+        index: u64,
+        member: Option<u8>,
+    ) {
+        let outcome = self.membership.on_confirm(
+            now,
+            from,
+            token,
+            index,
+            member,
+            &self.cfg.tuning,
+            &mut self.neighbours,
+            &mut self.rng,
+            &mut self.out,
+        );
+        // Tell the newcomer what we hold right away, so it can repair from us.
+        if outcome == ConfirmOutcome::Added && self.highest.is_some() {
+            let have = self.have();
+            self.out.send(from, &have);
+        }
+    }
+
+    /// A neighbour's Have: what it holds and its place in the trees. Everything up to its
+    /// newest seq exists: a peer notes what it lacks.
+    fn on_have(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        have: HaveSummary,
+        children: u8,
+        spare: u8,
+        depth: u8,
+    ) {
+        if let Some(n) = self.neighbours.get_mut(&from) {
+            n.depth = depth;
+            n.have = Some(have);
+            n.spare = spare;
+            n.feeding = children;
+        }
+        if self.cfg.role == Role::Peer {
+            self.note_known_seq(now, have.highest);
+        }
+    }
+
+    fn answer_stats(&mut self, now: u64, from: SocketAddr, nonce: u64, padding: usize) {
+        let local = from.ip().is_loopback();
+        if !(local || self.cfg.stats_from_anywhere) || padding + 64 < wire::HELLO_MIN_SIZE {
+            self.out.count_dropped();
+            return;
+        }
+        let json = serde_json::to_string(&self.report(now)).unwrap_or_default();
+        // The reply must fit one datagram; the per-kind table goes if it does not.
+        let reply = Message::StatsReply { nonce, json };
+        if wire::encoded_len(&reply) <= MAX_DATAGRAM {
+            self.out.send_owned(from, reply);
+        } else {
+            let mut report = self.report(now);
+            report.sent_by_kind.clear();
+            let json = serde_json::to_string(&report).unwrap_or_default();
+            self.out.send(from, &Message::StatsReply { nonce, json });
+        }
+    }
+
+    fn drop_neighbour(&mut self, addr: SocketAddr) {
+        self.tree.forget(addr);
+        self.membership.forget(addr);
+        self.neighbours.remove(&addr);
+    }
+
+    fn set_stripes(&mut self, stripes: u8) {
+        let k = stripes.max(1);
+        if k != self.place.stripes {
+            self.place.stripes = k;
+            self.tree.reset(k);
+        }
+    }
+
+    // ---- tree ----------------------------------------------------------------------------
+
+    fn on_subscribe(&mut self, now: u64, from: SocketAddr, stripe: u8) {
+        let barred = self.guard.is_barred(&from, now);
+        let outcome = self.tree.on_subscribe(
+            now,
+            from,
+            stripe,
+            barred,
+            &self.place,
+            self.cfg.tuning.max_upload,
+            &mut self.neighbours,
+            &mut self.out,
+        );
+        if let Some(barren) = outcome.displaced_barren {
+            self.guard.bar(barren, now + BARRED_US);
+        }
+    }
+
+    fn have(&self) -> Message {
+        repair::have(
+            &self.history,
+            self.highest,
+            self.neighbours.children_count(),
+            StripeTree::spare_slots(&self.place, self.cfg.tuning.max_upload, &self.neighbours),
+            self.tree.depth(&self.place, &self.neighbours),
+        )
+    }
+}
+
+mod chunks;
+mod periodic;
+
+#[cfg(test)]
+mod tests;

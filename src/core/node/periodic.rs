@@ -1,0 +1,106 @@
+//! The node's periodic work: every tick the sub-machines' jobs run in one fixed order.
+
+use super::Node;
+use crate::core::config::AUDIT_TICKS;
+use crate::core::guard::Guard;
+use crate::core::membership::Membership;
+use crate::core::playout::Lifecycle;
+use crate::core::repair;
+use crate::proto::wire::Role;
+
+impl Node {
+    // ---- periodic ------------------------------------------------------------------------
+
+    /// Every [`TICK_US`]: the periodic jobs, in this order.
+    pub(super) fn tick(&mut self, now: u64) {
+        for addr in Membership::silent(now, &self.neighbours) {
+            self.drop_neighbour(addr);
+        }
+        let (place, tuning) = (&self.place, &self.cfg.tuning);
+        self.membership
+            .retry_hellos(now, place, &mut self.rng, &mut self.out);
+        self.membership
+            .retry_confirms(now, place, &mut self.neighbours, &mut self.out);
+        let finished = matches!(self.playout.lifecycle, Lifecycle::Finished { .. });
+        self.membership.rebootstrap(
+            now,
+            place,
+            tuning,
+            finished,
+            &self.neighbours,
+            &mut self.rng,
+            &mut self.out,
+        );
+        self.repair.budget.refill(
+            self.cfg.role,
+            tuning.max_upload,
+            self.neighbours.children_count(),
+            place.stripes,
+        );
+        self.ticks += 1;
+        let have = self.have();
+        let tree = &self.tree;
+        repair::announce(
+            self.ticks,
+            self.cfg.role,
+            &have,
+            |addr| tree.is_parent(addr),
+            &self.neighbours,
+            &mut self.out,
+        );
+        let orphans = self.tree.orphans(&self.place);
+        self.membership.exchange_peers(
+            now,
+            &self.cfg.tuning,
+            orphans,
+            &self.neighbours,
+            &mut self.rng,
+            &mut self.out,
+        );
+        self.tree.forget_expired_refusals(now);
+        if self.cfg.role == Role::Seed && self.ticks % AUDIT_TICKS == 0 {
+            Guard::audit(
+                &self.neighbours,
+                &self.history,
+                self.highest,
+                self.place.stripes,
+                &mut self.out,
+            );
+        }
+        self.guard.forget_expired(now);
+        if self.cfg.role == Role::Peer {
+            let tree = &self.tree;
+            self.repair.stripes_gone_quiet(
+                now,
+                self.place.stripes,
+                |stripe| tree.flowing(now, stripe),
+                &mut self.timers,
+            );
+        }
+        self.tree.maintain(
+            now,
+            &self.place,
+            &self.neighbours,
+            &mut self.rng,
+            &mut self.out,
+        );
+        if self.cfg.role == Role::Peer && self.playout.early_start_due(now) {
+            self.start_early(now);
+        }
+    }
+
+    /// Joined before the stream began: once chunks have flowed for a moment, the oldest
+    /// chunk anyone around holds is the start (whichever stripe arrived first is not).
+    pub(super) fn start_early(&mut self, now: u64) {
+        let announced = self
+            .neighbours
+            .values()
+            .filter_map(|n| n.have)
+            .filter(|h| h.recent != 0)
+            .map(|h| h.first);
+        let oldest = announced.chain(self.history.first()).min();
+        if let (Some(first), Some(last)) = (oldest, self.highest) {
+            self.set_play_from(now, first, last);
+        }
+    }
+}

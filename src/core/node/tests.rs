@@ -1,0 +1,529 @@
+//! Two and three cores wired together in virtual time, no sockets: every datagram is
+//! delivered 1 ms after it is sent (or dropped by a test-chosen filter).
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::media::chunk::FLAG_KEYFRAME;
+use crate::media::identity::StreamKey;
+use crate::proto::wire::MAX_REQUEST_SEQS;
+
+/// Decides per datagram (from, to, bytes) whether it is delivered.
+type LinkFilter = Box<dyn Fn(SocketAddr, SocketAddr, &[u8]) -> bool>;
+
+struct Net {
+    nodes: Vec<(SocketAddr, Node)>,
+    in_flight: Vec<(u64, SocketAddr, SocketAddr, Vec<u8>)>,
+    played: BTreeMap<SocketAddr, Vec<u64>>,
+    now: u64,
+    /// Drops datagrams for which it returns false.
+    filter: LinkFilter,
+}
+
+const T0: u64 = 1_700_000_000_000_000;
+
+/// Everything a node queued: its datagrams and its events, each in order.
+pub(crate) fn drain(node: &mut Node) -> (Vec<Transmit>, Vec<Event>) {
+    let (mut transmits, mut events) = (Vec::new(), Vec::new());
+    loop {
+        match node.poll_output() {
+            Output::Transmit(t) => transmits.push(t),
+            Output::Event(e) => events.push(e),
+            Output::Timeout(_) => return (transmits, events),
+        }
+    }
+}
+
+#[test]
+fn a_welcome_naming_seqs_at_the_end_of_u64_does_not_overflow() {
+    // A hostile neighbour's Welcome names the keyframe and newest chunk to start from.
+    let key = StreamKey::from_seed([3; 32]);
+    let mut peer = Node::new(Config::new(Role::Peer, key.id()), T0);
+    let (start, last) = peer
+        .playout
+        .choose_start(Some(u64::MAX - 2), Some(u64::MAX))
+        .unwrap();
+    peer.set_play_from(T0, start, last);
+    assert_eq!(peer.playout.play_from(), Some(u64::MAX - 2));
+    assert_eq!(peer.repair.missing.len(), 3);
+}
+
+fn addr(i: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7000 + i))
+}
+
+impl Net {
+    fn new(key: &StreamKey, peers: u16) -> Net {
+        let mut seed_cfg = Config::new(Role::Seed, key.id());
+        seed_cfg.rng_seed = 1;
+        let mut nodes = vec![(addr(0), Node::new(seed_cfg, T0))];
+        for i in 1..=peers {
+            let mut cfg = Config::new(Role::Peer, key.id());
+            cfg.bootstrap = vec![addr(0)];
+            cfg.rng_seed = u64::from(i) + 1;
+            cfg.tuning.latency_us = 500_000;
+            nodes.push((addr(i), Node::new(cfg, T0)));
+        }
+        for (a, n) in nodes.iter_mut() {
+            n.set_local_addr(*a);
+        }
+        Net {
+            nodes,
+            in_flight: Vec::new(),
+            played: BTreeMap::new(),
+            now: T0,
+            filter: Box::new(|_, _, _| true),
+        }
+    }
+
+    fn collect(&mut self) {
+        for (from, node) in self.nodes.iter_mut() {
+            let (transmits, events) = drain(node);
+            for t in transmits {
+                // Through the real encoding, as a driver would.
+                let bytes = wire::encode(&t.message).unwrap();
+                assert_eq!(bytes.len(), t.len);
+                if (self.filter)(*from, t.to, &bytes) {
+                    self.in_flight.push((self.now + 1_000, *from, t.to, bytes));
+                }
+            }
+            for e in events {
+                match e {
+                    Event::Play(c) => self.played.entry(*from).or_default().push(c.seq),
+                    Event::Internal(what) => panic!("{from}: {what}"),
+                    Event::Warning(_) | Event::Finished => {}
+                }
+            }
+        }
+    }
+
+    /// Runs until `until`, in 1 ms steps.
+    fn run_until(&mut self, until: u64) {
+        while self.now < until {
+            self.now += 1_000;
+            let now = self.now;
+            let (due, later): (Vec<_>, Vec<_>) =
+                self.in_flight.drain(..).partition(|(t, ..)| *t <= now);
+            self.in_flight = later;
+            for (_, from, to, bytes) in due {
+                if let Some((_, node)) = self.nodes.iter_mut().find(|(a, _)| *a == to) {
+                    node.handle_datagram(now, from, &bytes);
+                }
+            }
+            for (_, node) in self.nodes.iter_mut() {
+                if node.poll_timeout() <= now {
+                    node.handle_timeout(now);
+                }
+            }
+            self.collect();
+        }
+    }
+
+    fn seed(&mut self) -> &mut Node {
+        &mut self.nodes[0].1
+    }
+}
+
+fn chunk(key: &StreamKey, seq: u64, now: u64) -> Chunk {
+    let mut payload = vec![seq as u8; 188 * 6];
+    for p in payload.chunks_exact_mut(188) {
+        p[0] = 0x47;
+    }
+    Chunk::sign(
+        key,
+        seq,
+        now,
+        if seq % 50 == 0 { FLAG_KEYFRAME } else { 0 },
+        payload,
+    )
+}
+
+/// Feeds `count` chunks from the seed, one every 5 ms.
+fn stream(net: &mut Net, key: &StreamKey, seqs: std::ops::Range<u64>) {
+    for seq in seqs {
+        let now = net.now;
+        let c = chunk(key, seq, now);
+        net.seed().handle_chunk(now, c);
+        net.collect();
+        net.run_until(now + 5_000);
+    }
+}
+
+#[test]
+fn two_peers_play_every_chunk_in_order() {
+    let key = StreamKey::from_seed([1; 32]);
+    let mut net = Net::new(&key, 2);
+    net.run_until(T0 + 300_000); // handshakes, peer exchange, subscriptions
+    stream(&mut net, &key, 0..200);
+    let now = net.now;
+    net.seed().handle_input_end(now);
+    net.run_until(now + 5_000_000);
+    for i in 1..=2 {
+        let played = &net.played[&addr(i)];
+        assert_eq!(played, &(0..200).collect::<Vec<_>>(), "peer {i}");
+        assert!(
+            net.nodes[i as usize].1.is_finished(),
+            "peer {i} must finish after the end"
+        );
+    }
+    // Peers forward to each other: the seed did not send every copy.
+    let seed_chunks = net.nodes[0].1.stats().sent.get("chunk").datagrams;
+    assert!(
+        seed_chunks < 2 * 200,
+        "seed sent {seed_chunks} chunk datagrams for 2 peers"
+    );
+}
+
+#[test]
+fn a_chunk_playout_gave_up_on_is_no_longer_asked_for() {
+    let key = StreamKey::from_seed([1; 32]);
+    let mut net = Net::new(&key, 1);
+    // Chunk 0 never reaches the peer, however often it asks.
+    let peer = addr(1);
+    let asked_late = std::rc::Rc::new(std::cell::Cell::new(0u32));
+    let (asked, clock) = (
+        asked_late.clone(),
+        std::rc::Rc::new(std::cell::Cell::new(0)),
+    );
+    let now_seen = clock.clone();
+    net.filter = Box::new(move |from, to, bytes| match wire::decode(bytes) {
+        Ok(Message::Chunk(c)) => !(to == peer && c.seq == 0),
+        Ok(Message::Request { seqs }) if from == peer && seqs.contains(&0) => {
+            if now_seen.get() > 0 {
+                asked.set(asked.get() + 1);
+            }
+            true
+        }
+        _ => true,
+    });
+    // It joins before the stream begins, so its playout starts at chunk 0.
+    net.run_until(T0 + 300_000);
+    let history = net.nodes[1].1.cfg.tuning.history as u64;
+    stream(&mut net, &key, 0..history + 200);
+    // Playout gave up on chunk 0 (latency 0.5 s), started at keyframe 50 and has since
+    // moved a whole history past it.
+    clock.set(1);
+    stream(&mut net, &key, history + 200..history + 300);
+    let node = &net.nodes[1].1;
+    assert_eq!(net.played[&peer].first(), Some(&50));
+    assert!(
+        !node.repair.missing.contains(0),
+        "chunk 0 is still noted missing"
+    );
+    let span = node.repair.missing.span() as u64;
+    assert!(span <= history + 100, "missing set spans {span} seqs");
+    assert_eq!(
+        asked_late.get(),
+        0,
+        "requests for chunk 0 after playout passed it"
+    );
+}
+
+#[test]
+fn a_chunk_nobody_holds_any_longer_is_not_asked_for() {
+    let key = StreamKey::from_seed([1; 32]);
+    let mut net = Net::new(&key, 1);
+    // From chunk 200 on nothing reaches the peer: its playout stops at 200 for good
+    // while the seed's Haves tell it how far the stream has gone.
+    let peer = addr(1);
+    let lowest_asked = std::rc::Rc::new(std::cell::Cell::new(u64::MAX));
+    let (lowest, counting) = (
+        lowest_asked.clone(),
+        std::rc::Rc::new(std::cell::Cell::new(false)),
+    );
+    let count_now = counting.clone();
+    net.filter = Box::new(move |from, to, bytes| match wire::decode(bytes) {
+        Ok(Message::Chunk(c)) => !(to == peer && c.seq >= 200),
+        Ok(Message::Request { seqs }) if from == peer && count_now.get() => {
+            let least = seqs.iter().copied().min().unwrap_or(u64::MAX);
+            lowest.set(lowest.get().min(least));
+            true
+        }
+        _ => true,
+    });
+    net.run_until(T0 + 300_000);
+    let history = net.nodes[1].1.cfg.tuning.history as u64;
+    stream(&mut net, &key, 0..200 + history + 500);
+    assert!(
+        !net.nodes[1].1.repair.missing.is_empty(),
+        "the peer must be missing chunks"
+    );
+    // Every seed and peer has by now forgotten chunk 200 and the next 500.
+    counting.set(true);
+    stream(&mut net, &key, 200 + history + 500..200 + history + 800);
+    let node = &net.nodes[1].1;
+    assert_eq!(net.played[&peer].last(), Some(&199));
+    assert!(
+        !node.repair.missing.contains(200),
+        "chunk 200 is still noted missing"
+    );
+    let span = node.repair.missing.span() as u64;
+    assert!(span <= history, "missing set spans {span} seqs");
+    assert!(
+        lowest_asked.get() < u64::MAX,
+        "the peer must still ask for what it lacks"
+    );
+    // Seqs from 701 on are still held; the peer learns the newest seq from Haves sent
+    // every few hundred ms (tens of chunks here), so it may ask a little below that.
+    assert!(
+        lowest_asked.get() > 600,
+        "asked for chunk {} after every history had dropped it",
+        lowest_asked.get()
+    );
+}
+
+#[test]
+fn lost_datagrams_are_repaired_by_pull() {
+    let key = StreamKey::from_seed([1; 32]);
+    let mut net = Net::new(&key, 3);
+    // Lose every 7th chunk datagram on every link; Requests recover them.
+    let counter = std::cell::Cell::new(0u32);
+    net.filter = Box::new(move |_, _, bytes| {
+        if matches!(wire::decode(bytes), Ok(Message::Chunk(_))) {
+            counter.set(counter.get() + 1);
+            return counter.get() % 7 != 0;
+        }
+        true
+    });
+    net.run_until(T0 + 300_000);
+    stream(&mut net, &key, 0..300);
+    net.run_until(net.now + 2_000_000);
+    for i in 1..=3u16 {
+        let played = &net.played[&addr(i)];
+        assert_eq!(
+            played,
+            &(0..300).collect::<Vec<_>>(),
+            "peer {i} must play all despite loss"
+        );
+        let stats = net.nodes[i as usize].1.stats();
+        assert_eq!(stats.counters.chunks_skipped, 0);
+    }
+}
+
+#[test]
+fn a_child_asking_again_for_a_lost_push_is_served_when_catch_ups_spent_the_budget() {
+    let key = StreamKey::from_seed([1; 32]);
+    let mut net = Net::new(&key, 2);
+    net.run_until(T0 + 300_000);
+    stream(&mut net, &key, 0..200);
+    let seed_addr = addr(0);
+    let child_of_seed = |net: &Net, peer: usize, stripe: usize| {
+        net.nodes[peer].1.parents()[stripe] == Some(seed_addr)
+    };
+    // A stripe in which peer 1 is the seed's child and peer 2 is not.
+    let stripe = (0..4)
+        .find(|&s| child_of_seed(&net, 1, s) && !child_of_seed(&net, 2, s))
+        .expect("the seed splits its slots between the two peers") as u64;
+    let in_stripe = |from: u64| (from..200).filter(|q| q % 4 == stripe);
+    // Peer 2 asks the seed for a catch-up in that stripe, again and again.
+    let now = net.now;
+    for _ in 0..4 {
+        let catch_up = wire::encode(&Message::Request {
+            seqs: in_stripe(100).take(MAX_REQUEST_SEQS).collect(),
+        })
+        .unwrap();
+        net.seed().handle_datagram(now, addr(2), &catch_up);
+    }
+    let spent = net.seed().stats().counters;
+    assert!(spent.repairs_refused > 0, "the budget is spent");
+    // Peer 1 lost its push of the stripe's newest chunk: the seed sends it again.
+    let lost = in_stripe(190).next_back().unwrap();
+    let again = wire::encode(&Message::Request { seqs: vec![lost] }).unwrap();
+    net.seed().handle_datagram(now, addr(1), &again);
+    let after = net.seed().stats().counters;
+    assert_eq!(
+        (after.repairs_served, after.repairs_refused),
+        (spent.repairs_served + 1, spent.repairs_refused)
+    );
+    // ... while peer 2's next catch-up request is still refused.
+    let one = wire::encode(&Message::Request { seqs: vec![lost] }).unwrap();
+    net.seed().handle_datagram(now, addr(2), &one);
+    let last = net.seed().stats().counters;
+    assert_eq!(
+        (last.repairs_served, last.repairs_refused),
+        (after.repairs_served, after.repairs_refused + 1)
+    );
+}
+
+#[test]
+fn chunks_the_seed_pushed_to_nobody_reach_early_joiners_beyond_its_repair_budget() {
+    let key = StreamKey::from_seed([1; 32]);
+    let mut net = Net::new(&key, 3);
+    // The seed reads a burst of 50 chunks before the joiners' Hellos arrive (an
+    // encoder's first GOP): it has no children for them, so the joiners fetch all 50
+    // by request before its repair budget has refilled.
+    let now = net.now;
+    for seq in 0..50 {
+        net.seed().handle_chunk(now, chunk(&key, seq, now));
+    }
+    net.run_until(now + 20_000);
+    // Then a slow stream (one chunk per 20 ms): its refills are small.
+    for seq in 50..100 {
+        let now = net.now;
+        net.seed().handle_chunk(now, chunk(&key, seq, now));
+        net.collect();
+        net.run_until(now + 20_000);
+    }
+    net.run_until(net.now + 2_000_000);
+    for i in 1..=3u16 {
+        let played = &net.played[&addr(i)];
+        assert_eq!(
+            played.first(),
+            Some(&0),
+            "peer {i} starts at the first keyframe"
+        );
+        let stats = net.nodes[i as usize].1.stats();
+        assert_eq!(stats.counters.chunks_skipped, 0, "peer {i}");
+    }
+}
+
+#[test]
+fn forged_chunk_gets_the_sender_banned_and_is_not_played() {
+    let key = StreamKey::from_seed([1; 32]);
+    let forger = StreamKey::from_seed([2; 32]);
+    let mut net = Net::new(&key, 2);
+    net.run_until(T0 + 300_000);
+    stream(&mut net, &key, 0..20);
+    // Peer 2 turns rogue: it sends peer 1 a chunk signed by another key.
+    let bad = wire::encode(&Message::Chunk(chunk(&forger, 20, net.now).into())).unwrap();
+    let now = net.now;
+    net.nodes[1].1.handle_datagram(now, addr(2), &bad);
+    let stats = net.nodes[1].1.stats();
+    assert_eq!(
+        (stats.counters.chunks_forged, stats.counters.peers_banned),
+        (1, 1)
+    );
+    stream(&mut net, &key, 20..40);
+    net.run_until(net.now + 1_000_000);
+    let played = &net.played[&addr(1)];
+    assert_eq!(
+        played,
+        &(0..40).collect::<Vec<_>>(),
+        "the genuine seq 20 plays, the forged one never"
+    );
+    // Everything the rogue sends later is dropped.
+    let before = net.nodes[1].1.stats().counters.datagrams_dropped;
+    net.nodes[1].1.handle_datagram(net.now, addr(2), &bad);
+    assert_eq!(
+        net.nodes[1].1.stats().counters.datagrams_dropped,
+        before + 1
+    );
+}
+
+#[test]
+fn strangers_get_nothing_but_a_welcome_no_larger_than_their_hello() {
+    let key = StreamKey::from_seed([1; 32]);
+    let mut net = Net::new(&key, 0);
+    let stranger = addr(99);
+    // Unpadded hello: ignored. Any other message: ignored.
+    let small = wire::encode(&Message::Hello(Box::new(wire::Hello {
+        stream: key.id(),
+        nonce: 1,
+        role: Role::Peer,
+        index: None,
+        member: None,
+        padding: vec![],
+    })))
+    .unwrap();
+    let now = net.now;
+    net.seed().handle_datagram(now, stranger, &small);
+    net.seed().handle_datagram(
+        now,
+        stranger,
+        &wire::encode(&Message::Request {
+            seqs: vec![0, 1, 2],
+        })
+        .unwrap(),
+    );
+    net.seed().handle_datagram(
+        now,
+        stranger,
+        &wire::encode(&Message::GetPeers { token: 0 }).unwrap(),
+    );
+    assert!(drain(net.seed()).0.is_empty());
+    let hello = wire::encode(&wire::hello(key.id(), 1, Role::Peer, None, None)).unwrap();
+    net.seed().handle_datagram(now, stranger, &hello);
+    let replies = drain(net.seed()).0;
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert!(replies[0].len <= hello.len());
+    assert_eq!(net.seed().stats().counters.datagrams_dropped, 3);
+}
+
+#[test]
+fn a_joiner_that_knows_only_a_peer_numbers_itself_after_it_and_plays() {
+    let key = StreamKey::from_seed([22; 32]);
+    let mut net = Net::new(&key, 2);
+    net.run_until(T0 + 300_000);
+    stream(&mut net, &key, 0..120);
+    // A tracker named peer 1 only: the seed never hears of the joiner.
+    let mut cfg = Config::new(Role::Peer, key.id());
+    cfg.bootstrap = vec![addr(1)];
+    cfg.rng_seed = 9;
+    cfg.tuning.latency_us = 500_000;
+    let mut joiner = Node::new(cfg, net.now);
+    joiner.set_local_addr(addr(3));
+    net.nodes.push((addr(3), joiner));
+    net.collect();
+    stream(&mut net, &key, 120..300);
+    let now = net.now;
+    net.seed().handle_input_end(now);
+    net.run_until(now + 5_000_000);
+    let joiner = &net.nodes[3].1;
+    let older = net.nodes[1].1.index().max(net.nodes[2].1.index());
+    assert!(
+        joiner.index() > older,
+        "joined later, numbered {} after {older}",
+        joiner.index()
+    );
+    assert!(joiner.member().is_some());
+    assert!(!net.nodes[0].1.neighbours.contains_key(&addr(3)));
+    let played = &net.played[&addr(3)];
+    let first = played[0];
+    assert!(
+        first <= 150,
+        "started at {first}: the newest keyframe peer 1 named"
+    );
+    assert_eq!(played, &(first..300).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_lost_confirm_is_sent_again_so_the_link_is_not_half_open() {
+    let key = StreamKey::from_seed([23; 32]);
+    let mut net = Net::new(&key, 1);
+    let lost = std::cell::Cell::new(false);
+    net.filter = Box::new(move |from, _, bytes| {
+        let confirm = matches!(wire::decode(bytes), Ok(Message::Confirm { .. }));
+        if confirm && from == addr(1) && !lost.get() {
+            lost.set(true);
+            return false;
+        }
+        true
+    });
+    net.run_until(T0 + 2_000_000);
+    assert!(net.nodes[1].1.neighbours.contains_key(&addr(0)));
+    assert!(
+        net.nodes[0].1.neighbours.contains_key(&addr(1)),
+        "the peer counts the seed as a neighbour, the seed never heard of the peer"
+    );
+}
+
+#[test]
+fn joiners_turned_away_by_a_full_seed_still_get_its_peers() {
+    let key = StreamKey::from_seed([21; 32]);
+    let mut net = Net::new(&key, 4);
+    // A seed with room for one neighbour: the other joiners get its Goodbye, then the
+    // answer to their GetPeers.
+    let mut cfg = Config::new(Role::Seed, key.id());
+    cfg.rng_seed = 1;
+    cfg.tuning.max_neighbours = 1;
+    let mut seed = Node::new(cfg, T0);
+    seed.set_local_addr(addr(0));
+    net.nodes[0].1 = seed;
+    net.collect();
+    net.run_until(T0 + 50_000);
+    assert_eq!(net.seed().neighbour_count(), 1);
+    for (a, node) in net.nodes.iter().skip(1) {
+        assert!(node.neighbour_count() >= 1, "{a} has no neighbour");
+        assert_eq!(node.stats().counters.datagrams_dropped, 0, "{a} dropped");
+    }
+}

@@ -1,0 +1,98 @@
+//! What the core emits: datagrams to send, events for the driver, and the counters of both.
+//! Every sub-machine is handed the outbox (none holds it); the facade drains it through
+//! [`crate::core::node::Node::poll_output`].
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::core::stats::NodeStats;
+use crate::media::chunk::{Chunk, MAX_DATAGRAM};
+use crate::proto::wire::{self, Message};
+
+/// A datagram to send: the driver encodes it with [`wire::encode`]; `len` is its size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: SocketAddr,
+    pub message: Message,
+    pub len: usize,
+}
+
+/// Something the driver must act on.
+#[derive(Debug)]
+pub enum Event {
+    /// Peer: write this chunk to stdout, now.
+    Play(Arc<Chunk>),
+    /// Something worth a line on stderr.
+    Warning(String),
+    /// A bug in the core (it tried to send what cannot be sent): worth a line on stderr, and
+    /// the simulator fails the run on it.
+    Internal(String),
+    /// All done: the driver exits with status 0.
+    Finished,
+}
+
+/// What the driver does next: send, act, or sleep until the time given.
+#[derive(Debug)]
+pub enum Output {
+    Transmit(Transmit),
+    Event(Event),
+    /// Nothing queued: call [`crate::core::node::Node::handle_timeout`] at this time (µs).
+    Timeout(u64),
+}
+
+#[derive(Debug, Default)]
+pub struct Outbox {
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    /// Counted as things happen: the sub-machines count what they drop, serve and refuse.
+    pub stats: NodeStats,
+}
+
+impl Outbox {
+    pub fn send(&mut self, to: SocketAddr, message: &Message) {
+        self.send_owned(to, message.clone());
+    }
+
+    pub fn send_owned(&mut self, to: SocketAddr, message: Message) {
+        let len = wire::encoded_len(&message);
+        self.send_sized(to, message, len);
+    }
+
+    /// Queues `message` whose encoded size `len` the caller already knows (a chunk sent to
+    /// several children is sized once).
+    pub fn send_sized(&mut self, to: SocketAddr, message: Message, len: usize) {
+        if len > MAX_DATAGRAM {
+            let what = format!("internal: {} message of {len} bytes", message.kind());
+            self.events.push_back(Event::Internal(what));
+            return;
+        }
+        self.stats.count_sent(message.kind_index(), len);
+        self.transmits.push_back(Transmit { to, message, len });
+    }
+
+    pub fn event(&mut self, event: Event) {
+        self.events.push_back(event);
+    }
+
+    pub fn warn(&mut self, warning: String) {
+        self.events.push_back(Event::Warning(warning));
+    }
+
+    /// A datagram we drop unread (banned sender, undecodable, not allowed from a stranger).
+    pub fn count_dropped(&mut self) {
+        self.stats.counters.datagrams_dropped += 1;
+    }
+
+    pub fn pop_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn pop_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub fn queued(&self) -> usize {
+        self.transmits.len() + self.events.len()
+    }
+}

@@ -1,0 +1,213 @@
+//! Playout and joining: where a peer starts playing (its start state), the joiner that puts
+//! chunks in order and gives up on late ones, and the node's lifecycle from live to
+//! finished.
+
+use std::sync::Arc;
+
+use crate::core::config::{CATCH_UP_MAX_CHUNKS, EARLY_START_WAIT_US};
+use crate::core::outbox::{Event, Outbox};
+use crate::core::timers::{Timer, Timers};
+use crate::media::chunk::Chunk;
+use crate::media::join::{JoinEvent, Joiner};
+
+/// Where a peer stands on choosing its first chunk to play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Nothing known yet (the seed stays here: it plays nothing).
+    Unknown,
+    /// Joined mid-GOP, far from the newest keyframe: playout starts at the first keyframe
+    /// after this seq.
+    AwaitKeyframeAfter(u64),
+    /// Playing from this seq on.
+    From(u64),
+}
+
+/// A node's life: live, then (the end of the stream known) ending, then lingering to serve
+/// others, then finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    Live,
+    /// Peer: the stream ends at `last`; playout waits for what is missing until
+    /// [`Timer::EndDeadline`].
+    Ending {
+        last: u64,
+    },
+    /// Peer: the joiner was told the stream ended and plays out what it holds.
+    Draining {
+        last: u64,
+    },
+    /// Done with the stream (`last`, if it had any); serving others until [`Timer::Linger`].
+    Lingering {
+        last: Option<u64>,
+    },
+    Finished {
+        last: Option<u64>,
+    },
+}
+
+impl Lifecycle {
+    /// The stream's last seq, once known.
+    pub fn end(self) -> Option<u64> {
+        match self {
+            Lifecycle::Live => None,
+            Lifecycle::Ending { last } | Lifecycle::Draining { last } => Some(last),
+            Lifecycle::Lingering { last } | Lifecycle::Finished { last } => last,
+        }
+    }
+}
+
+pub struct Playout {
+    pub start: Start,
+    /// Peer: the reordering joiner (one unordered, deduplicated input: the swarm).
+    joiner: Option<Joiner>,
+    pub lifecycle: Lifecycle,
+    /// When the first chunk was played (startup figure).
+    pub first_play_at: Option<u64>,
+    /// When the first chunk arrived (peer), to fall back to playing from it.
+    pub first_chunk_at: Option<u64>,
+}
+
+impl Playout {
+    /// A peer's playout (`plays`), or the seed's, which plays nothing.
+    pub fn new(plays: bool, history: usize, latency_us: u64) -> Playout {
+        Playout {
+            start: Start::Unknown,
+            joiner: plays.then(|| {
+                Joiner::new(1, history.max(1) as u64, latency_us, false)
+                    .with_unordered_inputs()
+                    .with_deduplicated_inputs()
+            }),
+            lifecycle: Lifecycle::Live,
+            first_play_at: None,
+            first_chunk_at: None,
+        }
+    }
+
+    pub fn play_from(&self) -> Option<u64> {
+        match self.start {
+            Start::From(seq) => Some(seq),
+            _ => None,
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.joiner.as_ref().map_or(0, Joiner::pending)
+    }
+
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.joiner.as_ref().and_then(Joiner::poll_timeout)
+    }
+
+    pub fn handle_timeout(&mut self, now: u64) {
+        if let Some(j) = self.joiner.as_mut() {
+            j.handle_timeout(now);
+        }
+    }
+
+    /// Where to start, told the newest keyframe and newest seq by whoever welcomed us: at
+    /// the keyframe if at most [`CATCH_UP_MAX_CHUNKS`] followed it, else at the next one
+    /// (fetching a whole GOP of backlog would cost the swarm a burst of repairs for chunks
+    /// mostly too old to play within the latency). Returns (start, last) to begin with.
+    /// Without a keyframe yet, the seed's first Have names the stream's first chunk.
+    pub fn choose_start(
+        &mut self,
+        latest_keyframe: Option<u64>,
+        latest_seq: Option<u64>,
+    ) -> Option<(u64, u64)> {
+        let start = latest_keyframe?;
+        let last = latest_seq.unwrap_or(start);
+        if last.saturating_sub(start) <= CATCH_UP_MAX_CHUNKS {
+            Some((start, last))
+        } else {
+            self.start = Start::AwaitKeyframeAfter(last);
+            None
+        }
+    }
+
+    /// Whether keyframe `seq` is the one a peer that joined mid-GOP waits for.
+    pub fn awaited_keyframe(&self, seq: u64) -> bool {
+        matches!(self.start, Start::AwaitKeyframeAfter(after) if seq > after)
+    }
+
+    /// Joined before the stream began: once chunks have flowed for a moment, the oldest
+    /// chunk anyone around holds is the start (whichever stripe arrived first is not).
+    pub fn early_start_due(&self, now: u64) -> bool {
+        self.start == Start::Unknown
+            && self
+                .first_chunk_at
+                .is_some_and(|t| now >= t + EARLY_START_WAIT_US)
+    }
+
+    /// Playout starts at `start`: the joiner gets what we already hold from there on.
+    pub fn begin<'a>(&mut self, now: u64, start: u64, held: impl Iterator<Item = &'a Arc<Chunk>>) {
+        self.start = Start::From(start);
+        if let Some(j) = self.joiner.as_mut() {
+            j.start_at(start);
+            for chunk in held {
+                j.handle_chunk(now, 0, chunk.clone());
+            }
+        }
+    }
+
+    /// A verified chunk for playout (if it is not before the start).
+    pub fn offer(&mut self, now: u64, chunk: &Arc<Chunk>) {
+        let playing = self.play_from().is_some_and(|p| chunk.seq >= p);
+        if let Some(j) = self.joiner.as_mut() {
+            if playing {
+                j.handle_chunk(now, 0, chunk.clone());
+            }
+        }
+    }
+
+    /// Tells the joiner the stream ended: it plays out what it holds and skips the rest.
+    pub fn end_of_input(&mut self, now: u64) {
+        if let Lifecycle::Ending { last } = self.lifecycle {
+            self.lifecycle = Lifecycle::Draining { last };
+        }
+        if let Some(j) = self.joiner.as_mut() {
+            j.handle_end(now, 0);
+        }
+    }
+
+    /// Hands what the joiner released to the outbox: chunks to play now, and ranges given up
+    /// on (`skipped` is called with each, for the missing set). Starts lingering once the
+    /// joiner finished after the end. Returns the next seq playout wants.
+    pub fn drain(
+        &mut self,
+        now: u64,
+        linger_us: u64,
+        timers: &mut Timers,
+        out: &mut Outbox,
+        mut skipped: impl FnMut(u64, u64),
+    ) -> Option<u64> {
+        let j = self.joiner.as_mut()?;
+        while let Some(event) = j.poll_event() {
+            match event {
+                JoinEvent::Play(chunk) => {
+                    self.first_play_at.get_or_insert(now);
+                    out.stats.counters.chunks_played += 1;
+                    out.stats
+                        .latency_us
+                        .record(now.saturating_sub(chunk.capture_us));
+                    out.stats.stream_bytes += chunk.payload.len() as u64;
+                    out.event(Event::Play(chunk));
+                }
+                JoinEvent::Skipped { first, last } => {
+                    out.stats.counters.chunks_skipped += last - first + 1;
+                    skipped(first, last);
+                    out.warn(format!(
+                        "skipped chunks {first}..={last}: not received in time"
+                    ));
+                }
+                JoinEvent::Replayed { .. } | JoinEvent::Late { .. } => {}
+            }
+        }
+        if let Lifecycle::Draining { last } = self.lifecycle {
+            if j.is_finished() {
+                self.lifecycle = Lifecycle::Lingering { last: Some(last) };
+                timers.set(Timer::Linger, now + linger_us);
+            }
+        }
+        j.next_seq()
+    }
+}

@@ -1,0 +1,411 @@
+//! Have and repair: what this node announces it holds, what it knows exists but lacks (the
+//! missing set), whom it asks for that and when, and how many repairs it serves others (the
+//! repair budget). Push is the data path; this is how a lost or late push is made good.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use crate::core::config::{
+    Tuning, CHILD_OVERDRAFT, DEFAULT_RTT_US, IDLE_HAVE_TICKS_PEER, IDLE_HAVE_TICKS_SEED,
+    IN_FLIGHT_WAIT_US, PARENT_QUIET_US, PARENT_REPAIR_EXTRA_US, REPAIR_DELAY_US, REPAIR_SHARE_MIN,
+    REPAIR_SHARE_SEED, TREE_HAVE_TICKS_PEER, UNPUSHED_CREDIT_MAX,
+};
+use crate::core::history::History;
+use crate::core::missing::{Missing, MissingSet};
+use crate::core::neighbours::Neighbours;
+use crate::core::outbox::Outbox;
+use crate::core::rng::Rng;
+use crate::core::stripes::{stripe_of, StripeSet};
+use crate::core::timers::{Timer, Timers};
+use crate::proto::wire::{Message, Role, MAX_REQUEST_SEQS};
+
+/// How many repairs this node may still serve, refilled every tick from the stream rate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RepairBudget {
+    /// Repairs it may still serve (chunks).
+    pub credit: f64,
+    /// Seed: chunks it read while no child subscribed to their stripe (stream start), which
+    /// it owes one copy each on request beyond the credit.
+    pub unpushed: f64,
+    /// New chunks since the last tick: the stream rate the budget scales with.
+    pub new_chunks: u64,
+}
+
+impl RepairBudget {
+    /// Refills the budget from the stream rate seen in the last tick. Repairs are charged to
+    /// --max-upload: what the pushes leave of it, at least a floor (orphans after a parent
+    /// died need a burst of repairs from busy members). The seed's budget is a fixed share:
+    /// everything it sends counts against source amplification.
+    pub fn refill(&mut self, role: Role, max_upload: f64, children: u8, stripes: u8) {
+        let share = match role {
+            Role::Seed => max_upload * REPAIR_SHARE_SEED,
+            Role::Peer => {
+                let pushing = f64::from(children) / f64::from(stripes);
+                (max_upload - pushing).max(REPAIR_SHARE_MIN * max_upload)
+            }
+        };
+        let refill = self.new_chunks as f64 * share + 2.0;
+        // Unused budget keeps a little while: a joiner's catch-up comes as one burst.
+        self.credit = (self.credit + refill).min(4.0 * refill);
+        self.new_chunks = 0;
+    }
+
+    /// Whether one more repair may be served. A child asking again for a push it lost comes
+    /// first: it may overdraw the budget a little, which later refills repay before anyone
+    /// else is served. Catch-up from joiners must not starve it.
+    pub fn spend(&mut self, for_child: bool) -> bool {
+        let floor = if for_child {
+            1.0 - CHILD_OVERDRAFT
+        } else {
+            1.0
+        };
+        if self.unpushed >= 1.0 {
+            self.unpushed -= 1.0;
+        } else if self.credit < floor {
+            return false;
+        } else {
+            self.credit -= 1.0;
+        }
+        true
+    }
+
+    /// Seed: nobody got this chunk from us: its first copy, asked for by an early joiner, is
+    /// owed whatever the budget says.
+    pub fn owe_unpushed(&mut self) {
+        self.unpushed = (self.unpushed + 1.0).min(UNPUSHED_CREDIT_MAX);
+    }
+}
+
+/// Whether a parent may still push a chunk this node lacks, so its first request waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Its stripe's parent is sending and has not yet sent anything later.
+    MayStillBePushed,
+    /// Nothing more will come by push.
+    Lost,
+}
+
+#[derive(Debug, Default)]
+pub struct Repair {
+    pub missing: MissingSet,
+    pub budget: RepairBudget,
+}
+
+impl Repair {
+    /// Answers `from`'s Request for `seqs` from `history`, within the budget.
+    pub fn serve(
+        &mut self,
+        from: SocketAddr,
+        seqs: Vec<u64>,
+        children: StripeSet,
+        history: &History,
+        stripes: u8,
+        out: &mut Outbox,
+    ) {
+        for seq in seqs {
+            if let Some(chunk) = history.get(seq).cloned() {
+                if !self
+                    .budget
+                    .spend(children.contains(stripe_of(seq, stripes)))
+                {
+                    out.stats.counters.repairs_refused += 1;
+                    continue;
+                }
+                out.stats.counters.repairs_served += 1;
+                out.send_owned(from, Message::Chunk(chunk));
+            }
+        }
+    }
+
+    /// Chunk `seq` of `stripe` arrived from `from` (None: stdin): it is no longer missing
+    /// (its answer times the neighbour asked), and earlier chunks of its stripe still absent
+    /// were lost on the way.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_arrival(
+        &mut self,
+        now: u64,
+        seq: u64,
+        from: Option<SocketAddr>,
+        stripes: u8,
+        neighbours: &mut Neighbours,
+        timers: &mut Timers,
+    ) {
+        if let Some(Missing {
+            asked: Some((asked, at)),
+            ..
+        }) = self.missing.remove(seq)
+        {
+            if from == Some(asked) {
+                neighbours.note_rtt(asked, now.saturating_sub(at));
+            }
+        }
+        self.budget.new_chunks += 1;
+        let stripe = stripe_of(seq, stripes);
+        self.missing.bring_forward(seq, now + REPAIR_DELAY_US, |s| {
+            stripe_of(s, stripes) == stripe
+        });
+        timers.set_earlier(Timer::Repair, self.missing.earliest());
+    }
+
+    /// Playout starts at `start`: what lies between it and `last` that we lack is missing
+    /// now.
+    pub fn note_gap(
+        &mut self,
+        now: u64,
+        start: u64,
+        last: u64,
+        history: &History,
+        history_len: usize,
+        timers: &mut Timers,
+    ) {
+        for seq in start..=last.min(start.saturating_add(history_len as u64)) {
+            if !history.contains(seq) {
+                self.missing.note(seq, now, false);
+                timers.set(Timer::Repair, now);
+            }
+        }
+    }
+
+    /// Everything up to `seq` exists somewhere: note what we lack as missing, from past
+    /// `highest` (what we hold) and no earlier than `play_from`. `arrival` tells, per seq,
+    /// whether its parent may still push it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn note_known(
+        &mut self,
+        now: u64,
+        seq: u64,
+        play_from: u64,
+        highest: Option<u64>,
+        history: &History,
+        tuning: &Tuning,
+        arrival: impl Fn(u64) -> Arrival,
+        timers: &mut Timers,
+    ) {
+        // Histories are windows of the newest seqs, so nobody holds a seq a whole history
+        // behind the newest one known to exist: asking for it is futile. This also bounds the
+        // set's span by a history however far playout lags (bl-sim, 100,000 peers, 10 s: a
+        // peer held 750 entries over 2,070 seqs, so its playout was at least 4.7 s behind the
+        // newest).
+        let held_somewhere = seq.saturating_add(1).saturating_sub(tuning.history as u64);
+        self.missing.remove_below(held_somewhere);
+        let from = highest.map_or(play_from, |h| h + 1);
+        let from = from.max(play_from).max(held_somewhere);
+        if seq < from || self.missing.len() >= tuning.history {
+            return;
+        }
+        let until = seq.min(from + 1024);
+        for s in from..=until {
+            if !history.contains(s) {
+                let may_be_pushed = arrival(s) == Arrival::MayStillBePushed;
+                let wait = if may_be_pushed {
+                    // Not longer than playout would wait for it.
+                    IN_FLIGHT_WAIT_US.min(tuning.latency_us / 2)
+                } else {
+                    REPAIR_DELAY_US
+                };
+                self.missing.note(s, now + wait, may_be_pushed);
+                timers.set_earlier(Timer::Repair, Some(now + wait));
+            }
+        }
+    }
+
+    /// Nothing more is coming by push (the stream ended): whatever is absent is lost.
+    pub fn all_lost(&mut self, now: u64, timers: &mut Timers) {
+        let soon = now + REPAIR_DELAY_US;
+        self.missing.bring_all_forward(soon);
+        timers.set_earlier(Timer::Repair, Some(soon));
+    }
+
+    /// Chunks put off for a parent that has since gone quiet in their stripe (or is gone)
+    /// will not come by push: ask for them now.
+    pub fn stripes_gone_quiet(
+        &mut self,
+        now: u64,
+        stripes: u8,
+        flowing: impl Fn(u8) -> bool,
+        timers: &mut Timers,
+    ) {
+        if self.missing.is_empty() {
+            return;
+        }
+        for stripe in 0..stripes {
+            if !flowing(stripe) {
+                self.missing
+                    .bring_forward(u64::MAX, now, |seq| stripe_of(seq, stripes) == stripe);
+            }
+        }
+        timers.set_earlier(Timer::Repair, self.missing.earliest());
+    }
+
+    /// Sends the requests that are due. The first for a chunk goes to its stripe's parent: it
+    /// lost the chunk on our link (it answers at once) or upstream (it is repairing it and
+    /// pushes it down to us anyway), so a subtree does not storm its neighbours for one chunk
+    /// lost near the root. Then any peer that announced it; the seed only when no peer has it
+    /// after two tries.
+    #[allow(clippy::too_many_arguments)]
+    pub fn request_due(
+        &mut self,
+        now: u64,
+        play_from: Option<u64>,
+        parent_of: impl Fn(u8) -> Option<SocketAddr>,
+        stripes: u8,
+        neighbours: &Neighbours,
+        rng: &mut Rng,
+        timers: &mut Timers,
+        out: &mut Outbox,
+    ) {
+        if self.missing.is_empty() || !timers.expired(Timer::Repair, now) {
+            return;
+        }
+        let mut batches: BTreeMap<SocketAddr, Vec<u64>> = BTreeMap::new();
+        let due = self.missing.due(now, play_from.unwrap_or(0), 256);
+        // Only parents heard from lately are asked: a dead one would cost a round of waiting.
+        let live_parents: Vec<Option<SocketAddr>> = (0..stripes)
+            .map(|s| {
+                parent_of(s).filter(|p| {
+                    neighbours
+                        .get(p)
+                        .is_some_and(|n| now < n.last_heard + PARENT_QUIET_US)
+                })
+            })
+            .collect();
+        let seed = neighbours.seed();
+        for seq in due {
+            let stripe_parent = live_parents
+                .get(stripe_of(seq, stripes) as usize)
+                .copied()
+                .flatten();
+            let tries = self.missing.get(seq).map_or(0, |m| m.tries);
+            let (target, wait) = pick_source(seq, tries, stripe_parent, seed, neighbours, rng);
+            if !self.missing.contains(seq) {
+                continue;
+            }
+            let mut next_try = now + wait;
+            if let Some(to) = target {
+                let batch = batches.entry(to).or_default();
+                if batch.len() < MAX_REQUEST_SEQS {
+                    batch.push(seq);
+                } else {
+                    next_try = now;
+                }
+            }
+            // A round with nobody to ask counts as a try too: it leads to the seed.
+            self.missing
+                .tried(seq, next_try, target.map(|to| (to, now)));
+        }
+        let mut batches: Vec<(SocketAddr, Vec<u64>)> = batches.into_iter().collect();
+        batches.sort();
+        for (to, seqs) in batches {
+            out.send(to, &Message::Request { seqs });
+        }
+        // Anything below what playout still wants is no longer worth asking for.
+        if let Some(p) = play_from {
+            self.missing.remove_below(p);
+        }
+        timers.set_or_clear(Timer::Repair, self.missing.earliest());
+    }
+}
+
+/// Whom to ask for `seq` on its try number `tries`, and how long to wait for the answer.
+fn pick_source(
+    seq: u64,
+    tries: u32,
+    stripe_parent: Option<SocketAddr>,
+    seed: Option<SocketAddr>,
+    neighbours: &Neighbours,
+    rng: &mut Rng,
+) -> (Option<SocketAddr>, u64) {
+    // Peers that announced it, in address order (no list: this runs for every missing
+    // chunk). Peers first: the seed's upload is the scarce resource.
+    let peer_holders = || {
+        neighbours
+            .iter()
+            .filter(move |(_, n)| n.role != Role::Seed && n.holds(seq))
+            .map(|(a, _)| *a)
+    };
+    let peer_count = peer_holders().count();
+    // A parent whose Have covers the seq but lacks it is repairing it one round trip further
+    // up and pushes it down: others are asked only after that much more time.
+    let parent_lacks_it = stripe_parent
+        .and_then(|p| neighbours.get(&p))
+        .is_some_and(|n| n.have.is_some_and(|h| h.highest >= seq) && !n.holds(seq));
+    match stripe_parent {
+        Some(parent) if tries == 0 => {
+            let extra = if parent_lacks_it {
+                PARENT_REPAIR_EXTRA_US
+            } else {
+                0
+            };
+            (Some(parent), neighbours.answer_wait(parent) + extra)
+        }
+        _ if peer_count > 0 => {
+            let pick = rng.below(peer_count);
+            match peer_holders().nth(pick) {
+                Some(to) => (Some(to), neighbours.answer_wait(to)),
+                None => (None, DEFAULT_RTT_US),
+            }
+        }
+        _ if tries >= 2 => match seed {
+            Some(seed) => (Some(seed), neighbours.answer_wait(seed)),
+            None => (None, DEFAULT_RTT_US),
+        },
+        // Nobody announced it yet (Haves are 200–300 ms apart): wait for them.
+        _ => (None, DEFAULT_RTT_US),
+    }
+}
+
+/// The Have this node announces: what its history holds, and its place in the trees.
+pub fn have(
+    history: &History,
+    highest: Option<u64>,
+    children: u8,
+    spare: u8,
+    depth: u8,
+) -> Message {
+    let (first, highest, recent) = match highest {
+        Some(highest) => {
+            let first = history.first().unwrap_or(highest);
+            let mut recent = 0u128;
+            for seq in history.seqs_between(highest.saturating_sub(127), highest) {
+                recent |= 1u128 << (highest - seq);
+            }
+            (first, highest, recent)
+        }
+        None => (0, 0, 0),
+    };
+    Message::Have {
+        first,
+        highest,
+        recent,
+        children,
+        spare,
+        depth,
+    }
+}
+
+/// Haves double as keepalives: on tick number `ticks` they go often to the tree around us
+/// (parents and children), less often to the rest. Peers' Haves go every
+/// [`TREE_HAVE_TICKS_PEER`] ticks to the tree and every [`IDLE_HAVE_TICKS_PEER`] to others
+/// (they are each other's repair sources); the seed's every tick to its children and every
+/// [`IDLE_HAVE_TICKS_SEED`] ticks to the rest: it has a thousand neighbours and is asked for
+/// repairs last.
+pub fn announce(
+    ticks: u64,
+    role: Role,
+    have: &Message,
+    is_parent: impl Fn(SocketAddr) -> bool,
+    neighbours: &Neighbours,
+    out: &mut Outbox,
+) {
+    let (tree_ticks, idle_ticks) = match role {
+        Role::Seed => (1, IDLE_HAVE_TICKS_SEED),
+        Role::Peer => (TREE_HAVE_TICKS_PEER, IDLE_HAVE_TICKS_PEER),
+    };
+    let everyone = ticks % idle_ticks == 0;
+    let tree_due = ticks % tree_ticks == 0;
+    for (addr, n) in neighbours.iter() {
+        if everyone || tree_due && (!n.children.is_empty() || is_parent(*addr)) {
+            out.send(*addr, have);
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! The stripe trees: for every stripe, this node's parent (who pushes it every chunk of the
+//! stripe) and its children (whom it pushes to). Members of a stripe form its interior and
+//! feed only members with a higher join index, so each stripe is a tree rooted at the seed;
+//! everyone else is a leaf of it. Here: subscribing, accepting and displacing children,
+//! choosing and replacing a parent, and the depth and spare room a Have announces.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use crate::core::config::{PARENT_QUIET_US, REFUSAL_BACKOFF_US, STALL_US, TICK_US};
+use crate::core::guard::is_barren;
+use crate::core::neighbours::{Neighbour, Neighbours};
+use crate::core::outbox::Outbox;
+use crate::core::rng::Rng;
+use crate::core::stripes::StripeSet;
+use crate::proto::wire::{Message, Role};
+
+/// Where this node stands in the swarm: its join index, its member stripe, and how many
+/// stripes the stream has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub role: Role,
+    pub index: u64,
+    pub member: Option<u8>,
+    pub stripes: u8,
+}
+
+/// A Subscribe sent and not yet answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingSubscribe {
+    pub to: SocketAddr,
+    pub sent: u64,
+}
+
+/// This node's view of one stripe.
+#[derive(Debug, Clone)]
+struct Stripe {
+    parent: Option<SocketAddr>,
+    subscribed_at: u64,
+    pending: Option<PendingSubscribe>,
+    /// Newest seq received, to notice a stalled parent.
+    newest: Option<u64>,
+    /// When its last chunk arrived.
+    heard: u64,
+}
+
+impl Stripe {
+    fn new(heard: u64) -> Stripe {
+        Stripe {
+            parent: None,
+            subscribed_at: 0,
+            pending: None,
+            newest: None,
+            heard,
+        }
+    }
+}
+
+/// What an accepted Subscribe cost someone else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscribeOutcome {
+    pub accepted: bool,
+    /// Seed: a barren child displaced for the newcomer (the guard bars it for a while).
+    pub displaced_barren: Option<SocketAddr>,
+}
+
+#[derive(Debug)]
+pub struct StripeTree {
+    stripes: Vec<Stripe>,
+    /// Who refused us as a child of a stripe, and until when we do not ask again.
+    refused: BTreeMap<(SocketAddr, u8), u64>,
+    /// Who is fed each stripe, rebuilt when a subscription or a neighbour changes (the
+    /// per-chunk path must not walk every neighbour: a seed has a thousand).
+    children_of: Vec<Vec<SocketAddr>>,
+    children_stale: bool,
+}
+
+/// The seed's order for its few stripe slots, best first: a barren child last (see
+/// [`is_barren`]), then members before leaves, lower indices (older) first.
+fn child_rank(n: &Neighbour, stripe: u8, now: u64) -> (bool, bool, u64) {
+    (is_barren(n, now), n.member != Some(stripe), n.index)
+}
+
+impl StripeTree {
+    pub fn new(stripes: u8, now: u64) -> StripeTree {
+        StripeTree {
+            stripes: vec![Stripe::new(now); stripes as usize],
+            refused: BTreeMap::new(),
+            children_of: Vec::new(),
+            children_stale: true,
+        }
+    }
+
+    /// The stream has `stripes` stripes after all (the seed said so): start over.
+    pub fn reset(&mut self, stripes: u8) {
+        self.stripes = vec![Stripe::new(0); stripes as usize];
+    }
+
+    pub fn parents(&self) -> Vec<Option<SocketAddr>> {
+        self.stripes.iter().map(|s| s.parent).collect()
+    }
+
+    pub fn parent(&self, stripe: u8) -> Option<SocketAddr> {
+        self.stripes.get(stripe as usize).and_then(|s| s.parent)
+    }
+
+    pub fn is_parent(&self, addr: SocketAddr) -> bool {
+        self.stripes.iter().any(|s| s.parent == Some(addr))
+    }
+
+    /// Someone's subscriptions changed: the per-stripe child lists are rebuilt when next used.
+    pub fn children_changed(&mut self) {
+        self.children_stale = true;
+    }
+
+    /// A chunk of `stripe` arrived.
+    pub fn heard(&mut self, stripe: u8, seq: u64, now: u64) {
+        if let Some(s) = self.stripes.get_mut(stripe as usize) {
+            s.newest = Some(s.newest.map_or(seq, |n| n.max(seq)));
+            s.heard = now;
+        }
+    }
+
+    /// The newest seq received of `stripe`.
+    pub fn newest(&self, stripe: u8) -> Option<u64> {
+        self.stripes.get(stripe as usize).and_then(|s| s.newest)
+    }
+
+    /// Whether `stripe` has a parent that sent a chunk of it in the last [`PARENT_QUIET_US`]:
+    /// chunks of it not yet seen may still come by push.
+    pub fn flowing(&self, now: u64, stripe: u8) -> bool {
+        self.stripes
+            .get(stripe as usize)
+            .is_some_and(|s| s.parent.is_some() && now < s.heard + PARENT_QUIET_US)
+    }
+
+    /// The children fed `stripe`, taken out of the tree while the caller sends (no list is
+    /// built per chunk); give them back with [`StripeTree::put_back_children`].
+    pub fn take_children(&mut self, stripe: u8, neighbours: &Neighbours) -> Vec<SocketAddr> {
+        if self.children_stale {
+            self.children_stale = false;
+            let mut by_stripe = vec![Vec::new(); self.stripes.len()];
+            for (addr, n) in neighbours.iter() {
+                for (s, list) in by_stripe.iter_mut().enumerate() {
+                    if n.children.contains(s as u8) {
+                        list.push(*addr);
+                    }
+                }
+            }
+            self.children_of = by_stripe;
+        }
+        self.children_of
+            .get_mut(stripe as usize)
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    pub fn put_back_children(&mut self, stripe: u8, children: Vec<SocketAddr>) {
+        if let Some(slot) = self.children_of.get_mut(stripe as usize) {
+            *slot = children;
+        }
+    }
+
+    /// A neighbour is gone: it is nobody's parent any more, and any Subscribe to it is void.
+    pub fn forget(&mut self, addr: SocketAddr) {
+        self.children_stale = true;
+        for s in self.stripes.iter_mut() {
+            if s.parent == Some(addr) {
+                s.parent = None;
+            }
+            if s.pending.is_some_and(|p| p.to == addr) {
+                s.pending = None;
+            }
+        }
+    }
+
+    pub fn forget_expired_refusals(&mut self, now: u64) {
+        self.refused.retain(|_, until| *until > now);
+    }
+
+    fn refused_now(&self, addr: SocketAddr, stripe: u8, now: u64) -> bool {
+        self.refused
+            .get(&(addr, stripe))
+            .is_some_and(|until| now < *until)
+    }
+
+    /// Stripe subscriptions a node of `place` with upload budget `max_upload` may feed.
+    fn slots(place: &Place, max_upload: f64) -> usize {
+        (max_upload * f64::from(place.stripes)).floor() as usize
+    }
+
+    /// `from` asks to be fed `stripe`. The seed keeps max_upload × K subscriptions in all and
+    /// always at least one per stripe, ranking candidates by [`child_rank`], and refuses
+    /// whom the guard `barred`; a peer feeds only its member stripe, and a member of it may
+    /// displace a leaf.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_subscribe(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        stripe: u8,
+        barred: bool,
+        place: &Place,
+        max_upload: f64,
+        neighbours: &mut Neighbours,
+        out: &mut Outbox,
+    ) -> SubscribeOutcome {
+        let refuse = SubscribeOutcome {
+            accepted: false,
+            displaced_barren: None,
+        };
+        if stripe >= place.stripes {
+            return refuse;
+        }
+        if !neighbours.contains_key(&from) {
+            return refuse;
+        }
+        let outcome = match place.role {
+            Role::Seed if barred => refuse,
+            Role::Seed => self.seed_accepts(now, from, stripe, place, max_upload, neighbours, out),
+            Role::Peer => {
+                let accepted = self.peer_accepts(from, stripe, place, max_upload, neighbours);
+                let accepted = match accepted {
+                    Acceptance::Yes => true,
+                    Acceptance::No => false,
+                    Acceptance::IfALeafMakesRoom => self.displace_leaf(stripe, neighbours, out),
+                };
+                SubscribeOutcome {
+                    accepted,
+                    displaced_barren: None,
+                }
+            }
+        };
+        if outcome.accepted {
+            if let Some(n) = neighbours.get_mut(&from) {
+                if n.children.is_empty() {
+                    n.fed_since = now;
+                }
+                n.children.insert(stripe);
+                self.children_stale = true;
+            }
+        }
+        out.send(
+            from,
+            &Message::SubscribeReply {
+                stripe,
+                accepted: outcome.accepted,
+            },
+        );
+        outcome
+    }
+
+    /// The seed's slots: budget max_upload × K subscriptions in all, and always at least one
+    /// per stripe. Small swarms (stripes without members) use the spare budget; large ones
+    /// end with one member per stripe at the seed. Lower-index members belong nearest the
+    /// root: they displace others, and anyone displaces a barren child.
+    #[allow(clippy::too_many_arguments)]
+    fn seed_accepts(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        stripe: u8,
+        place: &Place,
+        max_upload: f64,
+        neighbours: &mut Neighbours,
+        out: &mut Outbox,
+    ) -> SubscribeOutcome {
+        let no = SubscribeOutcome {
+            accepted: false,
+            displaced_barren: None,
+        };
+        let Some(requester) = neighbours.get(&from) else {
+            return no;
+        };
+        let requester_rank = child_rank(requester, stripe, now);
+        let budget = Self::slots(place, max_upload);
+        let total = neighbours.children_count() as usize;
+        let worst = neighbours
+            .iter()
+            .filter(|(addr, n)| n.children.contains(stripe) && **addr != from)
+            .map(|(addr, n)| (*addr, child_rank(n, stripe, now)))
+            .max_by_key(|(_, r)| *r);
+        let Some((worst, rank)) = worst else {
+            return SubscribeOutcome {
+                accepted: true,
+                displaced_barren: None,
+            };
+        };
+        if total < budget {
+            return SubscribeOutcome {
+                accepted: true,
+                displaced_barren: None,
+            };
+        }
+        if requester_rank >= rank {
+            return no;
+        }
+        if let Some(n) = neighbours.get_mut(&worst) {
+            n.children.remove(stripe);
+            self.children_stale = true;
+        }
+        out.send(worst, &Message::Unsubscribe { stripe });
+        SubscribeOutcome {
+            accepted: true,
+            displaced_barren: rank.0.then_some(worst),
+        }
+    }
+
+    fn peer_accepts(
+        &self,
+        from: SocketAddr,
+        stripe: u8,
+        place: &Place,
+        max_upload: f64,
+        neighbours: &Neighbours,
+    ) -> Acceptance {
+        let Some(requester) = neighbours.get(&from) else {
+            return Acceptance::No;
+        };
+        let slots = Self::slots(place, max_upload);
+        let used = neighbours
+            .values()
+            .filter(|n| n.children.contains(stripe))
+            .count();
+        let interior = requester.member == Some(stripe);
+        let orderly = !interior || requester.index > place.index;
+        let eligible = place.member == Some(stripe) && orderly && self.parent(stripe) != Some(from);
+        if !eligible || slots == 0 {
+            Acceptance::No
+        } else if used < slots {
+            Acceptance::Yes
+        } else if interior {
+            Acceptance::IfALeafMakesRoom
+        } else {
+            Acceptance::No
+        }
+    }
+
+    /// Full, but a member of the stripe must find a place in its interior or the stripe's
+    /// tree falls apart: it displaces a leaf, which finds another parent.
+    fn displace_leaf(&mut self, stripe: u8, neighbours: &mut Neighbours, out: &mut Outbox) -> bool {
+        let leaf = neighbours
+            .iter()
+            .filter(|(_, n)| n.children.contains(stripe) && n.member != Some(stripe))
+            .map(|(a, n)| (n.index, *a))
+            .max();
+        let Some((_, leaf)) = leaf else {
+            return false;
+        };
+        if let Some(n) = neighbours.get_mut(&leaf) {
+            n.children.remove(stripe);
+        }
+        self.children_stale = true;
+        out.send(leaf, &Message::Unsubscribe { stripe });
+        true
+    }
+
+    /// The answer to our Subscribe for `stripe`.
+    pub fn on_subscribe_reply(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        stripe: u8,
+        accepted: bool,
+        out: &mut Outbox,
+    ) {
+        let Some(s) = self.stripes.get_mut(stripe as usize) else {
+            return;
+        };
+        if s.pending.is_some_and(|p| p.to == from) {
+            s.pending = None;
+            if accepted {
+                if let Some(old) = s.parent.replace(from) {
+                    if old != from {
+                        out.send(old, &Message::Unsubscribe { stripe });
+                    }
+                }
+                s.subscribed_at = now;
+            } else {
+                self.refused
+                    .insert((from, stripe), now + REFUSAL_BACKOFF_US);
+            }
+        }
+    }
+
+    /// `from` stops feeding us `stripe`, or stops being fed it by us.
+    pub fn on_unsubscribe(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        stripe: u8,
+        neighbours: &mut Neighbours,
+    ) {
+        if let Some(n) = neighbours.get_mut(&from) {
+            n.children.remove(stripe);
+            self.children_stale = true;
+        }
+        if let Some(s) = self.stripes.get_mut(stripe as usize) {
+            if s.parent == Some(from) {
+                s.parent = None;
+                self.refused
+                    .insert((from, stripe), now + REFUSAL_BACKOFF_US);
+            }
+        }
+    }
+
+    /// Whom to ask to feed `stripe`: members with room first (a full one refuses, and is not
+    /// asked again for a while; asking the least loaded instead sent children to small
+    /// uplinks already full), the shallowest of those (every hop adds delay: at 3,000 peers
+    /// trees were 8 deep), the roomiest, then at random. Without a member, the seed.
+    pub fn choose_parent(
+        &self,
+        now: u64,
+        stripe: u8,
+        place: &Place,
+        neighbours: &Neighbours,
+        rng: &mut Rng,
+    ) -> Option<SocketAddr> {
+        let mut members: Vec<((bool, u8, u8), SocketAddr)> = neighbours
+            .iter()
+            .filter(|(addr, n)| {
+                n.role == Role::Peer
+                    && n.member == Some(stripe)
+                    && (place.member != Some(stripe) || n.index < place.index)
+                    && !self.refused_now(**addr, stripe, now)
+            })
+            .map(|(addr, n)| ((n.spare == 0, n.depth, u8::MAX - n.spare), *addr))
+            .collect();
+        if let Some(least) = members.iter().map(|(rank, _)| *rank).min() {
+            members.retain(|(rank, _)| *rank == least);
+            members.sort();
+            return members.get(rng.below(members.len())).map(|(_, a)| *a);
+        }
+        neighbours
+            .iter()
+            .find(|(addr, n)| n.role == Role::Seed && !self.refused_now(**addr, stripe, now))
+            .map(|(addr, _)| *addr)
+    }
+
+    /// Peer, every tick: a Subscribe unanswered for 4 ticks is void; a parent whose stripe
+    /// lags far behind the others has gone quiet and is replaced; a stripe without a parent
+    /// gets one asked.
+    pub fn maintain(
+        &mut self,
+        now: u64,
+        place: &Place,
+        neighbours: &Neighbours,
+        rng: &mut Rng,
+        out: &mut Outbox,
+    ) {
+        if place.role != Role::Peer || place.index == 0 {
+            return;
+        }
+        let heard_overall = self.stripes.iter().map(|s| s.heard).max().unwrap_or(0);
+        for stripe in 0..place.stripes {
+            let Some(s) = self.stripes.get_mut(stripe as usize) else {
+                continue;
+            };
+            if let Some(pending) = s.pending {
+                if now < pending.sent + 4 * TICK_US {
+                    continue;
+                }
+                s.pending = None;
+            }
+            if let Some(parent) = s.parent {
+                let quiet = now.saturating_sub(s.heard.max(s.subscribed_at));
+                if quiet > STALL_US && now < heard_overall + STALL_US / 2 {
+                    out.send(parent, &Message::Unsubscribe { stripe });
+                    s.parent = None;
+                    self.refused
+                        .insert((parent, stripe), now + REFUSAL_BACKOFF_US);
+                }
+            }
+            if self.parent(stripe).is_none() {
+                if let Some(to) = self.choose_parent(now, stripe, place, neighbours, rng) {
+                    if let Some(s) = self.stripes.get_mut(stripe as usize) {
+                        s.pending = Some(PendingSubscribe { to, sent: now });
+                    }
+                    out.send(to, &Message::Subscribe { stripe });
+                }
+            }
+        }
+    }
+
+    /// Hops from the seed in our member stripe: the parent's depth + 1 (the seed is 0, 255
+    /// is not attached).
+    pub fn depth(&self, place: &Place, neighbours: &Neighbours) -> u8 {
+        if place.role == Role::Seed {
+            return 0;
+        }
+        let parent = place
+            .member
+            .and_then(|m| self.parent(m))
+            .and_then(|p| neighbours.get(&p));
+        match parent {
+            Some(p) if p.role == Role::Seed => 1,
+            Some(p) => p.depth.saturating_add(1),
+            None => u8::MAX,
+        }
+    }
+
+    /// Stripe subscriptions this node would still accept (a member of the stripe may also
+    /// take one more member by displacing a leaf).
+    pub fn spare_slots(place: &Place, max_upload: f64, neighbours: &Neighbours) -> u8 {
+        let slots = (max_upload * f64::from(place.stripes)).floor();
+        let slots = if place.role == Role::Seed {
+            slots.max(f64::from(place.stripes))
+        } else {
+            slots
+        };
+        (slots as u64)
+            .saturating_sub(u64::from(neighbours.children_count()))
+            .min(255) as u8
+    }
+
+    /// Stripes this peer has no parent in, once it has a place in the swarm.
+    pub fn orphans(&self, place: &Place) -> StripeSet {
+        let mut set = StripeSet::EMPTY;
+        if place.role != Role::Peer || place.index == 0 {
+            return set;
+        }
+        for (s, stripe) in self.stripes.iter().enumerate() {
+            if stripe.parent.is_none() {
+                set.insert(s as u8);
+            }
+        }
+        set
+    }
+}
+
+/// A peer's answer to a Subscribe before it looks for room.
+enum Acceptance {
+    Yes,
+    No,
+    IfALeafMakesRoom,
+}

@@ -1,0 +1,236 @@
+//! The outcome: the figures a run measured, as bl-sim prints them.
+
+use super::*;
+
+/// p50/p99/max of a distribution, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    pub(crate) fn of(h: &Histogram) -> Self {
+        let ms = |us: u64| (us as f64 / 1000.0 * 10.0).round() / 10.0;
+        Percentiles {
+            p50: ms(h.quantile(0.50)),
+            p99: ms(h.quantile(0.99)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// What a run measured: the brief's figures plus the model's own counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub config: SimConfig,
+    pub chunks_produced: u64,
+    pub stream_bytes: u64,
+    /// Peers counted below: present at the end, neither forger nor departed.
+    pub peers_measured: usize,
+    /// Chunks played ÷ chunks produced since each measured peer's start point, over all.
+    pub continuity: f64,
+    pub continuity_worst_peer: f64,
+    pub peers_below_999: usize,
+    pub chunks_skipped: u64,
+    /// Bytes the seed sent ÷ bytes of the stream.
+    pub source_amplification: f64,
+    /// All bytes sent by all nodes ÷ bytes the peers played − 1.
+    pub overhead: f64,
+    pub latency_ms: Percentiles,
+    /// Join → first chunk played.
+    pub startup_ms: Percentiles,
+    pub peers_never_started: usize,
+    pub joins: u64,
+    pub departures: u64,
+    /// Forgers banned, summed over the nodes that banned them.
+    pub bans: u64,
+    pub forged_chunks_sent: u64,
+    pub forged_chunks_played: u64,
+    pub datagrams_sent: u64,
+    pub datagrams_lost: u64,
+    pub datagrams_queue_dropped: u64,
+    /// Time datagrams waited in their sender's uplink queue.
+    pub uplink_queue_ms: Percentiles,
+    pub chunks_withheld_by_free_riders: u64,
+    pub signatures_checked: u64,
+    pub signature_checks_saved: u64,
+    pub events: u64,
+    /// Peers' counters summed (duplicates, late chunks, repairs refused, …).
+    pub peer_counters: Counters,
+    /// Bytes and datagrams every node sent, by message kind.
+    pub sent_by_kind: BTreeMap<&'static str, Traffic>,
+    /// What the seed alone sent, by message kind.
+    pub seed_sent_by_kind: BTreeMap<&'static str, Traffic>,
+    /// Largest history / missing / playout buffer seen at any node.
+    pub max_buffered: [usize; 3],
+    /// Share of (peer, stripe) pairs without a parent, sampled every second once the joins
+    /// are over: those stripes arrive by repair only.
+    pub stripes_without_parent: f64,
+    /// Hops from the seed in each peer's own stripe, over the same samples: latency grows
+    /// with it.
+    pub tree_depth: Depths,
+}
+
+/// Tree depth figures: percentiles over (peer, sample) pairs of attached members, and the
+/// share not attached to their stripe's tree.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Depths {
+    pub p50: u8,
+    pub p99: u8,
+    pub max: u8,
+    pub detached: f64,
+}
+
+impl Depths {
+    pub(crate) fn of(counts: &[u64; 256]) -> Self {
+        let attached: u64 = counts[..255].iter().sum();
+        let quantile = |q: f64| {
+            let target = (attached as f64 * q).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            for (depth, n) in counts[..255].iter().enumerate() {
+                seen += n;
+                if seen >= target {
+                    return depth as u8;
+                }
+            }
+            0
+        };
+        let max = counts[..255].iter().rposition(|&n| n > 0).unwrap_or(0) as u8;
+        let all = attached + counts[255];
+        Depths {
+            p50: quantile(0.5),
+            p99: quantile(0.99),
+            max,
+            detached: (counts[255] as f64 / all.max(1) as f64 * 1e4).round() / 1e4,
+        }
+    }
+}
+
+/// How the run is going, sampled once a virtual second: for the CLI's progress line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pulse {
+    /// Virtual seconds done.
+    pub t_s: f64,
+    pub events: u64,
+    /// Chunks the live peers know exist but lack, summed: grows when the swarm starves.
+    pub chunks_missing: usize,
+    /// Share of (peer, stripe) pairs without a parent in the last sample.
+    pub stripes_without_parent: f64,
+}
+
+pub type Progress<'a> = &'a mut dyn FnMut(&Pulse);
+
+impl Sim {
+    pub(crate) fn measure(mut self) -> Outcome {
+        let produced = self.authentic[0].len() as u64;
+        let stream_bytes: u64 = self.authentic[0]
+            .iter()
+            .map(|c| c.payload.len() as u64)
+            .sum();
+        let last = produced.saturating_sub(1);
+        let mut played_sum = 0u64;
+        let mut expected_sum = 0u64;
+        let mut worst = 1.0f64;
+        let mut below = 0;
+        let mut measured = 0;
+        let mut never_started = 0;
+        let mut skipped = 0;
+        let mut bans = 0;
+        let mut total_sent = 0;
+        let mut played_bytes = 0u64;
+        let mut seed_sent = 0;
+        let mut peer_counters = Counters::default();
+        let mut sent_by_kind = TrafficByKind::default();
+        let mut seed_sent_by_kind = TrafficByKind::default();
+        let mut tally = Tally::default();
+        for lane in &self.lanes {
+            tally.add(&lane.tally);
+        }
+        for (id, (node, place)) in self.nodes.iter().zip(&self.places).enumerate() {
+            let playback = &node.playback;
+            let stats = node.core.stats();
+            total_sent += stats.bytes_sent();
+            bans += stats.counters.peers_banned;
+            sent_by_kind.add(&stats.sent);
+            if id == 0 {
+                seed_sent = stats.bytes_sent();
+                seed_sent_by_kind = stats.sent;
+                continue;
+            }
+            peer_counters.add(&stats.counters);
+            if place.kind != Kind::Forger {
+                self.latency.merge(&stats.latency_us);
+                played_bytes += playback.played * MAX_PAYLOAD as u64;
+            }
+            if playback.left || place.kind == Kind::Forger {
+                continue;
+            }
+            measured += 1;
+            skipped += stats.counters.chunks_skipped;
+            let start = match playback.first_seq {
+                Some(s) => s,
+                None => {
+                    never_started += 1;
+                    let since = playback.joined_at.saturating_sub(EPOCH_US + 200_000);
+                    ((since as f64 / self.chunk_interval_us) as u64).min(last)
+                }
+            };
+            let expected = last.saturating_sub(start) + 1;
+            played_sum += playback.played;
+            expected_sum += expected;
+            let c = playback.played as f64 / expected as f64;
+            worst = worst.min(c);
+            if c < 0.999 {
+                below += 1;
+            }
+        }
+        let (checked, remembered) = self
+            .memos
+            .iter()
+            .filter_map(|memo| memo.lock().ok().map(|m| (m.checked, m.remembered)))
+            .fold((0, 0), |(c, r), (mc, mr)| (c + mc, r + mr));
+        let round = |x: f64, places: i32| {
+            let f = 10f64.powi(places);
+            (x * f).round() / f
+        };
+        Outcome {
+            chunks_produced: produced,
+            stream_bytes,
+            peers_measured: measured,
+            continuity: round(played_sum as f64 / expected_sum.max(1) as f64, 6),
+            continuity_worst_peer: round(worst, 6),
+            peers_below_999: below,
+            chunks_skipped: skipped,
+            source_amplification: round(seed_sent as f64 / stream_bytes.max(1) as f64, 4),
+            overhead: round(total_sent as f64 / played_bytes.max(1) as f64 - 1.0, 4),
+            latency_ms: Percentiles::of(&self.latency),
+            startup_ms: Percentiles::of(&self.startup),
+            tree_depth: Depths::of(&self.depth_samples),
+            peers_never_started: never_started,
+            joins: self.joins,
+            departures: self.departures,
+            bans,
+            forged_chunks_sent: tally.forged_sent,
+            forged_chunks_played: tally.forged_played,
+            datagrams_sent: tally.datagrams_sent,
+            datagrams_lost: tally.datagrams_lost,
+            datagrams_queue_dropped: tally.queue_dropped,
+            uplink_queue_ms: Percentiles::of(&tally.queue_delay),
+            chunks_withheld_by_free_riders: tally.withheld,
+            signatures_checked: checked,
+            signature_checks_saved: remembered,
+            events: self.events,
+            peer_counters,
+            sent_by_kind: sent_by_kind.to_map(),
+            seed_sent_by_kind: seed_sent_by_kind.to_map(),
+            max_buffered: self.max_buffered,
+            stripes_without_parent: round(
+                self.orphan_samples.0 as f64 / self.orphan_samples.1.max(1) as f64,
+                4,
+            ),
+            config: self.cfg,
+        }
+    }
+}
