@@ -211,3 +211,53 @@ impl Playout {
         j.next_seq()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! A joiner's start states and the lifecycle, without a node.
+
+    use super::*;
+
+    #[test]
+    fn a_joiner_starts_at_a_near_keyframe_or_waits_for_the_next() {
+        let mut near = Playout::new(true, 1024, 1_500_000);
+        assert_eq!(
+            near.choose_start(Some(100), Some(100 + CATCH_UP_MAX_CHUNKS)),
+            Some((100, 164))
+        );
+        let mut far = Playout::new(true, 1024, 1_500_000);
+        assert_eq!(far.choose_start(Some(100), Some(300)), None);
+        assert_eq!(far.start, Start::AwaitKeyframeAfter(300));
+        assert!(!far.awaited_keyframe(300) && far.awaited_keyframe(301));
+        let mut unknown = Playout::new(true, 1024, 1_500_000);
+        assert_eq!(unknown.choose_start(None, Some(300)), None);
+        assert_eq!(
+            unknown.start,
+            Start::Unknown,
+            "no keyframe yet: nothing decided"
+        );
+        assert!(!unknown.early_start_due(u64::MAX), "no chunk arrived yet");
+        unknown.first_chunk_at = Some(1_000);
+        assert!(!unknown.early_start_due(1_000 + EARLY_START_WAIT_US - 1));
+        assert!(unknown.early_start_due(1_000 + EARLY_START_WAIT_US));
+        far.begin(0, 400, std::iter::empty());
+        assert_eq!(far.play_from(), Some(400));
+        assert!(!far.early_start_due(u64::MAX));
+    }
+
+    #[test]
+    fn the_end_is_known_from_ending_on_and_playout_lingers_once_drained() {
+        let mut p = Playout::new(true, 1024, 1_000);
+        assert_eq!(p.lifecycle.end(), None);
+        p.begin(0, 0, std::iter::empty());
+        p.lifecycle = Lifecycle::Ending { last: 9 };
+        assert_eq!(p.lifecycle.end(), Some(9));
+        p.end_of_input(5);
+        assert_eq!(p.lifecycle, Lifecycle::Draining { last: 9 });
+        let mut timers = Timers::default();
+        let mut out = Outbox::default();
+        p.drain(5, 2_000, &mut timers, &mut out, |_, _| {});
+        assert_eq!(p.lifecycle, Lifecycle::Lingering { last: Some(9) });
+        assert_eq!(timers.get(Timer::Linger), Some(2_005));
+    }
+}

@@ -409,3 +409,63 @@ pub fn announce(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The repair budget alone.
+
+    use super::*;
+
+    #[test]
+    fn a_peer_serves_what_its_pushes_leave_of_its_upload_and_at_least_half() {
+        let mut budget = RepairBudget {
+            new_chunks: 10,
+            ..RepairBudget::default()
+        };
+        // 2 copies of upload, feeding 4 subscriptions of 4 stripes (1 copy): 1 copy left.
+        budget.refill(Role::Peer, 2.0, 4, 4);
+        assert_eq!(budget.credit, 10.0 * 1.0 + 2.0);
+        assert_eq!(budget.new_chunks, 0, "the rate is counted afresh each tick");
+        let served = std::iter::repeat_with(|| budget.spend(false))
+            .take(100)
+            .filter(|s| *s)
+            .count();
+        assert_eq!(served, 12);
+        // Feeding 8 subscriptions (2 copies): the floor of half the upload still holds.
+        let mut full = RepairBudget {
+            new_chunks: 10,
+            ..RepairBudget::default()
+        };
+        full.refill(Role::Peer, 2.0, 8, 4);
+        assert_eq!(full.credit, 10.0 * 1.0 + 2.0);
+    }
+
+    #[test]
+    fn unused_budget_keeps_only_a_little_while() {
+        let mut budget = RepairBudget::default();
+        for _ in 0..10 {
+            budget.new_chunks = 10;
+            budget.refill(Role::Peer, 2.0, 0, 4);
+        }
+        assert_eq!(budget.credit, 4.0 * (10.0 * 2.0 + 2.0));
+    }
+
+    #[test]
+    fn a_child_may_overdraw_and_the_seed_owes_unpushed_chunks_first() {
+        let mut budget = RepairBudget::default();
+        assert!(!budget.spend(false), "an empty budget serves no stranger");
+        let overdraft = (0..100).filter(|_| budget.spend(true)).count();
+        assert_eq!(overdraft as f64, CHILD_OVERDRAFT);
+        // The seed's share is a quarter of its upload.
+        let mut seed = RepairBudget {
+            new_chunks: 100,
+            ..RepairBudget::default()
+        };
+        seed.refill(Role::Seed, 2.0, 0, 4);
+        assert_eq!(seed.credit, 100.0 * 2.0 * REPAIR_SHARE_SEED + 2.0);
+        seed.credit = 0.0;
+        seed.owe_unpushed();
+        seed.owe_unpushed();
+        assert!(seed.spend(false) && seed.spend(false) && !seed.spend(false));
+    }
+}
