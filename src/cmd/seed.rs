@@ -10,6 +10,7 @@ use clap::Parser;
 use super::swarm_args::SwarmArgs;
 use crate::cmd::cli;
 use crate::core::node::{Config, Node};
+use crate::core::stripes::MAX_STRIPES;
 use crate::media::frame::FrameReader;
 use crate::net::driver;
 use crate::proto::link::Link;
@@ -26,15 +27,15 @@ pub struct Args {
     /// UDP address to serve on.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7000")]
     pub listen: SocketAddr,
-    /// Number of stripes the stream is split into (seq mod K).
-    #[arg(long, value_name = "K", default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=32))]
-    pub stripes: u8,
+    /// Number of stripes the stream is split into (seq mod K) [default: 4].
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u8).range(1..=MAX_STRIPES as i64))]
+    pub stripes: Option<u8>,
     /// Send chunks read from a file at the pace of their capture times.
     #[arg(long)]
     pub pace: bool,
-    /// After the stream ends, keep serving repairs this long before leaving.
-    #[arg(long, value_name = "MS", default_value_t = 2500)]
-    pub linger: u64,
+    /// After the stream ends, keep serving repairs this long before leaving [default: 2500].
+    #[arg(long, value_name = "MS")]
+    pub linger: Option<u64>,
     #[command(flatten)]
     pub swarm: SwarmArgs,
 }
@@ -47,8 +48,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let reader = FrameReader::new(BufReader::new(io::stdin())).context("stdin")?;
     let stream = reader.stream();
     let mut cfg = Config::new(Role::Seed, stream);
-    cfg.tuning.stripes = args.stripes;
-    cfg.tuning.linger_us = args.linger.saturating_mul(1000);
+    if let Some(k) = args.stripes {
+        cfg.tuning.stripes = k;
+    }
+    if let Some(ms) = args.linger {
+        cfg.tuning.linger_us = ms.saturating_mul(1000);
+    }
     args.swarm.apply(&mut cfg)?;
     let shown = if local.ip().is_unspecified() {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), local.port())

@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 use clap::Parser;
 
 use crate::cmd::cli;
+use crate::core::stripes::MAX_STRIPES;
 use crate::sim::{Outcome, Pulse, Sim, SimConfig};
 
 #[derive(Parser, Debug)]
@@ -115,8 +116,11 @@ impl Args {
         if !(self.seconds.is_finite() && self.seconds > 0.0 && self.seconds <= 86_400.0) {
             bail!("--seconds {} must be between 0 and 86400", self.seconds);
         }
-        if self.stripes == 0 || self.stripes > 64 {
-            bail!("--stripes {} must be between 1 and 64", self.stripes);
+        if self.stripes == 0 || self.stripes > MAX_STRIPES {
+            bail!(
+                "--stripes {} must be between 1 and {MAX_STRIPES}",
+                self.stripes
+            );
         }
         if !(self.burst.is_finite() && self.burst >= 1.0) {
             bail!("--burst {} must be at least 1", self.burst);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::core::stripes::MAX_STRIPES;
 use crate::media::chunk::Chunk;
 pub use crate::media::chunk::MAX_DATAGRAM;
 use crate::media::identity::StreamId;
@@ -276,16 +277,50 @@ pub fn decode(datagram: &[u8]) -> Result<Message> {
             message.kind()
         );
     }
-    match &message {
+    validate(&message)?;
+    Ok(message)
+}
+
+/// The checks beyond the encoding that every message must pass: list caps, and stripe
+/// numbers and counts within [`MAX_STRIPES`]. [`decode`] applies them; the simulator applies
+/// them to every message a core sends, so simulated and real messages meet the same rules.
+pub fn validate(message: &Message) -> Result<()> {
+    let stripe_ok = |s: u8| s < MAX_STRIPES;
+    let member_ok = |m: Option<u8>| m.is_none_or(stripe_ok);
+    match message {
         Message::Peers { peers } if peers.len() > MAX_PEERS_PER_MESSAGE => {
             bail!("too many peers ({})", peers.len())
+        }
+        Message::Peers { peers } if !peers.iter().all(|p| stripe_ok(p.member)) => {
+            bail!("a peer's member stripe is beyond {MAX_STRIPES}")
         }
         Message::Request { seqs } if seqs.len() > MAX_REQUEST_SEQS => {
             bail!("too many seqs requested ({})", seqs.len())
         }
-        _ => {}
+        Message::Welcome(w)
+            if w.stripes == 0
+                || w.stripes > MAX_STRIPES
+                || !member_ok(w.member)
+                || !member_ok(w.assigned.map(|(_, m)| m)) =>
+        {
+            bail!(
+                "welcome names {} stripes or a stripe beyond them",
+                w.stripes
+            )
+        }
+        Message::Hello(h) if !member_ok(h.member) => bail!("hello names stripe {:?}", h.member),
+        Message::Confirm { member, .. } if !member_ok(*member) => {
+            bail!("confirm names stripe {member:?}")
+        }
+        Message::Subscribe { stripe }
+        | Message::SubscribeReply { stripe, .. }
+        | Message::Unsubscribe { stripe }
+            if !stripe_ok(*stripe) =>
+        {
+            bail!("stripe {stripe} is beyond {MAX_STRIPES}")
+        }
+        _ => Ok(()),
     }
-    Ok(message)
 }
 
 #[cfg(test)]
@@ -356,5 +391,49 @@ mod tests {
         evil.push(10); // variant index of Request
         evil.extend([253, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
         assert!(decode(&evil).is_err());
+    }
+
+    #[test]
+    fn stripe_numbers_beyond_the_limit_are_refused_on_decoding() {
+        use crate::core::stripes::MAX_STRIPES;
+        let welcome = |stripes: u8, member: Option<u8>| {
+            Message::Welcome(Box::new(Welcome {
+                nonce: 1,
+                token: 2,
+                role: Role::Peer,
+                index: 3,
+                member,
+                stripes,
+                assigned: None,
+                latest_keyframe: None,
+                latest_seq: None,
+                end: None,
+            }))
+        };
+        let decodes = |m: &Message| decode(&encode(m).unwrap()).is_ok();
+        assert!(decodes(&welcome(4, Some(3))));
+        assert!(decodes(&welcome(MAX_STRIPES, Some(MAX_STRIPES - 1))));
+        assert!(
+            !decodes(&welcome(0, None)),
+            "a stream has at least one stripe"
+        );
+        assert!(!decodes(&welcome(MAX_STRIPES + 1, None)));
+        assert!(!decodes(&welcome(4, Some(MAX_STRIPES))));
+        assert!(decodes(&Message::Subscribe {
+            stripe: MAX_STRIPES - 1
+        }));
+        assert!(!decodes(&Message::Subscribe {
+            stripe: MAX_STRIPES
+        }));
+        assert!(!decodes(&Message::Unsubscribe { stripe: 255 }));
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let peers = |member| Message::Peers {
+            peers: vec![PeerInfo {
+                addr,
+                index: 1,
+                member,
+            }],
+        };
+        assert!(decodes(&peers(0)) && !decodes(&peers(MAX_STRIPES)));
     }
 }

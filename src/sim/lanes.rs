@@ -239,6 +239,17 @@ pub(crate) fn collect(node: &mut SimNode, id: u32, world: &World, lane: &mut Lan
 /// dropped there), delayed by the distance, delivered as an event. Loss is drawn on arrival.
 pub(crate) fn route(sender: &mut SimNode, from: u32, t: Transmit, world: &World, lane: &mut Lane) {
     lane.tally.datagrams_sent += 1;
+    if let Err(e) = wire::validate(&t.message) {
+        lane.fail(
+            world,
+            format!(
+                "{} sent a {} the decoder refuses: {e}",
+                addr_of(from),
+                t.message.kind()
+            ),
+        );
+        return;
+    }
     let Some(to) = id_of(t.to).filter(|&to| (to as usize) < world.places.len()) else {
         return;
     };

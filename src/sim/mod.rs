@@ -36,7 +36,7 @@ use crate::media::chunk::{Chunk, FLAG_KEYFRAME, MAX_PAYLOAD};
 use crate::media::identity::StreamKey;
 use crate::media::ts::PACKET_SIZE;
 use crate::media::verified::VerifiedChunks;
-use crate::proto::wire::{Message, Role};
+use crate::proto::wire::{self, Message, Role};
 use calendar::Calendar;
 pub use check::Violation;
 use lanes::*;
@@ -77,7 +77,8 @@ pub struct SimConfig {
     pub latency_ms: u64,
     /// Seconds between keyframes.
     pub gop_s: f64,
-    /// Chunks each core keeps for repair.
+    /// Chunks each core keeps for repair: 1,024, below the CLI's 4,096 (see `Tuning`: memory
+    /// at 100,000 cores).
     pub history: usize,
     /// Addresses the tracker hands each joiner: a uniform sample of the seed and the peers
     /// that have started playing. 0: every joiner bootstraps from the seed alone.
