@@ -59,9 +59,9 @@ enum Message {
     Signal,
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
-    cli::set_quiet(args.quiet);
-    let key = match &args.key {
+/// The stream key from `--key` (created there the first time), or an ephemeral one.
+fn load_key(args: &Args) -> Result<StreamKey> {
+    Ok(match &args.key {
         Some(path) => {
             let (key, created) = StreamKey::load_or_create(path)?;
             if created {
@@ -81,7 +81,32 @@ pub fn run(args: Args) -> Result<ExitCode> {
             ));
             key
         }
-    };
+    })
+}
+
+/// The next message for the loop: `Some(None)` when a partial chunk's wait ran out, `None`
+/// when every sender is gone.
+fn next_message(
+    rx: &mpsc::Receiver<Message>,
+    chunker: &Chunker,
+    max_wait_us: u64,
+) -> Option<Option<Message>> {
+    match chunker.flush_deadline(max_wait_us) {
+        Some(deadline) => {
+            let wait = deadline.saturating_sub(cli::unix_micros());
+            match rx.recv_timeout(Duration::from_micros(wait)) {
+                Ok(m) => Some(Some(m)),
+                Err(mpsc::RecvTimeoutError::Timeout) => Some(None),
+                Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            }
+        }
+        None => rx.recv().ok().map(Some),
+    }
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    cli::set_quiet(args.quiet);
+    let key = load_key(&args)?;
     if args.show_id {
         println!("{}", key.id());
         return Ok(ExitCode::SUCCESS);
@@ -106,21 +131,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut chunker = Chunker::new(key, args.chunk_bytes, 0);
     let progress = cli::spinner(cli::progress_enabled(args.quiet));
     let mut input_bytes: u64 = 0;
-    loop {
-        let message = match chunker.flush_deadline(max_wait_us) {
-            Some(deadline) => {
-                let wait = deadline.saturating_sub(cli::unix_micros());
-                match rx.recv_timeout(Duration::from_micros(wait)) {
-                    Ok(m) => Some(m),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-            }
-            None => match rx.recv() {
-                Ok(m) => Some(m),
-                Err(_) => break,
-            },
-        };
+    while let Some(message) = next_message(&rx, &chunker, max_wait_us) {
         let mut at_eof = false;
         match message {
             None => chunker.flush(),

@@ -221,41 +221,139 @@ struct Dropped {
     corrupt: u64,
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
-    cli::set_quiet(args.quiet);
-    let names: Vec<String> = args
-        .inputs
-        .iter()
-        .map(|p| {
-            if p.as_os_str() == "-" {
-                "stdin".to_string()
-            } else {
-                p.display().to_string()
-            }
-        })
-        .collect();
-    if args.inputs.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
-        bail!("stdin (-) given more than once");
-    }
+/// One reader thread per input, and a signal listener, all sending to the returned channel.
+fn start_readers(
+    args: &Args,
+    names: &[String],
+    horizon: &Arc<Horizon>,
+) -> Result<mpsc::Receiver<Message>> {
     let (tx, rx) = mpsc::sync_channel(1024);
-    let horizon = Arc::new(Horizon::default());
-    horizon.set(u64::MAX);
     let signal_tx = tx.clone();
     cli::handle_signals(move || {
         let _ = signal_tx.send(Message::Signal);
     })?;
-    for (index, path) in args.inputs.iter().enumerate() {
+    for ((index, path), name) in args.inputs.iter().enumerate().zip(names) {
         let source = input::open(path)?;
         spawn_reader(
             index,
-            names[index].clone(),
+            name.clone(),
             source,
             args.id,
             tx.clone(),
             horizon.clone(),
         )?;
     }
-    drop(tx);
+    Ok(rx)
+}
+
+/// The next message for the loop: `Some(None)` when the joiner's wait ran out, `None` when
+/// every reader is gone.
+fn next_message(
+    rx: &mpsc::Receiver<Message>,
+    joiner: &Joiner,
+    now_us: u64,
+) -> Option<Option<Message>> {
+    match joiner.poll_timeout() {
+        Some(deadline) => {
+            match rx.recv_timeout(Duration::from_micros(deadline.saturating_sub(now_us))) {
+                Ok(m) => Some(Some(m)),
+                Err(mpsc::RecvTimeoutError::Timeout) => Some(None),
+                Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            }
+        }
+        None => rx.recv().ok().map(Some),
+    }
+}
+
+/// An input's header names stream `id`: it must be `--id`'s and every other input's. The first
+/// one is written out with `--chunks`.
+fn check_header(
+    args: &Args,
+    names: &[String],
+    input: usize,
+    id: StreamId,
+    stream: &mut Option<StreamId>,
+    out: &mut impl Write,
+) -> Result<()> {
+    let name = names.get(input).map_or("an input", String::as_str);
+    if let Some(expected) = args.id {
+        if id != expected {
+            bail!("{name}: carries stream {id}, not the expected --id {expected}");
+        }
+    }
+    match *stream {
+        None => {
+            if args.id.is_none() {
+                cli::warn(format!(
+                    "no --id given: authenticity not checked, trusting the stream's own key {id}"
+                ));
+            }
+            if args.chunks {
+                frame::write_header(out, &id).context("cannot write to stdout")?;
+            }
+            *stream = Some(id);
+        }
+        Some(first) if first != id => {
+            let first_name = names.first().map_or("the first input", String::as_str);
+            bail!(
+                "{name}: carries stream {id}, but {first_name} carries {first}; inputs of different streams cannot be merged"
+            );
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// Writes what the joiner released, and says what it skipped or dropped.
+fn write_events(
+    joiner: &mut Joiner,
+    out: &mut impl Write,
+    chunks: bool,
+    names: &[String],
+    bytes_out: &mut u64,
+) -> Result<()> {
+    while let Some(event) = joiner.poll_event() {
+        match event {
+            JoinEvent::Play(chunk) => {
+                *bytes_out += chunk.payload.len() as u64;
+                if chunks {
+                    frame::write_chunk(out, &chunk)
+                } else {
+                    out.write_all(&chunk.payload)
+                }
+                .context("cannot write to stdout")?;
+            }
+            JoinEvent::Skipped { first, last } => {
+                cli::warn(format!("skipped missing chunks {first}..={last}"));
+            }
+            JoinEvent::Replayed { input, seq } => {
+                let name = names.get(input).map_or("an input", String::as_str);
+                cli::warn(format!("{name}: dropped replayed chunk seq {seq}"));
+            }
+            JoinEvent::Late { seq } => cli::warn(format!(
+                "dropped chunk seq {seq}: arrived after it was skipped"
+            )),
+        }
+    }
+    Ok(())
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    cli::set_quiet(args.quiet);
+    let names: Vec<String> = args
+        .inputs
+        .iter()
+        .map(|p| match p.as_os_str() == "-" {
+            true => "stdin".to_string(),
+            false => p.display().to_string(),
+        })
+        .collect();
+    if args.inputs.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
+        bail!("stdin (-) given more than once");
+    }
+    let horizon = Arc::new(Horizon::default());
+    horizon.set(u64::MAX);
+    let rx = start_readers(&args, &names, &horizon)?;
 
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
@@ -274,18 +372,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut has_header = vec![false; args.inputs.len()];
 
     while !joiner.is_finished() {
-        let message = match joiner.poll_timeout() {
-            Some(deadline) => {
-                match rx.recv_timeout(Duration::from_micros(deadline.saturating_sub(now_us()))) {
-                    Ok(m) => Some(m),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-            }
-            None => match rx.recv() {
-                Ok(m) => Some(m),
-                Err(_) => break,
-            },
+        let Some(message) = next_message(&rx, &joiner, now_us()) else {
+            break;
         };
         match message {
             None => joiner.handle_timeout(now_us()),
@@ -297,35 +385,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
             Some(Message::Header { input, stream: id }) => {
                 has_header[input] = true;
-                if let Some(expected) = args.id {
-                    if id != expected {
-                        bail!(
-                            "{}: carries stream {id}, not the expected --id {expected}",
-                            names[input]
-                        );
-                    }
-                }
-                match stream {
-                    None => {
-                        if args.id.is_none() {
-                            cli::warn(format!(
-                                "no --id given: authenticity not checked, trusting the stream's own key {id}"
-                            ));
-                        }
-                        if args.chunks {
-                            frame::write_header(&mut out, &id).context("cannot write to stdout")?;
-                        }
-                        stream = Some(id);
-                    }
-                    Some(first) if first != id => {
-                        bail!(
-                            "{}: carries stream {id}, but {} carries {first}; inputs of different streams cannot be merged",
-                            names[input],
-                            names[0]
-                        );
-                    }
-                    Some(_) => {}
-                }
+                check_header(&args, &names, input, id, &mut stream, &mut out)?;
             }
             Some(Message::Chunk { input, chunk }) => joiner.handle_chunk(now_us(), input, chunk),
             Some(Message::Rejected {
@@ -362,31 +422,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 joiner.handle_end(now_us(), input);
             }
         }
-        while let Some(event) = joiner.poll_event() {
-            match event {
-                JoinEvent::Play(chunk) => {
-                    bytes_out += chunk.payload.len() as u64;
-                    if args.chunks {
-                        frame::write_chunk(&mut out, &chunk)
-                    } else {
-                        out.write_all(&chunk.payload)
-                    }
-                    .context("cannot write to stdout")?;
-                }
-                JoinEvent::Skipped { first, last } => {
-                    cli::warn(format!("skipped missing chunks {first}..={last}"));
-                }
-                JoinEvent::Replayed { input, seq } => {
-                    cli::warn(format!(
-                        "{}: dropped replayed chunk seq {seq}",
-                        names[input]
-                    ));
-                }
-                JoinEvent::Late { seq } => cli::warn(format!(
-                    "dropped chunk seq {seq}: arrived after it was skipped"
-                )),
-            }
-        }
+        write_events(&mut joiner, &mut out, args.chunks, &names, &mut bytes_out)?;
         out.flush().context("cannot write to stdout")?;
         horizon.set(joiner.horizon());
         let stats = joiner.stats();

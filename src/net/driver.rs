@@ -182,6 +182,20 @@ fn print_stats(node: &Node) {
     }
 }
 
+/// The loop's `Poll`, with the socket (non-blocking) and a waker for the helper threads.
+fn register(socket: UdpSocket) -> Result<(Poll, Arc<Waker>, mio::net::UdpSocket)> {
+    let poll = Poll::new().context("cannot create poll")?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKE).context("cannot create waker")?);
+    socket
+        .set_nonblocking(true)
+        .context("cannot make the socket non-blocking")?;
+    let mut socket = mio::net::UdpSocket::from_std(socket);
+    poll.registry()
+        .register(&mut socket, SOCKET, Interest::READABLE)
+        .context("cannot register socket")?;
+    Ok((poll, waker, socket))
+}
+
 /// Runs `node` until it finishes, a signal arrives, or the output closes.
 /// `input`: the seed's chunk stream. `output`: the peer's stdout format.
 pub fn run<R: Read + Send + 'static>(
@@ -191,15 +205,7 @@ pub fn run<R: Read + Send + 'static>(
     output: Option<OutputMode>,
     opts: DriverOptions,
 ) -> Result<ExitCode> {
-    let mut poll = Poll::new().context("cannot create poll")?;
-    let waker = Arc::new(Waker::new(poll.registry(), WAKE).context("cannot create waker")?);
-    socket
-        .set_nonblocking(true)
-        .context("cannot make the socket non-blocking")?;
-    let mut socket = mio::net::UdpSocket::from_std(socket);
-    poll.registry()
-        .register(&mut socket, SOCKET, Interest::READABLE)
-        .context("cannot register socket")?;
+    let (mut poll, waker, socket) = register(socket)?;
     node.set_local_addr(socket.local_addr().context("socket has no address")?);
 
     let (tx, rx) = mpsc::channel::<Control>();
@@ -249,19 +255,8 @@ pub fn run<R: Read + Send + 'static>(
             }
         }
         let now = cli::unix_micros();
-        for event in events.iter() {
-            if event.token() == SOCKET {
-                loop {
-                    match socket.recv_from(&mut buf) {
-                        Ok((n, from)) => node.handle_datagram(now, from, &buf[..n]),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        // ICMP errors (a neighbour's port closed) surface here; the core's
-                        // timeouts deal with the neighbour.
-                        Err(_) => break,
-                    }
-                }
-            }
+        if events.iter().any(|e| e.token() == SOCKET) {
+            receive(&socket, &mut buf, &mut node, now);
         }
         loop {
             match rx.try_recv() {
@@ -297,24 +292,7 @@ pub fn run<R: Read + Send + 'static>(
                 Output::Transmit(t) => send(&socket, &t),
                 Output::Event(Event::Play(chunk)) => {
                     if let Some((out, mode)) = &out_tx {
-                        let bytes = match mode {
-                            OutputMode::Ts => chunk.payload.clone(),
-                            OutputMode::Chunks => {
-                                let mut b = Vec::with_capacity(chunk.payload.len() + 100);
-                                frame::write_chunk(&mut b, &chunk)?;
-                                b
-                            }
-                        };
-                        if out.try_send(bytes).is_err() {
-                            node.count_output_drop();
-                            let drops = node.stats().counters.chunks_dropped_output;
-                            if drops >= output_drops_warned * 2 {
-                                output_drops_warned = drops;
-                                cli::warn(format!(
-                                    "player is not keeping up: {drops} chunks dropped so far"
-                                ));
-                            }
-                        }
+                        play(&mut node, out, *mode, &chunk, &mut output_drops_warned)?;
                     }
                 }
                 Output::Event(Event::Warning(w) | Event::Internal(w)) => cli::warn(w),
@@ -345,6 +323,50 @@ pub fn run<R: Read + Send + 'static>(
 }
 
 /// Sends what the core queued before it left (Goodbyes); events no longer matter then.
+/// Reads the socket until it would block, handing each datagram to the core.
+fn receive(socket: &mio::net::UdpSocket, buf: &mut [u8], node: &mut Node, now: u64) {
+    loop {
+        match socket.recv_from(buf) {
+            Ok((n, from)) => node.handle_datagram(now, from, buf.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // ICMP errors (a neighbour's port closed) surface here; the core's timeouts
+            // deal with the neighbour.
+            Err(_) => break,
+        }
+    }
+}
+
+/// Hands a played chunk to the writer thread; a player that is not keeping up loses it
+/// (counted, and said at 1, 2, 4, 8 … drops) rather than stalling the swarm.
+fn play(
+    node: &mut Node,
+    out: &mpsc::SyncSender<Vec<u8>>,
+    mode: OutputMode,
+    chunk: &Chunk,
+    drops_warned: &mut u64,
+) -> Result<()> {
+    let bytes = match mode {
+        OutputMode::Ts => chunk.payload.clone(),
+        OutputMode::Chunks => {
+            let mut b = Vec::with_capacity(chunk.payload.len() + 100);
+            frame::write_chunk(&mut b, chunk)?;
+            b
+        }
+    };
+    if out.try_send(bytes).is_err() {
+        node.count_output_drop();
+        let drops = node.stats().counters.chunks_dropped_output;
+        if drops >= *drops_warned * 2 {
+            *drops_warned = drops;
+            cli::warn(format!(
+                "player is not keeping up: {drops} chunks dropped so far"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn flush_transmits(node: &mut Node, socket: &mio::net::UdpSocket) {
     loop {
         match node.poll_output() {
