@@ -258,30 +258,8 @@ pub fn run<R: Read + Send + 'static>(
         if events.iter().any(|e| e.token() == SOCKET) {
             receive(&socket, &mut buf, &mut node, now);
         }
-        loop {
-            match rx.try_recv() {
-                Ok(Control::Chunk(chunk)) => node.handle_chunk(now, chunk),
-                Ok(Control::InputEnd) => node.handle_input_end(now),
-                Ok(Control::InputFailed(e)) => {
-                    cli::warn(format!("{e}; ending the stream"));
-                    node.handle_input_end(now);
-                }
-                Ok(Control::OutputClosed) => {
-                    node.leave();
-                    break 'run ExitCode::SUCCESS;
-                }
-                Ok(Control::OutputFailed(e)) => {
-                    node.leave();
-                    flush_transmits(&mut node, &socket);
-                    anyhow::bail!(e);
-                }
-                Ok(Control::Signal) => {
-                    node.leave();
-                    break 'run cli::received_signal()
-                        .map_or(ExitCode::from(cli::EXIT_RUNTIME), cli::exit_code_for_signal);
-                }
-                Err(_) => break,
-            }
+        if let Some(exit) = take_controls(&rx, &mut node, &socket, now)? {
+            break 'run exit;
         }
         if now >= node.poll_timeout() {
             node.handle_timeout(now);
@@ -323,6 +301,42 @@ pub fn run<R: Read + Send + 'static>(
 }
 
 /// Sends what the core queued before it left (Goodbyes); events no longer matter then.
+/// Acts on what the helper threads said. Returns the exit status when the loop must end
+/// (the player went away, a signal), after the node said goodbye.
+fn take_controls(
+    rx: &mpsc::Receiver<Control>,
+    node: &mut Node,
+    socket: &mio::net::UdpSocket,
+    now: u64,
+) -> Result<Option<ExitCode>> {
+    while let Ok(control) = rx.try_recv() {
+        match control {
+            Control::Chunk(chunk) => node.handle_chunk(now, chunk),
+            Control::InputEnd => node.handle_input_end(now),
+            Control::InputFailed(e) => {
+                cli::warn(format!("{e}; ending the stream"));
+                node.handle_input_end(now);
+            }
+            Control::OutputClosed => {
+                node.leave();
+                return Ok(Some(ExitCode::SUCCESS));
+            }
+            Control::OutputFailed(e) => {
+                node.leave();
+                flush_transmits(node, socket);
+                anyhow::bail!(e);
+            }
+            Control::Signal => {
+                node.leave();
+                let exit = cli::received_signal()
+                    .map_or(ExitCode::from(cli::EXIT_RUNTIME), cli::exit_code_for_signal);
+                return Ok(Some(exit));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Reads the socket until it would block, handing each datagram to the core.
 fn receive(socket: &mio::net::UdpSocket, buf: &mut [u8], node: &mut Node, now: u64) {
     loop {
