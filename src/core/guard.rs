@@ -13,6 +13,7 @@ use crate::core::config::{AUDIT_AGE_CHUNKS, BARREN_AFTER_US};
 use crate::core::history::History;
 use crate::core::neighbours::{Neighbour, Neighbours};
 use crate::core::outbox::Outbox;
+use crate::core::units::Seq;
 use crate::media::chunk::{Chunk, Rejection};
 use crate::media::identity::StreamId;
 use crate::media::verified::VerifiedChunks;
@@ -152,11 +153,11 @@ impl Guard {
     pub fn audit(
         neighbours: &Neighbours,
         history: &History,
-        highest: Option<u64>,
+        highest: Option<Seq>,
         stripes: u8,
         out: &mut Outbox,
     ) {
-        let Some(highest) = highest else {
+        let Some(Seq(highest)) = highest else {
             return;
         };
         let stripes = u64::from(stripes);

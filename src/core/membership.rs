@@ -15,6 +15,7 @@ use crate::core::outbox::Outbox;
 use crate::core::rng::Rng;
 use crate::core::stripes::StripeSet;
 use crate::core::tree::Place;
+use crate::core::units::Seq;
 use crate::media::identity::StreamId;
 use crate::proto::wire::{self, Message, PeerInfo, Role, MAX_PEERS_PER_MESSAGE};
 
@@ -78,9 +79,9 @@ pub enum ConfirmOutcome {
 }
 
 /// Where the indices of peers joining when `newest` is the stream's newest chunk begin.
-pub fn join_index_base(newest: Option<u64>) -> u64 {
+pub fn join_index_base(newest: Option<Seq>) -> u64 {
     newest
-        .map_or(0, |seq| seq.saturating_add(1))
+        .map_or(0, |seq| seq.0.saturating_add(1))
         .saturating_mul(INDICES_PER_CHUNK)
 }
 
@@ -195,7 +196,7 @@ impl Membership {
         from: SocketAddr,
         hello: &wire::Hello,
         stripes: u8,
-        highest: Option<u64>,
+        highest: Option<Seq>,
         out: &mut Outbox,
     ) -> Option<HelloAnswer> {
         if hello.stream != self.stream || hello.padding.len() + 64 < wire::HELLO_MIN_SIZE {

@@ -9,12 +9,31 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 
+use crate::core::units::{Micros, Seq};
+
+/// Whether a missing chunk's parent may still push it, so its first request waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Its stripe's parent is sending and has not yet sent anything later: the first try is
+    /// put off, and a later chunk of the stripe brings it forward.
+    MayStillBePushed,
+    /// Nothing more will come by push.
+    Lost,
+}
+
+/// A request sent for a missing chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Asked {
+    pub to: SocketAddr,
+    pub at: Micros,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Missing {
-    pub next_try: u64,
+    pub next_try: Micros,
     pub tries: u32,
     /// Whom the last request went to, and when: its answer times that neighbour's RTT.
-    pub asked: Option<(SocketAddr, u64)>,
+    pub asked: Option<Asked>,
     /// In [`MissingSet::put_off`]: spares the set lookup when the entry goes.
     put_off: bool,
 }
@@ -55,11 +74,15 @@ impl MissingSet {
         self.slots.len()
     }
 
-    pub fn contains(&self, seq: u64) -> bool {
+    pub fn contains(&self, seq: Seq) -> bool {
         self.get(seq).is_some()
     }
 
-    pub fn get(&self, seq: u64) -> Option<&Missing> {
+    pub fn get(&self, seq: Seq) -> Option<&Missing> {
+        self.entry(seq.0)
+    }
+
+    fn entry(&self, seq: u64) -> Option<&Missing> {
         let at = usize::try_from(seq.checked_sub(self.base)?).ok()?;
         self.slots.get(at)?.as_ref()
     }
@@ -104,7 +127,9 @@ impl MissingSet {
 
     /// Notes `seq` as missing, first to be asked for at `next_try`; `put_off` marks a try
     /// deferred for a parent that may still push it. No change if it is already noted.
-    pub fn note(&mut self, seq: u64, next_try: u64, put_off: bool) {
+    pub fn note(&mut self, seq: Seq, next_try: Micros, arrival: Arrival) {
+        let (seq, next_try) = (seq.0, next_try);
+        let put_off = arrival == Arrival::MayStillBePushed;
         let Some(slot) = self.slot(seq) else {
             return;
         };
@@ -118,13 +143,14 @@ impl MissingSet {
             put_off,
         });
         self.count += 1;
-        self.by_time.push(Reverse((next_try, seq)));
+        self.by_time.push(Reverse((next_try.0, seq)));
         if put_off {
             self.put_off.insert(seq);
         }
     }
 
-    pub fn remove(&mut self, seq: u64) -> Option<Missing> {
+    pub fn remove(&mut self, seq: Seq) -> Option<Missing> {
+        let seq = seq.0;
         let at = usize::try_from(seq.checked_sub(self.base)?).ok()?;
         let m = self.slots.get_mut(at)?.take()?;
         self.count -= 1;
@@ -137,7 +163,8 @@ impl MissingSet {
     }
 
     /// Removes every seq below `floor`.
-    pub fn remove_below(&mut self, floor: u64) {
+    pub fn remove_below(&mut self, floor: Seq) {
+        let floor = floor.0;
         while self.base < floor {
             let seq = self.base;
             let Some(slot) = self.slots.pop_front() else {
@@ -157,7 +184,7 @@ impl MissingSet {
 
     /// Whether `(next_try, seq)` from the heap is an entry's current try.
     fn is_current(&self, next_try: u64, seq: u64) -> bool {
-        self.get(seq).is_some_and(|m| m.next_try == next_try)
+        self.entry(seq).is_some_and(|m| m.next_try.0 == next_try)
     }
 
     /// Drops stale pairs from the top of the heap, and rebuilds it once stale pairs
@@ -167,7 +194,7 @@ impl MissingSet {
             let base = self.base;
             self.by_time = (0u64..)
                 .zip(&self.slots)
-                .filter_map(|(i, m)| m.map(|m| Reverse((m.next_try, base + i))))
+                .filter_map(|(i, m)| m.map(|m| Reverse((m.next_try.0, base + i))))
                 .collect();
         }
         while let Some(&Reverse((next_try, seq))) = self.by_time.peek() {
@@ -178,11 +205,11 @@ impl MissingSet {
         }
     }
 
-    fn set_next_try(&mut self, seq: u64, next_try: u64) {
+    fn set_next_try(&mut self, seq: u64, next_try: Micros) {
         if let Some(m) = self.get_mut(seq) {
             if m.next_try != next_try {
                 m.next_try = next_try;
-                self.by_time.push(Reverse((next_try, seq)));
+                self.by_time.push(Reverse((next_try.0, seq)));
                 self.settle();
             }
         }
@@ -199,13 +226,18 @@ impl MissingSet {
 
     /// Brings the first try of put-off seqs below `below` for which `pick` holds forward to
     /// `soon` (a later chunk of their stripe arrived: they were lost on the way).
-    pub fn bring_forward(&mut self, below: u64, soon: u64, pick: impl Fn(u64) -> bool) {
+    pub fn bring_forward(&mut self, below: Seq, soon: Micros, pick: impl Fn(Seq) -> bool) {
         let mut chosen = std::mem::take(&mut self.chosen);
         chosen.clear();
-        chosen.extend(self.put_off.range(..below).copied().filter(|&s| pick(s)));
+        chosen.extend(
+            self.put_off
+                .range(..below.0)
+                .copied()
+                .filter(|&s| pick(Seq(s))),
+        );
         for &seq in &chosen {
             self.clear_put_off(seq);
-            if self.get(seq).is_some_and(|m| m.next_try > soon) {
+            if self.entry(seq).is_some_and(|m| m.next_try > soon) {
                 self.set_next_try(seq, soon);
             }
         }
@@ -213,7 +245,7 @@ impl MissingSet {
     }
 
     /// Every entry is tried by `soon` at the latest.
-    pub fn bring_all_forward(&mut self, soon: u64) {
+    pub fn bring_all_forward(&mut self, soon: Micros) {
         self.put_off.clear();
         let base = self.base;
         for (i, m) in (0u64..).zip(self.slots.iter_mut()) {
@@ -224,14 +256,15 @@ impl MissingSet {
             m.put_off = false;
             if m.next_try > soon {
                 m.next_try = soon;
-                self.by_time.push(Reverse((soon, seq)));
+                self.by_time.push(Reverse((soon.0, seq)));
             }
         }
         self.settle();
     }
 
     /// Up to `limit` seqs at or above `floor` whose try is due at `now`, oldest try first.
-    pub fn due(&mut self, now: u64, floor: u64, limit: usize) -> Vec<u64> {
+    pub fn due(&mut self, now: Micros, floor: Seq, limit: usize) -> Vec<Seq> {
+        let (now, floor) = (now.0, floor.0);
         let mut due = Vec::new();
         // Live pairs taken off the heap: they go back, the caller moves the ones it tries.
         let mut taken = Vec::new();
@@ -249,7 +282,7 @@ impl MissingSet {
             }
             taken.push((next_try, seq));
             if seq >= floor {
-                due.push(seq);
+                due.push(Seq(seq));
             }
         }
         self.by_time.extend(taken.into_iter().map(Reverse));
@@ -260,7 +293,8 @@ impl MissingSet {
     }
 
     /// Records a try of `seq`: asked `asked` (or nobody), next try at `next_try`.
-    pub fn tried(&mut self, seq: u64, next_try: u64, asked: Option<(SocketAddr, u64)>) {
+    pub fn tried(&mut self, seq: Seq, next_try: Micros, asked: Option<Asked>) {
+        let seq = seq.0;
         self.clear_put_off(seq);
         self.set_next_try(seq, next_try);
         if let Some(m) = self.get_mut(seq) {
@@ -270,8 +304,8 @@ impl MissingSet {
     }
 
     /// When the earliest try is due.
-    pub fn earliest(&self) -> Option<u64> {
-        self.by_time.peek().map(|&Reverse((t, _))| t)
+    pub fn earliest(&self) -> Option<Micros> {
+        self.by_time.peek().map(|&Reverse((t, _))| Micros(t))
     }
 }
 
@@ -282,72 +316,81 @@ mod tests {
     #[test]
     fn due_seqs_come_by_time_and_tries_are_recorded() {
         let mut m = MissingSet::default();
-        m.note(5, 100, false);
-        m.note(3, 300, true);
-        m.note(9, 50, false);
-        m.note(5, 1, false); // already noted: unchanged
-        assert_eq!(m.earliest(), Some(50));
-        assert_eq!(m.due(100, 0, 10), vec![5, 9]);
-        assert_eq!(m.due(100, 6, 10), vec![9]);
-        assert_eq!(m.due(1000, 0, 1), vec![9]);
-        m.tried(9, 400, None);
-        assert_eq!(m.get(9).map(|e| (e.tries, e.next_try)), Some((1, 400)));
-        assert_eq!(m.due(350, 0, 10), vec![3, 5]);
-        m.remove_below(5);
-        assert_eq!((m.len(), m.due(1000, 0, 10)), (2, vec![5, 9]));
+        m.note(Seq(5), Micros(100), Arrival::Lost);
+        m.note(Seq(3), Micros(300), Arrival::MayStillBePushed);
+        m.note(Seq(9), Micros(50), Arrival::Lost);
+        m.note(Seq(5), Micros(1), Arrival::Lost); // already noted: unchanged
+        assert_eq!(m.earliest(), Some(Micros(50)));
+        assert_eq!(m.due(Micros(100), Seq(0), 10), vec![Seq(5), Seq(9)]);
+        assert_eq!(m.due(Micros(100), Seq(6), 10), vec![Seq(9)]);
+        assert_eq!(m.due(Micros(1000), Seq(0), 1), vec![Seq(9)]);
+        m.tried(Seq(9), Micros(400), None);
+        assert_eq!(
+            m.get(Seq(9)).map(|e| (e.tries, e.next_try)),
+            Some((1, Micros(400)))
+        );
+        assert_eq!(m.due(Micros(350), Seq(0), 10), vec![Seq(3), Seq(5)]);
+        m.remove_below(Seq(5));
+        assert_eq!(
+            (m.len(), m.due(Micros(1000), Seq(0), 10)),
+            (2, vec![Seq(5), Seq(9)])
+        );
     }
 
     #[test]
     fn a_later_chunk_brings_put_off_tries_forward_once() {
         let mut m = MissingSet::default();
-        m.note(4, 700, true);
-        m.note(5, 700, true);
-        m.note(8, 700, true);
+        m.note(Seq(4), Micros(700), Arrival::MayStillBePushed);
+        m.note(Seq(5), Micros(700), Arrival::MayStillBePushed);
+        m.note(Seq(8), Micros(700), Arrival::MayStillBePushed);
         // Stripe of even seqs: a chunk 6 arrived at 10 (soon = 60).
-        m.bring_forward(6, 60, |s| s % 2 == 0);
-        assert_eq!(m.due(60, 0, 10), vec![4]);
-        assert_eq!(m.get(5).map(|e| e.next_try), Some(700));
-        assert_eq!(m.get(8).map(|e| e.next_try), Some(700));
-        m.bring_all_forward(80);
-        assert_eq!(m.due(80, 0, 10), vec![4, 5, 8]);
-        assert_eq!(m.remove(5).map(|e| e.next_try), Some(80));
-        assert!(!m.contains(5) && m.due(80, 0, 10) == vec![4, 8]);
+        m.bring_forward(Seq(6), Micros(60), |s| s.0 % 2 == 0);
+        assert_eq!(m.due(Micros(60), Seq(0), 10), vec![Seq(4)]);
+        assert_eq!(m.get(Seq(5)).map(|e| e.next_try), Some(Micros(700)));
+        assert_eq!(m.get(Seq(8)).map(|e| e.next_try), Some(Micros(700)));
+        m.bring_all_forward(Micros(80));
+        assert_eq!(m.due(Micros(80), Seq(0), 10), vec![Seq(4), Seq(5), Seq(8)]);
+        assert_eq!(m.remove(Seq(5)).map(|e| e.next_try), Some(Micros(80)));
+        assert!(!m.contains(Seq(5)) && m.due(Micros(80), Seq(0), 10) == vec![Seq(4), Seq(8)]);
     }
 
     #[test]
     fn an_entry_moved_away_and_back_is_due_once_and_stale_tries_do_not_pile_up() {
         let mut m = MissingSet::default();
-        m.note(7, 100, false);
-        m.tried(7, 500, None);
-        m.tried(7, 100, None);
-        assert_eq!(m.due(1000, 0, 10), vec![7]);
-        assert_eq!(m.earliest(), Some(100));
+        m.note(Seq(7), Micros(100), Arrival::Lost);
+        m.tried(Seq(7), Micros(500), None);
+        m.tried(Seq(7), Micros(100), None);
+        assert_eq!(m.due(Micros(1000), Seq(0), 10), vec![Seq(7)]);
+        assert_eq!(m.earliest(), Some(Micros(100)));
         for t in 0..10_000 {
-            m.tried(7, 200 + t, None);
+            m.tried(Seq(7), Micros(200 + t), None);
         }
-        assert_eq!(m.earliest(), Some(10_199));
+        assert_eq!(m.earliest(), Some(Micros(10_199)));
         assert!(m.by_time.len() <= 2 * m.len() + 65, "{}", m.by_time.len());
-        m.remove(7);
-        assert_eq!((m.earliest(), m.due(u64::MAX, 0, 10)), (None, vec![]));
+        m.remove(Seq(7));
+        assert_eq!(
+            (m.earliest(), m.due(Micros(u64::MAX), Seq(0), 10)),
+            (None, Vec::<Seq>::new())
+        );
     }
 
     #[test]
     fn the_set_spans_a_bounded_range_of_seqs() {
         let mut m = MissingSet::default();
-        m.note(1_000, 5, false);
-        m.note(1_000 + MAX_SPAN, 5, false); // too far from 1,000: not noted
-        m.note(1_000 + MAX_SPAN - 1, 5, false);
-        m.note(999, 5, true); // nor is this, below it
+        m.note(Seq(1_000), Micros(5), Arrival::Lost);
+        m.note(Seq(1_000 + MAX_SPAN), Micros(5), Arrival::Lost); // too far from 1,000: not noted
+        m.note(Seq(1_000 + MAX_SPAN - 1), Micros(5), Arrival::Lost);
+        m.note(Seq(999), Micros(5), Arrival::MayStillBePushed); // nor is this, below it
         assert_eq!(m.len(), 2);
-        assert!(!m.contains(1_000 + MAX_SPAN) && !m.contains(999));
-        m.remove(1_000 + MAX_SPAN - 1);
-        m.note(999, 5, true);
-        assert!(m.contains(999) && m.len() == 2);
-        m.remove(999);
+        assert!(!m.contains(Seq(1_000 + MAX_SPAN)) && !m.contains(Seq(999)));
+        m.remove(Seq(1_000 + MAX_SPAN - 1));
+        m.note(Seq(999), Micros(5), Arrival::MayStillBePushed);
+        assert!(m.contains(Seq(999)) && m.len() == 2);
+        m.remove(Seq(999));
         assert_eq!(m.slots.len(), 1, "empty ends are dropped");
-        m.remove_below(2_000);
+        m.remove_below(Seq(2_000));
         assert!(m.is_empty() && m.slots.is_empty() && m.put_off.is_empty());
-        m.note(u64::MAX, 5, false);
-        assert_eq!(m.due(5, 0, 10), vec![u64::MAX]);
+        m.note(Seq(u64::MAX), Micros(5), Arrival::Lost);
+        assert_eq!(m.due(Micros(5), Seq(0), 10), vec![Seq(u64::MAX)]);
     }
 }

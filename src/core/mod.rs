@@ -18,3 +18,4 @@ pub mod stats;
 pub mod stripes;
 pub mod timers;
 pub mod tree;
+pub mod units;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::core::config::{CATCH_UP_MAX_CHUNKS, EARLY_START_WAIT_US};
 use crate::core::outbox::{Event, Outbox};
 use crate::core::timers::{Timer, Timers};
+use crate::core::units::{Micros, Seq};
 use crate::media::chunk::Chunk;
 use crate::media::join::{JoinEvent, Joiner};
 
@@ -17,9 +18,9 @@ pub enum Start {
     Unknown,
     /// Joined mid-GOP, far from the newest keyframe: playout starts at the first keyframe
     /// after this seq.
-    AwaitKeyframeAfter(u64),
+    AwaitKeyframeAfter(Seq),
     /// Playing from this seq on.
-    From(u64),
+    From(Seq),
 }
 
 /// A node's life: live, then (the end of the stream known) ending, then lingering to serve
@@ -30,24 +31,24 @@ pub enum Lifecycle {
     /// Peer: the stream ends at `last`; playout waits for what is missing until
     /// [`Timer::EndDeadline`].
     Ending {
-        last: u64,
+        last: Seq,
     },
     /// Peer: the joiner was told the stream ended and plays out what it holds.
     Draining {
-        last: u64,
+        last: Seq,
     },
     /// Done with the stream (`last`, if it had any); serving others until [`Timer::Linger`].
     Lingering {
-        last: Option<u64>,
+        last: Option<Seq>,
     },
     Finished {
-        last: Option<u64>,
+        last: Option<Seq>,
     },
 }
 
 impl Lifecycle {
     /// The stream's last seq, once known.
-    pub fn end(self) -> Option<u64> {
+    pub fn end(self) -> Option<Seq> {
         match self {
             Lifecycle::Live => None,
             Lifecycle::Ending { last } | Lifecycle::Draining { last } => Some(last),
@@ -83,7 +84,7 @@ impl Playout {
         }
     }
 
-    pub fn play_from(&self) -> Option<u64> {
+    pub fn play_from(&self) -> Option<Seq> {
         match self.start {
             Start::From(seq) => Some(seq),
             _ => None,
@@ -111,12 +112,12 @@ impl Playout {
     /// Without a keyframe yet, the seed's first Have names the stream's first chunk.
     pub fn choose_start(
         &mut self,
-        latest_keyframe: Option<u64>,
-        latest_seq: Option<u64>,
-    ) -> Option<(u64, u64)> {
+        latest_keyframe: Option<Seq>,
+        latest_seq: Option<Seq>,
+    ) -> Option<(Seq, Seq)> {
         let start = latest_keyframe?;
         let last = latest_seq.unwrap_or(start);
-        if last.saturating_sub(start) <= CATCH_UP_MAX_CHUNKS {
+        if last.0.saturating_sub(start.0) <= CATCH_UP_MAX_CHUNKS {
             Some((start, last))
         } else {
             self.start = Start::AwaitKeyframeAfter(last);
@@ -125,7 +126,7 @@ impl Playout {
     }
 
     /// Whether keyframe `seq` is the one a peer that joined mid-GOP waits for.
-    pub fn awaited_keyframe(&self, seq: u64) -> bool {
+    pub fn awaited_keyframe(&self, seq: Seq) -> bool {
         matches!(self.start, Start::AwaitKeyframeAfter(after) if seq > after)
     }
 
@@ -139,10 +140,10 @@ impl Playout {
     }
 
     /// Playout starts at `start`: the joiner gets what we already hold from there on.
-    pub fn begin<'a>(&mut self, now: u64, start: u64, held: impl Iterator<Item = &'a Arc<Chunk>>) {
+    pub fn begin<'a>(&mut self, now: u64, start: Seq, held: impl Iterator<Item = &'a Arc<Chunk>>) {
         self.start = Start::From(start);
         if let Some(j) = self.joiner.as_mut() {
-            j.start_at(start);
+            j.start_at(start.0);
             for chunk in held {
                 j.handle_chunk(now, 0, chunk.clone());
             }
@@ -151,7 +152,7 @@ impl Playout {
 
     /// A verified chunk for playout (if it is not before the start).
     pub fn offer(&mut self, now: u64, chunk: &Arc<Chunk>) {
-        let playing = self.play_from().is_some_and(|p| chunk.seq >= p);
+        let playing = self.play_from().is_some_and(|p| chunk.seq >= p.0);
         if let Some(j) = self.joiner.as_mut() {
             if playing {
                 j.handle_chunk(now, 0, chunk.clone());
@@ -179,7 +180,7 @@ impl Playout {
         timers: &mut Timers,
         out: &mut Outbox,
         mut skipped: impl FnMut(u64, u64),
-    ) -> Option<u64> {
+    ) -> Option<Seq> {
         let j = self.joiner.as_mut()?;
         while let Some(event) = j.poll_event() {
             match event {
@@ -205,10 +206,10 @@ impl Playout {
         if let Lifecycle::Draining { last } = self.lifecycle {
             if j.is_finished() {
                 self.lifecycle = Lifecycle::Lingering { last: Some(last) };
-                timers.set(Timer::Linger, now + linger_us);
+                timers.set(Timer::Linger, Micros(now) + linger_us);
             }
         }
-        j.next_seq()
+        j.next_seq().map(Seq)
     }
 }
 
@@ -222,15 +223,15 @@ mod tests {
     fn a_joiner_starts_at_a_near_keyframe_or_waits_for_the_next() {
         let mut near = Playout::new(true, 1024, 1_500_000);
         assert_eq!(
-            near.choose_start(Some(100), Some(100 + CATCH_UP_MAX_CHUNKS)),
-            Some((100, 164))
+            near.choose_start(Some(Seq(100)), Some(Seq(100 + CATCH_UP_MAX_CHUNKS))),
+            Some((Seq(100), Seq(164)))
         );
         let mut far = Playout::new(true, 1024, 1_500_000);
-        assert_eq!(far.choose_start(Some(100), Some(300)), None);
-        assert_eq!(far.start, Start::AwaitKeyframeAfter(300));
-        assert!(!far.awaited_keyframe(300) && far.awaited_keyframe(301));
+        assert_eq!(far.choose_start(Some(Seq(100)), Some(Seq(300))), None);
+        assert_eq!(far.start, Start::AwaitKeyframeAfter(Seq(300)));
+        assert!(!far.awaited_keyframe(Seq(300)) && far.awaited_keyframe(Seq(301)));
         let mut unknown = Playout::new(true, 1024, 1_500_000);
-        assert_eq!(unknown.choose_start(None, Some(300)), None);
+        assert_eq!(unknown.choose_start(None, Some(Seq(300))), None);
         assert_eq!(
             unknown.start,
             Start::Unknown,
@@ -240,8 +241,8 @@ mod tests {
         unknown.first_chunk_at = Some(1_000);
         assert!(!unknown.early_start_due(1_000 + EARLY_START_WAIT_US - 1));
         assert!(unknown.early_start_due(1_000 + EARLY_START_WAIT_US));
-        far.begin(0, 400, std::iter::empty());
-        assert_eq!(far.play_from(), Some(400));
+        far.begin(0, Seq(400), std::iter::empty());
+        assert_eq!(far.play_from(), Some(Seq(400)));
         assert!(!far.early_start_due(u64::MAX));
     }
 
@@ -249,15 +250,15 @@ mod tests {
     fn the_end_is_known_from_ending_on_and_playout_lingers_once_drained() {
         let mut p = Playout::new(true, 1024, 1_000);
         assert_eq!(p.lifecycle.end(), None);
-        p.begin(0, 0, std::iter::empty());
-        p.lifecycle = Lifecycle::Ending { last: 9 };
-        assert_eq!(p.lifecycle.end(), Some(9));
+        p.begin(0, Seq(0), std::iter::empty());
+        p.lifecycle = Lifecycle::Ending { last: Seq(9) };
+        assert_eq!(p.lifecycle.end(), Some(Seq(9)));
         p.end_of_input(5);
-        assert_eq!(p.lifecycle, Lifecycle::Draining { last: 9 });
+        assert_eq!(p.lifecycle, Lifecycle::Draining { last: Seq(9) });
         let mut timers = Timers::default();
         let mut out = Outbox::default();
         p.drain(5, 2_000, &mut timers, &mut out, |_, _| {});
-        assert_eq!(p.lifecycle, Lifecycle::Lingering { last: Some(9) });
-        assert_eq!(timers.get(Timer::Linger), Some(2_005));
+        assert_eq!(p.lifecycle, Lifecycle::Lingering { last: Some(Seq(9)) });
+        assert_eq!(timers.get(Timer::Linger), Some(Micros(2_005)));
     }
 }

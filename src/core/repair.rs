@@ -11,12 +11,14 @@ use crate::core::config::{
     REPAIR_SHARE_SEED, TREE_HAVE_TICKS_PEER, UNPUSHED_CREDIT_MAX,
 };
 use crate::core::history::History;
-use crate::core::missing::{Missing, MissingSet};
+pub use crate::core::missing::Arrival;
+use crate::core::missing::{Asked, Missing, MissingSet};
 use crate::core::neighbours::Neighbours;
 use crate::core::outbox::Outbox;
 use crate::core::rng::Rng;
 use crate::core::stripes::{stripe_of, StripeSet};
 use crate::core::timers::{Timer, Timers};
+use crate::core::units::{Micros, Seq};
 use crate::proto::wire::{Message, Role, MAX_REQUEST_SEQS};
 
 /// How many repairs this node may still serve, refilled every tick from the stream rate.
@@ -76,15 +78,6 @@ impl RepairBudget {
     }
 }
 
-/// Whether a parent may still push a chunk this node lacks, so its first request waits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arrival {
-    /// Its stripe's parent is sending and has not yet sent anything later.
-    MayStillBePushed,
-    /// Nothing more will come by push.
-    Lost,
-}
-
 #[derive(Debug, Default)]
 pub struct Repair {
     pub missing: MissingSet,
@@ -123,27 +116,26 @@ impl Repair {
     #[allow(clippy::too_many_arguments)]
     pub fn on_arrival(
         &mut self,
-        now: u64,
-        seq: u64,
+        now: Micros,
+        seq: Seq,
         from: Option<SocketAddr>,
         stripes: u8,
         neighbours: &mut Neighbours,
         timers: &mut Timers,
     ) {
         if let Some(Missing {
-            asked: Some((asked, at)),
-            ..
+            asked: Some(asked), ..
         }) = self.missing.remove(seq)
         {
-            if from == Some(asked) {
-                neighbours.note_rtt(asked, now.saturating_sub(at));
+            if from == Some(asked.to) {
+                neighbours.note_rtt(asked.to, now.since(asked.at));
             }
         }
         self.budget.new_chunks += 1;
-        let stripe = stripe_of(seq, stripes);
-        self.missing.bring_forward(seq, now + REPAIR_DELAY_US, |s| {
-            stripe_of(s, stripes) == stripe
-        });
+        let stripe = stripe_of(seq.0, stripes);
+        let of_stripe = |s: Seq| stripe_of(s.0, stripes) == stripe;
+        self.missing
+            .bring_forward(seq, now + REPAIR_DELAY_US, of_stripe);
         timers.set_earlier(Timer::Repair, self.missing.earliest());
     }
 
@@ -151,16 +143,16 @@ impl Repair {
     /// now.
     pub fn note_gap(
         &mut self,
-        now: u64,
-        start: u64,
-        last: u64,
+        now: Micros,
+        start: Seq,
+        last: Seq,
         history: &History,
         history_len: usize,
         timers: &mut Timers,
     ) {
-        for seq in start..=last.min(start.saturating_add(history_len as u64)) {
-            if !history.contains(seq) {
-                self.missing.note(seq, now, false);
+        for seq in start.through(last.min(start.ahead(history_len as u64))) {
+            if !history.contains(seq.0) {
+                self.missing.note(seq, now, Arrival::Lost);
                 timers.set(Timer::Repair, now);
             }
         }
@@ -172,13 +164,13 @@ impl Repair {
     #[allow(clippy::too_many_arguments)]
     pub fn note_known(
         &mut self,
-        now: u64,
-        seq: u64,
-        play_from: u64,
-        highest: Option<u64>,
+        now: Micros,
+        seq: Seq,
+        play_from: Seq,
+        highest: Option<Seq>,
         history: &History,
         tuning: &Tuning,
-        arrival: impl Fn(u64) -> Arrival,
+        arrival: impl Fn(Seq) -> Arrival,
         timers: &mut Timers,
     ) {
         // Histories are windows of the newest seqs, so nobody holds a seq a whole history
@@ -186,31 +178,29 @@ impl Repair {
         // set's span by a history however far playout lags (bl-sim, 100,000 peers, 10 s: a
         // peer held 750 entries over 2,070 seqs, so its playout was at least 4.7 s behind the
         // newest).
-        let held_somewhere = seq.saturating_add(1).saturating_sub(tuning.history as u64);
+        let held_somewhere = seq.next().back(tuning.history as u64);
         self.missing.remove_below(held_somewhere);
-        let from = highest.map_or(play_from, |h| h + 1);
+        let from = highest.map_or(play_from, Seq::next);
         let from = from.max(play_from).max(held_somewhere);
         if seq < from || self.missing.len() >= tuning.history {
             return;
         }
-        let until = seq.min(from + 1024);
-        for s in from..=until {
-            if !history.contains(s) {
-                let may_be_pushed = arrival(s) == Arrival::MayStillBePushed;
-                let wait = if may_be_pushed {
+        for s in from.through(seq.min(from.ahead(1024))) {
+            if !history.contains(s.0) {
+                let arrival = arrival(s);
+                let wait = match arrival {
                     // Not longer than playout would wait for it.
-                    IN_FLIGHT_WAIT_US.min(tuning.latency_us / 2)
-                } else {
-                    REPAIR_DELAY_US
+                    Arrival::MayStillBePushed => IN_FLIGHT_WAIT_US.min(tuning.latency_us / 2),
+                    Arrival::Lost => REPAIR_DELAY_US,
                 };
-                self.missing.note(s, now + wait, may_be_pushed);
+                self.missing.note(s, now + wait, arrival);
                 timers.set_earlier(Timer::Repair, Some(now + wait));
             }
         }
     }
 
     /// Nothing more is coming by push (the stream ended): whatever is absent is lost.
-    pub fn all_lost(&mut self, now: u64, timers: &mut Timers) {
+    pub fn all_lost(&mut self, now: Micros, timers: &mut Timers) {
         let soon = now + REPAIR_DELAY_US;
         self.missing.bring_all_forward(soon);
         timers.set_earlier(Timer::Repair, Some(soon));
@@ -220,7 +210,7 @@ impl Repair {
     /// will not come by push: ask for them now.
     pub fn stripes_gone_quiet(
         &mut self,
-        now: u64,
+        now: Micros,
         stripes: u8,
         flowing: impl Fn(u8) -> bool,
         timers: &mut Timers,
@@ -230,8 +220,8 @@ impl Repair {
         }
         for stripe in 0..stripes {
             if !flowing(stripe) {
-                self.missing
-                    .bring_forward(u64::MAX, now, |seq| stripe_of(seq, stripes) == stripe);
+                let of_stripe = |s: Seq| stripe_of(s.0, stripes) == stripe;
+                self.missing.bring_forward(Seq(u64::MAX), now, of_stripe);
             }
         }
         timers.set_earlier(Timer::Repair, self.missing.earliest());
@@ -245,8 +235,8 @@ impl Repair {
     #[allow(clippy::too_many_arguments)]
     pub fn request_due(
         &mut self,
-        now: u64,
-        play_from: Option<u64>,
+        now: Micros,
+        play_from: Option<Seq>,
         parent_of: impl Fn(u8) -> Option<SocketAddr>,
         stripes: u8,
         neighbours: &Neighbours,
@@ -258,21 +248,21 @@ impl Repair {
             return;
         }
         let mut batches: BTreeMap<SocketAddr, Vec<u64>> = BTreeMap::new();
-        let due = self.missing.due(now, play_from.unwrap_or(0), 256);
+        let due = self.missing.due(now, play_from.unwrap_or_default(), 256);
         // Only parents heard from lately are asked: a dead one would cost a round of waiting.
         let live_parents: Vec<Option<SocketAddr>> = (0..stripes)
             .map(|s| {
                 parent_of(s).filter(|p| {
                     neighbours
                         .get(p)
-                        .is_some_and(|n| now < n.last_heard + PARENT_QUIET_US)
+                        .is_some_and(|n| now.0 < n.last_heard + PARENT_QUIET_US)
                 })
             })
             .collect();
         let seed = neighbours.seed();
         for seq in due {
             let stripe_parent = live_parents
-                .get(stripe_of(seq, stripes) as usize)
+                .get(stripe_of(seq.0, stripes) as usize)
                 .copied()
                 .flatten();
             let tries = self.missing.get(seq).map_or(0, |m| m.tries);
@@ -284,14 +274,14 @@ impl Repair {
             if let Some(to) = target {
                 let batch = batches.entry(to).or_default();
                 if batch.len() < MAX_REQUEST_SEQS {
-                    batch.push(seq);
+                    batch.push(seq.0);
                 } else {
                     next_try = now;
                 }
             }
             // A round with nobody to ask counts as a try too: it leads to the seed.
-            self.missing
-                .tried(seq, next_try, target.map(|to| (to, now)));
+            let asked = target.map(|to| Asked { to, at: now });
+            self.missing.tried(seq, next_try, asked);
         }
         let mut batches: Vec<(SocketAddr, Vec<u64>)> = batches.into_iter().collect();
         batches.sort();
@@ -308,7 +298,7 @@ impl Repair {
 
 /// Whom to ask for `seq` on its try number `tries`, and how long to wait for the answer.
 fn pick_source(
-    seq: u64,
+    seq: Seq,
     tries: u32,
     stripe_parent: Option<SocketAddr>,
     seed: Option<SocketAddr>,
@@ -320,7 +310,7 @@ fn pick_source(
     let peer_holders = || {
         neighbours
             .iter()
-            .filter(move |(_, n)| n.role != Role::Seed && n.holds(seq))
+            .filter(move |(_, n)| n.role != Role::Seed && n.holds(seq.0))
             .map(|(a, _)| *a)
     };
     let peer_count = peer_holders().count();
@@ -328,7 +318,7 @@ fn pick_source(
     // up and pushes it down: others are asked only after that much more time.
     let parent_lacks_it = stripe_parent
         .and_then(|p| neighbours.get(&p))
-        .is_some_and(|n| n.have.is_some_and(|h| h.highest >= seq) && !n.holds(seq));
+        .is_some_and(|n| n.have.is_some_and(|h| h.highest >= seq.0) && !n.holds(seq.0));
     match stripe_parent {
         Some(parent) if tries == 0 => {
             let extra = if parent_lacks_it {
@@ -357,13 +347,13 @@ fn pick_source(
 /// The Have this node announces: what its history holds, and its place in the trees.
 pub fn have(
     history: &History,
-    highest: Option<u64>,
+    highest: Option<Seq>,
     children: u8,
     spare: u8,
     depth: u8,
 ) -> Message {
     let (first, highest, recent) = match highest {
-        Some(highest) => {
+        Some(Seq(highest)) => {
             let first = history.first().unwrap_or(highest);
             let mut recent = 0u128;
             for seq in history.seqs_between(highest.saturating_sub(127), highest) {

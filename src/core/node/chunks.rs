@@ -10,6 +10,7 @@ use crate::core::playout::Lifecycle;
 use crate::core::repair::Arrival;
 use crate::core::stripes::stripe_of;
 use crate::core::timers::Timer;
+use crate::core::units::{Micros, Seq};
 use crate::media::chunk::Chunk;
 use crate::proto::wire::{self, Message, Role};
 
@@ -17,11 +18,11 @@ impl Node {
     // ---- chunks --------------------------------------------------------------------------
 
     pub(super) fn on_chunk(&mut self, now: u64, from: Source, chunk: Arc<Chunk>) {
-        let seq = chunk.seq;
+        let seq = Seq(chunk.seq);
         if from != Source::Input {
             self.out.stats.counters.chunks_received += 1;
         }
-        if let Some(held) = self.history.get(seq) {
+        if let Some(held) = self.history.get(seq.0) {
             let verdict = self.guard.check_copy(held, &chunk, from, &mut self.out);
             if let CopyVerdict::Forged(addr) = verdict {
                 self.drop_neighbour(addr);
@@ -30,7 +31,7 @@ impl Node {
         }
         let floor = self
             .highest
-            .map_or(0, |h| h.saturating_sub(self.cfg.tuning.history as u64));
+            .map_or(Seq(0), |h| h.back(self.cfg.tuning.history as u64));
         let before_start =
             self.playout.play_from().is_some_and(|p| seq < p) && !self.repair.missing.contains(seq);
         if from != Source::Input && (seq < floor || before_start) {
@@ -38,7 +39,7 @@ impl Node {
             return;
         }
         if let Err(why) = self.guard.verify(&chunk) {
-            if let Some(addr) = self.guard.reject(seq, why, from, &mut self.out) {
+            if let Some(addr) = self.guard.reject(seq.0, why, from, &mut self.out) {
                 self.drop_neighbour(addr);
             }
             return;
@@ -50,10 +51,10 @@ impl Node {
                 .ingest_latency_us
                 .record(now.saturating_sub(chunk.capture_us));
         }
-        let stripe = stripe_of(seq, self.place.stripes);
-        self.tree.heard(stripe, seq, now);
+        let stripe = stripe_of(seq.0, self.place.stripes);
+        self.tree.heard(stripe, seq.0, now);
         self.repair.on_arrival(
-            now,
+            Micros(now),
             seq,
             from.addr(),
             self.place.stripes,
@@ -71,7 +72,7 @@ impl Node {
         }
         if from != Source::Input && self.cfg.role == Role::Peer {
             self.playout.first_chunk_at.get_or_insert(now);
-            self.note_known_seq(now, seq.saturating_sub(1));
+            self.note_known_seq(now, seq.back(1));
         }
         self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));
         // Forward first (latency), then keep and play.
@@ -111,7 +112,7 @@ impl Node {
             &mut self.timers,
             &mut self.out,
             |first, last| {
-                for seq in first..=last {
+                for seq in Seq(first).through(Seq(last)) {
                     missing.remove(seq);
                 }
             },
@@ -127,17 +128,17 @@ impl Node {
         if let Some(next) = next {
             self.repair
                 .missing
-                .remove_below(next.saturating_sub(self.cfg.tuning.history as u64));
+                .remove_below(next.back(self.cfg.tuning.history as u64));
         }
     }
 
     /// Peer: playout starts at `start`; what lies between it and `last` (or the newest chunk
     /// held) is fetched from neighbours as repairs.
-    pub(super) fn set_play_from(&mut self, now: u64, start: u64, last: u64) {
-        self.playout.begin(now, start, self.history.from(start));
-        let last = last.max(self.highest.unwrap_or(0));
+    pub(super) fn set_play_from(&mut self, now: u64, start: Seq, last: Seq) {
+        self.playout.begin(now, start, self.history.from(start.0));
+        let last = last.max(self.highest.unwrap_or_default());
         self.repair.note_gap(
-            now,
+            Micros(now),
             start,
             last,
             &self.history,
@@ -150,23 +151,23 @@ impl Node {
     /// Peer: everything up to `seq` exists somewhere: note what we lack as missing. Before
     /// playout has a start point nothing is missing yet (set_play_from marks the gaps from
     /// the start on); counting earlier gaps grew without bound (bl-sim, 10k).
-    pub(super) fn note_known_seq(&mut self, now: u64, seq: u64) {
+    pub(super) fn note_known_seq(&mut self, now: u64, seq: Seq) {
         let Some(play_from) = self.playout.play_from() else {
             return;
         };
         let tree = &self.tree;
         let stripes = self.place.stripes;
         // A parent still sending a stripe may bring its chunks; one gone quiet will not.
-        let arrival = |s: u64| {
-            let stripe = stripe_of(s, stripes);
-            if tree.flowing(now, stripe) && tree.newest(stripe).is_none_or(|newest| newest < s) {
+        let arrival = |s: Seq| {
+            let stripe = stripe_of(s.0, stripes);
+            if tree.flowing(now, stripe) && tree.newest(stripe).is_none_or(|newest| newest < s.0) {
                 Arrival::MayStillBePushed
             } else {
                 Arrival::Lost
             }
         };
         self.repair.note_known(
-            now,
+            Micros(now),
             seq,
             play_from,
             self.highest,
@@ -179,12 +180,17 @@ impl Node {
 
     /// The stream ends at `last_seq`: every neighbour is told. The seed lingers to serve
     /// repairs; a peer gives playout until one latency from now for what is still missing.
-    pub(super) fn learn_end(&mut self, now: u64, last_seq: u64) {
+    pub(super) fn learn_end(&mut self, now: u64, last_seq: Seq) {
         if self.playout.lifecycle.end().is_some() {
             return;
         }
         for addr in self.neighbours.keys() {
-            self.out.send(*addr, &Message::End { last_seq });
+            self.out.send(
+                *addr,
+                &Message::End {
+                    last_seq: last_seq.0,
+                },
+            );
         }
         let tuning = &self.cfg.tuning;
         match self.cfg.role {
@@ -197,14 +203,16 @@ impl Node {
                 self.playout.lifecycle = Lifecycle::Lingering {
                     last: Some(last_seq),
                 };
-                self.timers
-                    .set(Timer::Linger, now + tuning.latency_us + tuning.linger_us);
+                self.timers.set(
+                    Timer::Linger,
+                    Micros(now) + tuning.latency_us + tuning.linger_us,
+                );
             }
             Role::Peer => {
                 self.playout.lifecycle = Lifecycle::Ending { last: last_seq };
                 self.note_known_seq(now, last_seq);
-                self.repair.all_lost(now, &mut self.timers);
-                let deadline = now + self.cfg.tuning.latency_us;
+                self.repair.all_lost(Micros(now), &mut self.timers);
+                let deadline = Micros(now) + self.cfg.tuning.latency_us;
                 self.timers.set(Timer::EndDeadline, deadline);
                 self.check_end_complete(now);
             }

@@ -32,6 +32,7 @@ use crate::core::stats::{LatencyReport, NodeStats, Report};
 use crate::core::stripes::{stripe_of, StripeSet};
 use crate::core::timers::{Timer, Timers};
 use crate::core::tree::{Place, StripeTree};
+use crate::core::units::{Micros, Seq};
 use crate::media::chunk::{Chunk, MAX_DATAGRAM};
 use crate::media::identity::StreamId;
 use crate::proto::wire::{self, Message, Role};
@@ -66,8 +67,8 @@ pub struct Node {
     guard: Guard,
     /// Verified chunks kept for repairs and joiners.
     history: History,
-    highest: Option<u64>,
-    latest_keyframe: Option<u64>,
+    highest: Option<Seq>,
+    latest_keyframe: Option<Seq>,
     timers: Timers,
     ticks: u64,
     out: Outbox,
@@ -80,7 +81,7 @@ impl Node {
             Membership::new(cfg.role, cfg.stream, cfg.bootstrap.clone(), now, &mut rng);
         let stripes = cfg.tuning.stripes.max(1);
         let mut timers = Timers::default();
-        timers.set(Timer::Tick, now);
+        timers.set(Timer::Tick, Micros(now));
         let mut node = Node {
             rng,
             started_at: now,
@@ -222,14 +223,15 @@ impl Node {
 
     /// The next time [`Node::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> u64 {
-        let mut t = self.timers.get(Timer::Tick).unwrap_or(u64::MAX);
+        let at = |timer| self.timers.get(timer).map(|t: Micros| t.0);
+        let mut t = at(Timer::Tick).unwrap_or(u64::MAX);
         if !self.repair.missing.is_empty() {
-            t = t.min(self.timers.get(Timer::Repair).unwrap_or(u64::MAX));
+            t = t.min(at(Timer::Repair).unwrap_or(u64::MAX));
         }
         let others = [
             self.playout.poll_timeout(),
-            self.timers.get(Timer::EndDeadline),
-            self.timers.get(Timer::Linger),
+            at(Timer::EndDeadline),
+            at(Timer::Linger),
         ];
         for d in others.into_iter().flatten() {
             t = t.min(d);
@@ -341,7 +343,7 @@ impl Node {
                     &mut self.out,
                 );
             }
-            Message::End { last_seq } => self.learn_end(now, last_seq),
+            Message::End { last_seq } => self.learn_end(now, Seq(last_seq)),
             Message::Goodbye => self.drop_neighbour(from),
             Message::StatsRequest { nonce, padding } => {
                 self.answer_stats(now, from, nonce, padding.len())
@@ -365,7 +367,7 @@ impl Node {
                         last: self.playout.lifecycle.end(),
                     };
                 }
-                self.timers.set(Timer::Linger, now);
+                self.timers.set(Timer::Linger, Micros(now));
             }
         }
     }
@@ -382,13 +384,13 @@ impl Node {
     pub fn handle_timeout(&mut self, now: u64) {
         self.playout.handle_timeout(now);
         self.drain_playout(now);
-        if self.timers.expired(Timer::Tick, now) {
-            self.timers.set(Timer::Tick, now + TICK_US);
+        if self.timers.expired(Timer::Tick, Micros(now)) {
+            self.timers.set(Timer::Tick, Micros(now) + TICK_US);
             self.tick(now);
         }
         let tree = &self.tree;
         self.repair.request_due(
-            now,
+            Micros(now),
             self.playout.play_from(),
             |stripe| tree.parent(stripe),
             self.place.stripes,
@@ -397,12 +399,12 @@ impl Node {
             &mut self.timers,
             &mut self.out,
         );
-        if self.timers.expired(Timer::EndDeadline, now) {
+        if self.timers.expired(Timer::EndDeadline, Micros(now)) {
             self.timers.clear(Timer::EndDeadline);
             self.playout.end_of_input(now);
             self.drain_playout(now);
         }
-        if self.timers.expired(Timer::Linger, now) && !self.is_finished() {
+        if self.timers.expired(Timer::Linger, Micros(now)) && !self.is_finished() {
             self.timers.clear(Timer::Linger);
             self.playout.lifecycle = Lifecycle::Finished {
                 last: self.playout.lifecycle.end(),
@@ -432,9 +434,9 @@ impl Node {
                 member: self.place.member,
                 stripes: self.place.stripes,
                 assigned,
-                latest_keyframe: self.latest_keyframe,
-                latest_seq: self.highest,
-                end: self.playout.lifecycle.end(),
+                latest_keyframe: self.latest_keyframe.map(|s| s.0),
+                latest_seq: self.highest.map(|s| s.0),
+                end: self.playout.lifecycle.end().map(|s| s.0),
             }));
             self.out.send_owned(from, welcome);
         }
@@ -452,10 +454,10 @@ impl Node {
             if self.playout.play_from().is_none()
                 && (welcome.role == Role::Seed || welcome.index > 0)
             {
-                if let Some((start, last)) = self
-                    .playout
-                    .choose_start(welcome.latest_keyframe, welcome.latest_seq)
-                {
+                if let Some((start, last)) = self.playout.choose_start(
+                    welcome.latest_keyframe.map(Seq),
+                    welcome.latest_seq.map(Seq),
+                ) {
                     self.set_play_from(now, start, last);
                 }
             }
@@ -471,7 +473,7 @@ impl Node {
             &mut self.out,
         );
         if let (true, Some(last)) = (admitted, welcome.end) {
-            self.learn_end(now, last);
+            self.learn_end(now, Seq(last));
         }
     }
 
@@ -491,7 +493,7 @@ impl Node {
             }
             (Role::Peer, _) if welcome.index > 0 && welcome.member.is_some() => {
                 let slot = self.rng.next_u64() % INDICES_PER_CHUNK;
-                let own = join_index_base(welcome.latest_seq).saturating_add(1 + slot);
+                let own = join_index_base(welcome.latest_seq.map(Seq)).saturating_add(1 + slot);
                 self.place.index = own;
                 self.place.member = Some(stripe_of(own, welcome.stripes));
                 self.set_stripes(welcome.stripes);
@@ -544,7 +546,7 @@ impl Node {
             n.feeding = children;
         }
         if self.cfg.role == Role::Peer {
-            self.note_known_seq(now, have.highest);
+            self.note_known_seq(now, Seq(have.highest));
         }
     }
 

@@ -6,6 +6,7 @@ use crate::core::guard::Guard;
 use crate::core::membership::Membership;
 use crate::core::playout::Lifecycle;
 use crate::core::repair;
+use crate::core::units::{Micros, Seq};
 use crate::proto::wire::Role;
 
 impl Node {
@@ -71,7 +72,7 @@ impl Node {
         if self.cfg.role == Role::Peer {
             let tree = &self.tree;
             self.repair.stripes_gone_quiet(
-                now,
+                Micros(now),
                 self.place.stripes,
                 |stripe| tree.flowing(now, stripe),
                 &mut self.timers,
@@ -100,7 +101,7 @@ impl Node {
             .map(|h| h.first);
         let oldest = announced.chain(self.history.first()).min();
         if let (Some(first), Some(last)) = (oldest, self.highest) {
-            self.set_play_from(now, first, last);
+            self.set_play_from(now, Seq(first), last);
         }
     }
 }

@@ -41,10 +41,10 @@ fn a_welcome_naming_seqs_at_the_end_of_u64_does_not_overflow() {
     let mut peer = Node::new(Config::new(Role::Peer, key.id()), T0);
     let (start, last) = peer
         .playout
-        .choose_start(Some(u64::MAX - 2), Some(u64::MAX))
+        .choose_start(Some(Seq(u64::MAX - 2)), Some(Seq(u64::MAX)))
         .unwrap();
     peer.set_play_from(T0, start, last);
-    assert_eq!(peer.playout.play_from(), Some(u64::MAX - 2));
+    assert_eq!(peer.playout.play_from(), Some(Seq(u64::MAX - 2)));
     assert_eq!(peer.repair.missing.len(), 3);
 }
 
@@ -207,7 +207,7 @@ fn a_chunk_playout_gave_up_on_is_no_longer_asked_for() {
     let node = &net.nodes[1].1;
     assert_eq!(net.played[&peer].first(), Some(&50));
     assert!(
-        !node.repair.missing.contains(0),
+        !node.repair.missing.contains(Seq(0)),
         "chunk 0 is still noted missing"
     );
     let span = node.repair.missing.span() as u64;
@@ -254,7 +254,7 @@ fn a_chunk_nobody_holds_any_longer_is_not_asked_for() {
     let node = &net.nodes[1].1;
     assert_eq!(net.played[&peer].last(), Some(&199));
     assert!(
-        !node.repair.missing.contains(200),
+        !node.repair.missing.contains(Seq(200)),
         "chunk 200 is still noted missing"
     );
     let span = node.repair.missing.span() as u64;
