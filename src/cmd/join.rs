@@ -338,6 +338,17 @@ fn write_events(
     Ok(())
 }
 
+/// The closing line on stderr, when anything was dropped or skipped.
+fn say_done(joiner: &Joiner, dropped: &Dropped) {
+    let stats = joiner.stats();
+    if dropped.forged + dropped.corrupt + stats.replayed + stats.late + stats.skipped > 0 {
+        cli::warn(format!(
+            "done: {} chunks written; dropped {} forged, {} corrupt, {} replayed, {} late; {} missing skipped",
+            stats.played, dropped.forged, dropped.corrupt, stats.replayed, stats.late, stats.skipped
+        ));
+    }
+}
+
 pub fn run(args: Args) -> Result<ExitCode> {
     cli::set_quiet(args.quiet);
     let names: Vec<String> = args
@@ -435,13 +446,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         ));
     }
     progress.finish_and_clear();
-    let stats = joiner.stats();
-    if dropped.forged + dropped.corrupt + stats.replayed + stats.late + stats.skipped > 0 {
-        cli::warn(format!(
-            "done: {} chunks written; dropped {} forged, {} corrupt, {} replayed, {} late; {} missing skipped",
-            stats.played, dropped.forged, dropped.corrupt, stats.replayed, stats.late, stats.skipped
-        ));
-    }
+    say_done(&joiner, &dropped);
     if stream.is_none() {
         bail!("no input delivered a chunk stream header");
     }

@@ -123,6 +123,14 @@ pub struct Pulse {
 pub type Progress<'a> = &'a mut dyn FnMut(&Pulse);
 
 impl Sim {
+    /// Signatures checked, and checks the lanes' memos saved.
+    fn signature_checks(&self) -> (u64, u64) {
+        self.memos
+            .iter()
+            .filter_map(|memo| memo.lock().ok().map(|m| (m.checked, m.remembered)))
+            .fold((0, 0), |(c, r), (mc, mr)| (c + mc, r + mr))
+    }
+
     pub(crate) fn measure(mut self) -> Outcome {
         let produced = self.authentic[0].len() as u64;
         let stream_bytes: u64 = self.authentic[0]
@@ -186,15 +194,7 @@ impl Sim {
                 below += 1;
             }
         }
-        let (checked, remembered) = self
-            .memos
-            .iter()
-            .filter_map(|memo| memo.lock().ok().map(|m| (m.checked, m.remembered)))
-            .fold((0, 0), |(c, r), (mc, mr)| (c + mc, r + mr));
-        let round = |x: f64, places: i32| {
-            let f = 10f64.powi(places);
-            (x * f).round() / f
-        };
+        let (checked, remembered) = self.signature_checks();
         Outcome {
             chunks_produced: produced,
             stream_bytes,
@@ -233,4 +233,10 @@ impl Sim {
             config: self.cfg,
         }
     }
+}
+
+/// `x` rounded to `places` decimals, as the JSON prints figures.
+fn round(x: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (x * f).round() / f
 }
