@@ -53,13 +53,19 @@ fn a_seed_and_a_peer_in_virtual_time_play_every_chunk() {
             seed.handle_chunk(now, Chunk::sign(&key, seq, now, flags, payload));
         }
         if step == 2_000 {
+            // The end, as bl-chunk writes it: a signed end record after the last chunk.
+            seed.handle_chunk(now, Chunk::end_record(&key, 400, now));
             seed.handle_input_end(now);
         }
         pump(now, seed_addr, &mut seed, &mut peer, &mut seed_played);
         pump(now, peer_addr, &mut peer, &mut seed, &mut played);
     }
     assert!(seed_played.is_empty(), "the seed plays nothing");
-    assert_eq!(played, (0..400).collect::<Vec<u64>>());
+    assert_eq!(
+        played,
+        (0..=400).collect::<Vec<u64>>(),
+        "every chunk, then the end"
+    );
     assert!(
         peer.is_finished(),
         "the peer finished after the seed's End and its linger"

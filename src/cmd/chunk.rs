@@ -136,7 +136,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         match message {
             None => chunker.flush(),
             Some(Message::Signal) => {
-                // Whole chunks already written stay valid; the partial one is dropped.
+                // Ctrl-C ends the broadcast: whole chunks already written stay valid, the
+                // partial one is dropped, and the signed end record lets viewers finish.
+                chunker.end(cli::unix_micros());
+                while let Some(chunk) = chunker.pop() {
+                    frame::write_chunk(&mut out, &chunk).context("cannot write to stdout")?;
+                }
                 out.flush().context("cannot write to stdout")?;
                 progress.finish_and_clear();
                 return Ok(cli::received_signal()
@@ -158,7 +163,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 while let Some(packet) = aligner.next_packet(true) {
                     chunker.push_packet(packet, now);
                 }
-                chunker.flush();
+                chunker.finish(now);
                 at_eof = true;
             }
         }

@@ -13,6 +13,11 @@ use clap::Parser;
 
 pub const EXIT_RUNTIME: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
+/// bl-peer gave up: no answer, no data for --give-up seconds, or the link names another
+/// stream.
+pub const EXIT_GAVE_UP: u8 = 3;
+/// bl-peer joined a stream that had already ended: nothing was played.
+pub const EXIT_ENDED_BEFORE_START: u8 = 4;
 
 static TOOL_NAME: OnceLock<&'static str> = OnceLock::new();
 static QUIET: AtomicBool = AtomicBool::new(false);

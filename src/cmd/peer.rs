@@ -38,6 +38,9 @@ pub struct Args {
     /// Write the verified chunk stream (bl-chunk(5)) instead of MPEG-TS.
     #[arg(long)]
     pub chunks: bool,
+    /// Give up (exit 3) after this long without an answer or a verified chunk; 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub give_up: f64,
     #[command(flatten)]
     pub swarm: SwarmArgs,
 }
@@ -55,6 +58,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut cfg = Config::new(Role::Peer, args.link.stream);
     cfg.bootstrap = bootstrap;
     cfg.tuning.latency_us = args.latency.saturating_mul(1000);
+    if !(args.give_up.is_finite() && args.give_up >= 0.0) {
+        bail!(
+            "--give-up {} must be a number of seconds, 0 for never",
+            args.give_up
+        );
+    }
+    cfg.tuning.give_up_us = (args.give_up > 0.0).then_some((args.give_up * 1e6) as u64);
     args.swarm.apply(&mut cfg)?;
     let node = Node::new(cfg, cli::unix_micros());
     let mode = if args.chunks {

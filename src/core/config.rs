@@ -96,6 +96,9 @@ pub const TRACKER_SAMPLE: usize = 1024;
 pub const SEED_PEERS_PER_ANSWER: usize = 8;
 /// How often a peer short of neighbours goes back to its bootstrap nodes.
 pub const BOOTSTRAP_RETRY_US: u64 = 3_000_000;
+/// A peer that heard nothing (no answer, or no data) this long says so on stderr, once per
+/// silence.
+pub const QUIET_WARN_US: u64 = 5_000_000;
 /// Peer exchange period while below the target neighbour count.
 pub const PEER_EXCHANGE_US: u64 = 2_000_000;
 
@@ -120,6 +123,8 @@ pub struct Tuning {
     pub max_neighbours: usize,
     /// After the stream ended (seed) or playout finished (peer), keep serving this long.
     pub linger_us: u64,
+    /// Peer: give up after this long without a verified chunk (None: never).
+    pub give_up_us: Option<u64>,
 }
 
 impl Tuning {
@@ -138,6 +143,9 @@ impl Tuning {
             } else {
                 1_000_000
             },
+            // Long enough for a seed to restart or an encoder to come back; a script that
+            // waits for a broadcast that may start later passes --give-up 0.
+            give_up_us: (role == Role::Peer).then_some(30_000_000),
         }
     }
 }

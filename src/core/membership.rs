@@ -3,7 +3,7 @@
 //! nodes, peer exchange, and at the seed the tracker: join indices, member stripes and a
 //! sample of every peer that joined.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use crate::core::config::{
@@ -93,6 +93,8 @@ pub struct Membership {
     hellos: BTreeMap<SocketAddr, HelloAttempt>,
     /// Tokens other nodes gave us in their Welcome (for GetPeers as a non-neighbour).
     tokens: BTreeMap<SocketAddr, u64>,
+    /// Bootstrap nodes that answered our Hello with a Refuse: they serve another stream.
+    refused_by: BTreeSet<SocketAddr>,
     pub role: RoleState,
 }
 
@@ -114,6 +116,7 @@ impl Membership {
             token_secret,
             hellos: BTreeMap::new(),
             tokens: BTreeMap::new(),
+            refused_by: BTreeSet::new(),
             role: match role {
                 Role::Seed => RoleState::Seed(Tracker {
                     next_index: 1,
@@ -159,7 +162,8 @@ impl Membership {
                 message,
                 Message::Hello(_) | Message::Confirm { .. } | Message::StatsRequest { .. }
             )
-            || (matches!(message, Message::Welcome(_)) && self.hellos.contains_key(&from))
+            || (matches!(message, Message::Welcome(_) | Message::Refuse { .. })
+                && self.hellos.contains_key(&from))
             || (matches!(message, Message::Peers { .. }) && self.tokens.contains_key(&from))
             || matches!(message, Message::GetPeers { token } if *token == self.token_for(from))
     }
@@ -199,8 +203,18 @@ impl Membership {
         highest: Option<Seq>,
         out: &mut Outbox,
     ) -> Option<HelloAnswer> {
-        if hello.stream != self.stream || hello.padding.len() + 64 < wire::HELLO_MIN_SIZE {
+        if hello.padding.len() + 64 < wire::HELLO_MIN_SIZE {
             out.count_dropped();
+            return None;
+        }
+        if hello.stream != self.stream {
+            // Say which stream we serve, so a wrong link is reported at once rather than
+            // waited on. The Refuse is a tenth of the padded Hello: no amplification.
+            let refuse = Message::Refuse {
+                nonce: hello.nonce,
+                stream: self.stream,
+            };
+            out.send(from, &refuse);
             return None;
         }
         let assigned = match &mut self.role {
@@ -281,6 +295,26 @@ impl Membership {
             );
         }
         true
+    }
+
+    /// A Refuse echoing the nonce of our Hello to `from`: it serves `stream`, not ours.
+    /// Returns true once every bootstrap node refused: the link names the wrong stream.
+    pub fn on_refuse(
+        &mut self,
+        from: SocketAddr,
+        nonce: u64,
+        stream: StreamId,
+        out: &mut Outbox,
+    ) -> bool {
+        if self.take_hello(from, nonce, out).is_none() {
+            return false;
+        }
+        out.warn(format!(
+            "{from} serves stream {stream}, not {}: check the link",
+            self.stream
+        ));
+        self.refused_by.insert(from);
+        !self.bootstrap.is_empty() && self.bootstrap.iter().all(|b| self.refused_by.contains(b))
     }
 
     /// A Confirm: `from` proved its address with our token and becomes a neighbour.

@@ -28,8 +28,19 @@ pub enum Event {
     /// A bug in the core (it tried to send what cannot be sent): worth a line on stderr, and
     /// the simulator fails the run on it.
     Internal(String),
-    /// All done: the driver exits with status 0.
-    Finished,
+    /// All done: the driver exits, with a status that says how it ended.
+    Finished(Finish),
+}
+
+/// How a node's work ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    /// Peer: played the stream to its signed end. Seed: served it to its end.
+    Done,
+    /// Peer: the stream had ended before playout could start: nothing was played.
+    EndedBeforeStart,
+    /// Peer: gave up, for the reason given (no answer, no data, another stream).
+    GaveUp(String),
 }
 
 /// What the driver does next: send, act, or sleep until the time given.

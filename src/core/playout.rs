@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::core::config::{CATCH_UP_MAX_CHUNKS, EARLY_START_WAIT_US};
-use crate::core::outbox::{Event, Outbox};
+use crate::core::outbox::{Event, Finish, Outbox};
 use crate::core::timers::{Timer, Timers};
 use crate::core::units::{Micros, Seq};
 use crate::media::chunk::Chunk;
@@ -66,11 +66,17 @@ pub struct Playout {
     pub first_play_at: Option<u64>,
     /// When the first chunk arrived (peer), to fall back to playing from it.
     pub first_chunk_at: Option<u64>,
+    /// Peer: when a verified chunk last came from a neighbour (or the peer started).
+    pub last_data: u64,
+    /// Whether the present silence was already reported on stderr.
+    pub silence_reported: bool,
+    /// How the node's work ends when it stops lingering.
+    pub finish: Finish,
 }
 
 impl Playout {
     /// A peer's playout (`plays`), or the seed's, which plays nothing.
-    pub fn new(plays: bool, history: usize, latency_us: u64) -> Playout {
+    pub fn new(plays: bool, history: usize, latency_us: u64, now: u64) -> Playout {
         Playout {
             start: Start::Unknown,
             joiner: plays.then(|| {
@@ -81,6 +87,9 @@ impl Playout {
             lifecycle: Lifecycle::Live,
             first_play_at: None,
             first_chunk_at: None,
+            last_data: now,
+            silence_reported: false,
+            finish: Finish::Done,
         }
     }
 
@@ -221,16 +230,16 @@ mod tests {
 
     #[test]
     fn a_joiner_starts_at_a_near_keyframe_or_waits_for_the_next() {
-        let mut near = Playout::new(true, 1024, 1_500_000);
+        let mut near = Playout::new(true, 1024, 1_500_000, 0);
         assert_eq!(
             near.choose_start(Some(Seq(100)), Some(Seq(100 + CATCH_UP_MAX_CHUNKS))),
             Some((Seq(100), Seq(164)))
         );
-        let mut far = Playout::new(true, 1024, 1_500_000);
+        let mut far = Playout::new(true, 1024, 1_500_000, 0);
         assert_eq!(far.choose_start(Some(Seq(100)), Some(Seq(300))), None);
         assert_eq!(far.start, Start::AwaitKeyframeAfter(Seq(300)));
         assert!(!far.awaited_keyframe(Seq(300)) && far.awaited_keyframe(Seq(301)));
-        let mut unknown = Playout::new(true, 1024, 1_500_000);
+        let mut unknown = Playout::new(true, 1024, 1_500_000, 0);
         assert_eq!(unknown.choose_start(None, Some(Seq(300))), None);
         assert_eq!(
             unknown.start,
@@ -248,7 +257,7 @@ mod tests {
 
     #[test]
     fn the_end_is_known_from_ending_on_and_playout_lingers_once_drained() {
-        let mut p = Playout::new(true, 1024, 1_000);
+        let mut p = Playout::new(true, 1024, 1_000, 0);
         assert_eq!(p.lifecycle.end(), None);
         p.begin(0, Seq(0), std::iter::empty());
         p.lifecycle = Lifecycle::Ending { last: Seq(9) };

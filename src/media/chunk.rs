@@ -23,8 +23,11 @@ pub const MAX_ENCODED_CHUNK: usize = MAX_PAYLOAD + 128;
 
 /// Flag: the chunk starts at a random-access point (optionally preceded by PAT/PMT).
 pub const FLAG_KEYFRAME: u8 = 0x01;
+/// Flag: the end record. It carries no payload, and its seq is the stream's last: no chunk
+/// follows it. Because it is signed like any chunk, only the stream key can end a stream.
+pub const FLAG_END: u8 = 0x02;
 /// Flags this version understands; a chunk with others set is still relayed and verified.
-pub const KNOWN_FLAGS: u8 = FLAG_KEYFRAME;
+pub const KNOWN_FLAGS: u8 = FLAG_KEYFRAME | FLAG_END;
 
 /// Domain separation for signatures, so a bl chunk signature is never valid for anything else.
 const SIGNING_CONTEXT: &[u8] = b"bl-chunk-v1";
@@ -102,12 +105,28 @@ impl Chunk {
         }
     }
 
+    /// The end record of a stream whose last seq is `seq`, signed.
+    pub fn end_record(key: &StreamKey, seq: u64, capture_us: u64) -> Chunk {
+        Chunk::sign(key, seq, capture_us, FLAG_END, Vec::new())
+    }
+
     pub fn is_keyframe(&self) -> bool {
         self.flags & FLAG_KEYFRAME != 0
     }
 
-    /// Structural checks that need no key.
+    /// Whether this is the stream's end record.
+    pub fn is_end(&self) -> bool {
+        self.flags & FLAG_END != 0
+    }
+
+    /// Structural checks that need no key: 1 to 6 whole TS packets, or none in an end record.
     pub fn check_shape(&self) -> Result<(), Rejection> {
+        if self.is_end() {
+            return match self.payload.is_empty() {
+                true => Ok(()),
+                false => Err(Rejection::Malformed),
+            };
+        }
         if self.payload.is_empty()
             || self.payload.len() % PACKET_SIZE != 0
             || self.payload.len() > MAX_PAYLOAD
@@ -225,6 +244,28 @@ mod tests {
         assert_eq!(back, chunk);
         let vk = key.id().verifying_key().unwrap();
         assert_eq!(back.verify(&key.id(), &vk), Ok(()));
+    }
+
+    #[test]
+    fn only_an_end_record_is_empty_and_it_carries_nothing() {
+        let key = StreamKey::from_seed([1; 32]);
+        let vk = key.id().verifying_key().unwrap();
+        let end = Chunk::end_record(&key, 7, 1);
+        assert!(end.is_end() && !end.is_keyframe());
+        let back = Chunk::decode(&end.encode()).unwrap();
+        assert_eq!(back.verify(&key.id(), &vk), Ok(()));
+        let empty = Chunk::sign(&key, 7, 1, 0, Vec::new());
+        assert_eq!(empty.verify(&key.id(), &vk), Err(Rejection::Malformed));
+        let full_end = Chunk::sign(&key, 7, 1, FLAG_END, sample_payload(1, 0));
+        assert_eq!(full_end.verify(&key.id(), &vk), Err(Rejection::Malformed));
+        // The flag is signed: a data chunk cannot be turned into an end, nor back.
+        let mut turned = end.clone();
+        turned.flags = 0;
+        assert_eq!(turned.verify(&key.id(), &vk), Err(Rejection::Malformed));
+        let mut ended = Chunk::sign(&key, 7, 1, 0, sample_payload(1, 0));
+        ended.flags = FLAG_END;
+        ended.payload.clear();
+        assert_eq!(ended.verify(&key.id(), &vk), Err(Rejection::BadSignature));
     }
 
     #[test]

@@ -121,6 +121,24 @@ impl Chunker {
         self.oldest_pending_us = None;
     }
 
+    /// The input ended at `now_us`: whatever is pending goes out, then the signed end record.
+    /// Nothing may be pushed after this.
+    pub fn finish(&mut self, now_us: u64) {
+        self.flush();
+        self.end(now_us);
+    }
+
+    /// Ends the stream at `now_us` without what is pending (a partial chunk is dropped):
+    /// the signed end record is the next chunk.
+    pub fn end(&mut self, now_us: u64) {
+        self.current.clear();
+        self.held_tables.clear();
+        self.oldest_pending_us = None;
+        self.ready
+            .push_back(Chunk::end_record(&self.key, self.next_seq, now_us));
+        self.next_seq += 1;
+    }
+
     /// When pending packets will have waited `max_wait_us`: the caller flushes then.
     pub fn flush_deadline(&self, max_wait_us: u64) -> Option<u64> {
         self.oldest_pending_us

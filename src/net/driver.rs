@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::cmd::cli;
-use crate::core::node::{Event, Node, Output, Transmit};
+use crate::core::node::{Event, Finish, Node, Output, Transmit};
 use crate::media::chunk::Chunk;
 use crate::media::frame::{self, FrameItem, FrameReader};
 use crate::proto::wire;
@@ -264,7 +264,7 @@ pub fn run<R: Read + Send + 'static>(
         if now >= node.poll_timeout() {
             node.handle_timeout(now);
         }
-        let mut finished = false;
+        let mut finished = None;
         loop {
             match node.poll_output() {
                 Output::Transmit(t) => send(&socket, &t),
@@ -274,7 +274,7 @@ pub fn run<R: Read + Send + 'static>(
                     }
                 }
                 Output::Event(Event::Warning(w) | Event::Internal(w)) => cli::warn(w),
-                Output::Event(Event::Finished) => finished = true,
+                Output::Event(Event::Finished(how)) => finished = Some(how),
                 Output::Timeout(_) => break,
             }
         }
@@ -284,8 +284,8 @@ pub fn run<R: Read + Send + 'static>(
                 next_stats = opts.stats_interval.map(|i| now + i.as_micros() as u64);
             }
         }
-        if finished {
-            break ExitCode::SUCCESS;
+        if let Some(how) = finished {
+            break exit_code(how);
         }
     };
     flush_transmits(&mut node, &socket);
@@ -298,6 +298,21 @@ pub fn run<R: Read + Send + 'static>(
         print_stats(&node);
     }
     Ok(exit)
+}
+
+/// The exit status for how the node's work ended, said on stderr unless it ended well.
+fn exit_code(how: Finish) -> ExitCode {
+    match how {
+        Finish::Done => ExitCode::SUCCESS,
+        Finish::EndedBeforeStart => {
+            cli::warn("the stream ended before we joined: nothing to play");
+            ExitCode::from(cli::EXIT_ENDED_BEFORE_START)
+        }
+        Finish::GaveUp(why) => {
+            cli::warn(format!("giving up: {why}"));
+            ExitCode::from(cli::EXIT_GAVE_UP)
+        }
+    }
 }
 
 /// Sends what the core queued before it left (Goodbyes); events no longer matter then.

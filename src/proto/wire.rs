@@ -16,7 +16,9 @@ pub use crate::media::chunk::MAX_DATAGRAM;
 use crate::media::identity::StreamId;
 
 pub const MAGIC: &[u8; 2] = b"bl";
-pub const WIRE_VERSION: u8 = 1;
+/// 2: the end of a stream is its signed end record (a chunk), no longer an unsigned End
+/// message; a Welcome names no end; a Refuse answers a Hello for another stream.
+pub const WIRE_VERSION: u8 = 2;
 const PREFIX_LEN: usize = 3;
 /// A Hello is padded to this size so the reply to an unverified address is never larger
 /// than what it sent (no amplification), as QUIC does with its Initial packets.
@@ -66,7 +68,6 @@ pub struct Welcome {
     pub assigned: Option<(u64, u8)>,
     pub latest_keyframe: Option<u64>,
     pub latest_seq: Option<u64>,
-    pub end: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,9 +120,11 @@ pub enum Message {
     Request {
         seqs: Vec<u64>,
     },
-    /// The stream ended; `last_seq` is its final chunk.
-    End {
-        last_seq: u64,
+    /// Answer to a Hello for a stream this node does not serve: `stream` is the one it
+    /// does. Smaller than the Hello (no amplification); sent only to echo the Hello's nonce.
+    Refuse {
+        nonce: u64,
+        stream: StreamId,
     },
     Goodbye,
     /// Ask for the node's figures (answered only to loopback unless allowed).
@@ -157,7 +160,7 @@ impl Message {
             Message::Chunk(_) => 8,
             Message::Have { .. } => 9,
             Message::Request { .. } => 10,
-            Message::End { .. } => 11,
+            Message::Refuse { .. } => 11,
             Message::Goodbye => 12,
             Message::StatsRequest { .. } => 13,
             Message::StatsReply { .. } => 14,
@@ -178,7 +181,7 @@ pub const KIND_NAMES: [&str; 15] = [
     "chunk",
     "have",
     "request",
-    "end",
+    "refuse",
     "goodbye",
     "stats_request",
     "stats_reply",
@@ -361,7 +364,6 @@ mod tests {
             assigned: Some((u64::MAX, 255)),
             latest_keyframe: Some(u64::MAX),
             latest_seq: Some(u64::MAX),
-            end: Some(u64::MAX),
         })))
         .unwrap();
         assert!(welcome.len() < hello.len());
@@ -407,7 +409,6 @@ mod tests {
                 assigned: None,
                 latest_keyframe: None,
                 latest_seq: None,
-                end: None,
             }))
         };
         let decodes = |m: &Message| decode(&encode(m).unwrap()).is_ok();

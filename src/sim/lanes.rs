@@ -215,7 +215,7 @@ pub(crate) fn collect(node: &mut SimNode, id: u32, world: &World, lane: &mut Lan
             Output::Event(Event::Internal(what)) => {
                 lane.fail(world, format!("{}: {what}", addr_of(id)));
             }
-            Output::Event(Event::Finished) => node.finished = true,
+            Output::Event(Event::Finished(_)) => node.finished = true,
             Output::Timeout(due) => break due,
         }
     };

@@ -283,6 +283,11 @@ impl Sim {
                         EPOCH_US + 200_000 + ((seq + 1) as f64 * self.chunk_interval_us) as u64;
                     self.push(next, What::Produce);
                 } else {
+                    // As bl-chunk does at the end of its input: the signed end record.
+                    let end = Arc::new(Chunk::end_record(&self.key, seq + 1, now));
+                    self.authentic[0].push(end.clone());
+                    self.authentic[1].push(Arc::new((*end).clone()));
+                    self.nodes[0].core.handle_chunk(now, end);
                     self.nodes[0].core.handle_input_end(now);
                     self.drain(0);
                 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::Node;
 use crate::core::guard::{CopyVerdict, Source};
+use crate::core::outbox::Finish;
 use crate::core::playout::Lifecycle;
 use crate::core::repair::Arrival;
 use crate::core::stripes::stripe_of;
@@ -44,6 +45,18 @@ impl Node {
             }
             return;
         }
+        // Nothing follows the end: a chunk after it, or an end record older than a chunk we
+        // hold, is a replay of another broadcast under the same key.
+        let after_end = self.playout.lifecycle.end().is_some_and(|end| seq > end);
+        let stale_end = chunk.is_end() && self.highest.is_some_and(|h| h > seq);
+        if after_end || stale_end {
+            self.out.stats.counters.chunks_late += 1;
+            return;
+        }
+        if from != Source::Input {
+            self.playout.last_data = now;
+            self.playout.silence_reported = false;
+        }
         if from == Source::Input {
             self.out.stats.stream_bytes += chunk.payload.len() as u64;
             self.out
@@ -78,8 +91,12 @@ impl Node {
         // Forward first (latency), then keep and play.
         self.push_to_children(stripe, from, &chunk);
         self.playout.offer(now, &chunk);
+        let is_end = chunk.is_end();
         self.history.insert(chunk);
         self.drain_playout(now);
+        if is_end {
+            self.learn_end(now, seq, from);
+        }
         self.check_end_complete(now);
     }
 
@@ -178,45 +195,56 @@ impl Node {
         );
     }
 
-    /// The stream ends at `last_seq`: every neighbour is told. The seed lingers to serve
-    /// repairs; a peer gives playout until one latency from now for what is still missing.
-    pub(super) fn learn_end(&mut self, now: u64, last_seq: Seq) {
+    /// The stream ends at `last` (the seq of its verified end record, which `from` sent):
+    /// every other neighbour is sent the record. The seed lingers to serve repairs; a peer
+    /// gives playout until one latency from now for what is still missing, or, if it never
+    /// started playing, finishes at once: the stream ended before it joined.
+    pub(super) fn learn_end(&mut self, now: u64, last: Seq, from: Source) {
         if self.playout.lifecycle.end().is_some() {
             return;
         }
-        for addr in self.neighbours.keys() {
-            self.out.send(
-                *addr,
-                &Message::End {
-                    last_seq: last_seq.0,
-                },
-            );
+        if let Some(record) = self.end_record_at(last) {
+            let message = Message::Chunk(record);
+            let len = wire::encoded_len(&message);
+            for addr in self.neighbours.keys().filter(|a| Some(**a) != from.addr()) {
+                self.out.send_sized(*addr, message.clone(), len);
+            }
         }
         let tuning = &self.cfg.tuning;
         match self.cfg.role {
             Role::Seed if self.is_finished() => {
-                self.playout.lifecycle = Lifecycle::Finished {
-                    last: Some(last_seq),
-                };
+                self.playout.lifecycle = Lifecycle::Finished { last: Some(last) };
             }
             Role::Seed => {
-                self.playout.lifecycle = Lifecycle::Lingering {
-                    last: Some(last_seq),
-                };
+                self.playout.lifecycle = Lifecycle::Lingering { last: Some(last) };
                 self.timers.set(
                     Timer::Linger,
                     Micros(now) + tuning.latency_us + tuning.linger_us,
                 );
             }
+            Role::Peer if self.playout.play_from().is_none() => {
+                self.playout.lifecycle = Lifecycle::Lingering { last: Some(last) };
+                self.playout.finish = Finish::EndedBeforeStart;
+                self.timers.set(Timer::Linger, Micros(now));
+            }
             Role::Peer => {
-                self.playout.lifecycle = Lifecycle::Ending { last: last_seq };
-                self.note_known_seq(now, last_seq);
+                self.playout.lifecycle = Lifecycle::Ending { last };
+                self.note_known_seq(now, last);
                 self.repair.all_lost(Micros(now), &mut self.timers);
                 let deadline = Micros(now) + self.cfg.tuning.latency_us;
                 self.timers.set(Timer::EndDeadline, deadline);
                 self.check_end_complete(now);
             }
         }
+    }
+
+    /// The stream's end record, once known (it is the newest chunk, so history keeps it).
+    pub(super) fn end_record(&self) -> Option<Arc<Chunk>> {
+        self.end_record_at(self.playout.lifecycle.end()?)
+    }
+
+    fn end_record_at(&self, seq: Seq) -> Option<Arc<Chunk>> {
+        self.history.get(seq.0).filter(|c| c.is_end()).cloned()
     }
 
     /// Peer: the stream ended and nothing is missing any more: playout need not wait.

@@ -38,7 +38,7 @@ use crate::media::identity::StreamId;
 use crate::proto::wire::{self, Message, Role};
 
 pub use crate::core::config::{Config, Tuning};
-pub use crate::core::outbox::{Event, Output, Transmit};
+pub use crate::core::outbox::{Event, Finish, Output, Transmit};
 
 /// Sizes of a node's buffers (see [`Node::buffered`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +100,7 @@ impl Node {
                 cfg.role == Role::Peer,
                 cfg.tuning.history,
                 cfg.tuning.latency_us,
+                now,
             ),
             guard: Guard::new(cfg.stream, cfg.verified.clone()),
             history: History::new(cfg.tuning.history),
@@ -343,7 +344,18 @@ impl Node {
                     &mut self.out,
                 );
             }
-            Message::End { last_seq } => self.learn_end(now, Seq(last_seq)),
+            Message::Refuse { nonce, stream } => {
+                let wrong_link = self
+                    .membership
+                    .on_refuse(from, nonce, stream, &mut self.out);
+                if wrong_link && self.neighbours.is_empty() && !self.is_finished() {
+                    let why = format!(
+                        "every bootstrap node serves another stream than {}",
+                        self.cfg.stream
+                    );
+                    self.finish(Finish::GaveUp(why));
+                }
+            }
             Message::Goodbye => self.drop_neighbour(from),
             Message::StatsRequest { nonce, padding } => {
                 self.answer_stats(now, from, nonce, padding.len())
@@ -357,19 +369,27 @@ impl Node {
         self.on_chunk(now, Source::Input, chunk.into());
     }
 
-    /// Seed: stdin ended. The swarm is told; the seed lingers to serve repairs, then finishes.
+    /// Seed: stdin ended. After the stream's signed end record (bl-chunk writes one) the seed
+    /// is already lingering to serve the last repairs. Without one it cannot tell the swarm
+    /// (only the stream key can end a stream): it says so, lingers as long, and finishes;
+    /// its peers give up after their --give-up.
     pub fn handle_input_end(&mut self, now: u64) {
-        match self.highest {
-            Some(last) => self.learn_end(now, last),
-            None => {
-                if !self.is_finished() {
-                    self.playout.lifecycle = Lifecycle::Lingering {
-                        last: self.playout.lifecycle.end(),
-                    };
-                }
-                self.timers.set(Timer::Linger, Micros(now));
-            }
+        if self.playout.lifecycle != Lifecycle::Live {
+            return;
         }
+        let linger = match self.highest {
+            Some(_) => {
+                self.out.warn(
+                    "stdin ended without the stream's signed end record: viewers will wait \
+                     their --give-up time before they stop"
+                        .into(),
+                );
+                self.cfg.tuning.latency_us + self.cfg.tuning.linger_us
+            }
+            None => 0,
+        };
+        self.playout.lifecycle = Lifecycle::Lingering { last: None };
+        self.timers.set(Timer::Linger, Micros(now) + linger);
     }
 
     /// Leave politely: Goodbye to every neighbour.
@@ -405,13 +425,20 @@ impl Node {
             self.drain_playout(now);
         }
         if self.timers.expired(Timer::Linger, Micros(now)) && !self.is_finished() {
-            self.timers.clear(Timer::Linger);
-            self.playout.lifecycle = Lifecycle::Finished {
-                last: self.playout.lifecycle.end(),
-            };
-            self.leave();
-            self.out.event(Event::Finished);
+            let how = self.playout.finish.clone();
+            self.finish(how);
         }
+    }
+
+    /// The node's work is over: it leaves and tells the driver how it ended.
+    pub(super) fn finish(&mut self, how: Finish) {
+        self.timers.clear(Timer::Linger);
+        self.timers.clear(Timer::EndDeadline);
+        self.playout.lifecycle = Lifecycle::Finished {
+            last: self.playout.lifecycle.end(),
+        };
+        self.leave();
+        self.out.event(Event::Finished(how));
     }
 
     // ---- membership ----------------------------------------------------------------------
@@ -436,7 +463,6 @@ impl Node {
                 assigned,
                 latest_keyframe: self.latest_keyframe.map(|s| s.0),
                 latest_seq: self.highest.map(|s| s.0),
-                end: self.playout.lifecycle.end().map(|s| s.0),
             }));
             self.out.send_owned(from, welcome);
         }
@@ -462,7 +488,7 @@ impl Node {
                 }
             }
         }
-        let admitted = self.membership.welcomed(
+        self.membership.welcomed(
             now,
             from,
             welcome,
@@ -472,9 +498,6 @@ impl Node {
             &mut self.neighbours,
             &mut self.out,
         );
-        if let (true, Some(last)) = (admitted, welcome.end) {
-            self.learn_end(now, Seq(last));
-        }
     }
 
     /// Peer: a first Welcome gives this peer its place: the seed assigns an index and member
@@ -521,10 +544,14 @@ impl Node {
             &mut self.rng,
             &mut self.out,
         );
-        // Tell the newcomer what we hold right away, so it can repair from us.
+        // Tell the newcomer what we hold right away, so it can repair from us, and that the
+        // stream ended if it did (its address is proven now: no amplification).
         if outcome == ConfirmOutcome::Added && self.highest.is_some() {
             let have = self.have();
             self.out.send(from, &have);
+            if let Some(record) = self.end_record() {
+                self.out.send_owned(from, Message::Chunk(record));
+            }
         }
     }
 

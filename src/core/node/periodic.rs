@@ -1,9 +1,10 @@
 //! The node's periodic work: every tick the sub-machines' jobs run in one fixed order.
 
 use super::Node;
-use crate::core::config::AUDIT_TICKS;
+use crate::core::config::{AUDIT_TICKS, QUIET_WARN_US};
 use crate::core::guard::Guard;
 use crate::core::membership::Membership;
+use crate::core::outbox::Finish;
 use crate::core::playout::Lifecycle;
 use crate::core::repair;
 use crate::core::units::{Micros, Seq};
@@ -87,6 +88,49 @@ impl Node {
         );
         if self.cfg.role == Role::Peer && self.playout.early_start_due(now) {
             self.start_early(now);
+        }
+        if self.cfg.role == Role::Peer {
+            self.watch_silence(now);
+        }
+    }
+
+    /// Peer: a silence (no answer to our Hellos, or no verified chunk) is said on stderr
+    /// after [`QUIET_WARN_US`], and after --give-up the peer gives up. Only verified chunks
+    /// count as data: a neighbour that sends anything else cannot keep a dead stream alive.
+    pub(super) fn watch_silence(&mut self, now: u64) {
+        if self.playout.lifecycle != Lifecycle::Live {
+            return;
+        }
+        let quiet = now.saturating_sub(self.playout.last_data);
+        let secs = quiet / 1_000_000;
+        let answered = !self.neighbours.is_empty() || self.playout.first_chunk_at.is_some();
+        let asked = || {
+            let addrs: Vec<String> = self
+                .membership
+                .bootstrap()
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            addrs.join(", ")
+        };
+        if self
+            .cfg
+            .tuning
+            .give_up_us
+            .is_some_and(|limit| quiet >= limit)
+        {
+            let why = match answered {
+                true => format!("no data for {secs} s"),
+                false => format!("no answer from {} in {secs} s", asked()),
+            };
+            self.finish(Finish::GaveUp(why));
+        } else if quiet >= QUIET_WARN_US && !self.playout.silence_reported {
+            self.playout.silence_reported = true;
+            let what = match answered {
+                true => format!("no data for {secs} s: the seed may be gone"),
+                false => format!("no answer from {} yet", asked()),
+            };
+            self.out.warn(what);
         }
     }
 

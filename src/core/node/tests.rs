@@ -15,6 +15,8 @@ struct Net {
     nodes: Vec<(SocketAddr, Node)>,
     in_flight: Vec<(u64, SocketAddr, SocketAddr, Vec<u8>)>,
     played: BTreeMap<SocketAddr, Vec<u64>>,
+    /// How each node that finished said it ended.
+    finished: BTreeMap<SocketAddr, Finish>,
     now: u64,
     /// Drops datagrams for which it returns false.
     filter: LinkFilter,
@@ -71,6 +73,7 @@ impl Net {
             nodes,
             in_flight: Vec::new(),
             played: BTreeMap::new(),
+            finished: BTreeMap::new(),
             now: T0,
             filter: Box::new(|_, _, _| true),
         }
@@ -91,7 +94,10 @@ impl Net {
                 match e {
                     Event::Play(c) => self.played.entry(*from).or_default().push(c.seq),
                     Event::Internal(what) => panic!("{from}: {what}"),
-                    Event::Warning(_) | Event::Finished => {}
+                    Event::Finished(how) => {
+                        self.finished.insert(*from, how);
+                    }
+                    Event::Warning(_) => {}
                 }
             }
         }
@@ -149,18 +155,31 @@ fn stream(net: &mut Net, key: &StreamKey, seqs: std::ops::Range<u64>) {
     }
 }
 
+/// Ends the stream as bl-chunk does: the signed end record at `seq`, then the seed's input
+/// ends.
+fn end_stream(net: &mut Net, key: &StreamKey, seq: u64) {
+    let now = net.now;
+    net.seed()
+        .handle_chunk(now, Chunk::end_record(key, seq, now));
+    net.seed().handle_input_end(now);
+}
+
 #[test]
 fn two_peers_play_every_chunk_in_order() {
     let key = StreamKey::from_seed([1; 32]);
     let mut net = Net::new(&key, 2);
     net.run_until(T0 + 300_000); // handshakes, peer exchange, subscriptions
     stream(&mut net, &key, 0..200);
+    end_stream(&mut net, &key, 200);
     let now = net.now;
-    net.seed().handle_input_end(now);
     net.run_until(now + 5_000_000);
     for i in 1..=2 {
         let played = &net.played[&addr(i)];
-        assert_eq!(played, &(0..200).collect::<Vec<_>>(), "peer {i}");
+        assert_eq!(
+            played,
+            &(0..=200).collect::<Vec<_>>(),
+            "peer {i}: the end record last"
+        );
         assert!(
             net.nodes[i as usize].1.is_finished(),
             "peer {i} must finish after the end"
@@ -465,8 +484,8 @@ fn a_joiner_that_knows_only_a_peer_numbers_itself_after_it_and_plays() {
     net.nodes.push((addr(3), joiner));
     net.collect();
     stream(&mut net, &key, 120..300);
+    end_stream(&mut net, &key, 300);
     let now = net.now;
-    net.seed().handle_input_end(now);
     net.run_until(now + 5_000_000);
     let joiner = &net.nodes[3].1;
     let older = net.nodes[1].1.index().max(net.nodes[2].1.index());
@@ -483,7 +502,7 @@ fn a_joiner_that_knows_only_a_peer_numbers_itself_after_it_and_plays() {
         first <= 150,
         "started at {first}: the newest keyframe peer 1 named"
     );
-    assert_eq!(played, &(first..300).collect::<Vec<_>>());
+    assert_eq!(played, &(first..=300).collect::<Vec<_>>());
 }
 
 #[test]
@@ -526,4 +545,123 @@ fn joiners_turned_away_by_a_full_seed_still_get_its_peers() {
         assert!(node.neighbour_count() >= 1, "{a} has no neighbour");
         assert_eq!(node.stats().counters.datagrams_dropped, 0, "{a} dropped");
     }
+}
+
+#[test]
+fn only_the_stream_key_ends_a_stream() {
+    let key = StreamKey::from_seed([1; 32]);
+    let other = StreamKey::from_seed([2; 32]);
+    let mut net = Net::new(&key, 2);
+    net.run_until(T0 + 300_000);
+    stream(&mut net, &key, 0..40);
+    let now = net.now;
+    // Peer 2 turns rogue: it sends peer 1 an end record signed by another key. Banned,
+    // nothing ends.
+    let forged = wire::encode(&Message::Chunk(Chunk::end_record(&other, 40, now).into())).unwrap();
+    net.nodes[1].1.handle_datagram(now, addr(2), &forged);
+    assert_eq!(net.nodes[1].1.stats().counters.peers_banned, 1);
+    stream(&mut net, &key, 40..80);
+    net.run_until(net.now + 1_000_000);
+    assert!(!net.nodes[1].1.is_finished(), "peer 1 ended early");
+    assert!(
+        !net.nodes[2].1.is_finished(),
+        "the rogue's own stream did not end either"
+    );
+    assert_eq!(net.played[&addr(1)], (0..80).collect::<Vec<_>>());
+    // The genuine end: peer 1 plays to it and finishes well.
+    end_stream(&mut net, &key, 80);
+    let now = net.now;
+    net.run_until(now + 5_000_000);
+    assert_eq!(net.finished.get(&addr(1)), Some(&Finish::Done));
+    assert_eq!(net.played[&addr(1)].last(), Some(&80));
+}
+
+#[test]
+fn a_peer_with_nobody_answering_says_so_and_gives_up() {
+    let key = StreamKey::from_seed([4; 32]);
+    let mut cfg = Config::new(Role::Peer, key.id());
+    cfg.bootstrap = vec![addr(9)];
+    cfg.tuning.give_up_us = Some(8_000_000);
+    let mut peer = Node::new(cfg, T0);
+    let mut warnings = Vec::new();
+    let mut finish = None;
+    let mut now = T0;
+    while finish.is_none() && now < T0 + 20_000_000 {
+        now += 100_000;
+        peer.handle_timeout(now);
+        for e in drain(&mut peer).1 {
+            match e {
+                Event::Warning(w) => warnings.push((now - T0, w)),
+                Event::Finished(how) => finish = Some((now - T0, how)),
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        warnings
+            .iter()
+            .any(|(_, w)| w == "no answer from 127.0.0.1:7009 yet"),
+        "{warnings:?}"
+    );
+    let (at, how) = finish.expect("gave up");
+    assert!((8_000_000..9_000_000).contains(&at), "gave up at {at} µs");
+    assert_eq!(
+        how,
+        Finish::GaveUp("no answer from 127.0.0.1:7009 in 8 s".into())
+    );
+}
+
+#[test]
+fn a_link_to_another_stream_is_refused_at_once() {
+    let key = StreamKey::from_seed([1; 32]);
+    let wrong = StreamKey::from_seed([5; 32]);
+    let mut net = Net::new(&key, 0);
+    let mut cfg = Config::new(Role::Peer, wrong.id());
+    cfg.bootstrap = vec![addr(0)];
+    net.nodes.push((addr(1), Node::new(cfg, T0)));
+    net.collect();
+    net.run_until(T0 + 50_000);
+    match net.finished.get(&addr(1)) {
+        Some(Finish::GaveUp(why)) => assert!(why.contains("another stream"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // The Refuse is smaller than the Hello it answers.
+    let refuse = wire::encoded_len(&Message::Refuse {
+        nonce: 1,
+        stream: key.id(),
+    });
+    assert!(refuse < wire::HELLO_MIN_SIZE / 10);
+}
+
+#[test]
+fn an_end_record_replayed_from_an_earlier_broadcast_ends_nothing() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let key = StreamKey::from_seed([1; 32]);
+    let mut net = Net::new(&key, 2);
+    // Chunk 35 never reaches peer 1 while `hold` is set: it stays missing there.
+    let hold = Rc::new(Cell::new(true));
+    let held = hold.clone();
+    net.filter = Box::new(move |_, to, bytes| {
+        let is_35 = matches!(wire::decode(bytes), Ok(Message::Chunk(c)) if c.seq == 35);
+        !(held.get() && to == addr(1) && is_35)
+    });
+    net.run_until(T0 + 300_000);
+    stream(&mut net, &key, 0..40);
+    assert!(
+        net.nodes[1].1.history.get(35).is_none(),
+        "peer 1 lacks chunk 35"
+    );
+    // An end record of an earlier broadcast under the same key, at seq 35: genuinely signed,
+    // but chunks after it exist. Without the check, peer 1 would end its stream at 35.
+    let now = net.now;
+    let replay = wire::encode(&Message::Chunk(Chunk::end_record(&key, 35, now).into())).unwrap();
+    net.nodes[1].1.handle_datagram(now, addr(2), &replay);
+    assert_eq!(net.nodes[1].1.playout.lifecycle, Lifecycle::Live);
+    hold.set(false);
+    stream(&mut net, &key, 40..80);
+    net.run_until(net.now + 1_000_000);
+    assert!(!net.nodes[1].1.is_finished());
+    let played = &net.played[&addr(1)];
+    assert_eq!(played.last(), Some(&79), "{played:?}");
 }
