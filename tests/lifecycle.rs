@@ -1,0 +1,116 @@
+//! How bl-peer ends, as a user meets it, with real processes on 127.0.0.1: the seed killed
+//! with SIGKILL, a link to another stream, an address where nobody listens, and a stream that
+//! ended before the peer joined. Each ends with a line on stderr that says why and a status
+//! of its own (bl-peer(1), EXIT STATUS).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::swarm::*;
+use common::*;
+
+fn err_of(peer: &Peer) -> String {
+    std::fs::read_to_string(&peer.err_path).unwrap()
+}
+
+#[test]
+fn a_seed_killed_with_sigkill_ends_every_peer_with_a_reason_within_give_up() {
+    let dir = temp_dir("seed-killed");
+    let (key, _) = key_file(&dir, 1);
+    let source = dir.join("source.ts");
+    std::fs::write(&source, generated_ts(30)).unwrap();
+    let mut seed = start_seed(&dir, &source, &key, &[]);
+    let mut peers: Vec<Peer> = (0..3)
+        .map(|i| start_peer(&dir, &format!("p{i}"), &seed.link, &["--give-up", "3"]))
+        .collect();
+    std::thread::sleep(Duration::from_secs(4));
+    for (i, p) in peers.iter().enumerate() {
+        assert!(
+            !p.output().is_empty(),
+            "p{i} plays before the kill: {}",
+            err_of(p)
+        );
+    }
+    seed.seed.kill().unwrap(); // SIGKILL: no goodbye
+    let killed = Instant::now();
+    for (i, p) in peers.iter_mut().enumerate() {
+        let status = p.wait(killed + Duration::from_secs(15));
+        let took = killed.elapsed();
+        let err = err_of(p);
+        assert_eq!(status.code(), Some(3), "p{i}: {err}");
+        assert!(err.contains("giving up: no data for 3 s"), "p{i}: {err}");
+        // --give-up 3, plus a tick, plus the stragglers' slack.
+        assert!(took < Duration::from_secs(8), "p{i} took {took:?}");
+    }
+}
+
+#[test]
+fn a_link_to_another_stream_is_named_at_once() {
+    let dir = temp_dir("wrong-id");
+    let (key, _) = key_file(&dir, 1);
+    let (_, other_id) = key_file(&dir, 2);
+    let source = dir.join("source.ts");
+    std::fs::write(&source, generated_ts(10)).unwrap();
+    let seed = start_seed(&dir, &source, &key, &[]);
+    let link = format!("bl://{other_id}@{}", seed.addr);
+    let started = Instant::now();
+    let mut peer = start_peer(&dir, "wrong", &link, &[]);
+    let status = peer.wait(started + Duration::from_secs(10));
+    let err = err_of(&peer);
+    assert_eq!(status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!("serves stream {}", seed.stream_id))
+            && err.contains("check the link"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(peer.output().is_empty());
+}
+
+#[test]
+fn an_address_where_nobody_listens_is_named_and_given_up_on() {
+    let dir = temp_dir("nobody");
+    let (_, id) = key_file(&dir, 1);
+    let nobody = free_addr();
+    let started = Instant::now();
+    let mut peer = start_peer(
+        &dir,
+        "alone",
+        &format!("bl://{id}@{nobody}"),
+        &["--give-up", "2"],
+    );
+    let status = peer.wait(started + Duration::from_secs(10));
+    let err = err_of(&peer);
+    assert_eq!(status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!("giving up: no answer from {nobody} in 2 s")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_stream_that_ended_before_the_peer_joined_is_said_so() {
+    let dir = temp_dir("ended");
+    let (key, _) = key_file(&dir, 1);
+    let source = dir.join("source.ts");
+    // 4 s of stream with a keyframe every 2 s: the last keyframe is far more than 64 chunks
+    // before the end, too far back to play from.
+    std::fs::write(&source, generated_ts(4)).unwrap();
+    let mut seed = start_seed(&dir, &source, &key, &["--linger", "8000"]);
+    std::thread::sleep(Duration::from_secs(6));
+    let started = Instant::now();
+    let mut late = start_peer(&dir, "late", &seed.link, &[]);
+    let status = late.wait(started + Duration::from_secs(10));
+    let err = err_of(&late);
+    assert_eq!(status.code(), Some(4), "{err}");
+    assert!(err.contains("the stream ended before we joined"), "{err}");
+    assert!(late.output().is_empty());
+    assert!(seed
+        .wait(Instant::now() + Duration::from_secs(20))
+        .success());
+}
