@@ -11,61 +11,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bl::chunk::Chunk;
-use bl::frame::{self, FrameItem};
 use bl::identity::StreamKey;
 use bl::wire::{self, Message, Role};
 use common::swarm::*;
 use common::*;
-
-/// Byte offsets in `ts` where bl-chunk starts a keyframe chunk (independent of timing).
-fn keyframe_offsets(ts: &[u8], key: &Path) -> BTreeSet<usize> {
-    let out = run("bl-chunk", &["--key", key.to_str().unwrap(), "-q"], ts);
-    let (_, items) = frame::read_all(&out.stdout).unwrap();
-    let mut offset = 0;
-    let mut starts = BTreeSet::new();
-    for item in items {
-        if let FrameItem::Chunk { chunk, .. } = item {
-            if chunk.is_keyframe() {
-                starts.insert(offset);
-            }
-            offset += chunk.payload.len();
-        }
-    }
-    starts
-}
-
-/// The checks every finished peer must pass: exit 0, output a byte-identical tail of the source
-/// that starts at a keyframe.
-fn assert_clean_tail(
-    name: &str,
-    peer: &mut Peer,
-    source: &[u8],
-    keyframes: &BTreeSet<usize>,
-    deadline: Instant,
-) {
-    let status = peer.wait(deadline);
-    let err = std::fs::read_to_string(&peer.err_path).unwrap();
-    assert!(status.success(), "{name} exited {status}: {err}");
-    let out = peer.output();
-    assert!(!out.is_empty(), "{name} wrote nothing: {err}");
-    assert!(
-        source.ends_with(&out),
-        "{name}: output ({} bytes) is not a tail of the source: {err}",
-        out.len()
-    );
-    let start = source.len() - out.len();
-    assert!(
-        keyframes.contains(&start),
-        "{name}: output starts at byte {start}, not at a keyframe chunk"
-    );
-}
-
-fn write_source(dir: &Path, seconds: u32) -> (Vec<u8>, std::path::PathBuf) {
-    let ts = generated_ts(seconds);
-    let path = dir.join("source.ts");
-    std::fs::write(&path, &ts).unwrap();
-    (ts, path)
-}
 
 /// Starts `n` peers named `{prefix}{i}`, `gap` apart, each with rng seed `seed_base + i`.
 fn start_peers(
@@ -318,38 +267,6 @@ fn a_peer_joins_through_another_peer_without_the_seed() {
         source.len()
     );
     swarm.finish();
-}
-
-/// A process that speaks the protocol: handshakes like a peer, then pushes forged chunks.
-fn rogue_handshake(
-    socket: &UdpSocket,
-    target: std::net::SocketAddr,
-    stream: bl::identity::StreamId,
-) -> bool {
-    let hello = wire::encode(&wire::hello(stream, 42, Role::Peer, Some(9999), Some(0))).unwrap();
-    socket.send_to(&hello, target).unwrap();
-    let mut buf = [0u8; 2048];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        let Ok((n, from)) = socket.recv_from(&mut buf) else {
-            continue;
-        };
-        if from != target {
-            continue;
-        }
-        if let Ok(Message::Welcome(welcome)) = wire::decode(&buf[..n]) {
-            let token = welcome.token;
-            let confirm = wire::encode(&Message::Confirm {
-                token,
-                index: 9999,
-                member: Some(0),
-            })
-            .unwrap();
-            socket.send_to(&confirm, target).unwrap();
-            return true;
-        }
-    }
-    false
 }
 
 #[test]

@@ -81,6 +81,10 @@ pub const STALL_US: u64 = 1_000_000;
 pub const IN_FLIGHT_WAIT_US: u64 = 750_000;
 /// How long a node that refused us as a child is not asked again.
 pub const REFUSAL_BACKOFF_US: u64 = 2_000_000;
+/// How long a parent replaced for going quiet is not asked again. Its Have may still claim
+/// depth 0 and room to spare (unsigned): with the refusal backoff alone a liar that takes
+/// children and drops their pushes was chosen again every 2 s.
+pub const STALLED_BACKOFF_US: u64 = 30_000_000;
 /// A peer that joined before the stream began waits this long after its first chunk to learn
 /// which chunk is the stream's first.
 pub const EARLY_START_WAIT_US: u64 = 300_000;
@@ -96,9 +100,14 @@ pub const TRACKER_SAMPLE: usize = 1024;
 pub const SEED_PEERS_PER_ANSWER: usize = 8;
 /// How often a peer short of neighbours goes back to its bootstrap nodes.
 pub const BOOTSTRAP_RETRY_US: u64 = 3_000_000;
+/// A start position not reached by any verified chunk this long after chunks began to arrive
+/// is taken for a lie (it came in an unsigned Welcome) and forgotten.
+pub const START_GRACE_US: u64 = 1_000_000;
 /// A peer that heard nothing (no answer, or no data) this long says so on stderr, once per
 /// silence.
 pub const QUIET_WARN_US: u64 = 5_000_000;
+/// How long an answer to our GetPeers is awaited (and accepted).
+pub const PEERS_ANSWER_US: u64 = 5_000_000;
 /// Peer exchange period while below the target neighbour count.
 pub const PEER_EXCHANGE_US: u64 = 2_000_000;
 

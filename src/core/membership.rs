@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 
 use crate::core::config::{
     Tuning, BOOTSTRAP_RETRY_US, HELLO_ATTEMPTS, HELLO_RETRY_US, INDICES_PER_CHUNK,
-    NEIGHBOUR_TIMEOUT_US, PEER_EXCHANGE_US, SEED_PEERS_PER_ANSWER, SEED_TIMEOUT_US, TRACKER_SAMPLE,
+    NEIGHBOUR_TIMEOUT_US, PEERS_ANSWER_US, PEER_EXCHANGE_US, SEED_PEERS_PER_ANSWER,
+    SEED_TIMEOUT_US, TRACKER_SAMPLE,
 };
 use crate::core::neighbours::{Neighbour, Neighbours};
 use crate::core::outbox::Outbox;
@@ -95,6 +96,11 @@ pub struct Membership {
     tokens: BTreeMap<SocketAddr, u64>,
     /// Bootstrap nodes that answered our Hello with a Refuse: they serve another stream.
     refused_by: BTreeSet<SocketAddr>,
+    /// Whom we asked for peers, when, and who has not answered: a Peers list is read only
+    /// from them, one list per question, for [`PEERS_ANSWER_US`] (unsolicited lists of
+    /// nobodies filled a viewer's contacts and cut it off from real peers). Kept when the
+    /// node leaves us: a full node's Goodbye overtakes its answer.
+    asked_for_peers: BTreeMap<SocketAddr, u64>,
     pub role: RoleState,
 }
 
@@ -117,6 +123,7 @@ impl Membership {
             hellos: BTreeMap::new(),
             tokens: BTreeMap::new(),
             refused_by: BTreeSet::new(),
+            asked_for_peers: BTreeMap::new(),
             role: match role {
                 Role::Seed => RoleState::Seed(Tracker {
                     next_index: 1,
@@ -154,9 +161,12 @@ impl Membership {
 
     /// Whether `message` from `from` is read at all. Only the handshake and stats requests
     /// are accepted from strangers, plus what proves an earlier exchange: a Welcome to our
-    /// Hello, Peers from a node that gave us a token (its Goodbye may overtake the Peers:
-    /// without it a joiner of a full seed stays alone), a GetPeers with our token.
+    /// Hello, a GetPeers with our token, and Peers we asked for (from a neighbour, or from a
+    /// full seed whose Goodbye overtook them: without them its joiner stays alone).
     pub fn admits(&self, message: &Message, from: SocketAddr, known: bool) -> bool {
+        if matches!(message, Message::Peers { .. }) {
+            return self.asked_for_peers.contains_key(&from);
+        }
         known
             || matches!(
                 message,
@@ -164,7 +174,6 @@ impl Membership {
             )
             || (matches!(message, Message::Welcome(_) | Message::Refuse { .. })
                 && self.hellos.contains_key(&from))
-            || (matches!(message, Message::Peers { .. }) && self.tokens.contains_key(&from))
             || matches!(message, Message::GetPeers { token } if *token == self.token_for(from))
     }
 
@@ -287,14 +296,14 @@ impl Membership {
         }
         self.tokens.insert(from, welcome.token);
         if neighbours.len() < tuning.target_neighbours {
-            out.send(
-                from,
-                &Message::GetPeers {
-                    token: welcome.token,
-                },
-            );
+            self.ask_for_peers(now, from, welcome.token, out);
         }
         true
+    }
+
+    fn ask_for_peers(&mut self, now: u64, to: SocketAddr, token: u64, out: &mut Outbox) {
+        self.asked_for_peers.insert(to, now);
+        out.send(to, &Message::GetPeers { token });
     }
 
     /// A Refuse echoing the nonce of our Hello to `from`: it serves `stream`, not ours.
@@ -420,6 +429,7 @@ impl Membership {
     pub fn on_peers(
         &mut self,
         now: u64,
+        from: SocketAddr,
         peers: Vec<PeerInfo>,
         place: &Place,
         orphans: StripeSet,
@@ -430,6 +440,7 @@ impl Membership {
         rng: &mut Rng,
         out: &mut Outbox,
     ) {
+        self.asked_for_peers.remove(&from);
         for p in peers {
             let me = local_addr == Some(p.addr);
             let contacts = neighbours.len() + self.hellos.len();
@@ -455,6 +466,12 @@ impl Membership {
             tracker.sample.retain(|p| p.addr != addr);
         }
         self.hellos.remove(&addr);
+    }
+
+    /// Questions for peers unanswered for [`PEERS_ANSWER_US`] are forgotten.
+    pub fn forget_unanswered(&mut self, now: u64) {
+        self.asked_for_peers
+            .retain(|_, asked| now < *asked + PEERS_ANSWER_US);
     }
 
     /// Neighbours that went silent: the seed is gone after [`SEED_TIMEOUT_US`], a peer after
@@ -550,9 +567,7 @@ impl Membership {
         discovery.last_bootstrap = now;
         for addr in self.bootstrap.clone() {
             match self.tokens.get(&addr) {
-                Some(&token) if !neighbours.is_empty() => {
-                    out.send(addr, &Message::GetPeers { token })
-                }
+                Some(&token) if !neighbours.is_empty() => self.ask_for_peers(now, addr, token, out),
                 _ => self.send_hello(now, addr, place, rng, out),
             }
         }
@@ -594,7 +609,7 @@ impl Membership {
             return;
         };
         let token = self.tokens.get(&pick).copied().unwrap_or(0);
-        out.send(pick, &Message::GetPeers { token });
+        self.ask_for_peers(now, pick, token, out);
     }
 }
 

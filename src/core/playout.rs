@@ -59,6 +59,9 @@ impl Lifecycle {
 
 pub struct Playout {
     pub start: Start,
+    /// The joiner's window (chunks) and latency, to start it afresh.
+    window: u64,
+    latency_us: u64,
     /// Peer: the reordering joiner (one unordered, deduplicated input: the swarm).
     joiner: Option<Joiner>,
     pub lifecycle: Lifecycle,
@@ -77,13 +80,12 @@ pub struct Playout {
 impl Playout {
     /// A peer's playout (`plays`), or the seed's, which plays nothing.
     pub fn new(plays: bool, history: usize, latency_us: u64, now: u64) -> Playout {
+        let window = history.max(1) as u64;
         Playout {
             start: Start::Unknown,
-            joiner: plays.then(|| {
-                Joiner::new(1, history.max(1) as u64, latency_us, false)
-                    .with_unordered_inputs()
-                    .with_deduplicated_inputs()
-            }),
+            window,
+            latency_us,
+            joiner: plays.then(|| joiner(window, latency_us)),
             lifecycle: Lifecycle::Live,
             first_play_at: None,
             first_chunk_at: None,
@@ -131,6 +133,15 @@ impl Playout {
         } else {
             self.start = Start::AwaitKeyframeAfter(last);
             None
+        }
+    }
+
+    /// Forgets the start position before anything played (it was a lie): a fresh joiner
+    /// waits for a new one.
+    pub fn forget_start(&mut self) {
+        if self.first_play_at.is_none() && self.joiner.is_some() {
+            self.start = Start::Unknown;
+            self.joiner = Some(joiner(self.window, self.latency_us));
         }
     }
 
@@ -220,6 +231,13 @@ impl Playout {
         }
         j.next_seq().map(Seq)
     }
+}
+
+/// A peer's joiner: one unordered, deduplicated input (the swarm).
+fn joiner(window: u64, latency_us: u64) -> Joiner {
+    Joiner::new(1, window, latency_us, false)
+        .with_unordered_inputs()
+        .with_deduplicated_inputs()
 }
 
 #[cfg(test)]

@@ -78,10 +78,63 @@ impl RepairBudget {
     }
 }
 
+/// How far the stream has gone, as this node knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Known {
+    /// The newest seq claimed: by a neighbour's Have, or verified here.
+    pub claimed: Seq,
+    /// The newest seq we may act on beyond noting: verified here, or announced by two
+    /// neighbours (or by the only one).
+    pub proven: Seq,
+}
+
+impl Known {
+    /// A seq this node verified itself.
+    pub fn verified(seq: Seq) -> Known {
+        Known {
+            claimed: seq,
+            proven: seq,
+        }
+    }
+}
+
+/// The two highest seqs neighbours announced, each from a different neighbour: one liar
+/// alone cannot move the second.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Claims([Option<(SocketAddr, Seq)>; 2]);
+
+impl Claims {
+    /// `from` announced `seq` in a Have.
+    pub fn note(&mut self, from: SocketAddr, seq: Seq) {
+        let [first, second] = &mut self.0;
+        if let Some((_, s)) = first.as_mut().filter(|(a, _)| *a == from) {
+            *s = (*s).max(seq);
+        } else if let Some((_, s)) = second.as_mut().filter(|(a, _)| *a == from) {
+            *s = (*s).max(seq);
+        } else if second.is_none_or(|(_, s)| seq > s) {
+            *second = Some((from, seq));
+        }
+        if second.map(|(_, s)| s) > first.map(|(_, s)| s) {
+            std::mem::swap(first, second);
+        }
+    }
+
+    /// The newest seq two neighbours announced, or the only one did.
+    pub fn proven(&self) -> Option<Seq> {
+        match self.0 {
+            [_, Some((_, s))] => Some(s),
+            [Some((_, s)), None] => Some(s),
+            [None, None] => None,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Repair {
     pub missing: MissingSet,
     pub budget: RepairBudget,
+    /// What neighbours' Haves announced.
+    pub claims: Claims,
 }
 
 impl Repair {
@@ -158,14 +211,14 @@ impl Repair {
         }
     }
 
-    /// Everything up to `seq` exists somewhere: note what we lack as missing, from past
-    /// `highest` (what we hold) and no earlier than `play_from`. `arrival` tells, per seq,
-    /// whether its parent may still push it.
+    /// Everything up to `known.claimed` exists somewhere: note what we lack as missing, from
+    /// past `highest` (what we hold) and no earlier than `play_from`. `arrival` tells, per
+    /// seq, whether its parent may still push it.
     #[allow(clippy::too_many_arguments)]
     pub fn note_known(
         &mut self,
         now: Micros,
-        seq: Seq,
+        known: Known,
         play_from: Seq,
         highest: Option<Seq>,
         history: &History,
@@ -173,12 +226,18 @@ impl Repair {
         arrival: impl Fn(Seq) -> Arrival,
         timers: &mut Timers,
     ) {
+        // Haves are unsigned. What one neighbour alone claims is noted missing only up to a
+        // quarter history past the newest chunk we verified (a Have naming u64::MAX made us
+        // ask for 1,024 chunks that do not exist), and drops nothing (below: a Have naming
+        // u64::MAX cleared the whole missing set, and playout skipped all it was repairing).
+        let trusted = highest.map_or(known.claimed, |h| h.ahead(tuning.history as u64 / 4));
+        let seq = known.claimed.min(trusted.max(known.proven));
         // Histories are windows of the newest seqs, so nobody holds a seq a whole history
         // behind the newest one known to exist: asking for it is futile. This also bounds the
         // set's span by a history however far playout lags (bl-sim, 100,000 peers, 10 s: a
         // peer held 750 entries over 2,070 seqs, so its playout was at least 4.7 s behind the
         // newest).
-        let held_somewhere = seq.next().back(tuning.history as u64);
+        let held_somewhere = known.proven.min(seq).next().back(tuning.history as u64);
         self.missing.remove_below(held_somewhere);
         let from = highest.map_or(play_from, Seq::next);
         let from = from.max(play_from).max(held_somewhere);

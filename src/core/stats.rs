@@ -167,6 +167,9 @@ pub struct Counters {
     /// Chunks sent in answer to a repair request (the rest were pushed down a stripe).
     #[serde(default)]
     pub repairs_served: u64,
+    /// Start positions from a Welcome that no verified chunk reached: ignored as lies.
+    #[serde(default)]
+    pub positions_ignored: u64,
 }
 
 impl Counters {
@@ -183,6 +186,7 @@ impl Counters {
         self.peers_banned += o.peers_banned;
         self.repairs_refused += o.repairs_refused;
         self.repairs_served += o.repairs_served;
+        self.positions_ignored += o.positions_ignored;
     }
 }
 

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use crate::core::config::{PARENT_QUIET_US, REFUSAL_BACKOFF_US, STALL_US, TICK_US};
+use crate::core::config::{
+    PARENT_QUIET_US, REFUSAL_BACKOFF_US, STALLED_BACKOFF_US, STALL_US, TICK_US,
+};
 use crate::core::guard::is_barren;
 use crate::core::neighbours::{Neighbour, Neighbours};
 use crate::core::outbox::Outbox;
@@ -42,6 +44,8 @@ struct Stripe {
     newest: Option<u64>,
     /// When its last chunk arrived.
     heard: u64,
+    /// Chunks the present parent pushed since it took us (duplicates too).
+    pushes: u64,
 }
 
 impl Stripe {
@@ -52,6 +56,7 @@ impl Stripe {
             pending: None,
             newest: None,
             heard,
+            pushes: 0,
         }
     }
 }
@@ -113,11 +118,22 @@ impl StripeTree {
         self.children_stale = true;
     }
 
-    /// A chunk of `stripe` arrived.
+    /// A new chunk of `stripe` arrived (from anyone).
     pub fn heard(&mut self, stripe: u8, seq: u64, now: u64) {
         if let Some(s) = self.stripes.get_mut(stripe as usize) {
             s.newest = Some(s.newest.map_or(seq, |n| n.max(seq)));
             s.heard = now;
+        }
+    }
+
+    /// A chunk of `stripe`, new or not, came from `from`: if that is the stripe's parent, it
+    /// forwards. Repairs keep a stripe flowing whatever its parent does, so without this a
+    /// parent that took a subscription and withheld every chunk was never replaced.
+    pub fn pushed(&mut self, stripe: u8, from: SocketAddr) {
+        if let Some(s) = self.stripes.get_mut(stripe as usize) {
+            if s.parent == Some(from) {
+                s.pushes += 1;
+            }
         }
     }
 
@@ -376,6 +392,7 @@ impl StripeTree {
                     }
                 }
                 s.subscribed_at = now;
+                s.pushes = 0;
             } else {
                 self.refused
                     .insert((from, stripe), now + REFUSAL_BACKOFF_US);
@@ -437,12 +454,16 @@ impl StripeTree {
             .map(|(addr, _)| *addr)
     }
 
-    /// Peer, every tick: a Subscribe unanswered for 4 ticks is void; a parent whose stripe
-    /// lags far behind the others has gone quiet and is replaced; a stripe without a parent
-    /// gets one asked.
+    /// Peer, every tick: a Subscribe unanswered for 4 ticks is void; a parent that sent
+    /// nothing of its stripe for [`STALL_US`] while the stream moved on (other stripes flow,
+    /// or two neighbours announce seqs past ours: `moved_on`) has gone quiet and is replaced;
+    /// a stripe without a parent gets one asked. Without `moved_on`, parents that all went
+    /// quiet together (a liar that took every stripe and forwards nothing) were kept for ever.
+    #[allow(clippy::too_many_arguments)]
     pub fn maintain(
         &mut self,
         now: u64,
+        moved_on: bool,
         place: &Place,
         neighbours: &Neighbours,
         rng: &mut Rng,
@@ -464,11 +485,18 @@ impl StripeTree {
             }
             if let Some(parent) = s.parent {
                 let quiet = now.saturating_sub(s.heard.max(s.subscribed_at));
-                if quiet > STALL_US && now < heard_overall + STALL_US / 2 {
+                let flows = now < heard_overall + STALL_US / 2 || moved_on;
+                // Took the subscription, pushed nothing: a liar claiming depth 0 and room to
+                // spare would be chosen again at once, so it is not asked for a long while.
+                let withheld = s.pushes == 0 && now > s.subscribed_at + STALL_US;
+                if flows && (withheld || quiet > STALL_US) {
                     out.send(parent, &Message::Unsubscribe { stripe });
                     s.parent = None;
-                    self.refused
-                        .insert((parent, stripe), now + REFUSAL_BACKOFF_US);
+                    let backoff = match withheld {
+                        true => STALLED_BACKOFF_US,
+                        false => REFUSAL_BACKOFF_US,
+                    };
+                    self.refused.insert((parent, stripe), now + backoff);
                 }
             }
             if self.parent(stripe).is_none() {

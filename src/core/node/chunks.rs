@@ -8,7 +8,7 @@ use super::Node;
 use crate::core::guard::{CopyVerdict, Source};
 use crate::core::outbox::Finish;
 use crate::core::playout::Lifecycle;
-use crate::core::repair::Arrival;
+use crate::core::repair::{Arrival, Known};
 use crate::core::stripes::stripe_of;
 use crate::core::timers::Timer;
 use crate::core::units::{Micros, Seq};
@@ -24,18 +24,22 @@ impl Node {
             self.out.stats.counters.chunks_received += 1;
         }
         if let Some(held) = self.history.get(seq.0) {
-            let verdict = self.guard.check_copy(held, &chunk, from, &mut self.out);
-            if let CopyVerdict::Forged(addr) = verdict {
-                self.drop_neighbour(addr);
+            match self.guard.check_copy(held, &chunk, from, &mut self.out) {
+                CopyVerdict::Forged(addr) => self.drop_neighbour(addr),
+                // A parent's push that a repair overtook still shows the parent forwards.
+                CopyVerdict::Duplicate => {
+                    if let Some(addr) = from.addr() {
+                        let stripe = stripe_of(seq.0, self.place.stripes);
+                        self.tree.pushed(stripe, addr);
+                    }
+                }
             }
             return;
         }
         let floor = self
             .highest
             .map_or(Seq(0), |h| h.back(self.cfg.tuning.history as u64));
-        let before_start =
-            self.playout.play_from().is_some_and(|p| seq < p) && !self.repair.missing.contains(seq);
-        if from != Source::Input && (seq < floor || before_start) {
+        if from != Source::Input && seq < floor {
             self.out.stats.counters.chunks_late += 1;
             return;
         }
@@ -66,6 +70,9 @@ impl Node {
         }
         let stripe = stripe_of(seq.0, self.place.stripes);
         self.tree.heard(stripe, seq.0, now);
+        if let Some(addr) = from.addr() {
+            self.tree.pushed(stripe, addr);
+        }
         self.repair.on_arrival(
             Micros(now),
             seq,
@@ -85,7 +92,7 @@ impl Node {
         }
         if from != Source::Input && self.cfg.role == Role::Peer {
             self.playout.first_chunk_at.get_or_insert(now);
-            self.note_known_seq(now, seq.back(1));
+            self.note_known_seq(now, Known::verified(seq.back(1)));
         }
         self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));
         // Forward first (latency), then keep and play.
@@ -168,7 +175,7 @@ impl Node {
     /// Peer: everything up to `seq` exists somewhere: note what we lack as missing. Before
     /// playout has a start point nothing is missing yet (set_play_from marks the gaps from
     /// the start on); counting earlier gaps grew without bound (bl-sim, 10k).
-    pub(super) fn note_known_seq(&mut self, now: u64, seq: Seq) {
+    pub(super) fn note_known_seq(&mut self, now: u64, known: Known) {
         let Some(play_from) = self.playout.play_from() else {
             return;
         };
@@ -185,7 +192,7 @@ impl Node {
         };
         self.repair.note_known(
             Micros(now),
-            seq,
+            known,
             play_from,
             self.highest,
             &self.history,
@@ -229,7 +236,7 @@ impl Node {
             }
             Role::Peer => {
                 self.playout.lifecycle = Lifecycle::Ending { last };
-                self.note_known_seq(now, last);
+                self.note_known_seq(now, Known::verified(last));
                 self.repair.all_lost(Micros(now), &mut self.timers);
                 let deadline = Micros(now) + self.cfg.tuning.latency_us;
                 self.timers.set(Timer::EndDeadline, deadline);

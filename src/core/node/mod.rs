@@ -26,7 +26,7 @@ use crate::core::membership::{join_index_base, ConfirmOutcome, HelloAnswer, Memb
 use crate::core::neighbours::{HaveSummary, Neighbours};
 use crate::core::outbox::Outbox;
 use crate::core::playout::{Lifecycle, Playout};
-use crate::core::repair::{self, Repair};
+use crate::core::repair::{self, Known, Repair};
 use crate::core::rng::Rng;
 use crate::core::stats::{LatencyReport, NodeStats, Report};
 use crate::core::stripes::{stripe_of, StripeSet};
@@ -294,6 +294,7 @@ impl Node {
                 let guard = &self.guard;
                 self.membership.on_peers(
                     now,
+                    from,
                     peers,
                     &self.place,
                     orphans,
@@ -573,7 +574,10 @@ impl Node {
             n.feeding = children;
         }
         if self.cfg.role == Role::Peer {
-            self.note_known_seq(now, Seq(have.highest));
+            let claimed = Seq(have.highest);
+            self.repair.claims.note(from, claimed);
+            let proven = self.repair.claims.proven().unwrap_or_default();
+            self.note_known_seq(now, Known { claimed, proven });
         }
     }
 

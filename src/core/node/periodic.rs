@@ -1,11 +1,12 @@
 //! The node's periodic work: every tick the sub-machines' jobs run in one fixed order.
 
 use super::Node;
-use crate::core::config::{AUDIT_TICKS, QUIET_WARN_US};
+use crate::core::config::{AUDIT_TICKS, CATCH_UP_MAX_CHUNKS, QUIET_WARN_US, START_GRACE_US};
 use crate::core::guard::Guard;
 use crate::core::membership::Membership;
 use crate::core::outbox::Finish;
 use crate::core::playout::Lifecycle;
+use crate::core::playout::Start;
 use crate::core::repair;
 use crate::core::units::{Micros, Seq};
 use crate::proto::wire::Role;
@@ -60,6 +61,7 @@ impl Node {
             &mut self.out,
         );
         self.tree.forget_expired_refusals(now);
+        self.membership.forget_unanswered(now);
         if self.cfg.role == Role::Seed && self.ticks % AUDIT_TICKS == 0 {
             Guard::audit(
                 &self.neighbours,
@@ -79,8 +81,17 @@ impl Node {
                 &mut self.timers,
             );
         }
+        // The stream moved on without us: two neighbours announce seqs two per stripe past
+        // the newest we hold.
+        let ahead = 2 * u64::from(self.place.stripes);
+        let moved_on = self
+            .repair
+            .claims
+            .proven()
+            .is_some_and(|p| self.highest.is_none_or(|h| p > h.ahead(ahead)));
         self.tree.maintain(
             now,
+            moved_on,
             &self.place,
             &self.neighbours,
             &mut self.rng,
@@ -90,7 +101,43 @@ impl Node {
             self.start_early(now);
         }
         if self.cfg.role == Role::Peer {
+            self.watch_start(now);
             self.watch_silence(now);
+        }
+    }
+
+    /// Peer: the start position came from a Welcome, which is unsigned. A position a quarter
+    /// history past every chunk verified a second after chunks began to arrive is a lie (a
+    /// neighbour named seqs near u64::MAX and playout waited for ever): it is forgotten, and
+    /// playout starts
+    /// from what verified: the newest keyframe held if at most [`CATCH_UP_MAX_CHUNKS`]
+    /// followed it, else the next keyframe.
+    pub(super) fn watch_start(&mut self, now: u64) {
+        let (Some(first_chunk), Some(highest)) = (self.playout.first_chunk_at, self.highest) else {
+            return;
+        };
+        if self.playout.first_play_at.is_some() || now < first_chunk + START_GRACE_US {
+            return;
+        }
+        // As far past our newest verified chunk as a Have is believed (repair::note_known).
+        let bound = highest.ahead(self.cfg.tuning.history as u64 / 4);
+        let beyond = match self.playout.start {
+            Start::From(p) => p > bound,
+            Start::AwaitKeyframeAfter(after) => after > bound,
+            Start::Unknown => false,
+        };
+        if !beyond {
+            return;
+        }
+        self.out.stats.counters.positions_ignored += 1;
+        self.playout.forget_start();
+        self.repair.missing.remove_below(Seq(u64::MAX));
+        let keyframe = self
+            .latest_keyframe
+            .filter(|k| highest.0 - k.0 <= CATCH_UP_MAX_CHUNKS);
+        match keyframe {
+            Some(k) => self.set_play_from(now, k, highest),
+            None => self.playout.start = Start::AwaitKeyframeAfter(highest),
         }
     }
 

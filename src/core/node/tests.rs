@@ -665,3 +665,72 @@ fn an_end_record_replayed_from_an_earlier_broadcast_ends_nothing() {
     let played = &net.played[&addr(1)];
     assert_eq!(played.last(), Some(&79), "{played:?}");
 }
+
+#[test]
+fn a_have_naming_the_end_of_u64_drops_nothing_and_asks_for_little() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let key = StreamKey::from_seed([1; 32]);
+    let mut net = Net::new(&key, 2);
+    // Chunk 30 does not reach peer 1 for now: it is missing there.
+    let hold = Rc::new(Cell::new(true));
+    let held = hold.clone();
+    net.filter = Box::new(move |_, to, bytes| {
+        let is_30 = matches!(wire::decode(bytes), Ok(Message::Chunk(c)) if c.seq == 30);
+        !(held.get() && to == addr(1) && is_30)
+    });
+    net.run_until(T0 + 300_000);
+    stream(&mut net, &key, 0..50);
+    net.run_until(net.now + 400_000);
+    assert!(net.nodes[1].1.repair.missing.contains(Seq(30)));
+    // Peer 2 lies: it holds everything up to the end of u64.
+    let lie = wire::encode(&Message::Have {
+        first: 0,
+        highest: u64::MAX,
+        recent: u128::MAX,
+        children: 0,
+        spare: 255,
+        depth: 0,
+    })
+    .unwrap();
+    let now = net.now;
+    net.nodes[1].1.handle_datagram(now, addr(2), &lie);
+    let node = &net.nodes[1].1;
+    assert!(
+        node.repair.missing.contains(Seq(30)),
+        "the lie cleared the missing set"
+    );
+    let history = node.cfg.tuning.history;
+    assert!(
+        node.repair.missing.len() <= history / 4 + 1,
+        "{} chunks noted missing on one neighbour's word",
+        node.repair.missing.len()
+    );
+    hold.set(false);
+    stream(&mut net, &key, 50..100);
+    net.run_until(net.now + 1_000_000);
+    assert_eq!(net.played[&addr(1)], (0..100).collect::<Vec<_>>());
+}
+
+#[test]
+fn peers_lists_nobody_asked_for_are_dropped() {
+    let key = StreamKey::from_seed([1; 32]);
+    let mut net = Net::new(&key, 2);
+    net.run_until(T0 + 3_000_000);
+    let nobodies: Vec<wire::PeerInfo> = (0..24)
+        .map(|i| wire::PeerInfo {
+            addr: SocketAddr::from(([127, 0, 0, 2], 9000 + i)),
+            index: 1,
+            member: 0,
+        })
+        .collect();
+    let list = wire::encode(&Message::Peers { peers: nobodies }).unwrap();
+    let before = net.nodes[1].1.stats().counters.datagrams_dropped;
+    let now = net.now;
+    net.nodes[1].1.handle_datagram(now, addr(2), &list);
+    assert_eq!(
+        net.nodes[1].1.stats().counters.datagrams_dropped,
+        before + 1
+    );
+    assert_eq!(net.nodes[1].1.membership.greetings(), 0, "greeted a nobody");
+}
