@@ -83,13 +83,18 @@ pub fn main<A: Parser>(
     }
 }
 
+/// clap's error on one line: its first line, with the indented lines that continue it (the
+/// missing arguments' names) joined on.
 fn one_line_clap_error(e: &clap::Error) -> String {
     let rendered = e.render().to_string();
-    let first = rendered
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("invalid arguments");
-    first.trim_start_matches("error: ").trim().to_string()
+    let mut lines = rendered.lines().skip_while(|l| l.trim().is_empty());
+    let first = lines.next().unwrap_or("invalid arguments");
+    let mut text = first.trim_start_matches("error: ").trim().to_string();
+    for more in lines.take_while(|l| l.starts_with("  ")) {
+        text.push(' ');
+        text.push_str(more.trim());
+    }
+    text
 }
 
 /// Is this error (anywhere in its chain) a write to a closed pipe? A player or `head` that

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::Parser;
 
-use super::swarm_args::SwarmArgs;
+use super::swarm_args::{parse_listen, SwarmArgs};
 use crate::cmd::cli;
 use crate::core::node::{Config, Node};
 use crate::media::frame::FrameReader;
@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long, value_name = "HOST:PORT")]
     pub bootstrap: Vec<String>,
     /// Local UDP address.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0", value_parser = parse_listen)]
     pub listen: SocketAddr,
     /// Longest playout waits for a missing chunk before skipping it.
     #[arg(long, value_name = "MS", default_value_t = 1500)]
@@ -39,10 +39,18 @@ pub struct Args {
     #[arg(long)]
     pub chunks: bool,
     /// Give up (exit 3) after this long without an answer or a verified chunk; 0: never.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_seconds)]
     pub give_up: f64,
     #[command(flatten)]
     pub swarm: SwarmArgs,
+}
+
+/// A duration in seconds: a finite number, 0 or more.
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Ok(s),
+        _ => Err(format!("'{text}' is not a number of seconds (0 or more)")),
+    }
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -58,12 +66,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut cfg = Config::new(Role::Peer, args.link.stream);
     cfg.bootstrap = bootstrap;
     cfg.tuning.latency_us = args.latency.saturating_mul(1000);
-    if !(args.give_up.is_finite() && args.give_up >= 0.0) {
-        bail!(
-            "--give-up {} must be a number of seconds, 0 for never",
-            args.give_up
-        );
-    }
     cfg.tuning.give_up_us = (args.give_up > 0.0).then_some((args.give_up * 1e6) as u64);
     args.swarm.apply(&mut cfg)?;
     let node = Node::new(cfg, cli::unix_micros());

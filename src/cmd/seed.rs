@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use super::swarm_args::SwarmArgs;
+use super::swarm_args::{parse_listen, SwarmArgs};
 use crate::cmd::cli;
 use crate::core::node::{Config, Node};
 use crate::core::stripes::MAX_STRIPES;
@@ -25,7 +25,7 @@ use crate::proto::wire::Role;
 )]
 pub struct Args {
     /// UDP address to serve on.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7000")]
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7000", value_parser = parse_listen)]
     pub listen: SocketAddr,
     /// Number of stripes the stream is split into (seq mod K) [default: 4].
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u8).range(1..=MAX_STRIPES as i64))]

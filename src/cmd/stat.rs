@@ -87,14 +87,14 @@ fn rates(report: &Report, previous: Option<&Report>) -> (f64, f64) {
 
 fn table(rows: &[Row], previous: &BTreeMap<String, Report>) -> String {
     let mut out = format!(
-        "{:<22} {:<4} {:<8} {:>8} {:>4} {:>8} {:>8} {:>8} {:>6} {:>5} {:>5} {:>6} {:>8} {:>8}\n",
+        "{:<22} {:<4} {:<8} {:>8} {:>4} {:>10} {:>10} {:>8} {:>6} {:>5} {:>5} {:>6} {:>8} {:>8}\n",
         "ADDR",
         "ROLE",
         "STREAM",
         "UPTIME",
         "NBRS",
-        "IN_KB/S",
-        "OUT_KB/S",
+        "IN_KBIT/S",
+        "OUT_KBIT/S",
         "PLAYED",
         "DUP",
         "LATE",
@@ -108,7 +108,7 @@ fn table(rows: &[Row], previous: &BTreeMap<String, Report>) -> String {
             Ok(r) => {
                 let (rx, tx) = rates(r, previous.get(&row.addr));
                 out.push_str(&format!(
-                    "{:<22} {:<4} {:<8} {:>7.1}s {:>4} {:>8.0} {:>8.0} {:>8} {:>6} {:>5} {:>5} {:>6} {:>8.1} {:>8.1}\n",
+                    "{:<22} {:<4} {:<8} {:>7.1}s {:>4} {:>10.0} {:>10.0} {:>8} {:>6} {:>5} {:>5} {:>6} {:>8.1} {:>8.1}\n",
                     row.addr,
                     r.role,
                     short_id(&r.stream_id),
@@ -224,7 +224,11 @@ fn print(
     if args.json {
         for row in rows {
             let value = match &row.report {
-                Ok(r) => serde_json::to_value(r)?,
+                // The address asked, as in the table: a node bound to 0.0.0.0 reports that.
+                Ok(r) => serde_json::to_value(Report {
+                    addr: row.addr.clone(),
+                    ..r.clone()
+                })?,
                 Err(why) => serde_json::json!({ "addr": row.addr, "error": why }),
             };
             out.push_str(&serde_json::to_string(&value)?);

@@ -29,6 +29,15 @@ pub struct SwarmArgs {
     pub quiet: bool,
 }
 
+/// A `--listen` address: host:port, where host may be a name (`localhost:7000`).
+pub fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    crate::proto::link::resolve_all(&[text.to_string()])
+        .map_err(|e| format!("{e:#}"))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("'{text}' resolves to no address"))
+}
+
 impl SwarmArgs {
     pub fn driver_options(&self, pace: bool) -> DriverOptions {
         DriverOptions {

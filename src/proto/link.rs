@@ -44,6 +44,9 @@ impl FromStr for Link {
     fn from_str(text: &str) -> Result<Link> {
         let text = text.trim();
         let Some(rest) = text.strip_prefix(SCHEME) else {
+            if text.contains('@') {
+                bail!("'{text}' is not a link: write bl://<stream-id>@host:port");
+            }
             return Ok(Link {
                 stream: text.parse()?,
                 hosts: Vec::new(),
@@ -60,6 +63,12 @@ impl FromStr for Link {
             .collect();
         if hosts.is_empty() {
             bail!("malformed link '{text}': no host:port after '@'");
+        }
+        for host in &hosts {
+            let port = host.rsplit_once(':').map(|(_, port)| port.parse::<u16>());
+            if !matches!(port, Some(Ok(_))) {
+                bail!("malformed link '{text}': '{host}' has no port (expected host:port)");
+            }
         }
         Ok(Link {
             stream: id.parse()?,
