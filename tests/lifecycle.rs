@@ -114,3 +114,57 @@ fn a_stream_that_ended_before_the_peer_joined_is_said_so() {
         .wait(Instant::now() + Duration::from_secs(20))
         .success());
 }
+
+/// libfaketime, which shifts a process's wall clock (never its monotonic clock) by what a
+/// file says, re-read on every call.
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+#[test]
+fn a_wall_clock_stepped_back_and_forward_changes_nothing_played() {
+    assert!(
+        std::path::Path::new(FAKETIME).exists(),
+        "this test needs libfaketime (apt-get install faketime)"
+    );
+    let dir = temp_dir("clock-steps");
+    let (key, _) = key_file(&dir, 1);
+    let (source, source_path) = write_source(&dir, 16);
+    let keyframes = keyframe_offsets(&source, &key);
+    let mut seed = start_seed(&dir, &source_path, &key, &[]);
+    let clock = dir.join("clock");
+    std::fs::write(&clock, "+0\n").unwrap();
+    let addr = free_addr();
+    let out_path = dir.join("stepped.out");
+    let err_path = dir.join("stepped.err");
+    let child = std::process::Command::new(bin("bl-peer"))
+        .arg(&seed.link)
+        .args(["--listen", &addr.to_string(), "--stats-json"])
+        .env("LD_PRELOAD", FAKETIME)
+        .env("FAKETIME_TIMESTAMP_FILE", &clock)
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut stepped = Peer {
+        child,
+        addr,
+        out_path,
+        err_path,
+        started: Instant::now(),
+    };
+    let mut steady = start_peer(&dir, "steady", &seed.link, &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    // Thirty seconds back, for five: timers on the wall clock froze (no Have went out, and
+    // every neighbour dropped the peer); then thirty forward again, at once: they dropped
+    // every neighbour.
+    std::fs::write(&clock, "-30\n").unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    std::fs::write(&clock, "+0\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    assert_clean_tail("stepped", &mut stepped, &source, &keyframes, deadline);
+    assert_clean_tail("steady", &mut steady, &source, &keyframes, deadline);
+    let stats = stepped.stats();
+    assert_eq!(num(&stats, "chunks_skipped"), 0, "{stats}");
+    assert!(seed.wait(deadline).success());
+}

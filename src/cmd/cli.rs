@@ -141,8 +141,18 @@ pub fn progress_enabled(quiet: bool) -> bool {
     !quiet && io::stderr().is_terminal()
 }
 
-/// Wall-clock time in µs since the UNIX epoch. Only binaries call this; the cores take time
-/// as an argument.
+/// The drivers' clock for the core's timers: monotonic µs, anchored at the wall clock of the
+/// first call so the numbers read like UNIX times. A wall clock stepped back froze every
+/// timer (no Have went out: neighbours dropped us); stepped forward 1.5 s, it dropped every
+/// neighbour. Only capture times and latency use the wall clock ([`unix_micros`]).
+pub fn mono_micros() -> u64 {
+    static START: OnceLock<(std::time::Instant, u64)> = OnceLock::new();
+    let (start, base) = START.get_or_init(|| (std::time::Instant::now(), unix_micros()));
+    base.saturating_add(start.elapsed().as_micros() as u64)
+}
+
+/// Wall-clock time in µs since the UNIX epoch: capture times and latency. Only binaries call
+/// this; the cores take time as an argument.
 pub fn unix_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -68,7 +68,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     cfg.tuning.latency_us = args.latency.saturating_mul(1000);
     cfg.tuning.give_up_us = (args.give_up > 0.0).then_some((args.give_up * 1e6) as u64);
     args.swarm.apply(&mut cfg)?;
-    let node = Node::new(cfg, cli::unix_micros());
+    let node = Node::new(cfg, cli::mono_micros());
     let mode = if args.chunks {
         OutputMode::Chunks
     } else {

@@ -71,7 +71,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             local.port()
         ));
     }
-    let node = Node::new(cfg, cli::unix_micros());
+    let node = Node::new(cfg, cli::mono_micros());
     driver::run(
         node,
         socket,

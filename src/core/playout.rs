@@ -196,6 +196,7 @@ impl Playout {
     pub fn drain(
         &mut self,
         now: u64,
+        wall_now: u64,
         linger_us: u64,
         timers: &mut Timers,
         out: &mut Outbox,
@@ -209,7 +210,7 @@ impl Playout {
                     out.stats.counters.chunks_played += 1;
                     out.stats
                         .latency_us
-                        .record(now.saturating_sub(chunk.capture_us));
+                        .record(wall_now.saturating_sub(chunk.capture_us));
                     out.stats.stream_bytes += chunk.payload.len() as u64;
                     out.event(Event::Play(chunk));
                 }
@@ -284,7 +285,7 @@ mod tests {
         assert_eq!(p.lifecycle, Lifecycle::Draining { last: Seq(9) });
         let mut timers = Timers::default();
         let mut out = Outbox::default();
-        p.drain(5, 2_000, &mut timers, &mut out, |_, _| {});
+        p.drain(5, 5, 2_000, &mut timers, &mut out, |_, _| {});
         assert_eq!(p.lifecycle, Lifecycle::Lingering { last: Some(Seq(9)) });
         assert_eq!(timers.get(Timer::Linger), Some(Micros(2_005)));
     }

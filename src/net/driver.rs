@@ -81,7 +81,7 @@ fn spawn_chunk_reader<R: Read + Send + 'static>(
                 match reader.next_item() {
                     Ok(Some(FrameItem::Chunk { chunk, .. })) => {
                         if pace {
-                            let now = cli::unix_micros();
+                            let now = cli::mono_micros();
                             let (wall0, capture0) = *origin.get_or_insert((now, chunk.capture_us));
                             let due = wall0 + chunk.capture_us.saturating_sub(capture0);
                             if due > now {
@@ -168,7 +168,7 @@ fn spawn_writer(
 }
 
 fn print_stats(node: &Node) {
-    let mut report = node.report(cli::unix_micros());
+    let mut report = node.report(cli::mono_micros());
     report.latency_histogram_ms = node
         .stats()
         .latency_us
@@ -240,10 +240,10 @@ pub fn run<R: Read + Send + 'static>(
     let mut buf = vec![0u8; 2048];
     let mut next_stats = opts
         .stats_interval
-        .map(|i| cli::unix_micros() + i.as_micros() as u64);
+        .map(|i| cli::mono_micros() + i.as_micros() as u64);
     let mut output_drops_warned = 0u64;
     let exit = 'run: loop {
-        let now = cli::unix_micros();
+        let now = cli::mono_micros();
         let mut wake_at = node.poll_timeout();
         if let Some(t) = next_stats {
             wake_at = wake_at.min(t);
@@ -254,7 +254,8 @@ pub fn run<R: Read + Send + 'static>(
                 return Err(e).context("poll failed");
             }
         }
-        let now = cli::unix_micros();
+        let now = cli::mono_micros();
+        node.set_wall_clock(now, cli::unix_micros());
         if events.iter().any(|e| e.token() == SOCKET) {
             receive(&socket, &mut buf, &mut node, now);
         }

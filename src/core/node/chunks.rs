@@ -66,7 +66,7 @@ impl Node {
             self.out
                 .stats
                 .ingest_latency_us
-                .record(now.saturating_sub(chunk.capture_us));
+                .record(self.wall(now).saturating_sub(chunk.capture_us));
         }
         let stripe = stripe_of(seq.0, self.place.stripes);
         self.tree.heard(stripe, seq.0, now);
@@ -129,9 +129,11 @@ impl Node {
     // ---- playout -------------------------------------------------------------------------
 
     pub(super) fn drain_playout(&mut self, now: u64) {
+        let wall = self.wall(now);
         let missing = &mut self.repair.missing;
         let next = self.playout.drain(
             now,
+            wall,
             self.cfg.tuning.linger_us,
             &mut self.timers,
             &mut self.out,

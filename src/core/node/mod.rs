@@ -72,6 +72,9 @@ pub struct Node {
     timers: Timers,
     ticks: u64,
     out: Outbox,
+    /// Wall clock − `now`, µs: `now` is the driver's monotonic clock, but capture times (and
+    /// so latency) are wall clock.
+    wall_offset: i64,
 }
 
 impl Node {
@@ -109,6 +112,7 @@ impl Node {
             timers,
             ticks: 0,
             out: Outbox::default(),
+            wall_offset: 0,
             cfg,
         };
         if !node.guard.has_key() {
@@ -122,6 +126,17 @@ impl Node {
     }
 
     // ---- what the driver reads -----------------------------------------------------------
+
+    /// The wall clock reads `wall_us` when the driver's clock reads `now`: latency figures
+    /// use it. Without a call, the two clocks are taken to be one (the simulator's case).
+    pub fn set_wall_clock(&mut self, now: u64, wall_us: u64) {
+        self.wall_offset = wall_us as i64 - now as i64;
+    }
+
+    /// The wall clock at `now`, for latency against capture times.
+    fn wall(&self, now: u64) -> u64 {
+        now.saturating_add_signed(self.wall_offset)
+    }
 
     /// The address the driver bound, for reports.
     pub fn set_local_addr(&mut self, addr: SocketAddr) {
