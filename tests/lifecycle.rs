@@ -168,3 +168,103 @@ fn a_wall_clock_stepped_back_and_forward_changes_nothing_played() {
     assert_eq!(num(&stats, "chunks_skipped"), 0, "{stats}");
     assert!(seed.wait(deadline).success());
 }
+
+/// The broadcaster's redundancy recipe (README): one encoder and bl-chunk, two seeds
+/// serving the same chunk stream, peers that know both.
+fn two_seeds(
+    dir: &std::path::Path,
+    source: &std::path::Path,
+    key: &std::path::Path,
+) -> (Vec<std::process::Child>, [std::net::SocketAddr; 2]) {
+    use std::process::{Command, Stdio};
+    let seeds = [free_addr(), free_addr()];
+    let script = format!(
+        "ffmpeg -hide_banner -loglevel error -nostdin -re -i {src} -c copy -f mpegts - \
+         | {chunk} --key {key} -q \
+         | tee -p >({seed} --listen {a} -q --rng-seed 1 2>{dir}/seed-a.err) \
+         | {seed} --listen {b} -q --rng-seed 2 2>{dir}/seed-b.err",
+        src = source.display(),
+        chunk = bin("bl-chunk").display(),
+        key = key.display(),
+        seed = bin("bl-seed").display(),
+        a = seeds[0],
+        b = seeds[1],
+        dir = dir.display(),
+    );
+    let pipeline = Command::new("bash")
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    (vec![pipeline], seeds)
+}
+
+/// The pid of the bl-seed listening on `addr` (found by its command line).
+fn seed_pid(addr: std::net::SocketAddr) -> Option<u32> {
+    // Anchored at the binary's path: the shell running the pipeline has the same words in
+    // its command line.
+    let pattern = format!("^{} --listen {addr} ", bin("bl-seed").display());
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", &pattern])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[test]
+fn either_of_two_seeds_killed_by_sigkill_skips_nothing() {
+    require_tool("ffmpeg");
+    for victim in 0..2 {
+        let dir = temp_dir(&format!("two-seeds-{victim}"));
+        let (key, id) = key_file(&dir, 1);
+        let (source, source_path) = write_source(&dir, 16);
+        let keyframes = keyframe_offsets(&source, &key);
+        let (mut pipeline, seeds) = two_seeds(&dir, &source_path, &key);
+        let link = format!("bl://{id}@{},{}", seeds[0], seeds[1]);
+        let mut peers: Vec<Peer> = (0..4)
+            .map(|i| {
+                start_peer(
+                    &dir,
+                    &format!("p{i}"),
+                    &link,
+                    &["--rng-seed", &i.to_string()],
+                )
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(5));
+        let pid = seed_pid(seeds[victim]).expect("the seed to kill");
+        let other = seed_pid(seeds[1 - victim]).expect("the other seed");
+        assert_ne!(pid, other);
+        let killed = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for (i, peer) in peers.iter_mut().enumerate() {
+            assert_clean_tail(
+                &format!("seed {victim} killed: p{i}"),
+                peer,
+                &source,
+                &keyframes,
+                deadline,
+            );
+            let stats = peer.stats();
+            assert_eq!(
+                num(&stats, "chunks_skipped"),
+                0,
+                "seed {victim} killed: p{i}: {stats}"
+            );
+        }
+        for p in pipeline.iter_mut() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
