@@ -41,6 +41,11 @@ pub struct Args {
     /// Fraction (or percentage) of peers that never upload a chunk.
     #[arg(long, default_value = "0", value_parser = parse_fraction)]
     free_riders: f64,
+    /// Fraction (or percentage) of peers that lie: forged Haves (depth 0, room to spare,
+    /// everything held), withheld pushes and repairs, eclipse lists, replayed old chunks,
+    /// forged end records.
+    #[arg(long, default_value = "0", value_parser = parse_fraction)]
+    liars: f64,
     /// Peers that send every chunk with a byte changed.
     #[arg(long, default_value_t = 0)]
     forgers: usize,
@@ -157,6 +162,7 @@ impl Args {
             burst: self.burst,
             churn_per_min: self.churn,
             free_riders: self.free_riders,
+            liars: self.liars,
             forgers: self.forgers,
             seed: self.seed,
             join_over_s: self.join_over,

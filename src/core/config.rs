@@ -72,6 +72,10 @@ pub const HELLO_ATTEMPTS: u32 = 4;
 /// order; a peer that joined through another peer draws one at random from its block, so the
 /// many joiners of one moment rarely tie.
 pub const INDICES_PER_CHUNK: u64 = 1024;
+/// A parent that sent us no datagram at all for this long (its Haves come every 100–200 ms)
+/// is gone: replaced at once. Two seeds serving one stream lost 2 chunks to the survivor's
+/// repair budget when the dead one's children waited a second (tests/lifecycle.rs).
+pub const PARENT_GONE_US: u64 = 500_000;
 /// A parent that sent nothing of its stripe for this long, while other stripes flowed, is
 /// replaced. Time, not a chunk count: stripes come over paths of different delay.
 pub const STALL_US: u64 = 1_000_000;

@@ -53,7 +53,14 @@ pub struct Neighbour {
     pub unconfirmed: Option<u8>,
     /// Smoothed round-trip time (µs), from Hello→Welcome and Request→Chunk.
     pub rtt_us: Option<u64>,
+    /// Requests it left unanswered since it last sent us a chunk. Its Have is unsigned: a
+    /// neighbour that claims to hold everything and answers nothing is not asked again
+    /// (nor chosen as a parent) once this reaches [`IGNORED_LIMIT`].
+    pub ignored: u8,
 }
+
+/// Unanswered requests after which a neighbour is no longer asked (see [`Neighbour::ignored`]).
+pub const IGNORED_LIMIT: u8 = 8;
 
 impl Neighbour {
     pub fn new(role: Role, index: u64, member: Option<u8>, now: u64) -> Self {
@@ -70,11 +77,17 @@ impl Neighbour {
             depth: u8::MAX,
             unconfirmed: None,
             rtt_us: None,
+            ignored: 0,
         }
     }
 
     pub fn holds(&self, seq: u64) -> bool {
         self.have.is_some_and(|h| h.holds(seq))
+    }
+
+    /// Whether its claims have stopped being worth acting on (see [`Neighbour::ignored`]).
+    pub fn ignores_us(&self) -> bool {
+        self.ignored >= IGNORED_LIMIT
     }
 }
 
@@ -103,10 +116,11 @@ impl Neighbours {
         total.min(255) as u8
     }
 
-    /// The seed, if it is a neighbour.
+    /// The seed (of several, the one heard from last), if it is a neighbour.
     pub fn seed(&self) -> Option<SocketAddr> {
         self.iter()
-            .find(|(_, n)| n.role == Role::Seed)
+            .filter(|(_, n)| n.role == Role::Seed)
+            .max_by_key(|(_, n)| n.last_heard)
             .map(|(a, _)| *a)
     }
 

@@ -83,8 +83,8 @@ impl RepairBudget {
 pub struct Known {
     /// The newest seq claimed: by a neighbour's Have, or verified here.
     pub claimed: Seq,
-    /// The newest seq we may act on beyond noting: verified here, or announced by two
-    /// neighbours (or by the only one).
+    /// The newest seq we may act on beyond noting: verified here, or the median of what
+    /// neighbours announced.
     pub proven: Seq,
 }
 
@@ -98,43 +98,29 @@ impl Known {
     }
 }
 
-/// The two highest seqs neighbours announced, each from a different neighbour: one liar
-/// alone cannot move the second.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Claims([Option<(SocketAddr, Seq)>; 2]);
-
-impl Claims {
-    /// `from` announced `seq` in a Have.
-    pub fn note(&mut self, from: SocketAddr, seq: Seq) {
-        let [first, second] = &mut self.0;
-        if let Some((_, s)) = first.as_mut().filter(|(a, _)| *a == from) {
-            *s = (*s).max(seq);
-        } else if let Some((_, s)) = second.as_mut().filter(|(a, _)| *a == from) {
-            *s = (*s).max(seq);
-        } else if second.is_none_or(|(_, s)| seq > s) {
-            *second = Some((from, seq));
-        }
-        if second.map(|(_, s)| s) > first.map(|(_, s)| s) {
-            std::mem::swap(first, second);
-        }
+/// The median of the newest seqs neighbours announced: liars must be half of a node's
+/// neighbours to move it. (Taking the second highest, so that one liar could not, let two
+/// of 5 % liars in a 1,000-peer bl-sim run wipe their neighbours' missing sets: continuity
+/// 96 %.)
+pub fn median_claim(neighbours: &Neighbours) -> Option<Seq> {
+    let mut claims: Vec<u64> = neighbours
+        .values()
+        .filter_map(|n| n.have.map(|h| h.highest))
+        .collect();
+    if claims.is_empty() {
+        return None;
     }
-
-    /// The newest seq two neighbours announced, or the only one did.
-    pub fn proven(&self) -> Option<Seq> {
-        match self.0 {
-            [_, Some((_, s))] => Some(s),
-            [Some((_, s)), None] => Some(s),
-            [None, None] => None,
-        }
-    }
+    let middle = (claims.len() - 1) / 2;
+    let (_, median, _) = claims.select_nth_unstable(middle);
+    Some(Seq(*median))
 }
 
 #[derive(Debug, Default)]
 pub struct Repair {
     pub missing: MissingSet,
     pub budget: RepairBudget,
-    /// What neighbours' Haves announced.
-    pub claims: Claims,
+    /// The median of neighbours' newest seqs, as of the last Have ([`median_claim`]).
+    pub corroborated: Option<Seq>,
 }
 
 impl Repair {
@@ -150,10 +136,8 @@ impl Repair {
     ) {
         for seq in seqs {
             if let Some(chunk) = history.get(seq).cloned() {
-                if !self
-                    .budget
-                    .spend(children.contains(stripe_of(seq, stripes)))
-                {
+                let stripe = stripe_of(seq, stripes);
+                if !self.budget.spend(children.contains(stripe)) {
                     out.stats.counters.repairs_refused += 1;
                     continue;
                 }
@@ -183,6 +167,9 @@ impl Repair {
             if from == Some(asked.to) {
                 neighbours.note_rtt(asked.to, now.since(asked.at));
             }
+        }
+        if let Some(n) = from.and_then(|a| neighbours.get_mut(&a)) {
+            n.ignored = 0;
         }
         self.budget.new_chunks += 1;
         let stripe = stripe_of(seq.0, stripes);
@@ -298,7 +285,7 @@ impl Repair {
         play_from: Option<Seq>,
         parent_of: impl Fn(u8) -> Option<SocketAddr>,
         stripes: u8,
-        neighbours: &Neighbours,
+        neighbours: &mut Neighbours,
         rng: &mut Rng,
         timers: &mut Timers,
         out: &mut Outbox,
@@ -324,7 +311,15 @@ impl Repair {
                 .get(stripe_of(seq.0, stripes) as usize)
                 .copied()
                 .flatten();
-            let tries = self.missing.get(seq).map_or(0, |m| m.tries);
+            let entry = self.missing.get(seq);
+            let tries = entry.map_or(0, |m| m.tries);
+            // Asked before and still missing: whoever was asked left it unanswered.
+            if let Some(n) = entry
+                .and_then(|m| m.asked)
+                .and_then(|a| neighbours.get_mut(&a.to))
+            {
+                n.ignored = n.ignored.saturating_add(1);
+            }
             let (target, wait) = pick_source(seq, tries, stripe_parent, seed, neighbours, rng);
             if !self.missing.contains(seq) {
                 continue;
@@ -369,7 +364,7 @@ fn pick_source(
     let peer_holders = || {
         neighbours
             .iter()
-            .filter(move |(_, n)| n.role != Role::Seed && n.holds(seq.0))
+            .filter(move |(_, n)| n.role != Role::Seed && n.holds(seq.0) && !n.ignores_us())
             .map(|(a, _)| *a)
     };
     let peer_count = peer_holders().count();

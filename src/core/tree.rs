@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use crate::core::config::{
-    PARENT_QUIET_US, REFUSAL_BACKOFF_US, STALLED_BACKOFF_US, STALL_US, TICK_US,
+    PARENT_GONE_US, PARENT_QUIET_US, REFUSAL_BACKOFF_US, STALLED_BACKOFF_US, STALL_US, TICK_US,
 };
 use crate::core::guard::is_barren;
 use crate::core::neighbours::{Neighbour, Neighbours};
@@ -437,6 +437,7 @@ impl StripeTree {
             .iter()
             .filter(|(addr, n)| {
                 n.role == Role::Peer
+                    && !n.ignores_us()
                     && n.member == Some(stripe)
                     && (place.member != Some(stripe) || n.index < place.index)
                     && !self.refused_now(**addr, stripe, now)
@@ -489,7 +490,12 @@ impl StripeTree {
                 // Took the subscription, pushed nothing: a liar claiming depth 0 and room to
                 // spare would be chosen again at once, so it is not asked for a long while.
                 let withheld = s.pushes == 0 && now > s.subscribed_at + STALL_US;
-                if flows && (withheld || quiet > STALL_US) {
+                // Sent us nothing at all, not even a Have, for [`PARENT_GONE_US`]: it is gone
+                // (a seed killed by SIGKILL), whether or not the stream flows elsewhere.
+                let gone = neighbours
+                    .get(&parent)
+                    .is_none_or(|n| now > n.last_heard + PARENT_GONE_US);
+                if gone || flows && (withheld || quiet > STALL_US) {
                     out.send(parent, &Message::Unsubscribe { stripe });
                     s.parent = None;
                     let backoff = match withheld {

@@ -111,6 +111,8 @@ pub(crate) struct Tally {
     pub(crate) withheld: u64,
     pub(crate) forged_sent: u64,
     pub(crate) forged_played: u64,
+    /// Datagrams liars sent in place of what their cores sent.
+    pub(crate) lies_sent: u64,
     /// How long datagrams waited at their sender's uplink.
     pub(crate) queue_delay: Histogram,
 }
@@ -123,6 +125,7 @@ impl Tally {
         self.withheld += o.withheld;
         self.forged_sent += o.forged_sent;
         self.forged_played += o.forged_played;
+        self.lies_sent += o.lies_sent;
         self.queue_delay.merge(&o.queue_delay);
     }
 }
@@ -237,6 +240,7 @@ pub(crate) fn collect(node: &mut SimNode, id: u32, world: &World, lane: &mut Lan
 
 /// A datagram from `sender` (node `from`) onto the network: through its uplink queue (or
 /// dropped there), delayed by the distance, delivered as an event. Loss is drawn on arrival.
+/// What free riders, forgers and liars send is rewritten here, as their clients would.
 pub(crate) fn route(sender: &mut SimNode, from: u32, t: Transmit, world: &World, lane: &mut Lane) {
     lane.tally.datagrams_sent += 1;
     if let Err(e) = wire::validate(&t.message) {
@@ -253,10 +257,25 @@ pub(crate) fn route(sender: &mut SimNode, from: u32, t: Transmit, world: &World,
     let Some(to) = id_of(t.to).filter(|&to| (to as usize) < world.places.len()) else {
         return;
     };
-    let (mut payload, len) = (Payload::Message(t.message), t.len);
     let Some(place) = world.places.get(from as usize) else {
         return;
     };
+    let (mut payload, len) = (Payload::Message(t.message), t.len);
+    if place.kind == Kind::Liar {
+        let Payload::Message(message) = payload else {
+            return;
+        };
+        match adversary::lie(message, from, world) {
+            adversary::Lie::Withhold => lane.tally.withheld += 1,
+            adversary::Lie::Send(datagrams) => {
+                lane.tally.lies_sent += datagrams.len() as u64;
+                for (payload, len) in datagrams {
+                    transmit(sender, from, to, payload, len, world, lane);
+                }
+            }
+        }
+        return;
+    }
     if let Payload::Message(Message::Chunk(chunk)) = &payload {
         match place.kind {
             Kind::FreeRider => {
@@ -271,7 +290,7 @@ pub(crate) fn route(sender: &mut SimNode, from: u32, t: Transmit, world: &World,
                 payload = Payload::Message(Message::Chunk(Arc::new(forged)));
                 lane.tally.forged_sent += 1;
             }
-            Kind::Seed | Kind::Honest => {
+            Kind::Seed | Kind::Honest | Kind::Liar => {
                 let seq = chunk.seq;
                 if world.authentic[lane_of(from).0]
                     .get(seq as usize)
@@ -282,6 +301,23 @@ pub(crate) fn route(sender: &mut SimNode, from: u32, t: Transmit, world: &World,
             }
         }
     }
+    transmit(sender, from, to, payload, len, world, lane);
+}
+
+/// `payload` of `len` bytes from `from` to `to`: through the sender's uplink queue (or
+/// dropped there), delayed by the distance.
+fn transmit(
+    sender: &mut SimNode,
+    from: u32,
+    to: u32,
+    payload: Payload,
+    len: usize,
+    world: &World,
+    lane: &mut Lane,
+) {
+    let Some(place) = world.places.get(from as usize) else {
+        return;
+    };
     let now = world.now;
     let wire_bits = (len as u64 + HEADER_BYTES) * 8;
     let start = sender.uplink_free_at.max(now);

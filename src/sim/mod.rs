@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+mod adversary;
 pub mod calendar;
 mod check;
 mod lanes;
@@ -36,7 +37,8 @@ use crate::media::chunk::{Chunk, FLAG_KEYFRAME, MAX_PAYLOAD};
 use crate::media::identity::StreamKey;
 use crate::media::ts::PACKET_SIZE;
 use crate::media::verified::VerifiedChunks;
-use crate::proto::wire::{self, Message, Role};
+use crate::proto::wire::{self, Message, PeerInfo, Role};
+use adversary::Adversaries;
 use calendar::Calendar;
 pub use check::Violation;
 use lanes::*;
@@ -66,6 +68,9 @@ pub struct SimConfig {
     pub churn_per_min: f64,
     /// Fraction of peers that never upload a chunk.
     pub free_riders: f64,
+    /// Fraction of peers that lie (sim::adversary): Haves, start positions, eclipse lists,
+    /// withheld pushes, replayed old chunks and forged end records.
+    pub liars: f64,
     pub forgers: usize,
     pub seed: u64,
     /// The initial peers join spread evenly over this many seconds.
@@ -96,6 +101,7 @@ impl Default for SimConfig {
             burst: 1.0,
             churn_per_min: 0.0,
             free_riders: 0.0,
+            liars: 0.0,
             forgers: 0,
             seed: 1,
             join_over_s: 5.0,
@@ -119,6 +125,7 @@ pub struct Sim {
     nodes: Nodes,
     /// By node id.
     places: Vec<Place>,
+    adversaries: Adversaries,
     /// The model's own events (node events are queued in the lanes).
     model_queue: Calendar<Ev>,
     now: u64,
@@ -176,6 +183,7 @@ impl Sim {
             stream_end_at: EPOCH_US + (cfg.seconds * 1e6) as u64,
             joins_pending: cfg.peers,
             tracker: vec![0],
+            adversaries: Adversaries::new(),
             events: 0,
             departures: 0,
             joins: 0,
@@ -231,7 +239,13 @@ impl Sim {
     /// Routes what core `id` wants done after the model called it (outside any run of
     /// events), and acts on it.
     fn drain(&mut self, id: u32) {
-        let world = World::new(&self.cfg, self.now, &self.places, &self.authentic);
+        let world = World::new(
+            &self.cfg,
+            self.now,
+            &self.places,
+            &self.authentic,
+            &self.adversaries,
+        );
         let lane = &mut self.lanes[lane_of(id).0];
         if let Some(node) = self.nodes.get_mut(id as usize) {
             collect(node, id, &world, lane);
@@ -338,7 +352,13 @@ impl Sim {
         let count: usize = inbox.iter().flatten().map(Vec::len).sum();
         if count > 0 {
             self.events += count as u64;
-            let world = World::new(&self.cfg, self.now, &self.places, &self.authentic);
+            let world = World::new(
+                &self.cfg,
+                self.now,
+                &self.places,
+                &self.authentic,
+                &self.adversaries,
+            );
             let [even, odd] = &mut self.nodes.lanes;
             let [even_lane, odd_lane] = &mut self.lanes;
             let [even_inbox, odd_inbox] = &mut inbox;

@@ -49,6 +49,8 @@ pub(crate) enum Kind {
     Honest,
     FreeRider,
     Forger,
+    /// An adversary: see [`super::adversary`].
+    Liar,
 }
 
 /// What never changes about a node once it joined, read by both threads while cores run.
@@ -106,6 +108,7 @@ pub(crate) struct World<'a> {
     pub(crate) places: &'a [Place],
     /// The seed's chunks, one copy per lane.
     pub(crate) authentic: &'a [Vec<Arc<Chunk>>; 2],
+    pub(crate) adversaries: &'a Adversaries,
 }
 
 impl<'a> World<'a> {
@@ -114,6 +117,7 @@ impl<'a> World<'a> {
         now: u64,
         places: &'a [Place],
         authentic: &'a [Vec<Arc<Chunk>>; 2],
+        adversaries: &'a Adversaries,
     ) -> World<'a> {
         World {
             now,
@@ -122,6 +126,7 @@ impl<'a> World<'a> {
             burst: cfg.burst,
             places,
             authentic,
+            adversaries,
         }
     }
 

@@ -53,7 +53,12 @@ pub struct Outcome {
     pub datagrams_queue_dropped: u64,
     /// Time datagrams waited in their sender's uplink queue.
     pub uplink_queue_ms: Percentiles,
+    /// Chunks free riders and liars did not forward.
     pub chunks_withheld_by_free_riders: u64,
+    /// Liars that joined, and the datagrams they sent in place of their cores' (forged
+    /// Haves, eclipse lists, replayed chunks, forged end records).
+    pub liars: usize,
+    pub lies_sent: u64,
     pub signatures_checked: u64,
     pub signature_checks_saved: u64,
     pub events: u64,
@@ -168,11 +173,14 @@ impl Sim {
                 continue;
             }
             peer_counters.add(&stats.counters);
-            if place.kind != Kind::Forger {
+            // Adversaries' own figures are not the swarm's: continuity and latency are the
+            // honest peers' (free riders count: they watch, they just do not upload).
+            let adversary = matches!(place.kind, Kind::Forger | Kind::Liar);
+            if !adversary {
                 self.latency.merge(&stats.latency_us);
                 played_bytes += playback.played * MAX_PAYLOAD as u64;
             }
-            if playback.left || place.kind == Kind::Forger {
+            if playback.left || adversary {
                 continue;
             }
             measured += 1;
@@ -219,6 +227,8 @@ impl Sim {
             datagrams_queue_dropped: tally.queue_dropped,
             uplink_queue_ms: Percentiles::of(&tally.queue_delay),
             chunks_withheld_by_free_riders: tally.withheld,
+            liars: self.adversaries.liars.len(),
+            lies_sent: tally.lies_sent,
             signatures_checked: checked,
             signature_checks_saved: remembered,
             events: self.events,

@@ -32,7 +32,7 @@ impl Sim {
             }
             // A peer offers 60 % of its uplink (bl-peer --max-upload), at most 2 copies: the
             // rest is headroom for repairs, Haves and the user's other traffic.
-            Kind::Honest | Kind::Forger => {
+            Kind::Honest | Kind::Forger | Kind::Liar => {
                 cfg.tuning.max_upload = ((upload_bps as f64 / stream_bps) * 0.6).min(4.0);
                 cfg.bootstrap = self.tracker_answer();
             }
@@ -116,10 +116,16 @@ impl Sim {
             Kind::Forger
         } else if self.rng.unit() < self.cfg.free_riders {
             Kind::FreeRider
+        // Drawn only when asked for: runs without liars stay as they were.
+        } else if self.cfg.liars > 0.0 && self.rng.unit() < self.cfg.liars {
+            Kind::Liar
         } else {
             Kind::Honest
         };
-        self.add_node(kind);
+        let id = self.add_node(kind);
+        if kind == Kind::Liar {
+            self.adversaries.liars.push(id);
+        }
     }
 
     pub(crate) fn churn(&mut self) {

@@ -430,7 +430,7 @@ impl Node {
             self.playout.play_from(),
             |stripe| tree.parent(stripe),
             self.place.stripes,
-            &self.neighbours,
+            &mut self.neighbours,
             &mut self.rng,
             &mut self.timers,
             &mut self.out,
@@ -583,15 +583,19 @@ impl Node {
         depth: u8,
     ) {
         if let Some(n) = self.neighbours.get_mut(&from) {
-            n.depth = depth;
+            // Only the seed is at depth 0: a peer that says so lies to attract children.
+            n.depth = match (n.role, depth) {
+                (Role::Peer, 0) => u8::MAX,
+                _ => depth,
+            };
             n.have = Some(have);
             n.spare = spare;
             n.feeding = children;
         }
         if self.cfg.role == Role::Peer {
             let claimed = Seq(have.highest);
-            self.repair.claims.note(from, claimed);
-            let proven = self.repair.claims.proven().unwrap_or_default();
+            self.repair.corroborated = repair::median_claim(&self.neighbours);
+            let proven = self.repair.corroborated.unwrap_or_default();
             self.note_known_seq(now, Known { claimed, proven });
         }
     }

@@ -81,13 +81,12 @@ impl Node {
                 &mut self.timers,
             );
         }
-        // The stream moved on without us: two neighbours announce seqs two per stripe past
-        // the newest we hold.
+        // The stream moved on without us: half our neighbours announce seqs two per stripe
+        // past the newest we hold.
         let ahead = 2 * u64::from(self.place.stripes);
         let moved_on = self
             .repair
-            .claims
-            .proven()
+            .corroborated
             .is_some_and(|p| self.highest.is_none_or(|h| p > h.ahead(ahead)));
         self.tree.maintain(
             now,
