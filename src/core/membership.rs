@@ -263,7 +263,7 @@ impl Membership {
     /// Completes the handshake `from` welcomed: it becomes a neighbour (unless we are full),
     /// our Confirm proves our address, and while short of neighbours we ask it for more.
     /// Both sides may have said Hello at once: an existing neighbour keeps its state (above
-    /// all the stripes we feed it). Returns whether `from` is a neighbour now.
+    /// all the stripes we feed it).
     #[allow(clippy::too_many_arguments)]
     pub fn welcomed(
         &mut self,
@@ -275,13 +275,13 @@ impl Membership {
         tuning: &Tuning,
         neighbours: &mut Neighbours,
         out: &mut Outbox,
-    ) -> bool {
+    ) {
         if let Some(n) = neighbours.get_mut(&from) {
             n.role = welcome.role;
             n.index = welcome.index;
             n.member = welcome.member;
         } else if neighbours.len() >= tuning.max_neighbours {
-            return false;
+            return;
         } else {
             let n = Neighbour::new(welcome.role, welcome.index, welcome.member, now);
             neighbours.insert(from, n);
@@ -298,7 +298,6 @@ impl Membership {
         if neighbours.len() < tuning.target_neighbours {
             self.ask_for_peers(now, from, welcome.token, out);
         }
-        true
     }
 
     fn ask_for_peers(&mut self, now: u64, to: SocketAddr, token: u64, out: &mut Outbox) {

@@ -209,7 +209,8 @@ impl Node {
     /// gives playout until one latency from now for what is still missing, or, if it never
     /// started playing, finishes at once: the stream ended before it joined.
     pub(super) fn learn_end(&mut self, now: u64, last: Seq, from: Source) {
-        if self.playout.lifecycle.end().is_some() {
+        // Once (an end already known), and never after the node's work is over.
+        if self.playout.lifecycle.end().is_some() || self.is_finished() {
             return;
         }
         if let Some(record) = self.end_record_at(last) {
@@ -221,9 +222,6 @@ impl Node {
         }
         let tuning = &self.cfg.tuning;
         match self.cfg.role {
-            Role::Seed if self.is_finished() => {
-                self.playout.lifecycle = Lifecycle::Finished { last: Some(last) };
-            }
             Role::Seed => {
                 self.playout.lifecycle = Lifecycle::Lingering { last: Some(last) };
                 self.timers.set(

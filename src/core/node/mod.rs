@@ -594,8 +594,10 @@ impl Node {
         }
         if self.cfg.role == Role::Peer {
             let claimed = Seq(have.highest);
-            self.repair.corroborated = repair::median_claim(&self.neighbours);
-            let proven = self.repair.corroborated.unwrap_or_default();
+            let proven = self
+                .repair
+                .corroborate(&self.neighbours)
+                .unwrap_or_default();
             self.note_known_seq(now, Known { claimed, proven });
         }
     }
