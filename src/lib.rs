@@ -9,6 +9,7 @@ pub mod core;
 pub mod media;
 pub mod net;
 pub mod proto;
+pub mod serve;
 pub mod sim;
 
 // Stable paths for the tests, the binaries and the docs.

@@ -1,6 +1,6 @@
 //! bl-peer: join a swarm by link, forward what arrives, play it out in order on stdout.
 
-use std::io;
+use std::io::{self, IsTerminal};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -74,11 +74,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
     } else {
         OutputMode::Ts
     };
+    // With --http the stream has somewhere to go: a terminal on stdout gets none of it.
+    let output = if args.swarm.http.is_some() && io::stdout().is_terminal() {
+        None
+    } else {
+        Some(mode)
+    };
     driver::run::<io::Empty>(
         node,
         socket,
         None::<FrameReader<io::Empty>>,
-        Some(mode),
+        output,
         args.swarm.driver_options(false),
     )
 }

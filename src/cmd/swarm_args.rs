@@ -24,6 +24,9 @@ pub struct SwarmArgs {
     /// Seed of the node's random choices (default: from the OS), for reproducible runs.
     #[arg(long, value_name = "N")]
     pub rng_seed: Option<u64>,
+    /// Serve HTTP players at ADDR: /stream.ts (MPEG-TS), /live.m3u8 (HLS), / (a page).
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    pub http: Option<std::net::SocketAddr>,
     /// No warnings on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -42,6 +45,7 @@ impl SwarmArgs {
     pub fn driver_options(&self, pace: bool) -> DriverOptions {
         DriverOptions {
             stats_json: self.stats_json || self.stats_interval.is_some(),
+            http: self.http,
             stats_interval: self
                 .stats_interval
                 .filter(|s| *s > 0.0)

@@ -21,6 +21,7 @@ use crate::core::node::{Event, Finish, Node, Output, Transmit};
 use crate::media::chunk::Chunk;
 use crate::media::frame::{self, FrameItem, FrameReader};
 use crate::proto::wire;
+use crate::serve::HttpServer;
 
 const SOCKET: Token = Token(0);
 const WAKE: Token = Token(1);
@@ -46,6 +47,8 @@ pub enum OutputMode {
 
 pub struct DriverOptions {
     pub stats_json: bool,
+    /// Serve HTTP players here too (`--http`); a closed stdout then does not end the node.
+    pub http: Option<SocketAddr>,
     pub stats_interval: Option<Duration>,
     /// Seed: pace chunks read from stdin by their capture times.
     pub pace: bool,
@@ -167,7 +170,7 @@ fn spawn_writer(
         .context("cannot start stdout thread")
 }
 
-fn print_stats(node: &Node) {
+fn print_stats(node: &Node, http: Option<crate::serve::HttpCounters>) {
     let mut report = node.report(cli::mono_micros());
     report.latency_histogram_ms = node
         .stats()
@@ -176,7 +179,16 @@ fn print_stats(node: &Node) {
         .into_iter()
         .map(|(us, n)| (us as f64 / 1000.0, n))
         .collect();
-    match serde_json::to_string(&report) {
+    let json = match http {
+        None => serde_json::to_string(&report),
+        Some(h) => serde_json::to_value(&report).and_then(|mut v| {
+            if let serde_json::Value::Object(map) = &mut v {
+                map.insert("http".into(), serde_json::to_value(h)?);
+            }
+            serde_json::to_string(&v)
+        }),
+    };
+    match json {
         Ok(json) => eprintln!("{json}"),
         Err(e) => cli::warn(format!("cannot encode stats: {e}")),
     }
@@ -220,7 +232,19 @@ pub fn run<R: Read + Send + 'static>(
     if let Some(reader) = input {
         spawn_chunk_reader(reader, opts.pace, tx.clone(), waker.clone())?;
     }
-    let (out_tx, writer) = match output {
+    let mut http = match opts.http {
+        Some(addr) => {
+            let server = HttpServer::start(addr)?;
+            let a = server.local_addr();
+            cli::notice(format!(
+                "serving players on http://{a}/ (page), http://{a}/stream.ts, http://{a}/live.m3u8"
+            ));
+            Some(server)
+        }
+        None => None,
+    };
+    let mut next_http_stats = 0u64;
+    let (mut out_tx, writer) = match output {
         Some(mode) => {
             let (out_tx, out_rx) = mpsc::sync_channel::<Vec<u8>>(OUTPUT_QUEUE_CHUNKS);
             if mode == OutputMode::Chunks {
@@ -259,8 +283,18 @@ pub fn run<R: Read + Send + 'static>(
         if events.iter().any(|e| e.token() == SOCKET) {
             receive(&socket, &mut buf, &mut node, now);
         }
-        if let Some(exit) = take_controls(&rx, &mut node, &socket, now)? {
-            break 'run exit;
+        match take_controls(&rx, &mut node, &socket, http.as_mut(), now)? {
+            Controls::Continue => {}
+            Controls::Exit(exit) => break 'run exit,
+            Controls::OutputClosed if http.is_some() => {
+                // HTTP players are still watching: only stdout's player went away.
+                cli::notice("stdout closed; still serving HTTP players");
+                out_tx = None;
+            }
+            Controls::OutputClosed => {
+                node.leave();
+                break 'run ExitCode::SUCCESS;
+            }
         }
         if now >= node.poll_timeout() {
             node.handle_timeout(now);
@@ -270,6 +304,9 @@ pub fn run<R: Read + Send + 'static>(
             match node.poll_output() {
                 Output::Transmit(t) => send(&socket, &t),
                 Output::Event(Event::Play(chunk)) => {
+                    if let Some(h) = http.as_mut() {
+                        h.play(chunk.clone());
+                    }
                     if let Some((out, mode)) = &out_tx {
                         play(&mut node, out, *mode, &chunk, &mut output_drops_warned)?;
                     }
@@ -279,9 +316,17 @@ pub fn run<R: Read + Send + 'static>(
                 Output::Timeout(_) => break,
             }
         }
+        if let Some(h) = http.as_mut() {
+            if now >= next_http_stats {
+                if let Ok(v) = serde_json::to_value(node.report(now)) {
+                    h.stats(v);
+                }
+                next_http_stats = now + 1_000_000;
+            }
+        }
         if let Some(t) = next_stats {
             if now >= t {
-                print_stats(&node);
+                print_stats(&node, None);
                 next_stats = opts.stats_interval.map(|i| now + i.as_micros() as u64);
             }
         }
@@ -295,8 +340,15 @@ pub fn run<R: Read + Send + 'static>(
     if let Some(handle) = writer {
         let _ = handle.join();
     }
+    // HTTP players get a moment to take the end of a stream that ended; on a signal, none.
+    let linger = if exit == ExitCode::SUCCESS && cli::received_signal().is_none() {
+        HttpServer::NATURAL_END
+    } else {
+        Duration::ZERO
+    };
+    let http = http.map(|h| h.finish(linger));
     if opts.stats_json {
-        print_stats(&node);
+        print_stats(&node, http);
     }
     Ok(exit)
 }
@@ -316,27 +368,38 @@ fn exit_code(how: Finish) -> ExitCode {
     }
 }
 
-/// Sends what the core queued before it left (Goodbyes); events no longer matter then.
-/// Acts on what the helper threads said. Returns the exit status when the loop must end
-/// (the player went away, a signal), after the node said goodbye.
+/// What the helper threads' messages mean for the loop.
+enum Controls {
+    Continue,
+    /// The player on stdout went away.
+    OutputClosed,
+    /// End the loop with this status (a signal, a failed write), after the node said goodbye.
+    Exit(ExitCode),
+}
+
+/// Acts on what the helper threads said.
 fn take_controls(
     rx: &mpsc::Receiver<Control>,
     node: &mut Node,
     socket: &mio::net::UdpSocket,
+    mut http: Option<&mut HttpServer>,
     now: u64,
-) -> Result<Option<ExitCode>> {
+) -> Result<Controls> {
     while let Ok(control) = rx.try_recv() {
         match control {
-            Control::Chunk(chunk) => node.handle_chunk(now, chunk),
+            Control::Chunk(chunk) => {
+                if let Some(h) = http.as_deref_mut() {
+                    // The seed previews what it sends, in its input order.
+                    h.play(Arc::new(chunk.clone()));
+                }
+                node.handle_chunk(now, chunk)
+            }
             Control::InputEnd => node.handle_input_end(now),
             Control::InputFailed(e) => {
                 cli::warn(format!("{e}; ending the stream"));
                 node.handle_input_end(now);
             }
-            Control::OutputClosed => {
-                node.leave();
-                return Ok(Some(ExitCode::SUCCESS));
-            }
+            Control::OutputClosed => return Ok(Controls::OutputClosed),
             Control::OutputFailed(e) => {
                 node.leave();
                 flush_transmits(node, socket);
@@ -346,11 +409,11 @@ fn take_controls(
                 node.leave();
                 let exit = cli::received_signal()
                     .map_or(ExitCode::from(cli::EXIT_RUNTIME), cli::exit_code_for_signal);
-                return Ok(Some(exit));
+                return Ok(Controls::Exit(exit));
             }
         }
     }
-    Ok(None)
+    Ok(Controls::Continue)
 }
 
 /// Reads the socket until it would block, handing each datagram to the core.
@@ -397,6 +460,7 @@ fn play(
     Ok(())
 }
 
+/// Sends what the core queued before it left (Goodbyes); events no longer matter then.
 fn flush_transmits(node: &mut Node, socket: &mio::net::UdpSocket) {
     loop {
         match node.poll_output() {

@@ -1,0 +1,420 @@
+//! The live window an HTTP engine serves from, without I/O: played chunks in, HLS segments,
+//! partial segments and playlists out, plus where a new `/stream.ts` client starts.
+//!
+//! A segment opens at every keyframe chunk (bl-chunk starts a chunk at each keyframe, with
+//! the PAT/PMT ahead of it), so every segment decodes on its own, and its target duration is
+//! one GOP. Segments are cut into parts of about [`PART_CUT_US`] for low-latency HLS. Times
+//! come from the chunks' signed capture times, the only clock every viewer agrees on.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::media::chunk::Chunk;
+
+/// Complete segments kept for playlists and segment requests. Six GOPs of 2 s cover hls.js's
+/// default live sync (3 target durations back) with room for a slow client's fetch.
+pub const WINDOW_SEGMENTS: usize = 6;
+/// A segment longer than this (a source that rarely sends keyframes) is closed early: memory
+/// stays bounded, and the next segment is marked as not starting at a keyframe.
+pub const MAX_SEGMENT_BYTES: usize = 8 << 20;
+/// A part closes once the next chunk was captured this long after the part's first chunk.
+pub const PART_CUT_US: u64 = 200_000;
+/// The part target duration announced in playlists: the cut plus room for the chunk that
+/// closes a part late (chunks arrive every few ms at 1.5 Mb/s; 100 ms of slack).
+pub const PART_TARGET_US: u64 = 300_000;
+/// The shortest duration written: playlists carry milliseconds, and a 0 confuses players.
+const MIN_DURATION_US: u64 = 1000;
+/// Parts are listed only for this many newest segments (the spec asks for at least the last
+/// three target durations; older ones are served whole).
+const SEGMENTS_WITH_PARTS: usize = 2;
+
+/// A run of chunks within one segment, served as `seg/<msn>.<index>.ts`.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// Index of its first chunk in the segment.
+    pub first: usize,
+    /// Number of chunks.
+    pub len: usize,
+    pub duration_us: u64,
+    /// Starts with a keyframe chunk.
+    pub independent: bool,
+}
+
+#[derive(Debug)]
+pub struct Segment {
+    /// Media sequence number, counted from 0 at the first keyframe this engine saw.
+    pub msn: u64,
+    pub chunks: Vec<Arc<Chunk>>,
+    pub bytes: usize,
+    pub keyframe_start: bool,
+    /// Closed parts; the open part (the chunks after the last part) is not listed yet.
+    pub parts: Vec<Part>,
+    /// Set when the segment is complete: the capture-time span to the next segment.
+    pub duration_us: Option<u64>,
+}
+
+impl Segment {
+    fn new(msn: u64, first: Arc<Chunk>) -> Segment {
+        Segment {
+            msn,
+            keyframe_start: first.is_keyframe(),
+            bytes: first.payload.len(),
+            chunks: vec![first],
+            parts: Vec::new(),
+            duration_us: None,
+        }
+    }
+
+    fn start_us(&self) -> u64 {
+        self.chunks.first().map_or(0, |c| c.capture_us)
+    }
+
+    /// First chunk of the part that is still open.
+    fn open_part_first(&self) -> usize {
+        self.parts.last().map_or(0, |p| p.first + p.len)
+    }
+
+    fn close_part(&mut self, end_us: u64) {
+        let first = self.open_part_first();
+        let len = self.chunks.len() - first;
+        if len == 0 {
+            return;
+        }
+        let start = self.chunks.get(first).map_or(end_us, |c| c.capture_us);
+        self.parts.push(Part {
+            first,
+            len,
+            // Capture times come in bursts: the part before a keyframe can span none of them.
+            duration_us: end_us.saturating_sub(start).max(MIN_DURATION_US),
+            independent: self.chunks.get(first).is_some_and(|c| c.is_keyframe()),
+        });
+    }
+
+    /// The chunks of a closed part, or of the whole segment when complete.
+    pub fn part_chunks(&self, index: usize) -> Option<&[Arc<Chunk>]> {
+        let p = self.parts.get(index)?;
+        self.chunks.get(p.first..p.first + p.len)
+    }
+}
+
+/// Where the live edge is, for blocking playlist reloads (`_HLS_msn`, `_HLS_part`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Edge {
+    /// The open segment's msn.
+    pub msn: u64,
+    /// Closed parts in it.
+    pub parts: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Complete segments then the open one (last), oldest first.
+    segments: VecDeque<Segment>,
+    next_msn: u64,
+    ended: bool,
+    /// Largest complete segment duration so far, in whole seconds rounded (never shrinks:
+    /// the spec forbids the target duration to change, and it can only grow here).
+    target_s: u64,
+}
+
+impl Live {
+    pub fn new() -> Live {
+        Live::default()
+    }
+
+    /// Adds the next played chunk. Returns true when the live edge moved (a part or segment
+    /// closed), so blocked playlist requests can be answered.
+    pub fn push(&mut self, chunk: Arc<Chunk>) -> bool {
+        if self.ended || chunk.is_end() {
+            return false;
+        }
+        let now = chunk.capture_us;
+        let Some(open) = self.segments.back_mut() else {
+            // Before the first keyframe nothing decodes on its own: nothing to serve yet.
+            if chunk.is_keyframe() {
+                self.open(chunk);
+                return true;
+            }
+            return false;
+        };
+        if chunk.is_keyframe() || open.bytes + chunk.payload.len() > MAX_SEGMENT_BYTES {
+            self.close_open(now);
+            self.open(chunk);
+            return true;
+        }
+        let mut moved = false;
+        let part_start = open
+            .chunks
+            .get(open.open_part_first())
+            .map(|c| c.capture_us);
+        if part_start.is_some_and(|s| now.saturating_sub(s) >= PART_CUT_US) {
+            open.close_part(now);
+            moved = true;
+        }
+        open.bytes += chunk.payload.len();
+        open.chunks.push(chunk);
+        moved
+    }
+
+    /// The stream ended: the open segment completes and playlists say so.
+    pub fn end(&mut self) {
+        if !self.ended {
+            let last = self
+                .segments
+                .back()
+                .and_then(|s| s.chunks.last())
+                .map(|c| c.capture_us);
+            if let Some(end) = last {
+                // The last chunk's own duration is unknown: a 1 ms floor keeps it listed.
+                self.close_open(end + MIN_DURATION_US);
+            }
+            self.ended = true;
+        }
+    }
+
+    /// The announced target duration (one GOP, rounded up to whole seconds).
+    pub fn target_us(&self) -> u64 {
+        self.target_s.max(1) * 1_000_000
+    }
+
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    fn open(&mut self, first: Arc<Chunk>) {
+        self.segments.push_back(Segment::new(self.next_msn, first));
+        self.next_msn += 1;
+        while self.complete().count() > WINDOW_SEGMENTS {
+            self.segments.pop_front();
+        }
+    }
+
+    fn close_open(&mut self, end_us: u64) {
+        if let Some(seg) = self.segments.back_mut() {
+            if seg.duration_us.is_none() {
+                seg.close_part(end_us);
+                let d = end_us.saturating_sub(seg.start_us()).max(MIN_DURATION_US);
+                seg.duration_us = Some(d);
+                // The rule: every EXTINF, rounded to the nearest second, is at most the target.
+                self.target_s = self.target_s.max((d + 500_000) / 1_000_000);
+            }
+        }
+    }
+
+    fn complete(&self) -> impl Iterator<Item = &Segment> {
+        self.segments.iter().filter(|s| s.duration_us.is_some())
+    }
+
+    pub fn segment(&self, msn: u64) -> Option<&Segment> {
+        self.segments.iter().find(|s| s.msn == msn)
+    }
+
+    /// A complete segment's chunks.
+    pub fn segment_chunks(&self, msn: u64) -> Option<&[Arc<Chunk>]> {
+        self.segment(msn)
+            .filter(|s| s.duration_us.is_some())
+            .map(|s| s.chunks.as_slice())
+    }
+
+    /// The live edge: the open segment and its closed parts (after the end: one past the last).
+    pub fn edge(&self) -> Edge {
+        match self.segments.back() {
+            Some(s) if s.duration_us.is_none() => Edge {
+                msn: s.msn,
+                parts: s.parts.len(),
+            },
+            _ => Edge {
+                msn: self.next_msn,
+                parts: 0,
+            },
+        }
+    }
+
+    /// Whether a playlist request for `msn` (and part) can be answered now. Per the LL-HLS
+    /// rules, part `p` of segment `m` is there when `p` parts of `m` closed; a request for a
+    /// segment with no part asks for the segment to be complete.
+    pub fn has(&self, msn: u64, part: Option<usize>) -> bool {
+        let edge = self.edge();
+        self.ended || msn < edge.msn || (msn == edge.msn && part.is_some_and(|p| p < edge.parts))
+    }
+
+    /// Where a new `/stream.ts` client starts: the newest keyframe's chunks up to now, so a
+    /// player shows a picture at once (what stdout gives a joining peer, too).
+    pub fn from_newest_keyframe(&self) -> impl Iterator<Item = &Arc<Chunk>> {
+        let start = self
+            .segments
+            .iter()
+            .rposition(|s| s.keyframe_start)
+            .unwrap_or(self.segments.len());
+        self.segments
+            .iter()
+            .skip(start)
+            .flat_map(|s| s.chunks.iter())
+    }
+
+    /// The media playlist: complete segments with their program date-time, parts of the newest
+    /// ones, and the server control for blocking reloads.
+    pub fn playlist(&self) -> String {
+        let mut m = String::with_capacity(2048);
+        let target = self.target_s.max(1);
+        let first = self.segments.front().map_or(self.next_msn, |s| s.msn);
+        let _ = write!(
+            m,
+            "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:{target}\n\
+             #EXT-X-MEDIA-SEQUENCE:{first}\n#EXT-X-PART-INF:PART-TARGET={:.3}\n\
+             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3}\n",
+            secs(PART_TARGET_US),
+            // The spec's minimum: three part targets.
+            secs(3 * PART_TARGET_US),
+        );
+        let with_parts = self.segments.len().saturating_sub(SEGMENTS_WITH_PARTS + 1);
+        for (i, seg) in self.segments.iter().enumerate() {
+            if !seg.keyframe_start {
+                m.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            let _ = writeln!(m, "#EXT-X-PROGRAM-DATE-TIME:{}", date_time(seg.start_us()));
+            if i >= with_parts {
+                for (p, part) in seg.parts.iter().enumerate() {
+                    let _ = write!(
+                        m,
+                        "#EXT-X-PART:DURATION={:.3},URI=\"seg/{}.{p}.ts\"",
+                        secs(part.duration_us),
+                        seg.msn
+                    );
+                    m.push_str(if part.independent {
+                        ",INDEPENDENT=YES\n"
+                    } else {
+                        "\n"
+                    });
+                }
+            }
+            if let Some(d) = seg.duration_us {
+                let _ = write!(m, "#EXTINF:{:.3},\nseg/{}.ts\n", secs(d), seg.msn);
+            }
+        }
+        if self.ended {
+            m.push_str("#EXT-X-ENDLIST\n");
+        } else if let Some(open) = self.segments.back().filter(|s| s.duration_us.is_none()) {
+            // Tells the player which part comes next, so it can ask before it exists.
+            let _ = writeln!(
+                m,
+                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"seg/{}.{}.ts\"",
+                open.msn,
+                open.parts.len()
+            );
+        }
+        m
+    }
+}
+
+fn secs(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
+/// ISO 8601 in UTC with milliseconds, as EXT-X-PROGRAM-DATE-TIME wants.
+fn date_time(unix_us: u64) -> String {
+    let t = UNIX_EPOCH + Duration::from_micros(unix_us - unix_us % 1000);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::chunk::FLAG_KEYFRAME;
+    use crate::media::identity::StreamKey;
+
+    fn chunk(key: &StreamKey, seq: u64, ms: u64, keyframe: bool) -> Arc<Chunk> {
+        let flags = if keyframe { FLAG_KEYFRAME } else { 0 };
+        Arc::new(Chunk::sign(key, seq, ms * 1000, flags, vec![0x47; 188]))
+    }
+
+    /// A 2 s GOP at 10 chunks a second, like the tests' ffmpeg streams.
+    fn feed(live: &mut Live, key: &StreamKey, seconds: u64) {
+        for i in 0..seconds * 10 {
+            live.push(chunk(key, i, 1_000_000 + i * 100, i % 20 == 0));
+        }
+    }
+
+    #[test]
+    fn segments_open_at_keyframes_and_the_window_slides() {
+        let key = StreamKey::from_seed([1; 32]);
+        let mut live = Live::new();
+        assert!(
+            !live.push(chunk(&key, 0, 0, false)),
+            "nothing before a keyframe"
+        );
+        feed(&mut live, &key, 20);
+        assert_eq!(live.complete().count(), WINDOW_SEGMENTS);
+        let edge = live.edge();
+        assert_eq!(edge.msn, 9, "ten GOPs seen, the tenth open");
+        let first = live.segments.front().unwrap().msn;
+        assert_eq!(first, 3);
+        assert!(live.segment_chunks(2).is_none(), "slid out");
+        assert!(live.segment_chunks(9).is_none(), "still open");
+        let seg = live.segment_chunks(8).unwrap();
+        assert_eq!(seg.len(), 20);
+        assert!(seg[0].is_keyframe());
+        let pl = live.playlist();
+        assert!(pl.contains("#EXT-X-TARGETDURATION:2\n"), "{pl}");
+        assert!(pl.contains("#EXT-X-MEDIA-SEQUENCE:3\n"));
+        assert!(pl.contains("#EXTINF:2.000,\nseg/8.ts\n"));
+        assert!(
+            !pl.contains("seg/9.ts\n"),
+            "the open segment is not listed whole"
+        );
+        assert!(pl.contains("URI=\"seg/9.0.ts\",INDEPENDENT=YES"), "{pl}");
+        assert!(
+            pl.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"seg/9.9.ts\""),
+            "{pl}"
+        );
+        assert!(
+            pl.contains("#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:16:58.000Z"),
+            "{pl}"
+        );
+        assert!(!pl.contains("ENDLIST"));
+        // Parts of 200 ms: the open segment has 9 closed parts of 2 chunks.
+        let open = live.segment(9).unwrap();
+        assert_eq!(open.parts.len(), 9);
+        assert_eq!(open.part_chunks(0).unwrap().len(), 2);
+        assert!(live.has(9, Some(8)) && !live.has(9, Some(9)) && !live.has(9, None));
+    }
+
+    #[test]
+    fn a_new_client_starts_at_the_newest_keyframe_and_the_end_closes_the_playlist() {
+        let key = StreamKey::from_seed([2; 32]);
+        let mut live = Live::new();
+        feed(&mut live, &key, 5);
+        let start: Vec<u64> = live.from_newest_keyframe().map(|c| c.seq).collect();
+        assert_eq!(start, (40..50).collect::<Vec<_>>());
+        live.end();
+        let pl = live.playlist();
+        // The last chunk is counted as 1 ms long: 0.9 s after the keyframe, plus 1 ms.
+        assert!(
+            pl.ends_with("#EXTINF:0.901,\nseg/2.ts\n#EXT-X-ENDLIST\n"),
+            "{pl}"
+        );
+        assert!(live.has(100, None), "after the end nothing blocks");
+        assert!(
+            !live.push(chunk(&key, 50, 6_000, true)),
+            "nothing after the end"
+        );
+    }
+
+    #[test]
+    fn a_source_without_keyframes_is_cut_by_size() {
+        let key = StreamKey::from_seed([3; 32]);
+        let mut live = Live::new();
+        live.push(chunk(&key, 0, 0, true));
+        let per = MAX_SEGMENT_BYTES / 188 + 10;
+        for i in 1..per as u64 {
+            live.push(chunk(&key, i, i, false));
+        }
+        assert_eq!(live.segments.len(), 2);
+        assert!(live.segments.iter().all(|s| s.bytes <= MAX_SEGMENT_BYTES));
+        assert!(live.playlist().contains("#EXT-X-DISCONTINUITY"));
+        // A new client still starts at the keyframe segment.
+        assert!(live.from_newest_keyframe().next().unwrap().is_keyframe());
+    }
+}
