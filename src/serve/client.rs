@@ -20,6 +20,8 @@ pub enum Piece {
     Owned(Vec<u8>),
     Static(&'static [u8]),
     Payload(Arc<Chunk>),
+    /// Part of a payload (a low-latency HLS part begins or ends inside a chunk).
+    Slice(Arc<Chunk>, std::ops::Range<usize>),
     Framed {
         head: [u8; 8],
         head_len: u8,
@@ -46,6 +48,7 @@ impl Piece {
             Piece::Owned(v) => [v, &[], &[]],
             Piece::Static(s) => [s, &[], &[]],
             Piece::Payload(c) => [&c.payload, &[], &[]],
+            Piece::Slice(c, r) => [c.payload.get(r.clone()).unwrap_or_default(), &[], &[]],
             Piece::Framed {
                 head,
                 head_len,
@@ -73,6 +76,10 @@ pub enum Mode {
     Blocked { request: Request, until: u64 },
     /// Writing what is queued, then closing.
     Closing,
+    /// Our side is shut; reading and dropping what the peer still sends until it closes or
+    /// `until`. Closing a socket with unread bytes makes the kernel send a reset, and a
+    /// client then loses the answer it was reading (seen with the 400s to garbage).
+    Draining { until: u64 },
 }
 
 pub struct Client {
@@ -87,8 +94,10 @@ pub struct Client {
     pub since: u64,
     /// Last time the peer took bytes or there was nothing to take.
     pub progress_at: u64,
-    /// The peer closed its side or the socket failed: drop the client.
+    /// The socket failed: drop the client.
     pub gone: bool,
+    /// The peer shut its sending side: no more requests (it may still read an answer).
+    pub eof: bool,
 }
 
 impl Client {
@@ -103,6 +112,7 @@ impl Client {
             since: now,
             progress_at: now,
             gone: false,
+            eof: false,
         }
     }
 
@@ -127,27 +137,24 @@ impl Client {
         true
     }
 
-    /// Reads what the peer sent. Bytes after a head are kept for the next request (pipelining)
-    /// up to the head limit; a stream's client has nothing to say, so its bytes are dropped.
+    /// Reads what the peer sent. Bytes after a head are kept for the next request (pipelining);
+    /// past the head limit they are dropped, and the head is refused when parsed. A stream's
+    /// client has nothing to say, so its bytes are dropped.
     pub fn read(&mut self) {
         let mut buf = [0u8; 4096];
         loop {
             match self.sock.read(&mut buf) {
                 Ok(0) => {
-                    self.gone = true;
+                    self.eof = true;
                     return;
                 }
                 Ok(n) => {
-                    if matches!(self.mode, Mode::Stream { .. } | Mode::Closing) {
-                        continue;
-                    }
-                    if self.inbuf.len() + n > 2 * MAX_HEAD_BYTES {
-                        // More unanswered bytes than any honest pipeline sends.
-                        self.gone = true;
-                        return;
-                    }
+                    let room = match self.mode {
+                        Mode::Stream { .. } | Mode::Closing | Mode::Draining { .. } => 0,
+                        _ => (MAX_HEAD_BYTES + 1).saturating_sub(self.inbuf.len()),
+                    };
                     self.inbuf
-                        .extend_from_slice(buf.get(..n).unwrap_or_default());
+                        .extend_from_slice(buf.get(..n.min(room)).unwrap_or_default());
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -157,6 +164,13 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// Shuts our sending side and waits (up to `until`) for the peer to close.
+    pub fn start_draining(&mut self, until: u64) {
+        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+        self.inbuf.clear();
+        self.mode = Mode::Draining { until };
     }
 
     /// Writes queued bytes until the socket would block. Returns true when the queue is empty.
@@ -215,8 +229,9 @@ impl Client {
         }
     }
 
+    /// Nothing to send and no request pending: the engine may stop.
     pub fn idle_and_flushed(&self) -> bool {
-        self.out.is_empty() && matches!(self.mode, Mode::Idle)
+        self.out.is_empty() && matches!(self.mode, Mode::Idle | Mode::Draining { .. })
     }
 
     pub fn flushed(&self) -> bool {

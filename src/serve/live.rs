@@ -3,8 +3,12 @@
 //!
 //! A segment opens at every keyframe chunk (bl-chunk starts a chunk at each keyframe, with
 //! the PAT/PMT ahead of it), so every segment decodes on its own, and its target duration is
-//! one GOP. Segments are cut into parts of about [`PART_CUT_US`] for low-latency HLS. Times
-//! come from the chunks' signed capture times, the only clock every viewer agrees on.
+//! one GOP. Segments are cut into parts of about [`PART_CUT_US`] for low-latency HLS, each
+//! ending right before a TS packet that starts a PES: hls.js flushes its demuxer at the end of
+//! every part, and a PES cut in two there was a truncated frame and a failed append (seen in
+//! Chromium at every part boundary when parts were cut at chunk boundaries). ffmpeg writes
+//! each PES whole, so before a PES start no other PES is open. Times come from the chunks'
+//! signed capture times, the only clock every viewer agrees on.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -12,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::media::chunk::Chunk;
+use crate::media::ts::{PacketHeader, PACKET_SIZE};
 
 /// Complete segments kept for playlists and segment requests. Six GOPs of 2 s cover hls.js's
 /// default live sync (3 target durations back) with room for a slow client's fetch.
@@ -30,17 +35,25 @@ const MIN_DURATION_US: u64 = 1000;
 /// three target durations; older ones are served whole).
 const SEGMENTS_WITH_PARTS: usize = 2;
 
-/// A run of chunks within one segment, served as `seg/<msn>.<index>.ts`.
+/// A place in a segment: a chunk and a byte offset in its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pos {
+    pub chunk: usize,
+    pub offset: usize,
+}
+
+/// A byte range of one segment, served as `seg/<msn>.<index>.ts`.
 #[derive(Debug, Clone)]
 pub struct Part {
-    /// Index of its first chunk in the segment.
-    pub first: usize,
-    /// Number of chunks.
-    pub len: usize,
+    pub start: Pos,
+    pub end: Pos,
     pub duration_us: u64,
     /// Starts with a keyframe chunk.
     pub independent: bool,
 }
+
+/// Bytes of one chunk's payload, shared.
+pub type Slice = (Arc<Chunk>, std::ops::Range<usize>);
 
 #[derive(Debug)]
 pub struct Segment {
@@ -49,7 +62,7 @@ pub struct Segment {
     pub chunks: Vec<Arc<Chunk>>,
     pub bytes: usize,
     pub keyframe_start: bool,
-    /// Closed parts; the open part (the chunks after the last part) is not listed yet.
+    /// Closed parts; the open part (from the last part's end) is not listed yet.
     pub parts: Vec<Part>,
     /// Set when the segment is complete: the capture-time span to the next segment.
     pub duration_us: Option<u64>,
@@ -71,32 +84,80 @@ impl Segment {
         self.chunks.first().map_or(0, |c| c.capture_us)
     }
 
-    /// First chunk of the part that is still open.
-    fn open_part_first(&self) -> usize {
-        self.parts.last().map_or(0, |p| p.first + p.len)
+    /// Where the open part begins.
+    fn open_part_start(&self) -> Pos {
+        self.parts.last().map_or(
+            Pos {
+                chunk: 0,
+                offset: 0,
+            },
+            |p| p.end,
+        )
     }
 
-    fn close_part(&mut self, end_us: u64) {
-        let first = self.open_part_first();
-        let len = self.chunks.len() - first;
-        if len == 0 {
+    fn capture_at(&self, pos: Pos) -> Option<u64> {
+        self.chunks.get(pos.chunk).map(|c| c.capture_us)
+    }
+
+    fn close_part(&mut self, end: Pos, end_us: u64) {
+        let start = self.open_part_start();
+        if end <= start {
             return;
         }
-        let start = self.chunks.get(first).map_or(end_us, |c| c.capture_us);
+        let start_us = self.capture_at(start).unwrap_or(end_us);
         self.parts.push(Part {
-            first,
-            len,
-            // Capture times come in bursts: the part before a keyframe can span none of them.
-            duration_us: end_us.saturating_sub(start).max(MIN_DURATION_US),
-            independent: self.chunks.get(first).is_some_and(|c| c.is_keyframe()),
+            start,
+            end,
+            // Capture times come in bursts: a part can span none of them.
+            duration_us: end_us.saturating_sub(start_us).max(MIN_DURATION_US),
+            independent: start.offset == 0
+                && self
+                    .chunks
+                    .get(start.chunk)
+                    .is_some_and(|c| c.is_keyframe()),
         });
     }
 
-    /// The chunks of a closed part, or of the whole segment when complete.
-    pub fn part_chunks(&self, index: usize) -> Option<&[Arc<Chunk>]> {
-        let p = self.parts.get(index)?;
-        self.chunks.get(p.first..p.first + p.len)
+    /// The end of the segment as a position.
+    fn end_pos(&self) -> Pos {
+        Pos {
+            chunk: self.chunks.len(),
+            offset: 0,
+        }
     }
+
+    /// The bytes of a closed part.
+    pub fn part_slices(&self, index: usize) -> Option<Vec<Slice>> {
+        let p = self.parts.get(index)?;
+        let mut out = Vec::new();
+        for i in p.start.chunk..=p.end.chunk.min(self.chunks.len().saturating_sub(1)) {
+            let chunk = self.chunks.get(i)?;
+            let from = if i == p.start.chunk {
+                p.start.offset
+            } else {
+                0
+            };
+            let to = if i == p.end.chunk {
+                p.end.offset
+            } else {
+                chunk.payload.len()
+            };
+            if from < to {
+                out.push((chunk.clone(), from..to));
+            }
+        }
+        Some(out)
+    }
+}
+
+/// Offset of the first TS packet in `payload` at or after `from` that starts a PES or table.
+fn pes_start(payload: &[u8], from: usize) -> Option<usize> {
+    (from..payload.len()).step_by(PACKET_SIZE).find(|&at| {
+        payload
+            .get(at..at + PACKET_SIZE)
+            .and_then(PacketHeader::parse)
+            .is_some_and(|h| h.payload_unit_start)
+    })
 }
 
 /// Where the live edge is, for blocking playlist reloads (`_HLS_msn`, `_HLS_part`).
@@ -144,18 +205,40 @@ impl Live {
             self.open(chunk);
             return true;
         }
-        let mut moved = false;
-        let part_start = open
-            .chunks
-            .get(open.open_part_first())
-            .map(|c| c.capture_us);
-        if part_start.is_some_and(|s| now.saturating_sub(s) >= PART_CUT_US) {
-            open.close_part(now);
-            moved = true;
-        }
+        let start = open.open_part_start();
+        let old_enough = open
+            .capture_at(start)
+            .is_some_and(|s| now.saturating_sub(s) >= PART_CUT_US);
         open.bytes += chunk.payload.len();
         open.chunks.push(chunk);
-        moved
+        if !old_enough {
+            return false;
+        }
+        // The part ends before the new chunk's first PES start (often its first packet); a
+        // chunk without one extends the part.
+        let last = open.chunks.len() - 1;
+        let from = if start.chunk == last {
+            start.offset + PACKET_SIZE
+        } else {
+            0
+        };
+        let cut = open
+            .chunks
+            .get(last)
+            .and_then(|c| pes_start(&c.payload, from));
+        match cut {
+            Some(offset) => {
+                open.close_part(
+                    Pos {
+                        chunk: last,
+                        offset,
+                    },
+                    now,
+                );
+                true
+            }
+            None => false,
+        }
     }
 
     /// The stream ended: the open segment completes and playlists say so.
@@ -194,7 +277,7 @@ impl Live {
     fn close_open(&mut self, end_us: u64) {
         if let Some(seg) = self.segments.back_mut() {
             if seg.duration_us.is_none() {
-                seg.close_part(end_us);
+                seg.close_part(seg.end_pos(), end_us);
                 let d = end_us.saturating_sub(seg.start_us()).max(MIN_DURATION_US);
                 seg.duration_us = Some(d);
                 // The rule: every EXTINF, rounded to the nearest second, is at most the target.
@@ -209,6 +292,11 @@ impl Live {
 
     pub fn segment(&self, msn: u64) -> Option<&Segment> {
         self.segments.iter().find(|s| s.msn == msn)
+    }
+
+    /// The bytes of a closed part.
+    pub fn part(&self, msn: u64, index: usize) -> Option<Vec<Slice>> {
+        self.segment(msn)?.part_slices(index)
     }
 
     /// A complete segment's chunks.
@@ -377,7 +465,9 @@ mod tests {
         // Parts of 200 ms: the open segment has 9 closed parts of 2 chunks.
         let open = live.segment(9).unwrap();
         assert_eq!(open.parts.len(), 9);
-        assert_eq!(open.part_chunks(0).unwrap().len(), 2);
+        let part = open.part_slices(0).unwrap();
+        assert_eq!(part.len(), 2, "two whole chunks");
+        assert!(part.iter().all(|(c, r)| *r == (0..c.payload.len())));
         assert!(live.has(9, Some(8)) && !live.has(9, Some(9)) && !live.has(9, None));
     }
 

@@ -83,6 +83,11 @@ pub fn parse(buf: &[u8]) -> Parsed {
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Parsed::Refused(Refusal::BadRequest);
     };
+    let head_only = match method {
+        "GET" => false,
+        "HEAD" => true,
+        _ => return Parsed::Refused(Refusal::MethodNotAllowed),
+    };
     let mut close = version == 0;
     for h in req.headers.iter() {
         let value = String::from_utf8_lossy(h.value).to_ascii_lowercase();
@@ -100,11 +105,6 @@ pub fn parse(buf: &[u8]) -> Parsed {
             }
         }
     }
-    let head_only = match method {
-        "GET" => false,
-        "HEAD" => true,
-        _ => return Parsed::Refused(Refusal::MethodNotAllowed),
-    };
     match route(target) {
         Ok(route) => Parsed::Done(
             Request {

@@ -3,7 +3,7 @@
 //! client has its own bounded queue that is cut at a keyframe when the client falls behind.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use serde::Serialize;
 
 use super::client::{Client, Mode, Piece, STREAM_QUEUE_BYTES};
-use super::live::{Edge, Live, PART_TARGET_US};
+use super::live::{Edge, Live, Slice, PART_TARGET_US};
 use super::page;
 use super::request::{self, Parsed, Refusal, Request, Route};
 use crate::cmd::cli;
@@ -32,6 +32,13 @@ pub const MAX_CLIENTS: usize = 128;
 pub const HEAD_TIMEOUT_US: u64 = 10_000_000;
 /// A `/stream.ts` client that took no byte for this long is dropped, freeing its slot.
 pub const STALLED_DROP_US: u64 = 60_000_000;
+/// Connections beyond [`MAX_CLIENTS`] that still get a 503 (and a clean close) before the
+/// engine stops accepting.
+const BUSY_SLOTS: usize = 64;
+/// How long a closing connection may keep sending before it is dropped.
+const DRAIN_US: u64 = 2_000_000;
+/// The kernel send buffer of a `/stream.ts` connection (the kernel doubles it).
+const STREAM_SNDBUF: usize = 128 * 1024;
 /// Played chunks waiting for the engine's thread; past this the newest are dropped (counted).
 const FEED_CAPACITY: usize = 4096;
 /// After the stream's end, clients get this long to take what is queued.
@@ -261,14 +268,10 @@ impl Engine {
         loop {
             match self.listener.accept() {
                 Ok((mut sock, _)) => {
-                    if self.clients.len() >= MAX_CLIENTS || self.end_by.is_some() {
+                    let busy = self.clients.len() >= MAX_CLIENTS || self.end_by.is_some();
+                    if busy && self.clients.len() >= MAX_CLIENTS + BUSY_SLOTS {
+                        // Past even the room for refusals: the kernel resets it.
                         self.counters.busy += 1;
-                        let _ = sock.write_all(&plain(
-                            503,
-                            "Service Unavailable",
-                            "too many clients\n",
-                            true,
-                        ));
                         continue;
                     }
                     let _ = sock.set_nodelay(true);
@@ -282,8 +285,16 @@ impl Engine {
                     {
                         continue;
                     }
-                    self.counters.clients_total += 1;
-                    self.clients.insert(token, Client::new(sock, now));
+                    let mut client = Client::new(sock, now);
+                    if busy {
+                        self.counters.busy += 1;
+                        let body = "too many clients, or the stream is over\n";
+                        client.queue(Piece::Owned(plain(503, "Service Unavailable", body, true)));
+                        client.mode = Mode::Closing;
+                    } else {
+                        self.counters.clients_total += 1;
+                    }
+                    self.clients.insert(token, client);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -309,23 +320,30 @@ impl Engine {
                 return;
             };
             let empty = c.flush(now);
-            if c.gone || (empty && matches!(c.mode, Mode::Closing)) {
+            if c.gone {
                 self.drop_client(token);
                 return;
             }
             match c.mode {
+                Mode::Closing if empty => c.start_draining(now + DRAIN_US),
                 Mode::Reply { close } if empty => {
                     if close {
-                        self.drop_client(token);
-                        return;
+                        c.start_draining(now + DRAIN_US);
+                        continue;
                     }
                     c.mode = Mode::Idle;
                     c.since = now;
                     // A pipelined request may be waiting in the buffer.
-                    if c.inbuf.is_empty() {
-                        return;
-                    }
                     self.answer(token, now);
+                }
+                Mode::Idle if c.eof => {
+                    // Half-closed with no complete request left: nothing more will come.
+                    self.drop_client(token);
+                    return;
+                }
+                Mode::Draining { until } if c.eof || now >= until => {
+                    self.drop_client(token);
+                    return;
                 }
                 _ => return,
             }
@@ -343,7 +361,7 @@ impl Engine {
         let Some(c) = self.clients.get_mut(&token) else {
             return;
         };
-        if !matches!(c.mode, Mode::Idle) || c.gone {
+        if !matches!(c.mode, Mode::Idle) || c.gone || c.inbuf.is_empty() {
             return;
         }
         match request::parse(&c.inbuf) {
@@ -352,8 +370,9 @@ impl Engine {
                 self.counters.refused += 1;
                 c.inbuf.clear();
                 let (code, reason) = why.status();
-                // After a 404 or 405 the connection is still in step; after garbage it is not.
-                let close = !matches!(why, Refusal::NotFound | Refusal::MethodNotAllowed);
+                // After a 404 the connection is still in step; after anything else (a 405 may
+                // carry a body we did not read) it is not.
+                let close = why != Refusal::NotFound;
                 let (body, extra) = match why {
                     Refusal::MethodNotAllowed => ("only GET and HEAD\n", "Allow: GET, HEAD\r\n"),
                     Refusal::NotFound => ("not found\n", ""),
@@ -430,6 +449,10 @@ impl Engine {
                     c.mode = Mode::Closing;
                     return;
                 }
+                // A small kernel buffer: a slow player's backlog stays in our queue, where it
+                // is cut at a keyframe, instead of megabytes of old pictures in the kernel
+                // (loopback autotunes a send buffer to 4 MB, 20 s of a 1.5 Mb/s stream).
+                let _ = socket2::SockRef::from(&c.sock).set_send_buffer_size(STREAM_SNDBUF);
                 let chunked = !req.http10;
                 let mut resync = true;
                 for chunk in live.from_newest_keyframe() {
@@ -487,10 +510,8 @@ impl Engine {
                 }
             },
             Route::Part(msn, part) => {
-                match live.segment(*msn).and_then(|s| s.part_chunks(*part)) {
-                    Some(chunks) => {
-                        reply(c, 200, "OK", "video/mp2t", Body::Chunks(chunks.to_vec()))
-                    }
+                match live.part(*msn, *part) {
+                    Some(slices) => reply(c, 200, "OK", "video/mp2t", Body::Slices(slices)),
                     // The preload hint's part: answer when it closes.
                     None if live.edge()
                         == (Edge {
@@ -638,6 +659,7 @@ enum Body {
     Static(&'static [u8]),
     Owned(Vec<u8>),
     Chunks(Vec<Arc<Chunk>>),
+    Slices(Vec<Slice>),
 }
 
 impl Body {
@@ -646,6 +668,7 @@ impl Body {
             Body::Static(b) => b.len(),
             Body::Owned(b) => b.len(),
             Body::Chunks(cs) => cs.iter().map(|c| c.payload.len()).sum(),
+            Body::Slices(ss) => ss.iter().map(|(_, r)| r.len()).sum(),
         }
     }
 
@@ -654,6 +677,9 @@ impl Body {
             Body::Static(b) => c.queue(Piece::Static(b)),
             Body::Owned(b) => c.queue(Piece::Owned(b)),
             Body::Chunks(cs) => cs.into_iter().for_each(|ch| c.queue(Piece::Payload(ch))),
+            Body::Slices(ss) => ss
+                .into_iter()
+                .for_each(|(chunk, range)| c.queue(Piece::Slice(chunk, range))),
         }
     }
 }

@@ -181,4 +181,5 @@ pub fn key_file(dir: &Path, seed: u8) -> (PathBuf, String) {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     (path, key.id().to_string())
 }
+pub mod http;
 pub mod swarm;

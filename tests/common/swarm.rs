@@ -26,6 +26,11 @@ pub struct Seed {
 
 /// Starts `ffmpeg -re -i source -c copy -f mpegts - | bl-chunk --key KEY | bl-seed`.
 pub fn start_seed(dir: &Path, source: &Path, key: &Path, extra: &[&str]) -> Seed {
+    start_seed_at(dir, source, key, "127.0.0.1:0", extra)
+}
+
+/// The same, with the seed listening at `listen`.
+pub fn start_seed_at(dir: &Path, source: &Path, key: &Path, listen: &str, extra: &[&str]) -> Seed {
     require_tool("ffmpeg");
     let mut ffmpeg = Command::new("ffmpeg")
         .args([
@@ -51,7 +56,7 @@ pub fn start_seed(dir: &Path, source: &Path, key: &Path, extra: &[&str]) -> Seed
         .unwrap();
     let stderr_path = dir.join("seed.err");
     let mut seed = Command::new(bin("bl-seed"))
-        .args(["--listen", "127.0.0.1:0", "--stats-json", "--rng-seed", "7"])
+        .args(["--listen", listen, "--stats-json", "--rng-seed", "7"])
         .args(extra)
         .stdin(chunk.stdout.take().unwrap())
         .stdout(Stdio::null())
