@@ -492,6 +492,54 @@ mod tests {
         );
     }
 
+    /// Six TS packets; `pes` marks which start a PES (payload_unit_start_indicator).
+    fn packets(pes: [bool; 6]) -> Vec<u8> {
+        pes.iter()
+            .flat_map(|&start| {
+                let mut p = vec![0xff; PACKET_SIZE];
+                p[..4].copy_from_slice(&[0x47, if start { 0x41 } else { 0x01 }, 0x00, 0x10]);
+                p
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_part_ends_right_before_a_pes_start_inside_a_chunk() {
+        let key = StreamKey::from_seed([4; 32]);
+        let mut live = Live::new();
+        let at = |seq: u64, ms: u64, flags: u8, pes| {
+            Arc::new(Chunk::sign(&key, seq, ms * 1000, flags, packets(pes)))
+        };
+        live.push(at(0, 0, FLAG_KEYFRAME, [true; 6]));
+        assert!(
+            !live.push(at(1, 250, 0, [false; 6])),
+            "old enough, but no PES start"
+        );
+        let mid = [false, false, false, true, false, false];
+        assert!(
+            live.push(at(2, 300, 0, mid)),
+            "cut before the fourth packet"
+        );
+        let part = live.part(0, 0).unwrap();
+        let ranges: Vec<_> = part.iter().map(|(c, r)| (c.seq, r.clone())).collect();
+        assert_eq!(ranges, vec![(0, 0..1128), (1, 0..1128), (2, 0..564)]);
+        // The rest of the chunk opens the next part; at the next keyframe both parts, joined,
+        // are the whole segment.
+        live.push(at(3, 2000, FLAG_KEYFRAME, [true; 6]));
+        let joined: Vec<u8> = (0..2)
+            .flat_map(|i| live.part(0, i).unwrap())
+            .flat_map(|(c, r)| c.payload[r].to_vec())
+            .collect();
+        let whole: Vec<u8> = live
+            .segment_chunks(0)
+            .unwrap()
+            .iter()
+            .flat_map(|c| c.payload.clone())
+            .collect();
+        assert_eq!(joined, whole);
+        assert!(live.part(0, 2).is_none());
+    }
+
     #[test]
     fn a_source_without_keyframes_is_cut_by_size() {
         let key = StreamKey::from_seed([3; 32]);

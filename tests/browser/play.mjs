@@ -186,7 +186,9 @@ async function main() {
     await sleep(Math.max(0, (s0 + i * 0.5 - now()) * 1000));
     const st = await evaluate(STATE_JS).catch((e) => ({ error: String(e) }));
     out.last_state = st;
-    if (typeof st.t === 'number') out.samples.push([round(now() - s0), round(st.t)]);
+    // A third element when the page says how far behind live it is (window.blStatus).
+    const behind = st.blStatus && typeof st.blStatus.behind_s === 'number' ? round(st.blStatus.behind_s) : null;
+    if (typeof st.t === 'number') out.samples.push([round(now() - s0), round(st.t), behind]);
   }
   await screenshot();
   await finish(null);
