@@ -6,6 +6,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::http::{engine_addr, get, StreamReader};
@@ -69,10 +70,47 @@ fn twenty_players_get_identical_bytes_and_hls_segments_decode() {
         .map(|_| StreamReader::start(http, "/stream.ts", None))
         .collect();
     std::thread::sleep(Duration::from_millis(300));
-    let _seed = start_seed_at(&dir, &source, &key, &seed_addr.to_string(), &[]);
+    // The seed serves HTTP too: the broadcaster's preview.
+    let seed = start_seed_at(
+        &dir,
+        &source,
+        &key,
+        &seed_addr.to_string(),
+        &["--http", "127.0.0.1:0"],
+    );
 
-    // Mid-stream: the playlist, its segments, and the parts of a listed segment.
-    std::thread::sleep(Duration::from_secs(6));
+    // Mid-stream: real players, the playlist, its segments, and the parts of a segment.
+    std::thread::sleep(Duration::from_secs(5));
+    let mpv = Command::new("mpv")
+        .args(["--no-config", "--vo=null", "--ao=null", "--frames=60"])
+        .arg(format!("http://{http}/stream.ts"))
+        .output()
+        .expect("mpv (apt-get install -y mpv; .ci/run does)");
+    assert!(
+        mpv.status.success(),
+        "mpv: {}",
+        String::from_utf8_lossy(&mpv.stderr)
+    );
+    let hls = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(format!("http://{http}/live.m3u8"))
+        .args(["-t", "3", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    let hls_errors = String::from_utf8_lossy(&hls.stderr);
+    assert!(
+        hls.status.success() && hls_errors.is_empty(),
+        "ffmpeg on HLS: {hls_errors}"
+    );
+    let preview = engine_addr(&seed.stderr_path);
+    let seed_playlist = get(preview, "/live.m3u8");
+    assert_eq!(seed_playlist.status, 200);
+    assert!(
+        seed_playlist.text().contains("seg/0.ts"),
+        "{}",
+        seed_playlist.text()
+    );
+    assert_eq!(get(preview, "/stats.json").status, 200);
     let playlist = get(http, "/live.m3u8");
     assert_eq!(playlist.status, 200);
     assert_eq!(
