@@ -6,6 +6,7 @@
 
 pub mod cmd;
 pub mod core;
+pub mod discover;
 pub mod media;
 pub mod net;
 pub mod proto;

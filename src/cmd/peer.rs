@@ -4,7 +4,7 @@ use std::io::{self, IsTerminal};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Parser;
 
 use super::swarm_args::{parse_listen, SwarmArgs};
@@ -23,7 +23,8 @@ use crate::proto::wire::Role;
     after_help = "Example: bl-peer bl://<stream-id>@203.0.113.5:7000 | mpv -"
 )]
 pub struct Args {
-    /// bl://<stream-id>@host:port[,host:port…], or a bare stream id with --bootstrap.
+    /// bl://<stream-id>@host:port[,host:port…], bl://<stream-id>?tr=udp://host:port, or
+    /// bl://<stream-id> alone (found through the DHT).
     #[arg(value_name = "LINK")]
     pub link: Link,
     /// Extra bootstrap address (repeatable).
@@ -58,9 +59,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
     args.swarm.check()?;
     let mut hosts = args.link.hosts.clone();
     hosts.extend(args.bootstrap.iter().cloned());
-    if hosts.is_empty() {
-        bail!("no bootstrap address: use a link bl://<id>@host:port or --bootstrap host:port");
-    }
+    // A link with no node and no tracker is found through the DHT.
+    let discovery = args.swarm.discovery(
+        &args.link.trackers,
+        hosts.is_empty() && args.link.trackers.is_empty(),
+    );
     let bootstrap = link::resolve_all(&hosts)?;
     let socket = driver::bind(args.listen)?;
     let mut cfg = Config::new(Role::Peer, args.link.stream);
@@ -85,6 +88,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
         socket,
         None::<FrameReader<io::Empty>>,
         output,
-        args.swarm.driver_options(false),
+        args.swarm.driver_options(false, discovery),
     )
 }

@@ -63,6 +63,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let link = Link {
         stream,
         hosts: vec![shown.to_string()],
+        trackers: args.swarm.tracker.clone(),
     };
     cli::notice(format!("serving {link}"));
     if local.ip().is_unspecified() {
@@ -77,6 +78,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         socket,
         Some(reader),
         None,
-        args.swarm.driver_options(args.pace),
+        args.swarm
+            .driver_options(args.pace, args.swarm.discovery(&[], false)),
     )
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::core::node::Config;
+use crate::discover::tracker::TrackerUrl;
+use crate::discover::DiscoveryOptions;
 use crate::net::driver::DriverOptions;
 
 #[derive(Args, Debug, Clone)]
@@ -24,6 +26,15 @@ pub struct SwarmArgs {
     /// Seed of the node's random choices (default: from the OS), for reproducible runs.
     #[arg(long, value_name = "N")]
     pub rng_seed: Option<u64>,
+    /// Announce to and find peers through this UDP tracker, udp://host:port (repeatable).
+    #[arg(long, value_name = "URL")]
+    pub tracker: Vec<TrackerUrl>,
+    /// Announce to and find peers through the Mainline DHT.
+    #[arg(long)]
+    pub dht: bool,
+    /// Join the DHT through this node instead of the public routers (repeatable; implies --dht).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub dht_bootstrap: Vec<String>,
     /// Serve HTTP players at ADDR: /stream.ts (MPEG-TS), /live.m3u8 (HLS), / (a page).
     #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
     pub http: Option<std::net::SocketAddr>,
@@ -42,8 +53,29 @@ pub fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
 }
 
 impl SwarmArgs {
-    pub fn driver_options(&self, pace: bool) -> DriverOptions {
+    /// Where to find the swarm: `--tracker`s and the link's, and the DHT when asked for (or
+    /// when `dht_by_default`: a link that names no node and no tracker).
+    pub fn discovery(
+        &self,
+        link_trackers: &[TrackerUrl],
+        dht_by_default: bool,
+    ) -> DiscoveryOptions {
+        let mut trackers = self.tracker.clone();
+        for t in link_trackers {
+            if !trackers.contains(t) {
+                trackers.push(t.clone());
+            }
+        }
+        let dht = self.dht || !self.dht_bootstrap.is_empty() || dht_by_default;
+        DiscoveryOptions {
+            trackers,
+            dht: dht.then(|| self.dht_bootstrap.clone()),
+        }
+    }
+
+    pub fn driver_options(&self, pace: bool, discovery: DiscoveryOptions) -> DriverOptions {
         DriverOptions {
+            discovery,
             stats_json: self.stats_json || self.stats_interval.is_some(),
             http: self.http,
             stats_interval: self

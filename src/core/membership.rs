@@ -102,6 +102,8 @@ pub struct Membership {
     /// node leaves us: a full node's Goodbye overtakes its answer.
     asked_for_peers: BTreeMap<SocketAddr, u64>,
     pub role: RoleState,
+    /// Addresses our own Hellos came back from (at most a few: one per way others see us).
+    myself: BTreeSet<SocketAddr>,
 }
 
 impl Membership {
@@ -124,6 +126,7 @@ impl Membership {
             tokens: BTreeMap::new(),
             refused_by: BTreeSet::new(),
             asked_for_peers: BTreeMap::new(),
+            myself: BTreeSet::new(),
             role: match role {
                 Role::Seed => RoleState::Seed(Tracker {
                     next_index: 1,
@@ -148,6 +151,11 @@ impl Membership {
 
     pub fn greetings(&self) -> usize {
         self.hellos.len()
+    }
+
+    /// An address that turned out to be ourselves.
+    pub fn is_myself(&self, addr: &SocketAddr) -> bool {
+        self.myself.contains(addr)
     }
 
     /// The address token we hand `addr`: it proves, when it comes back, that `addr`
@@ -214,6 +222,17 @@ impl Membership {
     ) -> Option<HelloAnswer> {
         if hello.padding.len() + 64 < wire::HELLO_MIN_SIZE {
             out.count_dropped();
+            return None;
+        }
+        if self
+            .hellos
+            .get(&from)
+            .is_some_and(|h| h.nonce == hello.nonce)
+        {
+            // Our own Hello came back: `from` is us as others see us (a tracker or the DHT
+            // listed our public address). Never greet it again.
+            self.hellos.remove(&from);
+            self.myself.insert(from);
             return None;
         }
         if hello.stream != self.stream {

@@ -18,6 +18,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::cmd::cli;
 use crate::core::node::{Event, Finish, Node, Output, Transmit};
+use crate::discover::{Discovery, DiscoveryOptions};
 use crate::media::chunk::Chunk;
 use crate::media::frame::{self, FrameItem, FrameReader};
 use crate::proto::wire;
@@ -32,6 +33,8 @@ pub const OUTPUT_QUEUE_CHUNKS: usize = 1024;
 enum Control {
     Chunk(Chunk),
     InputEnd,
+    /// Addresses a tracker or the DHT gave.
+    Found(Vec<SocketAddr>),
     InputFailed(String),
     OutputClosed,
     OutputFailed(String),
@@ -47,6 +50,8 @@ pub enum OutputMode {
 
 pub struct DriverOptions {
     pub stats_json: bool,
+    /// Trackers and the DHT to announce to and find peers through.
+    pub discovery: DiscoveryOptions,
     /// Serve HTTP players here too (`--http`); a closed stdout then does not end the node.
     pub http: Option<SocketAddr>,
     pub stats_interval: Option<Duration>,
@@ -244,6 +249,25 @@ pub fn run<R: Read + Send + 'static>(
         None => None,
     };
     let mut next_http_stats = 0u64;
+    let neighbours = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let discovery = if opts.discovery.is_empty() {
+        None
+    } else {
+        let tx = tx.clone();
+        let waker = waker.clone();
+        let port = socket.local_addr().map(|a| a.port()).unwrap_or_default();
+        Some(Discovery::start(
+            opts.discovery.clone(),
+            node.stream(),
+            port,
+            node.rng_seed(),
+            neighbours.clone(),
+            move |found| {
+                let _ = tx.send(Control::Found(found));
+                let _ = waker.wake();
+            },
+        )?)
+    };
     let (mut out_tx, writer) = match output {
         Some(mode) => {
             let (out_tx, out_rx) = mpsc::sync_channel::<Vec<u8>>(OUTPUT_QUEUE_CHUNKS);
@@ -280,6 +304,7 @@ pub fn run<R: Read + Send + 'static>(
         }
         let now = cli::mono_micros();
         node.set_wall_clock(now, cli::unix_micros());
+        neighbours.store(node.neighbour_count(), std::sync::atomic::Ordering::Relaxed);
         if events.iter().any(|e| e.token() == SOCKET) {
             receive(&socket, &mut buf, &mut node, now);
         }
@@ -347,6 +372,9 @@ pub fn run<R: Read + Send + 'static>(
         Duration::ZERO
     };
     let http = http.map(|h| h.finish(linger));
+    if let Some(d) = discovery {
+        d.stop();
+    }
     if opts.stats_json {
         print_stats(&node, http);
     }
@@ -395,6 +423,7 @@ fn take_controls(
                 node.handle_chunk(now, chunk)
             }
             Control::InputEnd => node.handle_input_end(now),
+            Control::Found(addrs) => node.add_candidates(now, &addrs),
             Control::InputFailed(e) => {
                 cli::warn(format!("{e}; ending the stream"));
                 node.handle_input_end(now);

@@ -1,4 +1,7 @@
-//! Stream links: `bl://<stream-id>@host:port[,host:port…]`.
+//! Stream links: `bl://<stream-id>[@host:port[,host:port…]][?tr=udp://host:port[&tr=…]]`.
+//!
+//! The hosts are bootstrap nodes (the seed or any peer); `tr` names UDP trackers to find the
+//! swarm through, as a magnet link's `tr` does. A link with neither is found through the DHT.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -6,6 +9,7 @@ use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
 
+use crate::discover::tracker::TrackerUrl;
 use crate::media::identity::StreamId;
 
 pub const SCHEME: &str = "bl://";
@@ -15,6 +19,8 @@ pub struct Link {
     pub stream: StreamId,
     /// Bootstrap addresses as written (resolved by [`Link::resolve`]).
     pub hosts: Vec<String>,
+    /// Trackers named by `?tr=`.
+    pub trackers: Vec<TrackerUrl>,
 }
 
 impl Link {
@@ -40,28 +46,32 @@ pub fn resolve_all(hosts: &[String]) -> Result<Vec<SocketAddr>> {
 impl FromStr for Link {
     type Err = anyhow::Error;
 
-    /// Accepts `bl://ID@host:port,…` or a bare stream id (bootstrap given separately).
+    /// Accepts `bl://ID[@host:port,…][?tr=udp://host:port&…]` or a bare stream id.
     fn from_str(text: &str) -> Result<Link> {
         let text = text.trim();
         let Some(rest) = text.strip_prefix(SCHEME) else {
-            if text.contains('@') {
+            if text.contains('@') || text.contains('?') {
                 bail!("'{text}' is not a link: write bl://<stream-id>@host:port");
             }
             return Ok(Link {
                 stream: text.parse()?,
                 hosts: Vec::new(),
+                trackers: Vec::new(),
             });
         };
-        let Some((id, hosts)) = rest.split_once('@') else {
-            bail!("malformed link '{text}': expected bl://<stream-id>@host:port");
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (id, hosts) = match rest.split_once('@') {
+            Some((id, hosts)) => (id, Some(hosts)),
+            None => (rest, None),
         };
         let hosts: Vec<String> = hosts
+            .unwrap_or_default()
             .split(',')
             .map(str::trim)
             .filter(|h| !h.is_empty())
             .map(String::from)
             .collect();
-        if hosts.is_empty() {
+        if rest.contains('@') && hosts.is_empty() {
             bail!("malformed link '{text}': no host:port after '@'");
         }
         for host in &hosts {
@@ -70,16 +80,34 @@ impl FromStr for Link {
                 bail!("malformed link '{text}': '{host}' has no port (expected host:port)");
             }
         }
+        let mut trackers = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("tr", url)) => trackers.push(
+                    url.parse()
+                        .with_context(|| format!("malformed link '{text}'"))?,
+                ),
+                _ => bail!("malformed link '{text}': unknown parameter '{pair}' (expected tr=udp://host:port)"),
+            }
+        }
         Ok(Link {
             stream: id.parse()?,
             hosts,
+            trackers,
         })
     }
 }
 
 impl fmt::Display for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{SCHEME}{}@{}", self.stream, self.hosts.join(","))
+        write!(f, "{SCHEME}{}", self.stream)?;
+        if !self.hosts.is_empty() {
+            write!(f, "@{}", self.hosts.join(","))?;
+        }
+        for (i, t) in self.trackers.iter().enumerate() {
+            write!(f, "{}tr={t}", if i == 0 { '?' } else { '&' })?;
+        }
+        Ok(())
     }
 }
 
@@ -101,5 +129,19 @@ mod tests {
         assert!(bare.hosts.is_empty());
         assert!("bl://nonsense".parse::<Link>().is_err());
         assert!(format!("bl://{id}@").parse::<Link>().is_err());
+        // Found by trackers or the DHT alone.
+        let alone: Link = format!("bl://{id}").parse().unwrap();
+        assert!(alone.hosts.is_empty() && alone.trackers.is_empty());
+        let tracked: Link = format!("bl://{id}?tr=udp://t.example:6969&tr=udp://u:1")
+            .parse()
+            .unwrap();
+        assert_eq!(tracked.trackers.len(), 2);
+        assert_eq!(tracked.to_string().parse::<Link>().unwrap(), tracked);
+        let both: Link = format!("bl://{id}@h:1?tr=udp://t:2").parse().unwrap();
+        assert_eq!((both.hosts.len(), both.trackers.len()), (1, 1));
+        assert!(format!("bl://{id}?tr=http://t/announce")
+            .parse::<Link>()
+            .is_err());
+        assert!(format!("bl://{id}?x=1").parse::<Link>().is_err());
     }
 }

@@ -76,7 +76,11 @@ pub fn start_seed_at(dir: &Path, source: &Path, key: &Path, listen: &str, extra:
     std::thread::spawn(move || {
         let _ = std::io::copy(&mut lines, &mut file);
     });
-    let (id, host) = link.trim_start_matches("bl://").split_once('@').unwrap();
+    let without_trackers = link.split('?').next().unwrap();
+    let (id, host) = without_trackers
+        .trim_start_matches("bl://")
+        .split_once('@')
+        .unwrap();
     Seed {
         addr: host.parse().unwrap(),
         stream_id: id.to_string(),

@@ -19,7 +19,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::core::config::{BARRED_US, INDICES_PER_CHUNK, TICK_US};
+use crate::core::config::{BARRED_US, INDICES_PER_CHUNK, MAX_CANDIDATES, TICK_US};
 use crate::core::guard::{Guard, Source};
 use crate::core::history::History;
 use crate::core::membership::{join_index_base, ConfirmOutcome, HelloAnswer, Membership};
@@ -153,6 +153,37 @@ impl Node {
 
     pub fn neighbour_count(&self) -> usize {
         self.neighbours.len()
+    }
+
+    /// The seed of the node's random choices (helpers derive their own ids from it).
+    pub fn rng_seed(&self) -> u64 {
+        self.cfg.rng_seed
+    }
+
+    /// Addresses a tracker or the DHT gave for our stream: greeted like peer-exchange finds,
+    /// while we are short of neighbours. Unverified: only a Welcome for our stream makes one a
+    /// neighbour, and a Hello is retried a bounded number of times. A seed does not greet:
+    /// peers come to it.
+    pub fn add_candidates(&mut self, now: u64, addrs: &[SocketAddr]) {
+        if self.cfg.role == Role::Seed {
+            return;
+        }
+        for addr in addrs.iter().take(MAX_CANDIDATES) {
+            // Trackers list the announcer too: ourselves, as they see us. A Hello to that
+            // address comes back to us with our own nonce, and is remembered then.
+            let me = Some(*addr) == self.local_addr || self.membership.is_myself(addr);
+            let contacts = self.neighbours.len() + self.membership.greetings();
+            if me
+                || contacts >= self.cfg.tuning.target_neighbours
+                || self.neighbours.contains_key(addr)
+                || self.membership.greeting(addr)
+                || self.guard.is_banned(addr)
+            {
+                continue;
+            }
+            self.membership
+                .send_hello(now, *addr, &self.place, &mut self.rng, &mut self.out);
+        }
     }
 
     pub fn index(&self) -> u64 {

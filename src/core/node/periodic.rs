@@ -157,7 +157,11 @@ impl Node {
                 .iter()
                 .map(|a| a.to_string())
                 .collect();
-            addrs.join(", ")
+            match addrs.is_empty() {
+                // Found through trackers or the DHT: no address of ours to name.
+                true => "any peer of the swarm".to_string(),
+                false => addrs.join(", "),
+            }
         };
         if self
             .cfg
