@@ -71,6 +71,7 @@ fn rogue(socket: UdpSocket, victim: SocketAddr, stream: StreamId, stop: Arc<Atom
                         assigned: Some((2, 0)),
                         latest_keyframe: Some(u64::MAX - 10),
                         latest_seq: Some(u64::MAX),
+                        observed: from,
                     })))
                 }
                 Ok(Message::Welcome(w)) => Some(Message::Confirm {

@@ -67,11 +67,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let bootstrap = link::resolve_all(&hosts)?;
     let socket = driver::bind(args.listen)?;
     let mut cfg = Config::new(Role::Peer, args.link.stream);
-    cfg.bootstrap = bootstrap;
+    cfg.bootstrap = bootstrap.clone();
     cfg.tuning.latency_us = args.latency.saturating_mul(1000);
     cfg.tuning.give_up_us = (args.give_up > 0.0).then_some((args.give_up * 1e6) as u64);
     args.swarm.apply(&mut cfg)?;
-    let node = Node::new(cfg, cli::mono_micros());
+    let mut node = Node::new(cfg, cli::mono_micros());
+    if let Some(ip) = bootstrap
+        .first()
+        .and_then(|b| driver::route_ip(socket.local_addr().ok()?, *b))
+    {
+        node.set_route_ip(ip);
+    }
     let mode = if args.chunks {
         OutputMode::Chunks
     } else {

@@ -85,11 +85,23 @@ fn rates(report: &Report, previous: Option<&Report>) -> (f64, f64) {
     }
 }
 
+/// Public, behind a NAT but reachable by introduction, or a leaf behind a symmetric NAT.
+fn reach_label(r: &Report) -> &'static str {
+    use crate::core::reachability::Reachability;
+    match r.reachability {
+        Some(Reachability::Public) => "public",
+        Some(Reachability::Nat) => "nat",
+        Some(Reachability::LeafOnly) => "leaf",
+        Some(Reachability::Unknown) | None => "?",
+    }
+}
+
 fn table(rows: &[Row], previous: &BTreeMap<String, Report>) -> String {
     let mut out = format!(
-        "{:<22} {:<4} {:<8} {:>8} {:>4} {:>10} {:>10} {:>8} {:>6} {:>5} {:>5} {:>6} {:>8} {:>8}\n",
+        "{:<22} {:<4} {:<6} {:<8} {:>8} {:>4} {:>10} {:>10} {:>8} {:>6} {:>5} {:>5} {:>6} {:>8} {:>8}\n",
         "ADDR",
         "ROLE",
+        "REACH",
         "STREAM",
         "UPTIME",
         "NBRS",
@@ -108,9 +120,10 @@ fn table(rows: &[Row], previous: &BTreeMap<String, Report>) -> String {
             Ok(r) => {
                 let (rx, tx) = rates(r, previous.get(&row.addr));
                 out.push_str(&format!(
-                    "{:<22} {:<4} {:<8} {:>7.1}s {:>4} {:>10.0} {:>10.0} {:>8} {:>6} {:>5} {:>5} {:>6} {:>8.1} {:>8.1}\n",
+                    "{:<22} {:<4} {:<6} {:<8} {:>7.1}s {:>4} {:>10.0} {:>10.0} {:>8} {:>6} {:>5} {:>5} {:>6} {:>8.1} {:>8.1}\n",
                     row.addr,
                     r.role,
+                    reach_label(r),
                     short_id(&r.stream_id),
                     r.uptime_s,
                     r.neighbours,

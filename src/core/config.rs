@@ -83,6 +83,9 @@ pub const STALL_US: u64 = 1_000_000;
 /// it counts as missing only after this long, or half the playout latency if that is
 /// less (a later chunk of its own stripe shortens it to [`REPAIR_DELAY_US`]).
 pub const IN_FLIGHT_WAIT_US: u64 = 750_000;
+/// An introduced peer is greeted while our contacts are below the target plus this: it went to
+/// the trouble of asking, and its Hello through its NAT is already on the way.
+pub const INTRODUCED_EXTRA: usize = 4;
 /// Addresses taken from one tracker or DHT answer (a tracker lists up to 50; more would only
 /// be Hellos to strangers, and a lying tracker could aim us at a victim).
 pub const MAX_CANDIDATES: usize = 50;

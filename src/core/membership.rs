@@ -27,6 +27,9 @@ pub struct HelloAttempt {
     pub nonce: u64,
     pub last_sent: u64,
     pub attempts: u32,
+    /// Who named the address (a Peers answer): asked to introduce us if the first Hello
+    /// goes unanswered.
+    pub via: Option<SocketAddr>,
 }
 
 /// The seed's tracker: it hands out join indices and member stripes, and remembers a uniform
@@ -197,6 +200,7 @@ impl Membership {
             nonce: 0,
             last_sent: now,
             attempts: 0,
+            via: None,
         });
         if entry.attempts == 0 {
             entry.nonce = rng.next_u64();
@@ -474,6 +478,9 @@ impl Membership {
                 && !banned(&p.addr)
             {
                 self.send_hello(now, p.addr, place, rng, out);
+                if let Some(h) = self.hellos.get_mut(&p.addr) {
+                    h.via = Some(from);
+                }
             }
         }
     }
@@ -526,6 +533,14 @@ impl Membership {
                 self.hellos.remove(&addr);
             } else {
                 self.send_hello(now, addr, place, rng, out);
+                // Unanswered once: behind a NAT, `addr` lets our Hello in only if it sends
+                // to us too. The node that named it tells it to (hole punching through a
+                // rendezvous); on an open network the first Hello was answered and nobody
+                // is asked.
+                let via = self.hellos.get(&addr).and_then(|h| h.via);
+                if let (1, Some(via)) = (attempts, via) {
+                    out.send(via, &Message::Introduce { peer: addr });
+                }
             }
         }
     }

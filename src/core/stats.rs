@@ -170,6 +170,12 @@ pub struct Counters {
     /// Start positions from a Welcome that no verified chunk reached: ignored as lies.
     #[serde(default)]
     pub positions_ignored: u64,
+    /// Payload bytes of the chunks received from the seed and from peers (duplicates too):
+    /// who carries the stream to this node.
+    #[serde(default)]
+    pub chunk_bytes_from_seed: u64,
+    #[serde(default)]
+    pub chunk_bytes_from_peers: u64,
 }
 
 impl Counters {
@@ -187,6 +193,8 @@ impl Counters {
         self.repairs_refused += o.repairs_refused;
         self.repairs_served += o.repairs_served;
         self.positions_ignored += o.positions_ignored;
+        self.chunk_bytes_from_seed += o.chunk_bytes_from_seed;
+        self.chunk_bytes_from_peers += o.chunk_bytes_from_peers;
     }
 }
 
@@ -238,6 +246,13 @@ pub struct Report {
     pub latency_ms: LatencyReport,
     pub ingest_latency_ms: LatencyReport,
     pub sent_by_kind: BTreeMap<String, Traffic>,
+    /// How reachable the node is, from the addresses others saw it at (absent in reports
+    /// from before it was counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachability: Option<crate::core::reachability::Reachability>,
+    /// Its address as others see it (behind a NAT, the NAT's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_addr: Option<String>,
     /// Peer: start → first chunk played, ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub startup_ms: Option<f64>,

@@ -72,6 +72,17 @@ pub fn bind(addr: SocketAddr) -> Result<UdpSocket> {
     Ok(socket.into())
 }
 
+/// The IP our datagrams to `to` leave from, when `local` is bound to all interfaces (a
+/// connected throwaway socket asks the kernel's routing; nothing is sent).
+pub fn route_ip(local: SocketAddr, to: SocketAddr) -> Option<std::net::IpAddr> {
+    if !local.ip().is_unspecified() {
+        return Some(local.ip());
+    }
+    let probe = UdpSocket::bind(SocketAddr::new(local.ip(), 0)).ok()?;
+    probe.connect(to).ok()?;
+    probe.local_addr().ok().map(|a| a.ip())
+}
+
 fn spawn_chunk_reader<R: Read + Send + 'static>(
     mut reader: FrameReader<R>,
     pace: bool,

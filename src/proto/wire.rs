@@ -18,7 +18,9 @@ use crate::media::identity::StreamId;
 pub const MAGIC: &[u8; 2] = b"bl";
 /// 2: the end of a stream is its signed end record (a chunk), no longer an unsigned End
 /// message; a Welcome names no end; a Refuse answers a Hello for another stream.
-pub const WIRE_VERSION: u8 = 2;
+/// 3: a Welcome names the address the Hello came from (`observed`); Introduce and Introduced
+/// punch holes through NATs.
+pub const WIRE_VERSION: u8 = 3;
 const PREFIX_LEN: usize = 3;
 /// A Hello is padded to this size so the reply to an unverified address is never larger
 /// than what it sent (no amplification), as QUIC does with its Initial packets.
@@ -68,6 +70,9 @@ pub struct Welcome {
     pub assigned: Option<(u64, u8)>,
     pub latest_keyframe: Option<u64>,
     pub latest_seq: Option<u64>,
+    /// The address the Hello came from, as the answering node sees it: behind a NAT, the
+    /// joiner's public address (its reflexive address, in ICE's words).
+    pub observed: SocketAddr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +141,17 @@ pub enum Message {
         nonce: u64,
         json: String,
     },
+    /// Ask a neighbour to introduce us to `peer`, one of its neighbours, at the address it
+    /// listed us: it tells `peer` to greet us, both send at once, and each NAT lets the
+    /// other's datagrams in (hole punching through a rendezvous, as in BEP 55).
+    Introduce {
+        peer: SocketAddr,
+    },
+    /// `peer`, a neighbour of the sender at the address the sender sees, wants to talk:
+    /// greet it.
+    Introduced {
+        peer: SocketAddr,
+    },
 }
 
 impl Message {
@@ -164,12 +180,14 @@ impl Message {
             Message::Goodbye => 12,
             Message::StatsRequest { .. } => 13,
             Message::StatsReply { .. } => 14,
+            Message::Introduce { .. } => 15,
+            Message::Introduced { .. } => 16,
         }
     }
 }
 
 /// Names of the message kinds, indexed by [`Message::kind_index`].
-pub const KIND_NAMES: [&str; 15] = [
+pub const KIND_NAMES: [&str; 17] = [
     "hello",
     "welcome",
     "confirm",
@@ -185,6 +203,8 @@ pub const KIND_NAMES: [&str; 15] = [
     "goodbye",
     "stats_request",
     "stats_reply",
+    "introduce",
+    "introduced",
 ];
 
 fn codec() -> impl bincode::config::Config {
@@ -364,6 +384,7 @@ mod tests {
             assigned: Some((u64::MAX, 255)),
             latest_keyframe: Some(u64::MAX),
             latest_seq: Some(u64::MAX),
+            observed: "[2001:db8::1]:65535".parse().unwrap(),
         })))
         .unwrap();
         assert!(welcome.len() < hello.len());
@@ -409,6 +430,7 @@ mod tests {
                 assigned: None,
                 latest_keyframe: None,
                 latest_seq: None,
+                observed: "192.0.2.1:7000".parse().unwrap(),
             }))
         };
         let decodes = |m: &Message| decode(&encode(m).unwrap()).is_ok();

@@ -22,6 +22,16 @@ impl Node {
         let seq = Seq(chunk.seq);
         if from != Source::Input {
             self.out.stats.counters.chunks_received += 1;
+            let bytes = chunk.payload.len() as u64;
+            let from_seed = from
+                .addr()
+                .and_then(|a| self.neighbours.get(&a))
+                .is_some_and(|n| n.role == Role::Seed);
+            let counters = &mut self.out.stats.counters;
+            match from_seed {
+                true => counters.chunk_bytes_from_seed += bytes,
+                false => counters.chunk_bytes_from_peers += bytes,
+            }
         }
         if let Some(held) = self.history.get(seq.0) {
             match self.guard.check_copy(held, &chunk, from, &mut self.out) {

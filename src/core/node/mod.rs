@@ -19,13 +19,16 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::core::config::{BARRED_US, INDICES_PER_CHUNK, MAX_CANDIDATES, TICK_US};
+use crate::core::config::{
+    BARRED_US, INDICES_PER_CHUNK, INTRODUCED_EXTRA, MAX_CANDIDATES, TICK_US,
+};
 use crate::core::guard::{Guard, Source};
 use crate::core::history::History;
 use crate::core::membership::{join_index_base, ConfirmOutcome, HelloAnswer, Membership};
 use crate::core::neighbours::{HaveSummary, Neighbours};
 use crate::core::outbox::Outbox;
 use crate::core::playout::{Lifecycle, Playout};
+use crate::core::reachability::{Reach, Reachability};
 use crate::core::repair::{self, Known, Repair};
 use crate::core::rng::Rng;
 use crate::core::stats::{LatencyReport, NodeStats, Report};
@@ -58,6 +61,8 @@ pub struct Node {
     rng: Rng,
     started_at: u64,
     local_addr: Option<SocketAddr>,
+    /// Our address as others see it, and the NAT that implies.
+    reach: Reach,
     place: Place,
     neighbours: Neighbours,
     membership: Membership,
@@ -89,6 +94,7 @@ impl Node {
             rng,
             started_at: now,
             local_addr: None,
+            reach: Reach::default(),
             place: Place {
                 role: cfg.role,
                 index: 0,
@@ -141,6 +147,27 @@ impl Node {
     /// The address the driver bound, for reports.
     pub fn set_local_addr(&mut self, addr: SocketAddr) {
         self.local_addr = Some(addr);
+        self.reach.set_local(addr);
+    }
+
+    /// The IP the driver's traffic leaves from, when the socket is bound to all interfaces:
+    /// a Welcome that saw it means no NAT.
+    pub fn set_route_ip(&mut self, ip: std::net::IpAddr) {
+        self.reach.set_route_ip(ip);
+    }
+
+    /// How reachable we are, from what others saw.
+    pub fn reachability(&self) -> Reachability {
+        self.reach.classify()
+    }
+
+    /// Stripe subscriptions this node may feed, in copies of the stream: none behind a
+    /// symmetric NAT (a leaf: the address others list for it reaches nobody).
+    fn upload_for_children(&self) -> f64 {
+        match (self.cfg.role, self.reach.classify()) {
+            (Role::Peer, Reachability::LeafOnly) => 0.0,
+            _ => self.cfg.tuning.max_upload,
+        }
     }
 
     pub fn stream(&self) -> StreamId {
@@ -253,6 +280,8 @@ impl Node {
                 .first_play_at
                 .map(|t| t.saturating_sub(self.started_at) as f64 / 1000.0),
             latency_histogram_ms: Vec::new(),
+            reachability: Some(self.reach.classify()),
+            public_addr: self.reach.public_addr().map(|a| a.to_string()),
         }
     }
 
@@ -352,6 +381,8 @@ impl Node {
                     &mut self.out,
                 );
             }
+            Message::Introduce { peer } => self.on_introduce(now, from, peer),
+            Message::Introduced { peer } => self.on_introduced(now, from, peer),
             Message::Subscribe { stripe } => self.on_subscribe(now, from, stripe),
             Message::SubscribeReply { stripe, accepted } => {
                 self.tree
@@ -510,6 +541,7 @@ impl Node {
                 assigned,
                 latest_keyframe: self.latest_keyframe.map(|s| s.0),
                 latest_seq: self.highest.map(|s| s.0),
+                observed: from,
             }));
             self.out.send_owned(from, welcome);
         }
@@ -522,6 +554,7 @@ impl Node {
         else {
             return;
         };
+        self.reach.observe(from, welcome.observed);
         if self.cfg.role == Role::Peer {
             self.take_place(welcome);
             if self.playout.play_from().is_none()
@@ -666,6 +699,43 @@ impl Node {
         }
     }
 
+    // ---- hole punching ----------------------------------------------------------------------
+
+    /// A neighbour asks to be introduced to `peer`, another of ours: `peer` is told to greet
+    /// it, at the address we see it at. Both must be neighbours (their addresses proven), and
+    /// the budget caps what one neighbour can make us send.
+    fn on_introduce(&mut self, now: u64, from: SocketAddr, peer: SocketAddr) {
+        if peer == from
+            || !self.neighbours.contains_key(&from)
+            || !self.neighbours.contains_key(&peer)
+            || !self.reach.may_introduce(now)
+        {
+            self.out.count_dropped();
+            return;
+        }
+        self.out.send(peer, &Message::Introduced { peer: from });
+    }
+
+    /// A neighbour says `peer` wants to talk: greet it, so its NAT and ours both let the
+    /// other in. Only while we are short of contacts, within the budget.
+    fn on_introduced(&mut self, now: u64, from: SocketAddr, peer: SocketAddr) {
+        let contacts = self.neighbours.len() + self.membership.greetings();
+        if !self.neighbours.contains_key(&from)
+            || self.neighbours.contains_key(&peer)
+            || self.membership.greeting(&peer)
+            || self.membership.is_myself(&peer)
+            || Some(peer) == self.local_addr
+            || self.guard.is_banned(&peer)
+            || contacts >= self.cfg.tuning.target_neighbours + INTRODUCED_EXTRA
+            || !self.reach.may_introduce(now)
+        {
+            self.out.count_dropped();
+            return;
+        }
+        self.membership
+            .send_hello(now, peer, &self.place, &mut self.rng, &mut self.out);
+    }
+
     // ---- tree ----------------------------------------------------------------------------
 
     fn on_subscribe(&mut self, now: u64, from: SocketAddr, stripe: u8) {
@@ -676,7 +746,7 @@ impl Node {
             stripe,
             barred,
             &self.place,
-            self.cfg.tuning.max_upload,
+            self.upload_for_children(),
             &mut self.neighbours,
             &mut self.out,
         );
@@ -690,7 +760,7 @@ impl Node {
             &self.history,
             self.highest,
             self.neighbours.children_count(),
-            StripeTree::spare_slots(&self.place, self.cfg.tuning.max_upload, &self.neighbours),
+            StripeTree::spare_slots(&self.place, self.upload_for_children(), &self.neighbours),
             self.tree.depth(&self.place, &self.neighbours),
         )
     }
