@@ -6,7 +6,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::http::{engine_addr, get, StreamReader};
@@ -34,6 +34,54 @@ fn assert_decodes(dir: &Path, name: &str, bytes: &[u8]) {
     let (errors, first_key) = ffprobe_decode(&path);
     assert!(errors.is_empty(), "{name}: ffprobe: {errors}");
     assert_eq!(first_key, Some(true), "{name} does not start at a keyframe");
+}
+
+/// Where a file's media ends (start time + duration), by ffprobe.
+fn media_end(path: &Path) -> f64 {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=start_time,duration",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text.trim().split(',').map(|f| f.parse::<f64>().unwrap());
+    fields.next().unwrap() + fields.next().unwrap()
+}
+
+/// RFC 8216: every EXTINF rounds to at most the target duration, every part lasts at most
+/// the part target.
+fn assert_playlist_rules(text: &str) {
+    let value = |prefix: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(prefix)).unwrap();
+        line[prefix.len()..]
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let target = value("#EXT-X-TARGETDURATION:");
+    let part_target = value("#EXT-X-PART-INF:PART-TARGET=");
+    for line in text.lines() {
+        if let Some(d) = line.strip_prefix("#EXTINF:") {
+            let d: f64 = d.trim_end_matches(',').parse().unwrap();
+            assert!(
+                d.round() <= target,
+                "EXTINF {d} over target {target}: {text}"
+            );
+        }
+        if let Some(rest) = line.strip_prefix("#EXT-X-PART:DURATION=") {
+            let d: f64 = rest.split(',').next().unwrap().parse().unwrap();
+            assert!(d <= part_target, "part of {d} s over {part_target}: {text}");
+        }
+    }
 }
 
 /// URIs in a playlist: whole segments and parts.
@@ -79,8 +127,23 @@ fn twenty_players_get_identical_bytes_and_hls_segments_decode() {
         &["--http", "127.0.0.1:0"],
     );
 
+    // A playlist asked for at once waits for the first complete segment, then lists it.
+    let early = std::thread::spawn(move || get(http, "/live.m3u8"));
     // Mid-stream: real players, the playlist, its segments, and the parts of a segment.
     std::thread::sleep(Duration::from_secs(5));
+    let early = early.join().unwrap();
+    assert_eq!(early.status, 200);
+    assert!(early.text().contains("seg/0.ts"), "{}", early.text());
+    // ffmpeg records the HLS stream from here to its end (it polls the playlist).
+    let recording = dir.join("hls-recording.ts");
+    let recorder = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(format!("http://{http}/live.m3u8"))
+        .args(["-c", "copy", "-y"])
+        .arg(&recording)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mpv = Command::new("mpv")
         .args(["--no-config", "--vo=null", "--ao=null", "--frames=60"])
         .arg(format!("http://{http}/stream.ts"))
@@ -118,6 +181,7 @@ fn twenty_players_get_identical_bytes_and_hls_segments_decode() {
         Some("application/vnd.apple.mpegurl")
     );
     let text = playlist.text();
+    assert_playlist_rules(&text);
     let (segments, parts) = uris(&text);
     assert!(segments.len() >= 2, "{text}");
     for uri in &segments {
@@ -180,6 +244,16 @@ fn twenty_players_get_identical_bytes_and_hls_segments_decode() {
         );
     }
     assert_decodes(&dir, "stream.ts", &stdout);
+    // The recorder saw the ENDLIST and the last segment: it ends where stdout ends.
+    let recorded = recorder.wait_with_output().unwrap();
+    let errors = String::from_utf8_lossy(&recorded.stderr);
+    assert!(recorded.status.success(), "ffmpeg recording HLS: {errors}");
+    let stdout_path = dir.join("stream.ts");
+    let (end_hls, end_stdout) = (media_end(&recording), media_end(&stdout_path));
+    assert!(
+        (end_hls - end_stdout).abs() < 0.1,
+        "the HLS recording ends at {end_hls} s, stdout at {end_stdout} s"
+    );
     let stats = last_json(&peer.err_path);
     assert_eq!(stats["http"]["resyncs"], 0, "{stats}");
     assert_eq!(stats["http"]["feed_dropped"], 0, "{stats}");

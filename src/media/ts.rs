@@ -80,6 +80,27 @@ pub fn payload(packet: &[u8]) -> Option<&[u8]> {
     packet.get(start..)
 }
 
+/// The presentation time stamp (90 kHz, 33 bits) of the PES that starts in this packet, if
+/// it starts one and carries a PTS.
+pub fn pes_pts(packet: &[u8]) -> Option<u64> {
+    if !PacketHeader::parse(packet)?.payload_unit_start {
+        return None;
+    }
+    let pes = payload(packet)?;
+    // Start code 00 00 01, stream id, length (2), flags (2), header length, then the PTS.
+    if pes.get(..3)? != [0, 0, 1] || pes.get(7)? & 0x80 == 0 {
+        return None;
+    }
+    let b = pes.get(9..14)?;
+    Some(
+        (u64::from(b[0] & 0x0e) << 29)
+            | (u64::from(b[1]) << 22)
+            | (u64::from(b[2] & 0xfe) << 14)
+            | (u64::from(b[3]) << 7)
+            | (u64::from(b[4]) >> 1),
+    )
+}
+
 /// Streaming packet aligner: bytes in, whole 188-byte packets out, garbage counted.
 ///
 /// While locked it trusts a packet only when the next packet also starts with 0x47, so a
@@ -245,6 +266,11 @@ impl ProgramTables {
     /// True for PAT, SDT and PMT packets: the tables a player needs before it can decode.
     pub fn is_table_pid(&self, pid: u16) -> bool {
         pid == PID_PAT || pid == PID_SDT || self.pmt_pids.contains(&pid)
+    }
+
+    /// True for a PID the PMT declared as video.
+    pub fn is_video_pid(&self, pid: u16) -> bool {
+        self.video_pids.contains(&pid)
     }
 
     /// True once a PMT declared at least one video stream.

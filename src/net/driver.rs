@@ -255,6 +255,14 @@ pub fn run<R: Read + Send + 'static>(
             cli::notice(format!(
                 "serving players on http://{a}/ (page), http://{a}/stream.ts, http://{a}/live.m3u8"
             ));
+            if a.ip().is_unspecified() {
+                cli::notice(format!(
+                    "on every interface: other devices use this machine's address with port {} \
+                     (this machine: http://127.0.0.1:{}/)",
+                    a.port(),
+                    a.port()
+                ));
+            }
             Some(server)
         }
         None => None,
@@ -376,13 +384,10 @@ pub fn run<R: Read + Send + 'static>(
     if let Some(handle) = writer {
         let _ = handle.join();
     }
-    // HTTP players get a moment to take the end of a stream that ended; on a signal, none.
-    let linger = if exit == ExitCode::SUCCESS && cli::received_signal().is_none() {
-        HttpServer::NATURAL_END
-    } else {
-        Duration::ZERO
-    };
-    let http = http.map(|h| h.finish(linger));
+    // HTTP players get a moment to take the end of a stream that ended; on a signal or an
+    // error their connections are cut, so none mistakes it for the end of the broadcast.
+    let ended = exit == ExitCode::SUCCESS && cli::received_signal().is_none();
+    let http = http.map(|h| h.finish(ended));
     if let Some(d) = discovery {
         d.stop();
     }

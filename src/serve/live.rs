@@ -7,8 +7,9 @@
 //! ending right before a TS packet that starts a PES: hls.js flushes its demuxer at the end of
 //! every part, and a PES cut in two there was a truncated frame and a failed append (seen in
 //! Chromium at every part boundary when parts were cut at chunk boundaries). ffmpeg writes
-//! each PES whole, so before a PES start no other PES is open. Times come from the chunks'
-//! signed capture times, the only clock every viewer agrees on.
+//! each PES whole, so before a PES start no other PES is open. Durations come from the video
+//! PTS at the cuts (capture times, which arrive in the encoder's bursts, made parts of 0.33 s
+//! against a 0.3 s part target); program date-times from the chunks' signed capture times.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::media::chunk::Chunk;
-use crate::media::ts::{PacketHeader, PACKET_SIZE};
+use crate::media::ts::{pes_pts, PacketHeader, ProgramTables, PACKET_SIZE};
 
 /// Complete segments kept for playlists and segment requests. Six GOPs of 2 s cover hls.js's
 /// default live sync (3 target durations back) with room for a slow client's fetch.
@@ -64,12 +65,37 @@ pub struct Segment {
     pub keyframe_start: bool,
     /// Closed parts; the open part (from the last part's end) is not listed yet.
     pub parts: Vec<Part>,
-    /// Set when the segment is complete: the capture-time span to the next segment.
+    /// Set when the segment is complete: the sum of its parts.
     pub duration_us: Option<u64>,
+    /// The clock where the open part began.
+    part_mark: Mark,
 }
 
+/// A reading of the stream's clocks at a place in it: the capture time of its chunk and, when
+/// a video PES starts there, its presentation time stamp.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    capture_us: u64,
+    pts: Option<u64>,
+}
+
+impl Mark {
+    /// Media time from `self` to `later`: by the PTS when both have one (exact frame times),
+    /// else by capture time (which comes in bursts as the encoder writes).
+    fn until(self, later: Mark) -> u64 {
+        match (self.pts, later.pts) {
+            (Some(a), Some(b)) => (b.wrapping_sub(a) & PTS_MASK) * 1_000_000 / PTS_HZ,
+            _ => later.capture_us.saturating_sub(self.capture_us),
+        }
+    }
+}
+
+/// PTS are 33-bit counts of a 90 kHz clock.
+const PTS_HZ: u64 = 90_000;
+const PTS_MASK: u64 = (1 << 33) - 1;
+
 impl Segment {
-    fn new(msn: u64, first: Arc<Chunk>) -> Segment {
+    fn new(msn: u64, first: Arc<Chunk>, mark: Mark) -> Segment {
         Segment {
             msn,
             keyframe_start: first.is_keyframe(),
@@ -77,6 +103,7 @@ impl Segment {
             chunks: vec![first],
             parts: Vec::new(),
             duration_us: None,
+            part_mark: mark,
         }
     }
 
@@ -95,21 +122,17 @@ impl Segment {
         )
     }
 
-    fn capture_at(&self, pos: Pos) -> Option<u64> {
-        self.chunks.get(pos.chunk).map(|c| c.capture_us)
-    }
-
-    fn close_part(&mut self, end: Pos, end_us: u64) {
+    fn close_part(&mut self, end: Pos, mark: Mark) {
         let start = self.open_part_start();
         if end <= start {
             return;
         }
-        let start_us = self.capture_at(start).unwrap_or(end_us);
+        let duration_us = self.part_mark.until(mark).max(MIN_DURATION_US);
+        self.part_mark = mark;
         self.parts.push(Part {
             start,
             end,
-            // Capture times come in bursts: a part can span none of them.
-            duration_us: end_us.saturating_sub(start_us).max(MIN_DURATION_US),
+            duration_us,
             independent: start.offset == 0
                 && self
                     .chunks
@@ -150,6 +173,26 @@ impl Segment {
     }
 }
 
+/// Offsets and PTS of the video PES that start in `payload` at or after `from` (any PES with
+/// a PTS when the program tables name no video).
+fn video_pes<'a>(
+    tables: &'a ProgramTables,
+    payload: &'a [u8],
+    from: usize,
+) -> impl Iterator<Item = (usize, u64)> + 'a {
+    (from..payload.len())
+        .step_by(PACKET_SIZE)
+        .filter_map(move |at| {
+            let packet = payload.get(at..at + PACKET_SIZE)?;
+            let header = PacketHeader::parse(packet)?;
+            let video = tables.is_video_pid(header.pid) || !tables.has_video();
+            if !video || tables.is_table_pid(header.pid) {
+                return None;
+            }
+            pes_pts(packet).map(|pts| (at, pts))
+        })
+}
+
 /// Offset of the first TS packet in `payload` at or after `from` that starts a PES or table.
 fn pes_start(payload: &[u8], from: usize) -> Option<usize> {
     (from..payload.len()).step_by(PACKET_SIZE).find(|&at| {
@@ -176,8 +219,11 @@ pub struct Live {
     next_msn: u64,
     ended: bool,
     /// Largest complete segment duration so far, in whole seconds rounded (never shrinks:
-    /// the spec forbids the target duration to change, and it can only grow here).
+    /// the spec forbids the target duration to change; with a fixed GOP it never does, as
+    /// segments are timed by their PTS).
     target_s: u64,
+    /// Which PIDs carry video, from the PAT and PMT ahead of every keyframe.
+    tables: ProgramTables,
 }
 
 impl Live {
@@ -191,49 +237,63 @@ impl Live {
         if self.ended || chunk.is_end() {
             return false;
         }
-        let now = chunk.capture_us;
+        for packet in chunk.payload.chunks_exact(PACKET_SIZE) {
+            self.tables.observe(packet);
+        }
+        let mark = Mark {
+            capture_us: chunk.capture_us,
+            pts: video_pes(&self.tables, &chunk.payload, 0)
+                .next()
+                .map(|(_, pts)| pts),
+        };
+        let tables = &self.tables;
         let Some(open) = self.segments.back_mut() else {
             // Before the first keyframe nothing decodes on its own: nothing to serve yet.
             if chunk.is_keyframe() {
-                self.open(chunk);
+                self.open(chunk, mark);
                 return true;
             }
             return false;
         };
         if chunk.is_keyframe() || open.bytes + chunk.payload.len() > MAX_SEGMENT_BYTES {
-            self.close_open(now);
-            self.open(chunk);
+            self.close_open(mark);
+            self.open(chunk, mark);
             return true;
         }
         let start = open.open_part_start();
-        let old_enough = open
-            .capture_at(start)
-            .is_some_and(|s| now.saturating_sub(s) >= PART_CUT_US);
-        open.bytes += chunk.payload.len();
-        open.chunks.push(chunk);
-        if !old_enough {
-            return false;
-        }
-        // The part ends before the new chunk's first PES start (often its first packet); a
-        // chunk without one extends the part.
-        let last = open.chunks.len() - 1;
+        let last = open.chunks.len();
         let from = if start.chunk == last {
             start.offset + PACKET_SIZE
         } else {
             0
         };
-        let cut = open
-            .chunks
-            .get(last)
-            .and_then(|c| pes_start(&c.payload, from));
+        // The part ends before the first video PES (a frame) at least PART_CUT after its
+        // start; without PTS, before the first PES start once capture time says so.
+        let cut = match open.part_mark.pts {
+            Some(_) => video_pes(tables, &chunk.payload, from)
+                .map(|(offset, pts)| {
+                    let mark = Mark {
+                        capture_us: chunk.capture_us,
+                        pts: Some(pts),
+                    };
+                    (offset, mark)
+                })
+                .find(|(_, mark)| open.part_mark.until(*mark) >= PART_CUT_US),
+            None if open.part_mark.until(mark) >= PART_CUT_US => {
+                pes_start(&chunk.payload, from).map(|offset| (offset, mark))
+            }
+            None => None,
+        };
+        open.bytes += chunk.payload.len();
+        open.chunks.push(chunk);
         match cut {
-            Some(offset) => {
+            Some((offset, mark)) => {
                 open.close_part(
                     Pos {
                         chunk: last,
                         offset,
                     },
-                    now,
+                    mark,
                 );
                 true
             }
@@ -251,10 +311,18 @@ impl Live {
                 .map(|c| c.capture_us);
             if let Some(end) = last {
                 // The last chunk's own duration is unknown: a 1 ms floor keeps it listed.
-                self.close_open(end + MIN_DURATION_US);
+                self.close_open(Mark {
+                    capture_us: end + MIN_DURATION_US,
+                    pts: None,
+                });
             }
             self.ended = true;
         }
+    }
+
+    /// Whether a segment is complete: before that no playlist can list anything.
+    pub fn has_complete(&self) -> bool {
+        self.complete().next().is_some()
     }
 
     /// The announced target duration (one GOP, rounded up to whole seconds).
@@ -266,19 +334,25 @@ impl Live {
         self.ended
     }
 
-    fn open(&mut self, first: Arc<Chunk>) {
-        self.segments.push_back(Segment::new(self.next_msn, first));
+    fn open(&mut self, first: Arc<Chunk>, mark: Mark) {
+        self.segments
+            .push_back(Segment::new(self.next_msn, first, mark));
         self.next_msn += 1;
         while self.complete().count() > WINDOW_SEGMENTS {
             self.segments.pop_front();
         }
     }
 
-    fn close_open(&mut self, end_us: u64) {
+    fn close_open(&mut self, end: Mark) {
         if let Some(seg) = self.segments.back_mut() {
             if seg.duration_us.is_none() {
-                seg.close_part(seg.end_pos(), end_us);
-                let d = end_us.saturating_sub(seg.start_us()).max(MIN_DURATION_US);
+                seg.close_part(seg.end_pos(), end);
+                let d = seg
+                    .parts
+                    .iter()
+                    .map(|p| p.duration_us)
+                    .sum::<u64>()
+                    .max(MIN_DURATION_US);
                 seg.duration_us = Some(d);
                 // The rule: every EXTINF, rounded to the nearest second, is at most the target.
                 self.target_s = self.target_s.max((d + 500_000) / 1_000_000);
@@ -359,9 +433,6 @@ impl Live {
         );
         let with_parts = self.segments.len().saturating_sub(SEGMENTS_WITH_PARTS + 1);
         for (i, seg) in self.segments.iter().enumerate() {
-            if !seg.keyframe_start {
-                m.push_str("#EXT-X-DISCONTINUITY\n");
-            }
             let _ = writeln!(m, "#EXT-X-PROGRAM-DATE-TIME:{}", date_time(seg.start_us()));
             if i >= with_parts {
                 for (p, part) in seg.parts.iter().enumerate() {
@@ -551,7 +622,8 @@ mod tests {
         }
         assert_eq!(live.segments.len(), 2);
         assert!(live.segments.iter().all(|s| s.bytes <= MAX_SEGMENT_BYTES));
-        assert!(live.playlist().contains("#EXT-X-DISCONTINUITY"));
+        // The cut is not a discontinuity: timestamps run on.
+        assert!(!live.playlist().contains("#EXT-X-DISCONTINUITY"));
         // A new client still starts at the keyframe segment.
         assert!(live.from_newest_keyframe().next().unwrap().is_keyframe());
     }

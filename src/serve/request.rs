@@ -12,6 +12,8 @@ pub const MAX_HEADERS: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Page,
+    /// Browsers ask for it: answered with no content rather than a 404 in their console.
+    Favicon,
     Script,
     Licence,
     Stats,
@@ -63,6 +65,13 @@ pub enum Parsed {
     Done(Request, usize),
     /// Refused; the connection closes after the answer.
     Refused(Refusal),
+    /// A well-formed request for nothing we serve: answered, and the connection goes on
+    /// (with the next pipelined request) unless the client asked to close.
+    Unroutable {
+        why: Refusal,
+        len: usize,
+        close: bool,
+    },
 }
 
 pub fn parse(buf: &[u8]) -> Parsed {
@@ -115,13 +124,19 @@ pub fn parse(buf: &[u8]) -> Parsed {
             },
             len,
         ),
-        Err(refusal) => Parsed::Refused(refusal),
+        Err(why) => Parsed::Unroutable { why, len, close },
     }
 }
 
 fn route(target: &str) -> Result<Route, Refusal> {
+    // The absolute form (`GET http://host:port/path`), which servers must accept.
+    let target = match target.strip_prefix("http://") {
+        Some(rest) => rest.find('/').and_then(|i| rest.get(i..)).unwrap_or("/"),
+        None => target,
+    };
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     Ok(match path {
+        "/favicon.ico" => Route::Favicon,
         "/" | "/index.html" => Route::Page,
         "/hls.js" => Route::Script,
         "/hls.js.LICENSE" => Route::Licence,
@@ -211,10 +226,6 @@ mod tests {
     fn refusals_carry_their_status() {
         let cases: &[(&str, u16)] = &[
             ("POST / HTTP/1.1\r\n\r\n", 405),
-            ("GET /nope HTTP/1.1\r\n\r\n", 404),
-            ("GET /seg/x.ts HTTP/1.1\r\n\r\n", 404),
-            ("GET /seg/99999999999.ts HTTP/1.1\r\n\r\n", 404),
-            ("GET /live.m3u8?_HLS_part=1 HTTP/1.1\r\n\r\n", 400),
             ("GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n", 400),
             ("\x16\x03\x01garbage\r\n\r\n", 400),
         ];
@@ -224,6 +235,27 @@ mod tests {
                 other => panic!("{text:?}: {other:?}"),
             }
         }
+        for (text, status) in [
+            ("GET /nope HTTP/1.1\r\n\r\n", 404),
+            ("GET /seg/x.ts HTTP/1.1\r\n\r\n", 404),
+            ("GET /seg/99999999999.ts HTTP/1.1\r\n\r\n", 404),
+            ("GET /live.m3u8?_HLS_part=1 HTTP/1.1\r\n\r\n", 400),
+        ] {
+            match parse(text.as_bytes()) {
+                Parsed::Unroutable { why, len, close } => {
+                    assert_eq!((why.status().0, len, close), (status, text.len(), false))
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            parse(b"GET /nope HTTP/1.0\r\n\r\n"),
+            Parsed::Unroutable { close: true, .. }
+        ));
+        assert_eq!(
+            done("GET http://127.0.0.1:8080/live.m3u8 HTTP/1.1\r\n\r\n").route,
+            Route::Playlist { block: None }
+        );
         let many = format!("GET / HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(40));
         assert_eq!(
             parse(many.as_bytes()),

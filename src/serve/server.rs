@@ -43,11 +43,19 @@ const STREAM_SNDBUF: usize = 128 * 1024;
 const FEED_CAPACITY: usize = 4096;
 /// After the stream's end, clients get this long to take what is queued.
 const LINGER_US: u64 = 5_000_000;
+/// A playlist asked for before the first segment is complete waits this long for it.
+const FIRST_SEGMENT_WAIT_US: u64 = 10_000_000;
 
 enum Feed {
     Chunk(Arc<Chunk>),
     Stats(serde_json::Value),
-    End { linger_us: u64 },
+    /// The stream ended (its signed end record): responses end cleanly, playlists say so.
+    End {
+        linger_us: u64,
+    },
+    /// The node is stopping without an end (a signal): connections are cut, so a player or
+    /// recorder sees an interrupted stream, not a finished broadcast.
+    Abort,
 }
 
 /// What the engine counted, reported in `/stats.json` and `--stats-json` under `http`.
@@ -98,6 +106,7 @@ impl HttpServer {
             stats: serde_json::Value::Null,
             counters: HttpCounters::default(),
             end_by: None,
+            last_hls_at: 0,
         };
         let handle = std::thread::Builder::new()
             .name("http".into())
@@ -136,11 +145,15 @@ impl HttpServer {
         self.send(Feed::Stats(report));
     }
 
-    /// The stream is over (or we are leaving): clients get `linger` to take what is queued.
+    /// Stops the engine. At the stream's end (`ended`), clients get up to 5 s to take what is
+    /// queued and HLS players to fetch the last segment; otherwise connections are cut.
     /// Returns the engine's figures.
-    pub fn finish(mut self, linger: Duration) -> HttpCounters {
-        let end = Feed::End {
-            linger_us: (linger.as_micros() as u64).min(LINGER_US),
+    pub fn finish(mut self, ended: bool) -> HttpCounters {
+        let end = match ended {
+            true => Feed::End {
+                linger_us: LINGER_US,
+            },
+            false => Feed::Abort,
         };
         // The channel may be full of chunks: wait for room, the engine drains it steadily.
         let _ = self.tx.send(end);
@@ -153,8 +166,6 @@ impl HttpServer {
         counters.feed_dropped += self.feed_dropped;
         counters
     }
-
-    pub const NATURAL_END: Duration = Duration::from_micros(LINGER_US);
 }
 
 struct Engine {
@@ -168,6 +179,8 @@ struct Engine {
     counters: HttpCounters,
     /// Set at the end of the stream: the engine stops once clients are served or at this time.
     end_by: Option<u64>,
+    /// The last playlist, segment or part request.
+    last_hls_at: u64,
 }
 
 impl Engine {
@@ -176,7 +189,10 @@ impl Engine {
         loop {
             let now = cli::mono_micros();
             if let Some(by) = self.end_by {
-                let served = self.clients.values().all(|c| c.idle_and_flushed());
+                // HLS players poll: one that asked lately will come back for the last
+                // segment and the ENDLIST, so the engine waits out the linger for it.
+                let polled = now < self.last_hls_at + LINGER_US;
+                let served = self.clients.values().all(|c| c.idle_and_flushed()) && !polled;
                 if now >= by || served {
                     break;
                 }
@@ -215,6 +231,13 @@ impl Engine {
                     self.queue_for_streams(&chunk);
                 }
                 Feed::Stats(v) => self.stats = v,
+                Feed::Abort => {
+                    let tokens: Vec<Token> = self.clients.keys().copied().collect();
+                    for token in tokens {
+                        self.drop_client(token);
+                    }
+                    self.end_by = Some(now);
+                }
                 Feed::End { linger_us } => {
                     self.live.end();
                     moved = true;
@@ -252,15 +275,22 @@ impl Engine {
             } else {
                 Piece::Payload(chunk.clone())
             });
-            // Too far behind: cut to the next keyframe rather than hold more for it.
+            // Too far behind: cut to the next keyframe rather than hold more for it. When
+            // the chunk that overflowed is a keyframe, the client resumes at it.
             let overflow = c.queued_bytes() > STREAM_QUEUE_BYTES && c.drop_queue();
+            let mut resync = false;
             if overflow {
                 self.counters.resyncs += 1;
+                resync = !chunk.is_keyframe();
+                if chunk.is_keyframe() {
+                    c.queue(if chunked {
+                        Piece::framed(chunk.clone())
+                    } else {
+                        Piece::Payload(chunk.clone())
+                    });
+                }
             }
-            c.mode = Mode::Stream {
-                chunked,
-                resync: overflow,
-            };
+            c.mode = Mode::Stream { chunked, resync };
         }
     }
 
@@ -370,9 +400,8 @@ impl Engine {
                 self.counters.refused += 1;
                 c.inbuf.clear();
                 let (code, reason) = why.status();
-                // After a 404 the connection is still in step; after anything else (a 405 may
-                // carry a body we did not read) it is not.
-                let close = why != Refusal::NotFound;
+                // Out of step with the client (a 405 may carry a body we did not read).
+                let close = true;
                 let (body, extra) = match why {
                     Refusal::MethodNotAllowed => ("only GET and HEAD\n", "Allow: GET, HEAD\r\n"),
                     Refusal::NotFound => ("not found\n", ""),
@@ -382,8 +411,25 @@ impl Engine {
                 c.queue(Piece::Owned(plain_with(code, reason, body, close, extra)));
                 c.mode = Mode::Reply { close };
             }
+            Parsed::Unroutable { why, len, close } => {
+                self.counters.refused += 1;
+                c.inbuf.drain(..len.min(c.inbuf.len()));
+                let (code, reason) = why.status();
+                let body = match why {
+                    Refusal::NotFound => "not found\n",
+                    _ => "malformed query\n",
+                };
+                c.queue(Piece::Owned(plain(code, reason, body, close)));
+                c.mode = Mode::Reply { close };
+            }
             Parsed::Done(req, len) => {
                 self.counters.requests += 1;
+                if matches!(
+                    req.route,
+                    Route::Playlist { .. } | Route::Segment(_) | Route::Part(..)
+                ) {
+                    self.last_hls_at = now;
+                }
                 c.inbuf.drain(..len.min(c.inbuf.len()));
                 self.respond(token, req, now);
             }
@@ -412,6 +458,10 @@ impl Engine {
             c.mode = Mode::Reply { close };
         };
         match &req.route {
+            Route::Favicon => {
+                c.queue(Piece::Owned(plain(204, "No Content", "", close)));
+                c.mode = Mode::Reply { close };
+            }
             Route::Page => reply(
                 c,
                 200,
@@ -466,6 +516,15 @@ impl Engine {
                 c.mode = Mode::Stream { chunked, resync };
             }
             Route::Playlist { block } => {
+                if !live.has_complete() && !live.ended() {
+                    // Nothing to list before one GOP is complete: wait for it, as a
+                    // blocking reload would, rather than hand players an empty playlist.
+                    c.mode = Mode::Blocked {
+                        request: req,
+                        until: now + FIRST_SEGMENT_WAIT_US,
+                    };
+                    return;
+                }
                 if let Some((msn, part)) = *block {
                     if msn > live.edge().msn + 2 {
                         return reply(
@@ -574,6 +633,9 @@ impl Engine {
     }
 
     fn ready(&self, req: &Request) -> bool {
+        if !self.live.has_complete() && !self.live.ended() {
+            return false;
+        }
         match req.route {
             Route::Playlist {
                 block: Some((msn, part)),
@@ -627,6 +689,13 @@ impl Engine {
             c.mode = Mode::Idle;
             // Waited long enough: a playlist gets the current one, a part or segment a 404.
             match req.route {
+                Route::Playlist { .. } if !self.live.has_complete() => {
+                    let body = "no complete segment yet: try again\n";
+                    let extra = "Retry-After: 1\r\n";
+                    let answer = plain_with(503, "Service Unavailable", body, req.close, extra);
+                    c.queue(Piece::Owned(answer));
+                    c.mode = Mode::Reply { close: req.close };
+                }
                 Route::Playlist { .. } => {
                     let route = Route::Playlist { block: None };
                     self.respond(token, Request { route, ..req }, now);
