@@ -37,6 +37,7 @@ fn lies(round: u64) -> Vec<Vec<u8>> {
             addr: SocketAddr::from(([127, 0, 0, 2], 20_000 + (round as u16 % 100) * 24 + i)),
             index: 1,
             member: (i % 4) as u8,
+            lan: None,
         })
         .collect();
     out.push(wire::encode(&Message::Peers { peers: nobodies }).unwrap());
@@ -78,6 +79,7 @@ fn rogue(socket: UdpSocket, victim: SocketAddr, stream: StreamId, stop: Arc<Atom
                     token: w.token,
                     index: 5,
                     member: Some(0),
+                    lan: None,
                 }),
                 Ok(Message::Subscribe { stripe }) => Some(Message::SubscribeReply {
                     stripe,

@@ -85,13 +85,14 @@ fn rates(report: &Report, previous: Option<&Report>) -> (f64, f64) {
     }
 }
 
-/// Public, behind a NAT but reachable by introduction, or a leaf behind a symmetric NAT.
+/// Public, behind a NAT but reachable by introduction, or behind a symmetric NAT (reachable
+/// only by those it greets).
 fn reach_label(r: &Report) -> &'static str {
     use crate::core::reachability::Reachability;
     match r.reachability {
         Some(Reachability::Public) => "public",
         Some(Reachability::Nat) => "nat",
-        Some(Reachability::LeafOnly) => "leaf",
+        Some(Reachability::Symmetric) => "symnat",
         Some(Reachability::Unknown) | None => "?",
     }
 }

@@ -107,6 +107,11 @@ pub struct Membership {
     pub role: RoleState,
     /// Addresses our own Hellos came back from (at most a few: one per way others see us).
     myself: BTreeSet<SocketAddr>,
+    /// Our address on our LAN, told in Confirms.
+    lan: Option<SocketAddr>,
+    /// Peers greeted at their LAN address (behind our own NAT): what they see of us says
+    /// nothing of how the internet sees us. Bounded by the contacts we keep.
+    on_our_lan: BTreeSet<SocketAddr>,
 }
 
 impl Membership {
@@ -130,6 +135,8 @@ impl Membership {
             refused_by: BTreeSet::new(),
             asked_for_peers: BTreeMap::new(),
             myself: BTreeSet::new(),
+            lan: None,
+            on_our_lan: BTreeSet::new(),
             role: match role {
                 Role::Seed => RoleState::Seed(Tracker {
                     next_index: 1,
@@ -154,6 +161,15 @@ impl Membership {
 
     pub fn greetings(&self) -> usize {
         self.hellos.len()
+    }
+
+    pub fn set_lan(&mut self, lan: SocketAddr) {
+        self.lan = Some(lan);
+    }
+
+    /// Whether we greeted `addr` at its LAN address.
+    pub fn on_our_lan(&self, addr: &SocketAddr) -> bool {
+        self.on_our_lan.contains(addr)
     }
 
     /// An address that turned out to be ourselves.
@@ -313,7 +329,7 @@ impl Membership {
         if attempt.attempts == 1 {
             neighbours.note_rtt(from, now.saturating_sub(attempt.last_sent));
         }
-        out.send(from, &confirm(welcome.token, place));
+        out.send(from, &confirm(welcome.token, place, self.lan));
         if let Some(n) = neighbours.get_mut(&from) {
             n.unconfirmed = Some(1);
         }
@@ -357,6 +373,7 @@ impl Membership {
         token: u64,
         index: u64,
         member: Option<u8>,
+        lan: Option<SocketAddr>,
         tuning: &Tuning,
         neighbours: &mut Neighbours,
         rng: &mut Rng,
@@ -377,6 +394,7 @@ impl Membership {
                     addr: from,
                     index,
                     member,
+                    lan,
                 };
                 tracker.seen += 1;
                 if tracker.sample.len() < TRACKER_SAMPLE {
@@ -398,7 +416,9 @@ impl Membership {
             out.send(from, &Message::Goodbye);
             return ConfirmOutcome::Full;
         }
-        neighbours.insert(from, Neighbour::new(Role::Peer, index, member, now));
+        let mut n = Neighbour::new(Role::Peer, index, member, now);
+        n.lan = lan;
+        neighbours.insert(from, n);
         ConfirmOutcome::Added
     }
 
@@ -420,6 +440,7 @@ impl Membership {
                     addr: *addr,
                     index: n.index,
                     member,
+                    lan: n.lan,
                 })
             })
             .collect();
@@ -456,6 +477,7 @@ impl Membership {
         place: &Place,
         orphans: StripeSet,
         local_addr: Option<SocketAddr>,
+        public_ip: Option<std::net::IpAddr>,
         tuning: &Tuning,
         neighbours: &Neighbours,
         banned: impl Fn(&SocketAddr) -> bool,
@@ -463,8 +485,17 @@ impl Membership {
         out: &mut Outbox,
     ) {
         self.asked_for_peers.remove(&from);
-        for p in peers {
-            let me = local_addr == Some(p.addr);
+        for mut p in peers {
+            // Behind our own NAT: greet it on our LAN (no hairpin through the router).
+            if let (Some(lan), Some(ip)) = (p.lan, public_ip) {
+                if p.addr.ip() == ip {
+                    p.addr = lan;
+                    if self.on_our_lan.len() < tuning.max_neighbours {
+                        self.on_our_lan.insert(lan);
+                    }
+                }
+            }
+            let me = local_addr == Some(p.addr) || self.lan == Some(p.addr);
             let contacts = neighbours.len() + self.hellos.len();
             let orphaned = orphans.contains(p.member);
             let older_of_ours = place.member == Some(p.member) && p.index < place.index;
@@ -566,7 +597,7 @@ impl Membership {
             .collect();
         for addr in unanswered {
             if let Some(&token) = self.tokens.get(&addr) {
-                out.send(addr, &confirm(token, place));
+                out.send(addr, &confirm(token, place, self.lan));
             }
             if let Some(n) = neighbours.get_mut(&addr) {
                 n.unconfirmed = n.unconfirmed.map(|sent| sent + 1);
@@ -647,10 +678,11 @@ impl Membership {
 }
 
 /// Our Confirm of a Welcome that carried `token`.
-pub fn confirm(token: u64, place: &Place) -> Message {
+pub fn confirm(token: u64, place: &Place, lan: Option<SocketAddr>) -> Message {
     Message::Confirm {
         token,
         index: place.index,
         member: place.member,
+        lan,
     }
 }

@@ -32,6 +32,8 @@ impl HaveSummary {
 
 #[derive(Debug)]
 pub struct Neighbour {
+    /// Its LAN address, from its Confirm (passed on in peer exchange).
+    pub lan: Option<SocketAddr>,
     pub role: Role,
     pub index: u64,
     pub member: Option<u8>,
@@ -78,6 +80,7 @@ impl Neighbour {
             unconfirmed: None,
             rtt_us: None,
             ignored: 0,
+            lan: None,
         }
     }
 

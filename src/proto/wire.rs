@@ -44,6 +44,10 @@ pub struct PeerInfo {
     pub index: u64,
     /// The stripe this peer is an interior member of.
     pub member: u8,
+    /// Its address on its own LAN, as it said in its Confirm: a peer behind the same NAT (the
+    /// same public IP) greets this one, since most home routers do not loop traffic to their
+    /// own public address back inside (ICE's host candidate).
+    pub lan: Option<SocketAddr>,
 }
 
 /// First datagram to a node. `index` is the sender's, once the seed assigned one.
@@ -87,6 +91,8 @@ pub enum Message {
         token: u64,
         index: u64,
         member: Option<u8>,
+        /// The sender's own address on its LAN (see [`PeerInfo::lan`]).
+        lan: Option<SocketAddr>,
     },
     /// Ask for peers. `token` (from the receiver's Welcome) lets a node that is not, or no
     /// longer, a neighbour use the receiver as a tracker: its address is proven.
@@ -396,7 +402,8 @@ mod tests {
             PeerInfo {
                 addr: "[2001:db8::1]:65535".parse().unwrap(),
                 index: u64::MAX,
-                member: 255
+                member: 255,
+                lan: Some("[2001:db8::2]:65535".parse().unwrap()),
             };
             MAX_PEERS_PER_MESSAGE
         ];
@@ -455,6 +462,7 @@ mod tests {
                 addr,
                 index: 1,
                 member,
+                lan: None,
             }],
         };
         assert!(decodes(&peers(0)) && !decodes(&peers(MAX_STRIPES)));

@@ -81,6 +81,7 @@ pub(crate) fn lie(message: Message, from: u32, world: &World) -> Lie {
                     addr: addr_of(id),
                     index: 1,
                     member: (id % 4) as u8,
+                    lan: None,
                 })
                 .collect();
             Lie::Send(vec![sized(Message::Peers { peers: eclipse })])

@@ -273,6 +273,7 @@ pub fn rogue_handshake(
                 token,
                 index: 9999,
                 member: Some(0),
+                lan: None,
             })
             .unwrap();
             socket.send_to(&confirm, target).unwrap();

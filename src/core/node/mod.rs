@@ -148,26 +148,25 @@ impl Node {
     pub fn set_local_addr(&mut self, addr: SocketAddr) {
         self.local_addr = Some(addr);
         self.reach.set_local(addr);
+        if !addr.ip().is_unspecified() {
+            self.membership.set_lan(addr);
+        } else if let Some(ip) = self.reach.route_ip() {
+            self.membership.set_lan(SocketAddr::new(ip, addr.port()));
+        }
     }
 
     /// The IP the driver's traffic leaves from, when the socket is bound to all interfaces:
     /// a Welcome that saw it means no NAT.
     pub fn set_route_ip(&mut self, ip: std::net::IpAddr) {
         self.reach.set_route_ip(ip);
+        if let Some(local) = self.local_addr {
+            self.membership.set_lan(SocketAddr::new(ip, local.port()));
+        }
     }
 
     /// How reachable we are, from what others saw.
     pub fn reachability(&self) -> Reachability {
         self.reach.classify()
-    }
-
-    /// Stripe subscriptions this node may feed, in copies of the stream: none behind a
-    /// symmetric NAT (a leaf: the address others list for it reaches nobody).
-    fn upload_for_children(&self) -> f64 {
-        match (self.cfg.role, self.reach.classify()) {
-            (Role::Peer, Reachability::LeafOnly) => 0.0,
-            _ => self.cfg.tuning.max_upload,
-        }
     }
 
     pub fn stream(&self) -> StreamId {
@@ -357,7 +356,8 @@ impl Node {
                 token,
                 index,
                 member,
-            } => self.on_confirm(now, from, token, index, member),
+                lan,
+            } => self.on_confirm(now, from, token, index, member, lan),
             Message::GetPeers { .. } => self.membership.answer_get_peers(
                 from,
                 &self.neighbours,
@@ -374,6 +374,7 @@ impl Node {
                     &self.place,
                     orphans,
                     self.local_addr,
+                    self.reach.public_addr().map(|a| a.ip()),
                     &self.cfg.tuning,
                     &self.neighbours,
                     |addr| guard.is_banned(addr),
@@ -554,7 +555,9 @@ impl Node {
         else {
             return;
         };
-        self.reach.observe(from, welcome.observed);
+        if !self.membership.on_our_lan(&from) {
+            self.reach.observe(from, welcome.observed);
+        }
         if self.cfg.role == Role::Peer {
             self.take_place(welcome);
             if self.playout.play_from().is_none()
@@ -612,6 +615,7 @@ impl Node {
         token: u64,
         index: u64,
         member: Option<u8>,
+        lan: Option<SocketAddr>,
     ) {
         let outcome = self.membership.on_confirm(
             now,
@@ -619,6 +623,7 @@ impl Node {
             token,
             index,
             member,
+            lan,
             &self.cfg.tuning,
             &mut self.neighbours,
             &mut self.rng,
@@ -746,7 +751,7 @@ impl Node {
             stripe,
             barred,
             &self.place,
-            self.upload_for_children(),
+            self.cfg.tuning.max_upload,
             &mut self.neighbours,
             &mut self.out,
         );
@@ -760,7 +765,7 @@ impl Node {
             &self.history,
             self.highest,
             self.neighbours.children_count(),
-            StripeTree::spare_slots(&self.place, self.upload_for_children(), &self.neighbours),
+            StripeTree::spare_slots(&self.place, self.cfg.tuning.max_upload, &self.neighbours),
             self.tree.depth(&self.place, &self.neighbours),
         )
     }

@@ -722,6 +722,7 @@ fn peers_lists_nobody_asked_for_are_dropped() {
             addr: SocketAddr::from(([127, 0, 0, 2], 9000 + i)),
             index: 1,
             member: 0,
+            lan: None,
         })
         .collect();
     let list = wire::encode(&Message::Peers { peers: nobodies }).unwrap();
