@@ -59,6 +59,21 @@ impl Reach {
         self.route_ip
     }
 
+    /// Whether `addr` looks like a host of our own LAN (our /24, or /64 for IPv6): it sees us
+    /// without our NAT, so what it saw says nothing of how the internet sees us. A peer
+    /// exchange list from such a host names its LAN neighbours by their LAN addresses.
+    pub fn on_our_subnet(&self, addr: SocketAddr) -> bool {
+        match (self.route_ip, addr.ip()) {
+            (Some(IpAddr::V4(ours)), IpAddr::V4(theirs)) => {
+                ours.octets()[..3] == theirs.octets()[..3]
+            }
+            (Some(IpAddr::V6(ours)), IpAddr::V6(theirs)) => {
+                ours.segments()[..4] == theirs.segments()[..4]
+            }
+            _ => false,
+        }
+    }
+
     /// A Welcome from `responder` said it saw us at `observed`.
     pub fn observe(&mut self, responder: SocketAddr, observed: SocketAddr) {
         self.observed.retain(|(r, _)| *r != responder);

@@ -555,7 +555,7 @@ impl Node {
         else {
             return;
         };
-        if !self.membership.on_our_lan(&from) {
+        if !self.membership.on_our_lan(&from) && !self.reach.on_our_subnet(from) {
             self.reach.observe(from, welcome.observed);
         }
         if self.cfg.role == Role::Peer {
