@@ -96,18 +96,40 @@ fn nine_peers_behind_three_nats_play_and_feed_each_other() {
     let (ts, source) = write_source(&dir, 16);
     let (key, id) = key_file(&dir, 61);
     let keyframes = keyframe_offsets(&ts, &key);
+    // Debian's opentracker on the public host, whitelisting the stream's infohash.
+    let stream: bl::identity::StreamId = id.parse().unwrap();
+    let hash = data_encoding::HEXLOWER.encode(&bl::discover::info_hash(&stream));
+    std::fs::write(dir.join("whitelist"), format!("{hash}\n")).unwrap();
+    std::fs::write(
+        dir.join("opentracker.conf"),
+        format!(
+            "listen.udp 10.77.0.1:6969\nlisten.tcp 10.77.0.1:6969\naccess.whitelist {}\n",
+            dir.join("whitelist").display()
+        ),
+    )
+    .unwrap();
+    let tracker_cmd = format!("opentracker -f {}", dir.join("opentracker.conf").display());
+    let _tracker = spawn_in(&bed.ns("pub"), &tracker_cmd, &dir, "tracker");
+    std::thread::sleep(Duration::from_millis(300));
     let seed_cmd = format!(
         "ffmpeg -hide_banner -loglevel error -nostdin -re -i {} -c copy -f mpegts - \
-         | {} --key {} -q | {} --listen 10.77.0.1:7000 --stats-json --rng-seed 7",
+         | {} --key {} -q | {} --listen 10.77.0.1:7000 --stats-json --rng-seed 7 \
+         --tracker udp://10.77.0.1:6969",
         source.display(),
         bin("bl-chunk").display(),
         key.display(),
         bin("bl-seed").display()
     );
     let mut seed = spawn_in(&bed.ns("pub"), &seed_cmd, &dir, "seed");
-    let link = format!("bl://{id}@10.77.0.1:7000");
+    std::thread::sleep(Duration::from_millis(500));
     let mut peers = Vec::new();
     for home in 1..=3 {
+        // Homes 1 and 2 have the seed's address; home 3, behind the symmetric NAT, only the
+        // stream id and the tracker.
+        let link = match home {
+            3 => format!("'bl://{id}?tr=udp://10.77.0.1:6969'"),
+            _ => format!("bl://{id}@10.77.0.1:7000"),
+        };
         for p in 1..=3 {
             let cmd = format!(
                 "{} {link} --listen 0.0.0.0:{} --stats-json --rng-seed {}",

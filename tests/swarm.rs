@@ -395,9 +395,8 @@ fn peer_arguments_are_checked() {
     let no_port = format!("bl://{id}@127.0.0.1");
     let no_scheme = format!("{id}@127.0.0.1:7000");
     for (args, code, needle) in [
-        (vec!["bl://nonsense"], 2, "malformed link"),
+        (vec!["bl://nonsense"], 2, "malformed stream id"),
         (vec!["notanid"], 2, "malformed stream id"),
-        (vec![&*id], 1, "no bootstrap address"),
         (vec![&*no_port], 2, "'127.0.0.1' has no port"),
         (vec![&*no_scheme], 2, "write bl://<stream-id>@host:port"),
         (vec![], 2, "<LINK>"),
@@ -410,6 +409,24 @@ fn peer_arguments_are_checked() {
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(out.stdout.is_empty());
     }
+    // A link naming no node is looked for in the DHT: with nobody there, the peer says where
+    // it looked and gives up with a reason.
+    let alone = format!("bl://{id}");
+    let out = run(
+        "bl-peer",
+        &[&alone, "--dht-bootstrap", "127.0.0.1:9", "--give-up", "1"],
+        b"",
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("looking for the swarm through the DHT"),
+        "{err}"
+    );
+    assert!(
+        err.contains("giving up: no answer from any peer of the swarm"),
+        "{err}"
+    );
     // A host name is as good as an address for --listen (it used to be refused).
     let out = run("bl-seed", &["--listen", "localhost:0"], &sample_ts());
     assert_eq!(out.status.code(), Some(1));
