@@ -62,6 +62,29 @@ impl Drop for Netbed {
     }
 }
 
+/// A local Mainline DHT of `n` nodes (the `mainline` crate's testnet) living in namespace
+/// `ns`: a thread of this process enters it (setns) and starts them there, so their sockets
+/// and threads belong to it.
+fn dht_in(ns: &str, n: usize) -> (mainline::Testnet, Vec<String>) {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let file = File::open(&path).unwrap();
+        // SAFETY: setns on a valid namespace fd affects only this thread, which then builds
+        // the DHT nodes and ends; nothing else runs on it.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        let testnet = mainline::Testnet::builder(n)
+            .bind_address("10.77.0.1".parse().unwrap())
+            .build()
+            .unwrap();
+        let bootstrap = testnet.bootstrap.clone();
+        (testnet, bootstrap)
+    })
+    .join()
+    .unwrap()
+}
+
 struct Proc {
     child: Child,
     err: PathBuf,
@@ -109,12 +132,18 @@ fn nine_peers_behind_three_nats_play_and_feed_each_other() {
     )
     .unwrap();
     let tracker_cmd = format!("opentracker -f {}", dir.join("opentracker.conf").display());
+    // And a DHT of six nodes there.
+    let (_dht, dht_nodes) = dht_in(&bed.ns("pub"), 6);
+    let dht_args: String = dht_nodes
+        .iter()
+        .map(|n| format!(" --dht-bootstrap {n}"))
+        .collect();
     let _tracker = spawn_in(&bed.ns("pub"), &tracker_cmd, &dir, "tracker");
     std::thread::sleep(Duration::from_millis(300));
     let seed_cmd = format!(
         "ffmpeg -hide_banner -loglevel error -nostdin -re -i {} -c copy -f mpegts - \
          | {} --key {} -q | {} --listen 10.77.0.1:7000 --stats-json --rng-seed 7 \
-         --tracker udp://10.77.0.1:6969",
+         --tracker udp://10.77.0.1:6969{dht_args}",
         source.display(),
         bin("bl-chunk").display(),
         key.display(),
@@ -124,11 +153,12 @@ fn nine_peers_behind_three_nats_play_and_feed_each_other() {
     std::thread::sleep(Duration::from_millis(500));
     let mut peers = Vec::new();
     for home in 1..=3 {
-        // Homes 1 and 2 have the seed's address; home 3, behind the symmetric NAT, only the
-        // stream id and the tracker.
+        // Home 1 has the seed's address; home 2 only the stream id (the DHT); home 3,
+        // behind the symmetric NAT, the stream id and the tracker.
         let link = match home {
-            3 => format!("'bl://{id}?tr=udp://10.77.0.1:6969'"),
-            _ => format!("bl://{id}@10.77.0.1:7000"),
+            1 => format!("bl://{id}@10.77.0.1:7000"),
+            2 => format!("bl://{id}{dht_args}"),
+            _ => format!("'bl://{id}?tr=udp://10.77.0.1:6969'"),
         };
         for p in 1..=3 {
             let cmd = format!(
@@ -148,6 +178,7 @@ fn nine_peers_behind_three_nats_play_and_feed_each_other() {
     let deadline = Instant::now() + Duration::from_secs(90);
     let (mut from_seed, mut from_peers) = (0u64, 0u64);
     for (name, home, p) in peers.iter_mut() {
+        let home = *home;
         let status = wait_until(&mut p.child, deadline, name);
         let err = std::fs::read_to_string(&p.err).unwrap();
         assert!(status.success(), "{name} exited {status}: {err}");
@@ -161,12 +192,21 @@ fn nine_peers_behind_three_nats_play_and_feed_each_other() {
             keyframes.contains(&(ts.len() - out.len())),
             "{name} starts off a keyframe"
         );
+        let said = match home {
+            2 => "looking for the swarm through the DHT",
+            3 => "tracker udp://10.77.0.1:6969: ",
+            _ => "",
+        };
+        assert!(
+            err.contains(said),
+            "{name} never looked where it was told: {err}"
+        );
         let stats = last_json(&p.err);
         let reach = stats["reachability"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let expected = if *home == 3 { "symmetric" } else { "nat" };
+        let expected = if home == 3 { "symmetric" } else { "nat" };
         assert_eq!(reach, expected, "{name}: {stats}");
         from_seed += stats["chunk_bytes_from_seed"].as_u64().unwrap();
         from_peers += stats["chunk_bytes_from_peers"].as_u64().unwrap();
