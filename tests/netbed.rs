@@ -133,12 +133,12 @@ fn nine_peers_behind_three_nats_play_and_feed_each_other() {
     .unwrap();
     let tracker_cmd = format!("opentracker -f {}", dir.join("opentracker.conf").display());
     // And a DHT of six nodes there.
-    let (_dht, dht_nodes) = dht_in(&bed.ns("pub"), 6);
+    let (dht, dht_nodes) = dht_in(&bed.ns("pub"), 6);
     let dht_args: String = dht_nodes
         .iter()
         .map(|n| format!(" --dht-bootstrap {n}"))
         .collect();
-    let _tracker = spawn_in(&bed.ns("pub"), &tracker_cmd, &dir, "tracker");
+    let tracker = spawn_in(&bed.ns("pub"), &tracker_cmd, &dir, "tracker");
     std::thread::sleep(Duration::from_millis(300));
     let seed_cmd = format!(
         "ffmpeg -hide_banner -loglevel error -nostdin -re -i {} -c copy -f mpegts - \
@@ -175,6 +175,20 @@ fn nine_peers_behind_three_nats_play_and_feed_each_other() {
             ));
         }
     }
+    // Once every peer plays, discovery goes away: the tracker is killed, the DHT shut down.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while peers
+        .iter()
+        .any(|(_, _, p)| std::fs::metadata(&p.out).map_or(0, |m| m.len()) < 200_000)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the peers did not all start playing"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(tracker);
+    drop(dht);
     let deadline = Instant::now() + Duration::from_secs(90);
     let (mut from_seed, mut from_peers) = (0u64, 0u64);
     for (name, home, p) in peers.iter_mut() {
