@@ -143,6 +143,19 @@ fn bl_stat_agrees_with_every_nodes_own_stats_json() {
             "walk missed {addr}"
         );
     }
+    // On loopback every peer was seen at its own address: public, in the JSON and the table.
+    for l in walked.iter().filter(|l| l["role"] == "peer") {
+        assert_eq!(l["reachability"], "public", "{l}");
+    }
+    let table = run("bl-stat", &["--swarm", &seed.addr.to_string()], b"");
+    let table = String::from_utf8_lossy(&table.stdout);
+    let header = table.lines().next().unwrap_or_default();
+    assert!(header.contains("REACH"), "{table}");
+    let public_rows = table
+        .lines()
+        .filter(|l| l.contains(" peer public "))
+        .count();
+    assert_eq!(public_rows, 10, "{table}");
 
     // After the stream: the summary of the saved --stats-json lines is the sum of the
     // nodes' final reports.

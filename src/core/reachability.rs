@@ -35,8 +35,8 @@ pub enum Reachability {
 
 #[derive(Debug, Default)]
 pub struct Reach {
-    /// (who answered, the address it saw), newest last.
-    observed: VecDeque<(SocketAddr, SocketAddr)>,
+    /// (who answered, the address it saw, whether it is on our LAN), newest last.
+    observed: VecDeque<(SocketAddr, SocketAddr, bool)>,
     /// The address the socket is bound to, and the IP the driver routes from when it is bound
     /// to all interfaces.
     local: Option<SocketAddr>,
@@ -74,10 +74,12 @@ impl Reach {
         }
     }
 
-    /// A Welcome from `responder` said it saw us at `observed`.
-    pub fn observe(&mut self, responder: SocketAddr, observed: SocketAddr) {
-        self.observed.retain(|(r, _)| *r != responder);
-        self.observed.push_back((responder, observed));
+    /// A Welcome from `responder` said it saw us at `observed`. A responder on our own LAN
+    /// sees us without our NAT: its word counts only while nobody beyond the LAN answered
+    /// (then `public` means reachable at our own address on this network).
+    pub fn observe(&mut self, responder: SocketAddr, observed: SocketAddr, lan: bool) {
+        self.observed.retain(|(r, _, _)| *r != responder);
+        self.observed.push_back((responder, observed, lan));
         while self.observed.len() > OBSERVATIONS {
             self.observed.pop_front();
         }
@@ -92,7 +94,7 @@ impl Reach {
 
     /// Our address as others see it: the one most of them saw.
     pub fn public_addr(&self) -> Option<SocketAddr> {
-        let mut seen: Vec<SocketAddr> = self.observed.iter().map(|(_, o)| *o).collect();
+        let mut seen: Vec<SocketAddr> = self.counted().map(|(_, o, _)| *o).collect();
         seen.sort();
         seen.chunk_by(|a, b| a == b)
             .max_by_key(|run| run.len())
@@ -107,19 +109,28 @@ impl Reach {
     /// symmetric until a second responder agrees with the first.
     pub fn classify(&self) -> Reachability {
         // Without our own address nothing can be compared (a core driven by a test).
-        let (Some((_, first)), Some(local)) = (self.observed.front(), self.local) else {
+        let counted: Vec<SocketAddr> = self.counted().map(|(_, o, _)| *o).collect();
+        let (Some(first), Some(local)) = (counted.first(), self.local) else {
             return Reachability::Unknown;
         };
-        if self.observed.iter().any(|(_, o)| self.ours(o)) {
+        if counted.iter().any(|o| self.ours(o)) {
             return Reachability::Public;
         }
-        let agree = self.observed.iter().all(|(_, o)| o == first);
+        let agree = counted.iter().all(|o| o == first);
         let port_kept = local.port() == first.port();
-        match (agree, self.observed.len() >= 2, port_kept) {
+        match (agree, counted.len() >= 2, port_kept) {
             (false, _, _) => Reachability::Symmetric,
             (true, true, _) | (true, false, true) => Reachability::Nat,
             (true, false, false) => Reachability::Symmetric,
         }
+    }
+
+    /// The observations that count: those from beyond our LAN, or all if there are none.
+    fn counted(&self) -> impl Iterator<Item = &(SocketAddr, SocketAddr, bool)> {
+        let beyond = self.observed.iter().any(|(_, _, lan)| !lan);
+        self.observed
+            .iter()
+            .filter(move |(_, _, lan)| !beyond || !lan)
     }
 
     /// Takes one introduction from this second's budget.
@@ -150,32 +161,32 @@ mod tests {
         r.set_local(a("0.0.0.0:7101"));
         assert_eq!(r.classify(), Reachability::Unknown);
         r.set_route_ip("192.168.1.2".parse().unwrap());
-        r.observe(a("10.77.0.1:7000"), a("192.168.1.2:7101"));
+        r.observe(a("10.77.0.1:7000"), a("192.168.1.2:7101"), false);
         assert_eq!(r.classify(), Reachability::Public);
 
         let mut nat = Reach::default();
         nat.set_local(a("0.0.0.0:7101"));
-        nat.observe(a("10.77.0.1:7000"), a("10.77.0.11:7101"));
+        nat.observe(a("10.77.0.1:7000"), a("10.77.0.11:7101"), false);
         assert_eq!(
             nat.classify(),
             Reachability::Nat,
             "one responder, port kept"
         );
-        nat.observe(a("10.77.0.12:7102"), a("10.77.0.11:7101"));
+        nat.observe(a("10.77.0.12:7102"), a("10.77.0.11:7101"), false);
         assert_eq!(nat.classify(), Reachability::Nat);
         assert_eq!(nat.public_addr(), Some(a("10.77.0.11:7101")));
 
         let mut sym = Reach::default();
         sym.set_local(a("0.0.0.0:7101"));
-        sym.observe(a("10.77.0.1:7000"), a("10.77.0.13:40001"));
+        sym.observe(a("10.77.0.1:7000"), a("10.77.0.13:40001"), false);
         assert_eq!(sym.classify(), Reachability::Symmetric, "port rewritten");
-        sym.observe(a("10.77.0.1:7000"), a("10.77.0.13:7101"));
+        sym.observe(a("10.77.0.1:7000"), a("10.77.0.13:7101"), false);
         assert_eq!(
             sym.classify(),
             Reachability::Nat,
             "the same responder's newest word"
         );
-        sym.observe(a("10.77.0.12:7102"), a("10.77.0.13:51234"));
+        sym.observe(a("10.77.0.12:7102"), a("10.77.0.13:51234"), false);
         assert_eq!(
             sym.classify(),
             Reachability::Symmetric,

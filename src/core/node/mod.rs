@@ -555,9 +555,8 @@ impl Node {
         else {
             return;
         };
-        if !self.membership.on_our_lan(&from) && !self.reach.on_our_subnet(from) {
-            self.reach.observe(from, welcome.observed);
-        }
+        let lan = self.membership.on_our_lan(&from) || self.reach.on_our_subnet(from);
+        self.reach.observe(from, welcome.observed, lan);
         if self.cfg.role == Role::Peer {
             self.take_place(welcome);
             if self.playout.play_from().is_none()
