@@ -131,7 +131,11 @@ fn nine_peers_behind_three_nats_play_and_feed_each_other() {
         ),
     )
     .unwrap();
-    let tracker_cmd = format!("opentracker -f {}", dir.join("opentracker.conf").display());
+    // `exec`: killing the test's child must kill the tracker, not only the shell around it.
+    let tracker_cmd = format!(
+        "exec opentracker -f {}",
+        dir.join("opentracker.conf").display()
+    );
     // And a DHT of six nodes there.
     let (dht, dht_nodes) = dht_in(&bed.ns("pub"), 6);
     let dht_args: String = dht_nodes
@@ -162,7 +166,7 @@ fn nine_peers_behind_three_nats_play_and_feed_each_other() {
         };
         for p in 1..=3 {
             let cmd = format!(
-                "{} {link} --listen 0.0.0.0:{} --stats-json --rng-seed {}",
+                "exec {} {link} --listen 0.0.0.0:{} --stats-json --rng-seed {}",
                 bin("bl-peer").display(),
                 7100 + p,
                 home * 10 + p

@@ -66,6 +66,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
         trackers: args.swarm.tracker.clone(),
     };
     cli::notice(format!("serving {link}"));
+    if !link.trackers.is_empty() || args.swarm.dht || !args.swarm.dht_bootstrap.is_empty() {
+        let found = Link {
+            hosts: Vec::new(),
+            ..link.clone()
+        };
+        cli::notice(format!(
+            "viewers anywhere can also use {found}, found through {}",
+            if link.trackers.is_empty() {
+                "the DHT"
+            } else {
+                "the trackers"
+            }
+        ));
+    }
     if local.ip().is_unspecified() {
         cli::warn(format!(
             "listening on all interfaces: other hosts use this machine's address with port {}",

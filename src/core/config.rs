@@ -86,6 +86,8 @@ pub const IN_FLIGHT_WAIT_US: u64 = 750_000;
 /// An introduced peer is greeted while our contacts are below the target plus this: it went to
 /// the trouble of asking, and its Hello through its NAT is already on the way.
 pub const INTRODUCED_EXTRA: usize = 4;
+/// Introductions one neighbour may ask of us, or make us act on, per second.
+pub const INTRODUCTIONS_PER_NEIGHBOUR: u8 = 4;
 /// Addresses taken from one tracker or DHT answer (a tracker lists up to 50; more would only
 /// be Hellos to strangers, and a lying tracker could aim us at a victim).
 pub const MAX_CANDIDATES: usize = 50;

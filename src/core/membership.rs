@@ -30,6 +30,9 @@ pub struct HelloAttempt {
     /// Who named the address (a Peers answer): asked to introduce us if the first Hello
     /// goes unanswered.
     pub via: Option<SocketAddr>,
+    /// Sent because a neighbour introduced the address: never retried, so an introduction
+    /// costs one Hello, whoever it names.
+    pub once: bool,
 }
 
 /// The seed's tracker: it hands out join indices and member stripes, and remembers a uniform
@@ -167,6 +170,21 @@ impl Membership {
         self.lan = Some(lan);
     }
 
+    /// A Hello for an introduction: sent once, not retried.
+    pub fn send_introduced_hello(
+        &mut self,
+        now: u64,
+        to: SocketAddr,
+        place: &Place,
+        rng: &mut Rng,
+        out: &mut Outbox,
+    ) {
+        self.send_hello(now, to, place, rng, out);
+        if let Some(h) = self.hellos.get_mut(&to) {
+            h.once = true;
+        }
+    }
+
     /// Whether we greeted `addr` at its LAN address.
     pub fn on_our_lan(&self, addr: &SocketAddr) -> bool {
         self.on_our_lan.contains(addr)
@@ -217,6 +235,7 @@ impl Membership {
             last_sent: now,
             attempts: 0,
             via: None,
+            once: false,
         });
         if entry.attempts == 0 {
             entry.nonce = rng.next_u64();
@@ -252,6 +271,10 @@ impl Membership {
             // Our own Hello came back: `from` is us as others see us (a tracker or the DHT
             // listed our public address). Never greet it again.
             self.hellos.remove(&from);
+            // A few ways others see us at most; a handful of echoing strangers cannot grow it.
+            if self.myself.len() >= MYSELF_MAX {
+                self.myself.pop_first();
+            }
             self.myself.insert(from);
             return None;
         }
@@ -495,7 +518,9 @@ impl Membership {
                     }
                 }
             }
-            let me = local_addr == Some(p.addr) || self.lan == Some(p.addr);
+            let me = local_addr == Some(p.addr)
+                || self.lan == Some(p.addr)
+                || self.myself.contains(&p.addr);
             let contacts = neighbours.len() + self.hellos.len();
             let orphaned = orphans.contains(p.member);
             let older_of_ours = place.member == Some(p.member) && p.index < place.index;
@@ -560,7 +585,8 @@ impl Membership {
             .map(|(a, h)| (*a, h.attempts))
             .collect();
         for (addr, attempts) in retry {
-            if attempts >= HELLO_ATTEMPTS && !self.bootstrap.contains(&addr) {
+            let once = self.hellos.get(&addr).is_some_and(|h| h.once);
+            if once || (attempts >= HELLO_ATTEMPTS && !self.bootstrap.contains(&addr)) {
                 self.hellos.remove(&addr);
             } else {
                 self.send_hello(now, addr, place, rng, out);
@@ -678,6 +704,9 @@ impl Membership {
 }
 
 /// Our Confirm of a Welcome that carried `token`.
+/// Addresses remembered as ourselves (one per way others see us: public, LAN, loopback).
+const MYSELF_MAX: usize = 8;
+
 pub fn confirm(token: u64, place: &Place, lan: Option<SocketAddr>) -> Message {
     Message::Confirm {
         token,

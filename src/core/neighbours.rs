@@ -34,6 +34,10 @@ impl HaveSummary {
 pub struct Neighbour {
     /// Its LAN address, from its Confirm (passed on in peer exchange).
     pub lan: Option<SocketAddr>,
+    /// Introductions it asked of us (or made us act on) in the second since
+    /// `introductions_since`.
+    pub introductions: u8,
+    pub introductions_since: u64,
     pub role: Role,
     pub index: u64,
     pub member: Option<u8>,
@@ -81,6 +85,8 @@ impl Neighbour {
             rtt_us: None,
             ignored: 0,
             lan: None,
+            introductions: 0,
+            introductions_since: 0,
         }
     }
 

@@ -52,6 +52,8 @@ const MIN_INTERVAL: Duration = Duration::from_secs(60);
 const MAX_INTERVAL: Duration = Duration::from_secs(30 * 60);
 /// DHT announces expire after about 30 minutes on most nodes.
 const DHT_INTERVAL: Duration = Duration::from_secs(10 * 60);
+/// A tracker that did not answer is asked again after this long.
+const TRACKER_RETRY: Duration = Duration::from_secs(10);
 
 /// The running discovery thread.
 pub struct Discovery {
@@ -67,6 +69,7 @@ impl Discovery {
         stream: StreamId,
         port: u16,
         seed: u64,
+        lonely_applies: bool,
         neighbours: Arc<AtomicUsize>,
         found: impl Fn(Vec<SocketAddr>) + Send + 'static,
     ) -> Result<Discovery> {
@@ -77,10 +80,6 @@ impl Discovery {
                 seed.wrapping_add(i as u64 * 7919),
             )?);
         }
-        let dht = match &opts.dht {
-            None => None,
-            Some(bootstrap) => Some(start_dht(bootstrap)?),
-        };
         let mut where_ = opts
             .trackers
             .iter()
@@ -99,11 +98,9 @@ impl Discovery {
             info_hash: info_hash(&stream),
             peer_id: peer_id(seed),
             port,
-            trackers: trackers
-                .into_iter()
-                .map(|t| (t, Instant::now(), false))
-                .collect(),
-            dht: dht.map(|d| (d, Instant::now())),
+            trackers: trackers.into_iter().map(|t| (t, Schedule::new())).collect(),
+            dht_bootstrap: opts.dht.clone(),
+            lonely_applies,
             neighbours,
             stop: stop.clone(),
         };
@@ -143,90 +140,120 @@ fn start_dht(bootstrap: &[String]) -> Result<mainline::Dht> {
     builder.build().context("cannot start a DHT node")
 }
 
+/// When a source (a tracker, the DHT) is asked next, and whether it answered last time.
+struct Schedule {
+    next: Instant,
+    last: Option<Instant>,
+    answered: bool,
+    started: bool,
+}
+
+impl Schedule {
+    fn new() -> Schedule {
+        Schedule {
+            next: Instant::now(),
+            last: None,
+            answered: false,
+            started: false,
+        }
+    }
+
+    /// Due at its time, or early while the node is alone and the source answered last time
+    /// (a failing source waits its full 10 s: a refused or unresolvable tracker was asked 4
+    /// times a second).
+    fn due(&self, now: Instant, lonely: bool) -> bool {
+        now >= self.next
+            || (lonely && self.answered && self.last.is_none_or(|l| now >= l + LONELY_RETRY))
+    }
+}
+
 struct Worker {
     info_hash: [u8; 20],
     peer_id: [u8; 20],
     port: u16,
-    /// Each tracker, when to ask it next, and whether it answered last time.
-    trackers: Vec<(Tracker, Instant, bool)>,
-    dht: Option<(mainline::Dht, Instant)>,
+    trackers: Vec<(Tracker, Schedule)>,
+    dht_bootstrap: Option<Vec<String>>,
+    /// Alone matters to peers only: a seed waits for viewers to come to it.
+    lonely_applies: bool,
     neighbours: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
 impl Worker {
     fn lonely(&self) -> bool {
-        self.neighbours.load(Ordering::Relaxed) == 0
+        self.lonely_applies && self.neighbours.load(Ordering::Relaxed) == 0
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
     }
 
     fn run(mut self, found: impl Fn(Vec<SocketAddr>)) {
-        let mut first = true;
-        while !self.stop.load(Ordering::SeqCst) {
+        // Started here, not on the node's thread: resolving the public DHT routers with no
+        // answering resolver held the node (and Ctrl-C) for 24 s.
+        let mut dht = match self.dht_bootstrap.take().map(|b| start_dht(&b)) {
+            Some(Ok(d)) => Some((d, Schedule::new())),
+            Some(Err(e)) => {
+                cli::warn(format!("{e:#}: looking without the DHT"));
+                None
+            }
+            None => None,
+        };
+        while !self.stopping() {
             let lonely = self.lonely();
-            for (tracker, next, answered) in self.trackers.iter_mut() {
+            let (info_hash, peer_id, port) = (self.info_hash, self.peer_id, self.port);
+            for (tracker, when) in self.trackers.iter_mut() {
                 let now = Instant::now();
-                if now < *next && !(lonely && now + LONELY_RETRY < *next) {
+                if !when.due(now, lonely) || self.stop.load(Ordering::SeqCst) {
                     continue;
                 }
-                let event = if first {
-                    AnnounceEvent::Started
-                } else {
-                    AnnounceEvent::None
+                when.last = Some(now);
+                let event = match when.started {
+                    false => AnnounceEvent::Started,
+                    true => AnnounceEvent::None,
                 };
-                match tracker.announce(self.info_hash, self.peer_id, self.port, event) {
+                match tracker.announce(info_hash, peer_id, port, event, false) {
                     Ok(a) => {
-                        if !*answered {
+                        if !when.answered {
                             cli::notice(format!(
                                 "tracker {}: {} peer(s)",
                                 tracker.url,
                                 a.peers.len()
                             ));
                         }
-                        *answered = true;
+                        when.answered = true;
+                        when.started = true;
                         found(a.peers);
-                        *next = Instant::now()
-                            + if self.neighbours.load(Ordering::Relaxed) == 0 {
-                                LONELY_RETRY
-                            } else {
-                                a.interval.clamp(MIN_INTERVAL, MAX_INTERVAL)
-                            };
+                        when.next = Instant::now() + a.interval.clamp(MIN_INTERVAL, MAX_INTERVAL);
                     }
                     Err(e) => {
-                        if *answered || first {
+                        if when.answered || when.last.is_some_and(|_| !when.started) {
                             cli::warn(format!("{e:#}; asking again in 10 s"));
                         }
-                        *answered = false;
-                        *next = Instant::now() + Duration::from_secs(10);
+                        when.answered = false;
+                        when.next = Instant::now() + TRACKER_RETRY;
                     }
                 }
             }
-            let lonely_now = self.lonely();
-            if let Some((dht, next)) = &mut self.dht {
+            if let Some((node, when)) = &mut dht {
                 let now = Instant::now();
-                if now >= *next || (lonely && now + LONELY_RETRY < *next) {
-                    let peers = dht_round(dht, self.info_hash, self.port);
+                if when.due(now, lonely) {
+                    when.last = Some(now);
+                    let peers = dht_round(node, info_hash, port);
+                    when.answered = !peers.is_empty();
                     if !peers.is_empty() {
                         found(peers);
                     }
-                    *next = Instant::now()
-                        + if lonely_now {
-                            LONELY_RETRY
-                        } else {
-                            DHT_INTERVAL
-                        };
+                    when.next = Instant::now() + if lonely { LONELY_RETRY } else { DHT_INTERVAL };
                 }
             }
-            first = false;
             std::thread::sleep(Duration::from_millis(250));
         }
-        for (tracker, _, answered) in self.trackers.iter_mut() {
-            if *answered {
-                let _ = tracker.announce(
-                    self.info_hash,
-                    self.peer_id,
-                    self.port,
-                    AnnounceEvent::Stopped,
-                );
+        // Best effort, one quick try each: leaving must not wait on dead trackers.
+        let (info_hash, peer_id, port) = (self.info_hash, self.peer_id, self.port);
+        for (tracker, when) in self.trackers.iter_mut() {
+            if when.answered {
+                let _ = tracker.announce(info_hash, peer_id, port, AnnounceEvent::Stopped, true);
             }
         }
     }

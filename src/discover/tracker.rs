@@ -19,6 +19,8 @@ use aquatic_udp_protocol::{
 /// Longest wait for one answer; two tries per request.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 const TRIES: u32 = 2;
+/// For the `stopped` announce on the way out: one try, this long.
+const QUICK_TIMEOUT: Duration = Duration::from_millis(300);
 /// A connection id is good for a minute (BEP 15).
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// Peers asked for per announce: enough to find the swarm; peer exchange does the rest.
@@ -89,13 +91,24 @@ impl Tracker {
 
     /// Sends `request` and waits for the answer with its transaction id, from the tracker's
     /// address only; anything else is dropped.
-    fn ask(&mut self, addr: SocketAddr, request: &Request, tid: TransactionId) -> Result<Response> {
+    fn ask(
+        &mut self,
+        addr: SocketAddr,
+        request: &Request,
+        tid: TransactionId,
+        quick: bool,
+    ) -> Result<Response> {
         let mut bytes = Vec::with_capacity(100);
         request.write_bytes(&mut bytes)?;
         let mut buf = [0u8; 2048];
-        for _ in 0..TRIES {
+        let (tries, timeout) = match quick {
+            true => (1, QUICK_TIMEOUT),
+            false => (TRIES, ANSWER_TIMEOUT),
+        };
+        self.socket.set_read_timeout(Some(timeout))?;
+        for _ in 0..tries {
             self.socket.send_to(&bytes, addr)?;
-            let deadline = Instant::now() + ANSWER_TIMEOUT;
+            let deadline = Instant::now() + timeout;
             while Instant::now() < deadline {
                 let Ok((n, from)) = self.socket.recv_from(&mut buf) else {
                     break;
@@ -129,6 +142,7 @@ impl Tracker {
         peer_id: [u8; 20],
         port: u16,
         event: AnnounceEvent,
+        quick: bool,
     ) -> Result<Announced> {
         let addr = self
             .url
@@ -144,7 +158,7 @@ impl Tracker {
                 let request = Request::Connect(ConnectRequest {
                     transaction_id: tid,
                 });
-                match self.ask(addr, &request, tid)? {
+                match self.ask(addr, &request, tid, quick)? {
                     Response::Connect(r) => {
                         self.connection = Some((r.connection_id, Instant::now()));
                         r.connection_id
@@ -173,7 +187,7 @@ impl Tracker {
             peers_wanted: NumberOfPeers::new(PEERS_WANTED),
             port: Port::new(port),
         });
-        match self.ask(addr, &request, tid)? {
+        match self.ask(addr, &request, tid, quick)? {
             Response::AnnounceIpv4(r) => Ok(Announced {
                 peers: r
                     .peers

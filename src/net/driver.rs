@@ -280,6 +280,7 @@ pub fn run<R: Read + Send + 'static>(
             node.stream(),
             port,
             node.rng_seed(),
+            node.role() == crate::proto::wire::Role::Peer,
             neighbours.clone(),
             move |found| {
                 let _ = tx.send(Control::Found(found));
@@ -439,7 +440,19 @@ fn take_controls(
                 node.handle_chunk(now, chunk)
             }
             Control::InputEnd => node.handle_input_end(now),
-            Control::Found(addrs) => node.add_candidates(now, &addrs),
+            Control::Found(addrs) => {
+                // Found without a bootstrap address: learn which IP we route from (our LAN
+                // address, and whether others see it) from the first one found.
+                if node.route_ip().is_none() {
+                    let local = socket.local_addr().ok();
+                    if let (Some(local), Some(to)) = (local, addrs.first()) {
+                        if let Some(ip) = route_ip(local, *to) {
+                            node.set_route_ip(ip);
+                        }
+                    }
+                }
+                node.add_candidates(now, &addrs)
+            }
             Control::InputFailed(e) => {
                 cli::warn(format!("{e}; ending the stream"));
                 node.handle_input_end(now);

@@ -20,7 +20,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::core::config::{
-    BARRED_US, INDICES_PER_CHUNK, INTRODUCED_EXTRA, MAX_CANDIDATES, TICK_US,
+    BARRED_US, INDICES_PER_CHUNK, INTRODUCED_EXTRA, INTRODUCTIONS_PER_NEIGHBOUR, MAX_CANDIDATES,
+    TICK_US,
 };
 use crate::core::guard::{Guard, Source};
 use crate::core::history::History;
@@ -162,6 +163,15 @@ impl Node {
         if let Some(local) = self.local_addr {
             self.membership.set_lan(SocketAddr::new(ip, local.port()));
         }
+    }
+
+    /// The IP our traffic leaves from, once the driver told us.
+    pub fn route_ip(&self) -> Option<std::net::IpAddr> {
+        self.reach.route_ip()
+    }
+
+    pub fn role(&self) -> Role {
+        self.cfg.role
     }
 
     /// How reachable we are, from what others saw.
@@ -712,6 +722,7 @@ impl Node {
         if peer == from
             || !self.neighbours.contains_key(&from)
             || !self.neighbours.contains_key(&peer)
+            || !self.neighbour_may_introduce(now, from)
             || !self.reach.may_introduce(now)
         {
             self.out.count_dropped();
@@ -731,13 +742,31 @@ impl Node {
             || Some(peer) == self.local_addr
             || self.guard.is_banned(&peer)
             || contacts >= self.cfg.tuning.target_neighbours + INTRODUCED_EXTRA
+            || !self.neighbour_may_introduce(now, from)
             || !self.reach.may_introduce(now)
         {
             self.out.count_dropped();
             return;
         }
         self.membership
-            .send_hello(now, peer, &self.place, &mut self.rng, &mut self.out);
+            .send_introduced_hello(now, peer, &self.place, &mut self.rng, &mut self.out);
+    }
+
+    /// One neighbour's share of the introductions: [`INTRODUCTIONS_PER_NEIGHBOUR`] a second,
+    /// so a flood from one cannot spend the budget the others need.
+    fn neighbour_may_introduce(&mut self, now: u64, from: SocketAddr) -> bool {
+        let Some(n) = self.neighbours.get_mut(&from) else {
+            return false;
+        };
+        if now >= n.introductions_since + 1_000_000 {
+            n.introductions_since = now;
+            n.introductions = 0;
+        }
+        if n.introductions >= INTRODUCTIONS_PER_NEIGHBOUR {
+            return false;
+        }
+        n.introductions += 1;
+        true
     }
 
     // ---- tree ----------------------------------------------------------------------------
