@@ -34,6 +34,10 @@ pub struct Args {
     /// Longest a packet waits for its chunk to fill before the partial chunk is sent.
     #[arg(long, value_name = "MS", default_value_t = 20)]
     pub max_wait: u64,
+    /// Send a partial chunk once the input has paused this long (the encoder wrote a frame
+    /// and waits for the next); 0: wait up to --max-wait.
+    #[arg(long, value_name = "MS", default_value_t = 2)]
+    pub idle_flush: u64,
     /// Print the stream id of --key on stdout and exit.
     #[arg(long, requires = "key")]
     pub show_id: bool,
@@ -84,14 +88,21 @@ fn load_key(args: &Args) -> Result<StreamKey> {
     })
 }
 
-/// The next message for the loop: `Some(None)` when a partial chunk's wait ran out, `None`
-/// when every sender is gone.
+/// The next message for the loop: `Some(None)` when a partial chunk's wait ran out (its
+/// `max_wait_us`, or the input idle for `idle`: (µs, since when)), `None` when every sender
+/// is gone.
 fn next_message(
     rx: &mpsc::Receiver<Message>,
     chunker: &Chunker,
     max_wait_us: u64,
+    idle: Option<(u64, u64)>,
 ) -> Option<Option<Message>> {
-    match chunker.flush_deadline(max_wait_us) {
+    let idle_deadline = idle.map(|(us, since)| since.saturating_add(us));
+    let deadline = match (chunker.flush_deadline(max_wait_us), idle_deadline) {
+        (Some(full), Some(idle)) => Some(full.min(idle)),
+        (full, _) => full,
+    };
+    match deadline {
         Some(deadline) => {
             let wait = deadline.saturating_sub(cli::unix_micros());
             match rx.recv_timeout(Duration::from_micros(wait)) {
@@ -131,7 +142,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut chunker = Chunker::new(key, args.chunk_bytes, 0);
     let progress = cli::spinner(cli::progress_enabled(args.quiet));
     let mut input_bytes: u64 = 0;
-    while let Some(message) = next_message(&rx, &chunker, max_wait_us) {
+    let idle_us = args.idle_flush.saturating_mul(1000);
+    let mut last_input = 0u64;
+    while let Some(message) = next_message(
+        &rx,
+        &chunker,
+        max_wait_us,
+        (idle_us > 0).then_some((idle_us, last_input)),
+    ) {
         let mut at_eof = false;
         match message {
             None => chunker.flush(),
@@ -152,6 +170,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
             Some(Message::Input(ByteEvent::Data(bytes))) => {
                 let now = cli::unix_micros();
+                last_input = now;
                 input_bytes += bytes.len() as u64;
                 aligner.push(&bytes);
                 while let Some(packet) = aligner.next_packet(false) {
