@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::swarm::{assert_clean_tail, keyframe_offsets, start_peer, start_seed, write_source};
-use common::{key_file, temp_dir};
+use common::{key_file, require_command, temp_dir};
 
 /// Debian's opentracker on a free UDP port of 127.0.0.1, whitelisting only `info_hash`.
 struct Opentracker {
@@ -25,14 +25,7 @@ impl Drop for Opentracker {
 }
 
 fn opentracker(dir: &Path, stream_id: &str) -> Opentracker {
-    let found = Command::new("sh")
-        .args(["-c", "command -v opentracker"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "opentracker not found: apt-get install -y opentracker (.ci/run does)"
-    );
+    require_command("opentracker", "apt-get install -y opentracker");
     let port = UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -13,7 +13,7 @@ use common::http::{engine_addr, get, StreamReader};
 use common::swarm::{
     free_addr, last_json, start_peer, start_seed, start_seed_at, write_source, Peer,
 };
-use common::{ffprobe_decode, key_file, temp_dir, Rng};
+use common::{ffprobe_decode, key_file, require_command, temp_dir, Rng};
 
 /// A peer serving HTTP on an ephemeral port, for a seed that will listen at `seed_addr`.
 fn http_peer(dir: &Path, id: &str, seed_addr: SocketAddr) -> (Peer, SocketAddr) {
@@ -448,14 +448,7 @@ fn a_thousand_malformed_requests_leave_the_node_serving() {
 #[test]
 fn headless_chromium_plays_the_page() {
     for tool in ["/usr/bin/chromium", "node"] {
-        let found = std::process::Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            found,
-            "{tool} not found: apt-get install -y chromium nodejs (.ci/run does)"
-        );
+        require_command(tool, "apt-get install -y chromium nodejs");
     }
     let dir = temp_dir("http-browser");
     let (_, source) = write_source(&dir, 24);

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::swarm::{keyframe_offsets, last_json, wait_until, write_source};
-use common::{bin, key_file, temp_dir};
+use common::{bin, key_file, require_command, temp_dir};
 
 /// The test bed, removed when dropped.
 struct Netbed {
@@ -29,14 +29,7 @@ impl Netbed {
             "the netbed test needs root (network namespaces, iptables)"
         );
         for tool in ["ip", "iptables"] {
-            let found = Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            assert!(
-                found,
-                "{tool} not found: apt-get install -y iproute2 iptables"
-            );
+            require_command(tool, "apt-get install -y iproute2 iptables");
         }
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/netbed");
         let name = format!("blt{}", std::process::id() % 100_000);

@@ -136,6 +136,16 @@ pub fn ffprobe_decode(ts: &Path) -> (String, Option<bool>) {
     (String::from_utf8_lossy(&out.stderr).into_owned(), first_key)
 }
 
+/// Fails loudly when a command the test runs is not installed (CI installs it; a silently
+/// skipped test would prove nothing). `install` says how to get it.
+pub fn require_command(command: &str, install: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {command}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(found, "{command} not found: {install} (.ci/run does)");
+}
+
 /// A small deterministic PRNG (xorshift64*) so garbage and choices are reproducible by seed.
 pub struct Rng(u64);
 
