@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::core::config::{CATCH_UP_MAX_CHUNKS, EARLY_START_WAIT_US};
+use crate::core::config::{AWAIT_KEYFRAME_PUSHED_US, CATCH_UP_MAX_CHUNKS, EARLY_START_WAIT_US};
 use crate::core::outbox::{Event, Finish, Outbox};
 use crate::core::timers::{Timer, Timers};
 use crate::core::units::{Micros, Seq};
@@ -99,6 +99,19 @@ impl Playout {
         match self.start {
             Start::From(seq) => Some(seq),
             _ => None,
+        }
+    }
+
+    /// Where chunks start to matter: the start, or, once a joiner has waited
+    /// [`AWAIT_KEYFRAME_PUSHED_US`] for the keyframe after `after`, everything past it.
+    pub fn fetch_from(&self, now: u64) -> Option<Seq> {
+        let waited = |t: u64| now >= t + AWAIT_KEYFRAME_PUSHED_US;
+        match self.start {
+            Start::From(seq) => Some(seq),
+            Start::AwaitKeyframeAfter(after) if self.first_chunk_at.is_some_and(waited) => {
+                Some(after.next())
+            }
+            Start::AwaitKeyframeAfter(_) | Start::Unknown => None,
         }
     }
 

@@ -172,6 +172,8 @@ impl Node {
     /// held) is fetched from neighbours as repairs.
     pub(super) fn set_play_from(&mut self, now: u64, start: Seq, last: Seq) {
         self.playout.begin(now, start, self.history.from(start.0));
+        // Fetched while waiting for this keyframe: what precedes it will not play.
+        self.repair.missing.remove_below(start);
         let last = last.max(self.highest.unwrap_or_default());
         self.repair.note_gap(
             Micros(now),
@@ -186,9 +188,11 @@ impl Node {
 
     /// Peer: everything up to `seq` exists somewhere: note what we lack as missing. Before
     /// playout has a start point nothing is missing yet (set_play_from marks the gaps from
-    /// the start on); counting earlier gaps grew without bound (bl-sim, 10k).
+    /// the start on; counting earlier gaps grew without bound, bl-sim 10k), except, once a
+    /// joiner has waited long for a keyframe, what follows the seq it waits after
+    /// ([`Playout::fetch_from`](crate::core::playout::Playout::fetch_from)).
     pub(super) fn note_known_seq(&mut self, now: u64, known: Known) {
-        let Some(play_from) = self.playout.play_from() else {
+        let Some(play_from) = self.playout.fetch_from(now) else {
             return;
         };
         let tree = &self.tree;
@@ -244,15 +248,18 @@ impl Node {
                 self.playout.finish = Finish::EndedBeforeStart;
                 self.timers.set(Timer::Linger, Micros(now));
             }
-            Role::Peer => {
-                self.playout.lifecycle = Lifecycle::Ending { last };
-                self.note_known_seq(now, Known::verified(last));
-                self.repair.all_lost(Micros(now), &mut self.timers);
-                let deadline = Micros(now) + self.cfg.tuning.latency_us;
-                self.timers.set(Timer::EndDeadline, deadline);
-                self.check_end_complete(now);
-            }
+            Role::Peer => self.end_after_start(now, last),
         }
+    }
+
+    /// Peer, playing: playout gets one latency for what is still missing up to `last`.
+    fn end_after_start(&mut self, now: u64, last: Seq) {
+        self.playout.lifecycle = Lifecycle::Ending { last };
+        self.note_known_seq(now, Known::verified(last));
+        self.repair.all_lost(Micros(now), &mut self.timers);
+        let deadline = Micros(now) + self.cfg.tuning.latency_us;
+        self.timers.set(Timer::EndDeadline, deadline);
+        self.check_end_complete(now);
     }
 
     /// The stream's end record, once known (it is the newest chunk, so history keeps it).

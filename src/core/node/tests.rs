@@ -735,3 +735,53 @@ fn peers_lists_nobody_asked_for_are_dropped() {
     );
     assert_eq!(net.nodes[1].1.membership.greetings(), 0, "greeted a nobody");
 }
+
+#[test]
+fn a_joiner_awaiting_a_keyframe_whose_push_is_lost_fetches_it_and_plays() {
+    let key = StreamKey::from_seed([23; 32]);
+    let mut net = Net::new(&key, 2);
+    let joiner = addr(3);
+    // Every keyframe's first copy to the joiner is lost: it must ask for one.
+    let lost = std::rc::Rc::new(std::cell::RefCell::new(std::collections::BTreeSet::new()));
+    net.filter = Box::new(move |_, to, bytes| match wire::decode(bytes) {
+        Ok(Message::Chunk(c)) if to == joiner && c.is_keyframe() => {
+            !lost.borrow_mut().insert(c.seq)
+        }
+        _ => true,
+    });
+    // A keyframe every 200 chunks (1 s): joining 100 chunks after one, the joiner waits for
+    // the next rather than fetching the backlog.
+    let gop_stream = |net: &mut Net, seqs: std::ops::Range<u64>| {
+        for seq in seqs {
+            let now = net.now;
+            let flags = if seq % 200 == 0 { FLAG_KEYFRAME } else { 0 };
+            let c = Chunk::sign(&key, seq, now, flags, vec![0x47; 188]);
+            net.seed().handle_chunk(now, c);
+            net.collect();
+            net.run_until(now + 5_000);
+        }
+    };
+    net.run_until(T0 + 300_000);
+    gop_stream(&mut net, 0..100);
+    let mut cfg = Config::new(Role::Peer, key.id());
+    cfg.bootstrap = vec![addr(0)];
+    cfg.rng_seed = 9;
+    cfg.tuning.latency_us = 500_000;
+    let mut node = Node::new(cfg, net.now);
+    node.set_local_addr(joiner);
+    net.nodes.push((joiner, node));
+    net.collect();
+    gop_stream(&mut net, 100..1200);
+    end_stream(&mut net, &key, 1200);
+    let now = net.now;
+    net.run_until(now + 3_000_000);
+    let played = net.played.get(&joiner).cloned().unwrap_or_default();
+    let first = *played.first().expect("the joiner never started playing");
+    assert_eq!(first % 200, 0, "started at {first}, not at a keyframe");
+    assert!(first <= 1000, "started only at {first}");
+    assert_eq!(
+        played,
+        (first..=1200).collect::<Vec<_>>(),
+        "the end record plays last"
+    );
+}
