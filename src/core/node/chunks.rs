@@ -248,18 +248,15 @@ impl Node {
                 self.playout.finish = Finish::EndedBeforeStart;
                 self.timers.set(Timer::Linger, Micros(now));
             }
-            Role::Peer => self.end_after_start(now, last),
+            Role::Peer => {
+                self.playout.lifecycle = Lifecycle::Ending { last };
+                self.note_known_seq(now, Known::verified(last));
+                self.repair.all_lost(Micros(now), &mut self.timers);
+                let deadline = Micros(now) + self.cfg.tuning.latency_us;
+                self.timers.set(Timer::EndDeadline, deadline);
+                self.check_end_complete(now);
+            }
         }
-    }
-
-    /// Peer, playing: playout gets one latency for what is still missing up to `last`.
-    fn end_after_start(&mut self, now: u64, last: Seq) {
-        self.playout.lifecycle = Lifecycle::Ending { last };
-        self.note_known_seq(now, Known::verified(last));
-        self.repair.all_lost(Micros(now), &mut self.timers);
-        let deadline = Micros(now) + self.cfg.tuning.latency_us;
-        self.timers.set(Timer::EndDeadline, deadline);
-        self.check_end_complete(now);
     }
 
     /// The stream's end record, once known (it is the newest chunk, so history keeps it).
