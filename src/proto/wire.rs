@@ -213,8 +213,17 @@ pub const KIND_NAMES: [&str; 17] = [
     "introduced",
 ];
 
+/// bincode's limit on what one datagram may claim while it decodes. It counts in-memory
+/// sizes, not wire bytes: a u64 claims 8 bytes even when its varint took 1, so a datagram
+/// within [`MAX_DATAGRAM`] claims more than its length (a 1,229-byte StatsReply claimed
+/// 1,233, and bl-stat lost every reply of a node whose report was that long). No field
+/// grows more than 8× from wire to memory, and the datagram's length is checked first, so
+/// this bounds each datagram's allocations at about 10 KB and refuses no message that
+/// [`encode`] made.
+const MAX_DECODE_CLAIM: usize = 8 * MAX_DATAGRAM;
+
 fn codec() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<MAX_DATAGRAM>()
+    bincode::config::standard().with_limit::<MAX_DECODE_CLAIM>()
 }
 
 /// Encodes a message into a datagram. Fails only if it would exceed [`MAX_DATAGRAM`].
@@ -369,6 +378,46 @@ mod tests {
         assert!(bytes.len() <= MAX_DATAGRAM, "{} bytes", bytes.len());
         assert_eq!(encoded_len(&message), bytes.len());
         assert_eq!(decode(&bytes).unwrap(), message);
+    }
+
+    /// What `encode` accepts, `decode` accepts: at every length up to the largest, and with
+    /// the fields whose in-memory size most exceeds their wire size.
+    #[test]
+    fn every_message_that_encodes_decodes() {
+        let mut checked = 0;
+        for n in 0..MAX_DATAGRAM {
+            let reply = Message::StatsReply {
+                nonce: 1,
+                json: "x".repeat(n),
+            };
+            let Ok(bytes) = encode(&reply) else { break };
+            assert_eq!(
+                decode(&bytes).ok(),
+                Some(reply),
+                "StatsReply of {} bytes",
+                bytes.len()
+            );
+            checked = bytes.len();
+        }
+        assert_eq!(checked, MAX_DATAGRAM, "the largest StatsReply was checked");
+        let request = Message::Request {
+            seqs: vec![0; MAX_REQUEST_SEQS],
+        };
+        assert_eq!(decode(&encode(&request).unwrap()).unwrap(), request);
+        let v6: SocketAddr = "[ffff::1]:65535".parse().unwrap();
+        let peers = Message::Peers {
+            peers: vec![
+                PeerInfo {
+                    addr: v6,
+                    index: u64::MAX,
+                    member: 0,
+                    lan: Some(v6),
+                };
+                MAX_PEERS_PER_MESSAGE
+            ],
+        };
+        let bytes = encode(&peers).unwrap();
+        assert_eq!(decode(&bytes).unwrap(), peers, "{} bytes", bytes.len());
     }
 
     #[test]
