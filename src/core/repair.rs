@@ -118,7 +118,12 @@ impl Repair {
         self.claims.extend(
             neighbours
                 .values()
-                .filter_map(|n| n.have.map(|h| h.highest)),
+                .filter_map(|n| n.have)
+                // A Have of nothing (before the stream, or a joiner's) names seq 0: counted,
+                // it made "the stream moved on without us" true before the stream began,
+                // and peers replaced every parent a second after subscribing.
+                .filter(|h| h.recent != 0)
+                .map(|h| h.highest),
         );
         let middle = self.claims.len().checked_sub(1)? / 2;
         let (_, median, _) = self.claims.select_nth_unstable(middle);

@@ -490,7 +490,9 @@ impl StripeTree {
                 s.pending = None;
             }
             if let Some(parent) = s.parent {
-                let quiet = now.saturating_sub(s.heard.max(s.subscribed_at));
+                // Quiet since the stream's first chunk at the earliest, as `withheld` below.
+                let quiet =
+                    now.saturating_sub(s.heard.max(s.subscribed_at).max(first_heard.unwrap_or(0)));
                 let flows = now < heard_overall + STALL_US / 2 || moved_on;
                 // Took the subscription, pushed nothing: a liar claiming depth 0 and room to
                 // spare would be chosen again at once, so it is not asked for a long while.
