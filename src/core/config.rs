@@ -100,6 +100,10 @@ pub const STALLED_BACKOFF_US: u64 = 30_000_000;
 /// A peer that joined before the stream began waits this long after its first chunk to learn
 /// which chunk is the stream's first.
 pub const EARLY_START_WAIT_US: u64 = 300_000;
+/// Seq 0, the stream's first chunk, starts a peer that joined before the stream at once if
+/// it was captured within this long of the peer's clock: generous for clocks a little apart
+/// and a slow first hop, far below the minutes between two broadcasts under one key.
+pub const FIRST_CHUNK_FRESH_US: u64 = 10_000_000;
 /// A joiner starts at the newest keyframe only if at most this many chunks followed it;
 /// otherwise it waits for the next keyframe. Fetching a whole GOP of backlog would cost the
 /// swarm a burst of repairs for chunks that are mostly too old to play within the latency.

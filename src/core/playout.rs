@@ -69,6 +69,9 @@ pub struct Playout {
     pub first_play_at: Option<u64>,
     /// When the first chunk arrived (peer), to fall back to playing from it.
     pub first_chunk_at: Option<u64>,
+    /// Started at the stream's first chunk the moment it came: what we lack of the start is
+    /// not fetched until [`EARLY_START_WAIT_US`] after it, as when waiting to learn the start.
+    pub gaps_deferred: bool,
     /// Peer: when a verified chunk last came from a neighbour (or the peer started).
     pub last_data: u64,
     /// Whether the present silence was already reported on stderr.
@@ -89,6 +92,7 @@ impl Playout {
             lifecycle: Lifecycle::Live,
             first_play_at: None,
             first_chunk_at: None,
+            gaps_deferred: false,
             last_data: now,
             silence_reported: false,
             finish: Finish::Done,
@@ -107,6 +111,7 @@ impl Playout {
     pub fn fetch_from(&self, now: u64) -> Option<Seq> {
         let waited = |t: u64| now >= t + AWAIT_KEYFRAME_PUSHED_US;
         match self.start {
+            Start::From(_) if self.gaps_deferred => None,
             Start::From(seq) => Some(seq),
             Start::AwaitKeyframeAfter(after) if self.first_chunk_at.is_some_and(waited) => {
                 Some(after.next())
@@ -149,6 +154,15 @@ impl Playout {
         }
     }
 
+    /// The gaps of an early start are asked for only now: what waits behind them gets the
+    /// whole latency from now, as when playout begins at this moment.
+    pub fn stop_deferring_gaps(&mut self, now: u64) {
+        self.gaps_deferred = false;
+        if let Some(j) = self.joiner.as_mut() {
+            j.restart_waits(now);
+        }
+    }
+
     /// Forgets the start position before anything played (it was a lie): a fresh joiner
     /// waits for a new one.
     pub fn forget_start(&mut self) {
@@ -166,7 +180,7 @@ impl Playout {
     /// Joined before the stream began: once chunks have flowed for a moment, the oldest
     /// chunk anyone around holds is the start (whichever stripe arrived first is not).
     pub fn early_start_due(&self, now: u64) -> bool {
-        self.start == Start::Unknown
+        (self.start == Start::Unknown || self.gaps_deferred)
             && self
                 .first_chunk_at
                 .is_some_and(|t| now >= t + EARLY_START_WAIT_US)

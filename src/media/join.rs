@@ -96,6 +96,14 @@ impl Pending {
         self.refresh_first();
     }
 
+    /// Everything waiting counts as arrived no earlier than `now`.
+    fn arrived_no_earlier_than(&mut self, now: u64) {
+        for (_, arrived) in self.by_seq.values_mut() {
+            *arrived = (*arrived).max(now);
+        }
+        self.refresh_first();
+    }
+
     fn refresh_first(&mut self) {
         self.first = self
             .by_seq
@@ -239,6 +247,12 @@ impl Joiner {
 
     pub fn handle_timeout(&mut self, now_us: u64) {
         self.advance(now_us);
+    }
+
+    /// What waits now waits for a gap only being asked for now: it gets the full latency
+    /// from `now_us`, as if it had arrived then.
+    pub fn restart_waits(&mut self, now_us: u64) {
+        self.pending.arrived_no_earlier_than(now_us);
     }
 
     /// When the joiner next needs [`Joiner::handle_timeout`], if it is waiting for something.

@@ -187,6 +187,21 @@ impl Node {
     /// Joined before the stream began: once chunks have flowed for a moment, the oldest
     /// chunk anyone around holds is the start (whichever stripe arrived first is not).
     pub(super) fn start_early(&mut self, now: u64) {
+        if self.playout.gaps_deferred {
+            // Started at seq 0 already (chunks.rs): only what it lacks is left to do.
+            self.playout.stop_deferring_gaps(now);
+            if let (Some(start), Some(last)) = (self.playout.play_from(), self.highest) {
+                self.repair.note_gap(
+                    Micros(now),
+                    start,
+                    last,
+                    &self.history,
+                    self.cfg.tuning.history,
+                    &mut self.timers,
+                );
+            }
+            return;
+        }
         let announced = self
             .neighbours
             .values()
