@@ -6,10 +6,12 @@ processes writing to /dev/null. Those peers start before the stream, so their fi
 steady state; --late more join halfway through, for the startup figure. Collects each node's
 --stats-json and, from the kernel, the CPU time and peak RSS of every process. Latency
 percentiles pool every chunk of every peer (the peers' histograms, merged); the distribution
-is drawn as an SVG beside the JSON in bench-out/.
-Usage: scripts/bench.sh [--peers 50] [--rate 2000] [--seconds 30] [--late 3]
+is drawn as an SVG beside the JSON in bench-out/. With --markers, scripts/ts-mark stamps
+marker packets into the encoder's pipe every 0.2 s and the peers write to pipes this script
+reads as a player would: marker_latency_ms is glass-to-glass, bl-chunk's wait included.
+Usage: scripts/bench.sh [--peers 50] [--rate 2000] [--seconds 30] [--late 3] [--markers]
 """
-import argparse, json, os, resource, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, resource, statistics, struct, subprocess, sys, tempfile, threading, time
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--peers", type=int, default=50)
@@ -17,6 +19,9 @@ ap.add_argument("--rate", type=int, default=2000, help="stream bit rate in kbit/
 ap.add_argument("--seconds", type=int, default=30)
 ap.add_argument("--late", type=int, default=3, help="peers that join halfway, for startup")
 ap.add_argument("--keep", action="store_true", help="keep the work directory")
+ap.add_argument("--markers", action="store_true",
+                help="also time marker packets (scripts/ts-mark) from the encoder's pipe to every "
+                     "peer's stdout: glass-to-glass, bl-chunk's wait included")
 args = ap.parse_args()
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,18 +62,49 @@ for _ in range(100):
     time.sleep(0.05)
 assert link, "seed printed no link"
 
+MAGIC = b"BLTSMARK"
+marks = []  # per peer: [(marker seq, latency ms)]
+
+def read_markers(pipe, found):
+    """Reads a peer's stdout as a player would, noting each marker's latency on arrival."""
+    tail = b""
+    while data := pipe.read1(65536):
+        now = time.time_ns()
+        buf = tail + data
+        at = buf.find(MAGIC)
+        while at >= 0 and at + 24 <= len(buf):
+            seq, sent = struct.unpack(">QQ", buf[at + 8:at + 24])
+            found.append((seq, (now - sent) / 1e6))
+            at = buf.find(MAGIC, at + 24)
+        tail = buf[at:] if at >= 0 else buf[-23:]
+
 peers = []
+readers = []
 for i in range(args.peers):
     err = open(os.path.join(work, f"peer{i}.err"), "w")
-    peers.append((spawn([bin_("bl-peer"), link, "--listen", "127.0.0.1:0", "--stats-json",
-                         "--rng-seed", str(i + 1)], stdout=subprocess.DEVNULL, stderr=err), err))
+    out = subprocess.PIPE if args.markers else subprocess.DEVNULL
+    p = spawn([bin_("bl-peer"), link, "--listen", "127.0.0.1:0", "--stats-json",
+               "--rng-seed", str(i + 1)], stdout=out, stderr=err)
+    peers.append((p, err))
+    if args.markers:
+        marks.append([])
+        readers.append(threading.Thread(target=read_markers, args=(p.stdout, marks[-1]), daemon=True))
+        readers[-1].start()
     time.sleep(0.02)
 time.sleep(2.0)  # handshakes, subscriptions
 
 t0 = time.time()
+encoder_out = chunker.stdin
+if args.markers:
+    stamp_log = os.path.join(work, "stamped.log")
+    stamper = spawn([os.path.join(root, "scripts", "ts-mark"), "stamp", stamp_log],
+                    stdin=subprocess.PIPE, stdout=chunker.stdin)
+    encoder_out = stamper.stdin
 ffmpeg = spawn(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-i", src, "-flush_packets", "1",
-                "-c", "copy", "-f", "mpegts", "-"], stdout=chunker.stdin)
+                "-c", "copy", "-f", "mpegts", "-"], stdout=encoder_out)
 chunker.stdin.close()
+if args.markers:
+    stamper.stdin.close()
 
 usage = {}
 def reap(p, name, timeout):
@@ -90,6 +126,8 @@ for i in range(args.late):
     late.append(spawn([bin_("bl-peer"), link, "--listen", "127.0.0.1:0", "--stats-json",
                        "--rng-seed", str(1000 + i)], stdout=subprocess.DEVNULL, stderr=err))
 reap(ffmpeg, "ffmpeg", args.seconds + 60)
+if args.markers:
+    reap(stamper, "ts-mark", 30)
 reap(chunker, "bl-chunk", 30)
 reap(seed, "bl-seed", 60)
 wall = time.time() - t0
@@ -152,9 +190,24 @@ result = {
     "peak_rss_kib_per_peer": {"median": int(statistics.median(peer_rss)), "max": max(peer_rss)},
     "seed_cpu_s_per_stream_s": round(usage["bl-seed"][0] / media_s, 4),
     "seed_ingest_latency_ms": s["ingest_latency_ms"],
+    "repairs_requested_total": sum(p["sent_by_kind"].get("request", {}).get("datagrams", 0) for p in ps),
+    "chunks_duplicate_total": sum(p["chunks_duplicate"] for p in ps),
     "exit_codes_nonzero": sum(1 for p, _ in peers if p.returncode != 0)
                           + sum(1 for p in late if p.returncode != 0),
 }
+
+if args.markers:
+    for t in readers:
+        t.join(timeout=10)
+    with open(stamp_log) as f:
+        stamped = sum(1 for _ in f)
+    pooled_marks = sorted(ms for found in marks for _, ms in found)
+    def mark_q(q):
+        return round(pooled_marks[min(len(pooled_marks) - 1, int(q * len(pooled_marks)))], 2) if pooled_marks else None
+    result["marker_latency_ms"] = {
+        "stamped": stamped, "received_per_peer_min": min(len(f) for f in marks),
+        "p50": mark_q(0.5), "p95": mark_q(0.95), "p99": mark_q(0.99),
+        "max": round(pooled_marks[-1], 2) if pooled_marks else None}
 
 def svg_cdf(points, title):
     """Latency CDF on a log time axis, as a small standalone SVG."""

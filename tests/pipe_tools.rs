@@ -432,3 +432,52 @@ fn new_key_is_private_and_its_id_is_printed() {
     let (stream, _) = parse(&out.stdout);
     assert_eq!(stream.to_string(), id.trim());
 }
+
+/// An encoder writes a frame, then waits for the next. What it wrote must come out of
+/// bl-chunk during the pause, last packet included, not when the next frame comes (the
+/// last packet of every write used to wait for the byte after it: 50–170 ms with ffmpeg -re).
+#[test]
+fn a_write_followed_by_a_pause_comes_out_whole_during_the_pause() {
+    use std::io::Write;
+    let dir = temp_dir("pause");
+    let (key, _) = key_file(&dir, 1);
+    let ts = sample_ts();
+    let mut child = Command::new(bin("bl-chunk"))
+        .args(["--key", key.to_str().unwrap(), "-q"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut stdout = stdout;
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut out = Vec::new();
+    // Writes of 1, 7 and 100 packets, each followed by a pause: all of it comes out.
+    let mut sent = 0;
+    for packets in [50, 1, 7, 100] {
+        let piece = &ts[sent * 188..(sent + packets) * 188];
+        stdin.write_all(piece).unwrap();
+        stdin.flush().unwrap();
+        sent += packets;
+        let last = &ts[(sent - 1) * 188..sent * 188];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !out.windows(188).any(|w| w == last) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(bytes) => out.extend(bytes),
+                Err(_) => panic!("packet {} stayed in bl-chunk during the pause", sent - 1),
+            }
+        }
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}

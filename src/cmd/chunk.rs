@@ -90,15 +90,21 @@ fn load_key(args: &Args) -> Result<StreamKey> {
 
 /// The next message for the loop: `Some(None)` when a partial chunk's wait ran out (its
 /// `max_wait_us`, or the input idle for `idle`: (µs, since when)), `None` when every sender
-/// is gone.
+/// is gone. A whole packet the aligner holds for its look-ahead (`aligner_waiting`, input
+/// last read at `last_input`) waits as a partial chunk does.
 fn next_message(
     rx: &mpsc::Receiver<Message>,
     chunker: &Chunker,
+    aligner_waiting: bool,
     max_wait_us: u64,
-    idle: Option<(u64, u64)>,
+    last_input: u64,
+    idle: Option<u64>,
 ) -> Option<Option<Message>> {
-    let idle_deadline = idle.map(|(us, since)| since.saturating_add(us));
-    let deadline = match (chunker.flush_deadline(max_wait_us), idle_deadline) {
+    let idle_deadline = idle.map(|us| last_input.saturating_add(us));
+    let full = chunker
+        .flush_deadline(max_wait_us)
+        .or(aligner_waiting.then(|| last_input.saturating_add(max_wait_us)));
+    let deadline = match (full, idle_deadline) {
         (Some(full), Some(idle)) => Some(full.min(idle)),
         (full, _) => full,
     };
@@ -147,12 +153,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
     while let Some(message) = next_message(
         &rx,
         &chunker,
+        aligner.holds_paused_packet(),
         max_wait_us,
-        (idle_us > 0).then_some((idle_us, last_input)),
+        last_input,
+        (idle_us > 0).then_some(idle_us),
     ) {
         let mut at_eof = false;
         match message {
-            None => chunker.flush(),
+            None => {
+                if let Some(packet) = aligner.take_paused() {
+                    chunker.push_packet(packet, last_input);
+                }
+                chunker.flush();
+            }
             Some(Message::Signal) => {
                 // Ctrl-C ends the broadcast: whole chunks already written stay valid, the
                 // partial one is dropped, and the signed end record lets viewers finish.
