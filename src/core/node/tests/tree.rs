@@ -47,3 +47,33 @@ fn parents_chosen_before_the_stream_are_kept_when_it_begins() {
         );
     }
 }
+
+/// Without loss, the trees carry everything: no peer asks for a chunk, and none receives
+/// a chunk twice, from the stream's start through its end (whose record every node sends to
+/// every neighbour on purpose, and which is not counted as a duplicate).
+#[test]
+fn a_lossless_swarm_asks_for_nothing_and_receives_nothing_twice() {
+    let key = StreamKey::from_seed([8; 32]);
+    let mut net = Net::new(&key, 6);
+    net.run_until(T0 + 1_500_000);
+    stream(&mut net, &key, 0..400);
+    end_stream(&mut net, &key, 400);
+    net.run_until(net.now + 2_000_000);
+    for (addr, node) in net.nodes.iter().skip(1) {
+        let stats = node.stats();
+        assert_eq!(stats.counters.chunks_skipped, 0, "{addr} skipped chunks");
+        assert!(
+            stats.counters.chunks_played >= 400,
+            "{addr} played every chunk"
+        );
+        assert_eq!(
+            stats.sent.get("request").datagrams,
+            0,
+            "{addr} asked for chunks"
+        );
+        assert_eq!(
+            stats.counters.chunks_duplicate, 0,
+            "{addr} received duplicates"
+        );
+    }
+}
