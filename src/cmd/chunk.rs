@@ -89,7 +89,7 @@ fn load_key(args: &Args) -> Result<StreamKey> {
 }
 
 /// The next message for the loop: `Some(None)` when a partial chunk's wait ran out (its
-/// `max_wait_us`, or the input idle for `idle`: (µs, since when)), `None` when every sender
+/// `max_wait_us`, or the input idle for `idle` µs since `last_input`), `None` when every sender
 /// is gone. A whole packet the aligner holds for its look-ahead (`aligner_waiting`, input
 /// last read at `last_input`) waits as a partial chunk does.
 fn next_message(

@@ -70,7 +70,8 @@ pub struct Playout {
     /// When the first chunk arrived (peer), to fall back to playing from it.
     pub first_chunk_at: Option<u64>,
     /// Started at the stream's first chunk the moment it came: what we lack of the start is
-    /// not fetched until [`EARLY_START_WAIT_US`] after it, as when waiting to learn the start.
+    /// not fetched until [`EARLY_START_WAIT_US`] after the first chunk of any seq arrived, as
+    /// when waiting to learn the start.
     pub gaps_deferred: bool,
     /// Peer: when a verified chunk last came from a neighbour (or the peer started).
     pub last_data: u64,

@@ -125,7 +125,12 @@ impl Repair {
                 .filter(|h| h.recent != 0)
                 .map(|h| h.highest),
         );
-        let middle = self.claims.len().checked_sub(1)? / 2;
+        let Some(last) = self.claims.len().checked_sub(1) else {
+            // Nobody announced a chunk (yet): no claim to go by.
+            self.corroborated = None;
+            return None;
+        };
+        let middle = last / 2;
         let (_, median, _) = self.claims.select_nth_unstable(middle);
         self.corroborated = Some(Seq(*median));
         self.corroborated

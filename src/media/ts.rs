@@ -104,7 +104,9 @@ pub fn pes_pts(packet: &[u8]) -> Option<u64> {
 /// Streaming packet aligner: bytes in, whole 188-byte packets out, garbage counted.
 ///
 /// While locked it trusts a packet only when the next packet also starts with 0x47, so a
-/// truncated packet followed by a good one is dropped rather than glued to its neighbour.
+/// truncated packet followed by a good one is dropped rather than glued to its neighbour;
+/// when the input pauses, [`PacketAligner::take_paused`] releases a whole last packet
+/// without that check (a truncated one cannot be told from it until more input comes).
 /// After losing sync it needs [`SYNC_CONFIRM_PACKETS`] aligned sync bytes to lock again.
 #[derive(Debug, Default)]
 pub struct PacketAligner {

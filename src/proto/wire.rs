@@ -216,10 +216,12 @@ pub const KIND_NAMES: [&str; 17] = [
 /// bincode's limit on what one datagram may claim while it decodes. It counts in-memory
 /// sizes, not wire bytes: a u64 claims 8 bytes even when its varint took 1, so a datagram
 /// within [`MAX_DATAGRAM`] claims more than its length (a 1,229-byte StatsReply claimed
-/// 1,233, and bl-stat lost every reply of a node whose report was that long). No field
-/// grows more than 8× from wire to memory, and the datagram's length is checked first, so
-/// this bounds each datagram's allocations at about 10 KB and refuses no message that
-/// [`encode`] made.
+/// 1,233, and bl-stat lost every reply of a node whose report was that long). A u64 is the
+/// largest growth but for `Have.recent` (a u128, 16×, one per message), so 8× the datagram
+/// refuses no message that [`encode`] made. What this bounds is what bincode counts:
+/// strings and byte vectors. A list (`Request.seqs`, `Peers.peers`) is sized by serde, which
+/// reserves at most 1 MiB from a lying length prefix before the ≤ 1,232 bytes run out and
+/// the decode fails: bounded and brief.
 const MAX_DECODE_CLAIM: usize = 8 * MAX_DATAGRAM;
 
 fn codec() -> impl bincode::config::Config {
