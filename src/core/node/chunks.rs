@@ -47,6 +47,14 @@ impl Node {
             }
             return;
         }
+        // The seed's chunks come from its input. One from a neighbour at a seq it does not
+        // hold can only be a replay of another broadcast under the same key (ahead of the
+        // input): kept, it would have made the seed drop its own input chunk at that seq
+        // as a duplicate. Copies of held chunks (its audit's answers) are checked above.
+        if self.cfg.role == Role::Seed && from != Source::Input {
+            self.out.stats.counters.chunks_late += 1;
+            return;
+        }
         let floor = self
             .highest
             .map_or(Seq(0), |h| h.back(self.cfg.tuning.history as u64));

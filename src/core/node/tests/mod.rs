@@ -688,3 +688,26 @@ fn joiners_before_the_stream_play_its_first_chunk_at_once() {
         "an old seq 0 sets no start"
     );
 }
+
+/// A neighbour sends the seed a chunk of an earlier broadcast under the same key, at a seq
+/// its input has not reached: the seed keeps its input's chunk at that seq and serves it.
+#[test]
+fn a_seed_keeps_its_input_over_a_replayed_chunk_ahead_of_it() {
+    let key = StreamKey::from_seed([9; 32]);
+    let mut net = Net::new(&key, 1);
+    net.run_until(T0 + 1_000_000);
+    stream(&mut net, &key, 0..10);
+    let now = net.now;
+    let old = Chunk::sign(&key, 12, T0 - 3_600_000_000, 0, chunk(&key, 12, T0).payload);
+    let bytes = wire::encode(&Message::Chunk(old.into())).unwrap();
+    net.seed().handle_datagram(now, addr(1), &bytes);
+    stream(&mut net, &key, 10..20);
+    net.run_until(net.now + 500_000);
+    let held = net.seed().history.get(12).map(|c| c.capture_us);
+    assert!(
+        held.is_some_and(|t| t >= T0),
+        "the seed holds its input's chunk 12"
+    );
+    assert_eq!(net.played[&addr(1)], (0..20).collect::<Vec<_>>());
+    assert_eq!(net.nodes[1].1.stats().counters.chunks_forged, 0);
+}
