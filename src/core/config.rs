@@ -104,6 +104,11 @@ pub const EARLY_START_WAIT_US: u64 = 300_000;
 /// it was captured within this long of the peer's clock: generous for clocks a little apart
 /// and a slow first hop, far below the minutes between two broadcasts under one key.
 pub const FIRST_CHUNK_FRESH_US: u64 = 10_000_000;
+/// A chunk numbered past our newest but captured this much before it is from an earlier
+/// broadcast under the same key. bl-chunk's captures never go back; the slack covers chunk
+/// streams made before they did, whose captures follow a wall clock stepped back by NTP.
+/// Broadcasts restarted under one key within this long of each other stay replayable.
+pub const REPLAY_SLACK_US: u64 = 60_000_000;
 /// A joiner starts at the newest keyframe only if at most this many chunks followed it;
 /// otherwise it waits for the next keyframe. Fetching a whole GOP of backlog would cost the
 /// swarm a burst of repairs for chunks that are mostly too old to play within the latency.

@@ -24,6 +24,10 @@ pub struct Chunker {
     /// When the newest packet arrived: the capture time of the chunk it ends.
     newest_pending_us: u64,
     ready: VecDeque<Chunk>,
+    /// The capture time of the last chunk signed: captures never go back, even when the
+    /// wall clock is stepped back, so a viewer can tell a chunk of another broadcast under
+    /// the same key (captured before its newest chunk, yet numbered after) from ours.
+    last_capture_us: u64,
 }
 
 impl Chunker {
@@ -42,6 +46,7 @@ impl Chunker {
             oldest_pending_us: None,
             newest_pending_us: 0,
             ready: VecDeque::new(),
+            last_capture_us: 0,
         }
     }
 
@@ -94,10 +99,11 @@ impl Chunker {
             return;
         }
         let payload = std::mem::replace(&mut self.current, Vec::with_capacity(self.max_payload));
+        self.last_capture_us = self.last_capture_us.max(self.newest_pending_us);
         let chunk = Chunk::sign(
             &self.key,
             self.next_seq,
-            self.newest_pending_us,
+            self.last_capture_us,
             self.current_flags,
             payload,
         );
@@ -134,8 +140,12 @@ impl Chunker {
         self.current.clear();
         self.held_tables.clear();
         self.oldest_pending_us = None;
-        self.ready
-            .push_back(Chunk::end_record(&self.key, self.next_seq, now_us));
+        self.last_capture_us = self.last_capture_us.max(now_us);
+        self.ready.push_back(Chunk::end_record(
+            &self.key,
+            self.next_seq,
+            self.last_capture_us,
+        ));
         self.next_seq += 1;
     }
 
@@ -203,6 +213,22 @@ mod tests {
         assert_eq!(&key.payload[..PACKET_SIZE], &packet(0, false)[..]);
         assert_eq!(chunks[0].payload.len(), MAX_PAYLOAD);
         assert_eq!(chunks[0].capture_us, 1005);
+    }
+
+    /// The wall clock stepped back 10 s mid-stream: captures stay where they were until it
+    /// catches up, and the end record is not captured before the last chunk.
+    #[test]
+    fn captures_never_go_back() {
+        let mut c = Chunker::new(StreamKey::from_seed([1; 32]), PACKET_SIZE, 0);
+        for now in [50_000_000, 50_001_000, 40_000_000, 40_001_000, 50_002_000] {
+            c.push_packet(&packet(0x100, false), now);
+        }
+        c.end(45_000_000);
+        let captures: Vec<u64> = drain(&mut c).iter().map(|c| c.capture_us).collect();
+        assert_eq!(
+            captures,
+            [50_000_000, 50_001_000, 50_001_000, 50_001_000, 50_002_000, 50_002_000]
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::Node;
-use crate::core::config::FIRST_CHUNK_FRESH_US;
+use crate::core::config::{FIRST_CHUNK_FRESH_US, REPLAY_SLACK_US};
 use crate::core::guard::{CopyVerdict, Source};
 use crate::core::outbox::Finish;
 use crate::core::playout::{Lifecycle, Start};
@@ -66,6 +66,12 @@ impl Node {
             if let Some(addr) = self.guard.reject(seq.0, why, from, &mut self.out) {
                 self.drop_neighbour(addr);
             }
+            return;
+        }
+        // After the signature check: a forgery gets its sender banned, a genuine replay is
+        // only dropped.
+        if from != Source::Input && self.is_from_an_earlier_broadcast(&chunk) {
+            self.out.stats.counters.chunks_late += 1;
             return;
         }
         // Nothing follows the end: a chunk after it, or an end record older than a chunk we
@@ -132,6 +138,18 @@ impl Node {
             self.learn_end(now, seq, from);
         }
         self.check_end_complete(now);
+    }
+
+    /// Numbered past our newest chunk, yet captured more than [`REPLAY_SLACK_US`] before it:
+    /// bl-chunk's captures never go back, so this is a chunk (or end record) of an earlier
+    /// broadcast under the same key, replayed ahead of ours. Kept, an end record ended the
+    /// viewer and a chunk made the genuine one at its seq look forged (its honest sender
+    /// banned). Before we hold any chunk there is no timeline to go by.
+    fn is_from_an_earlier_broadcast(&self, chunk: &Chunk) -> bool {
+        let newest = self.highest.and_then(|h| self.history.get(h.0));
+        newest.is_some_and(|n| {
+            chunk.seq > n.seq && chunk.capture_us.saturating_add(REPLAY_SLACK_US) < n.capture_us
+        })
     }
 
     /// Joined before the stream began (no start known), and this is its first chunk, signed

@@ -711,3 +711,35 @@ fn a_seed_keeps_its_input_over_a_replayed_chunk_ahead_of_it() {
     assert_eq!(net.played[&addr(1)], (0..20).collect::<Vec<_>>());
     assert_eq!(net.nodes[1].1.stats().counters.chunks_forged, 0);
 }
+
+/// Mid-stream, a neighbour replays an earlier broadcast under the same key ahead of ours:
+/// its end record and a chunk, numbered past the newest we hold but captured an hour
+/// before it. Neither ends the stream nor gets the genuine chunk's sender banned.
+#[test]
+fn chunks_of_an_earlier_broadcast_replayed_ahead_of_ours_change_nothing() {
+    let key = StreamKey::from_seed([10; 32]);
+    let mut net = Net::new(&key, 2);
+    net.run_until(T0 + 300_000);
+    stream(&mut net, &key, 0..40);
+    let now = net.now;
+    let hour_ago = now - 3_600_000_000;
+    let old_chunk = Chunk::sign(&key, 45, hour_ago, 0, chunk(&key, 45, hour_ago).payload);
+    for replay in [Chunk::end_record(&key, 44, hour_ago), old_chunk] {
+        let bytes = wire::encode(&Message::Chunk(replay.into())).unwrap();
+        net.nodes[1].1.handle_datagram(now, addr(2), &bytes);
+    }
+    stream(&mut net, &key, 40..80);
+    net.run_until(net.now + 1_000_000);
+    let peer = &net.nodes[1].1;
+    assert!(
+        !peer.is_finished(),
+        "the replayed end record ended the stream"
+    );
+    assert_eq!(
+        peer.stats().counters.chunks_forged,
+        0,
+        "a genuine chunk looked forged"
+    );
+    assert!(!peer.guard.is_banned(&addr(0)) && !peer.guard.is_banned(&addr(2)));
+    assert_eq!(net.played[&addr(1)], (0..80).collect::<Vec<_>>());
+}
