@@ -70,7 +70,9 @@ impl Node {
         }
         // After the signature check: a forgery gets its sender banned, a genuine replay is
         // only dropped.
-        if from != Source::Input && self.is_from_an_earlier_broadcast(&chunk) {
+        if from != Source::Input
+            && (self.is_from_an_earlier_broadcast(&chunk) || self.is_end_before_any_chunk(&chunk))
+        {
             self.out.stats.counters.chunks_late += 1;
             return;
         }
@@ -150,6 +152,18 @@ impl Node {
         newest.is_some_and(|n| {
             chunk.seq > n.seq && chunk.capture_us.saturating_add(REPLAY_SLACK_US) < n.capture_us
         })
+    }
+
+    /// An end record for a peer that joined before the stream began (no start position: its
+    /// Welcome named no chunk) and holds no chunk yet: the stream it waits for has not
+    /// begun, so this can only be the end of an earlier broadcast under the same key,
+    /// replayed (it ended such a viewer with status 4). A peer that joins after the end is
+    /// told a position by the seed's Welcome and still learns the end.
+    fn is_end_before_any_chunk(&self, chunk: &Chunk) -> bool {
+        chunk.is_end()
+            && self.cfg.role == Role::Peer
+            && self.highest.is_none()
+            && self.playout.start == Start::Unknown
     }
 
     /// Joined before the stream began (no start known), and this is its first chunk, signed

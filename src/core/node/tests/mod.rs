@@ -743,3 +743,35 @@ fn chunks_of_an_earlier_broadcast_replayed_ahead_of_ours_change_nothing() {
     assert!(!peer.guard.is_banned(&addr(0)) && !peer.guard.is_banned(&addr(2)));
     assert_eq!(net.played[&addr(1)], (0..80).collect::<Vec<_>>());
 }
+
+/// Waiting for the stream to begin, a peer is sent the end record of an earlier broadcast
+/// under the same key: it keeps waiting, then plays the stream and ends at its own end.
+#[test]
+fn an_earlier_broadcasts_end_record_does_not_end_a_peer_waiting_for_the_stream() {
+    let key = StreamKey::from_seed([11; 32]);
+    let mut net = Net::new(&key, 2);
+    net.run_until(T0 + 1_000_000);
+    let now = net.now;
+    let replay = Chunk::end_record(&key, 500, now - 3_600_000_000);
+    let bytes = wire::encode(&Message::Chunk(replay.into())).unwrap();
+    net.nodes[1].1.handle_datagram(now, addr(2), &bytes);
+    net.run_until(net.now + 500_000);
+    assert!(
+        !net.nodes[1].1.is_finished(),
+        "the replayed end record ended the peer"
+    );
+    stream(&mut net, &key, 0..60);
+    end_stream(&mut net, &key, 60);
+    net.run_until(net.now + 3_000_000);
+    for i in 1..=2u16 {
+        assert_eq!(
+            net.played[&addr(i)],
+            (0..=60).collect::<Vec<_>>(),
+            "peer {i}"
+        );
+        assert!(
+            matches!(net.finished.get(&addr(i)), Some(Finish::Done)),
+            "peer {i} ended"
+        );
+    }
+}
