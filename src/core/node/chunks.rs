@@ -235,6 +235,12 @@ impl Node {
     /// held) is fetched from neighbours as repairs.
     pub(super) fn set_play_from(&mut self, now: u64, start: Seq, last: Seq) {
         self.begin_playout(now, start);
+        self.fetch_gap(now, start, last);
+        self.drain_playout(now);
+    }
+
+    /// Peer: what we lack from `start` to `last` (or the newest chunk held) is missing now.
+    pub(super) fn fetch_gap(&mut self, now: u64, start: Seq, last: Seq) {
         let last = last.max(self.highest.unwrap_or_default());
         self.repair.note_gap(
             Micros(now),
@@ -244,7 +250,6 @@ impl Node {
             self.cfg.tuning.history,
             &mut self.timers,
         );
-        self.drain_playout(now);
     }
 
     /// Peer: playout starts at `start`, with what we hold from there on (played at the next

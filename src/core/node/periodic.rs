@@ -190,15 +190,8 @@ impl Node {
         if self.playout.gaps_deferred {
             // Started at seq 0 already (chunks.rs): only what it lacks is left to do.
             self.playout.stop_deferring_gaps(now);
-            if let (Some(start), Some(last)) = (self.playout.play_from(), self.highest) {
-                self.repair.note_gap(
-                    Micros(now),
-                    start,
-                    last,
-                    &self.history,
-                    self.cfg.tuning.history,
-                    &mut self.timers,
-                );
+            if let Some(start) = self.playout.play_from() {
+                self.fetch_gap(now, start, start);
             }
             return;
         }
