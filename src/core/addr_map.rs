@@ -5,6 +5,12 @@
 //! stays in address order, so behaviour does not depend on a hasher: the same seed gives the
 //! same run as with an ordered map. The hasher is fixed (no OS randomness in the core);
 //! flooding is not a concern because entries exist only for handshaken, capped neighbours.
+//!
+//! Entries sit in one vector sorted by address, and the hash maps an address to its place.
+//! Iterating is then a walk through contiguous memory: with the values in the hash and a
+//! lookup per key, the median of neighbours' Haves (taken on every Have) was 11 % of
+//! bl-sim's time. Inserts and removals shift the vector and renumber the places after them,
+//! which is cheap at the few dozen neighbours a node keeps and rare beside lookups.
 
 use std::net::SocketAddr;
 
@@ -12,80 +18,90 @@ use rustc_hash::FxHashMap;
 
 #[derive(Debug)]
 pub struct AddrMap<V> {
-    values: FxHashMap<SocketAddr, V>,
-    /// Every key, sorted: the iteration order.
-    order: Vec<SocketAddr>,
+    /// Each key's place in `entries`.
+    places: FxHashMap<SocketAddr, usize>,
+    /// Every entry, sorted by address: the iteration order.
+    entries: Vec<(SocketAddr, V)>,
 }
 
 impl<V> Default for AddrMap<V> {
     fn default() -> Self {
         AddrMap {
-            values: FxHashMap::default(),
-            order: Vec::new(),
+            places: FxHashMap::default(),
+            entries: Vec::new(),
         }
     }
 }
 
 impl<V> AddrMap<V> {
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.entries.is_empty()
     }
 
     pub fn contains_key(&self, addr: &SocketAddr) -> bool {
-        self.values.contains_key(addr)
+        self.places.contains_key(addr)
     }
 
     pub fn get(&self, addr: &SocketAddr) -> Option<&V> {
-        self.values.get(addr)
+        let at = *self.places.get(addr)?;
+        self.entries.get(at).map(|(_, v)| v)
     }
 
     pub fn get_mut(&mut self, addr: &SocketAddr) -> Option<&mut V> {
-        self.values.get_mut(addr)
+        let at = *self.places.get(addr)?;
+        self.entries.get_mut(at).map(|(_, v)| v)
     }
 
     /// Inserts or replaces; returns the value replaced.
     pub fn insert(&mut self, addr: SocketAddr, value: V) -> Option<V> {
-        let old = self.values.insert(addr, value);
-        if old.is_none() {
-            if let Err(at) = self.order.binary_search(&addr) {
-                self.order.insert(at, addr);
-            }
+        if let Some(old) = self.get_mut(&addr) {
+            return Some(std::mem::replace(old, value));
         }
-        old
+        let at = self.entries.partition_point(|(a, _)| *a < addr);
+        self.entries.insert(at, (addr, value));
+        self.renumber_from(at);
+        None
     }
 
     pub fn remove(&mut self, addr: &SocketAddr) -> Option<V> {
-        let old = self.values.remove(addr)?;
-        if let Ok(at) = self.order.binary_search(addr) {
-            self.order.remove(at);
+        let at = self.places.remove(addr)?;
+        if at >= self.entries.len() {
+            return None;
         }
+        let (_, old) = self.entries.remove(at);
+        self.renumber_from(at);
         Some(old)
     }
 
     pub fn clear(&mut self) {
-        self.values.clear();
-        self.order.clear();
+        self.places.clear();
+        self.entries.clear();
     }
 
     /// Keys in address order.
     pub fn keys(&self) -> impl Iterator<Item = &SocketAddr> + '_ {
-        self.order.iter()
+        self.entries.iter().map(|(a, _)| a)
     }
 
     /// Values in address order.
     pub fn values(&self) -> impl Iterator<Item = &V> + '_ {
-        self.iter().map(|(_, v)| v)
+        self.entries.iter().map(|(_, v)| v)
     }
 
     /// Entries in address order.
     pub fn iter(&self) -> impl Iterator<Item = (&SocketAddr, &V)> + '_ {
-        self.order
-            .iter()
-            .filter_map(|addr| self.values.get(addr).map(|v| (addr, v)))
+        self.entries.iter().map(|(a, v)| (a, v))
+    }
+
+    /// The places of the entries from `at` on moved: records them.
+    fn renumber_from(&mut self, at: usize) {
+        for (i, (addr, _)) in self.entries.iter().enumerate().skip(at) {
+            self.places.insert(*addr, i);
+        }
     }
 }
 
@@ -115,6 +131,10 @@ mod tests {
                 );
             }
             assert_eq!(map.len(), reference.len());
+            assert_eq!(map.get(&addr), reference.get(&addr), "step {step}");
+        }
+        for (addr, value) in &reference {
+            assert_eq!(map.get(addr), Some(value));
         }
         let ours: Vec<(SocketAddr, u32)> = map.iter().map(|(a, v)| (*a, *v)).collect();
         let theirs: Vec<(SocketAddr, u32)> = reference.iter().map(|(a, v)| (*a, *v)).collect();
