@@ -92,6 +92,11 @@ impl<V> AddrMap<V> {
         self.entries.iter().map(|(_, v)| v)
     }
 
+    /// Values in address order, to change.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> + '_ {
+        self.entries.iter_mut().map(|(_, v)| v)
+    }
+
     /// Entries in address order.
     pub fn iter(&self) -> impl Iterator<Item = (&SocketAddr, &V)> + '_ {
         self.entries.iter().map(|(a, v)| (a, v))

@@ -59,6 +59,9 @@ pub const UNPUSHED_CREDIT_MAX: f64 = 2.0 * CATCH_UP_MAX_CHUNKS as f64;
 pub const TREE_HAVE_TICKS_PEER: u64 = 2;
 pub const IDLE_HAVE_TICKS_PEER: u64 = 3;
 pub const IDLE_HAVE_TICKS_SEED: u64 = 30;
+/// A neighbour that left [`crate::core::neighbours::IGNORED_LIMIT`] requests unanswered is
+/// not asked, nor believed, for this long.
+pub const IGNORED_FOR_US: u64 = 5_000_000;
 /// A peer silent this long is gone (it would have sent ~7 Haves).
 pub const NEIGHBOUR_TIMEOUT_US: u64 = 1_500_000;
 /// The seed Haves idle neighbours every 3 s: it is gone after 3 missed.
@@ -79,6 +82,10 @@ pub const PARENT_GONE_US: u64 = 500_000;
 /// A parent that sent nothing of its stripe for this long, while other stripes flowed, is
 /// replaced. Time, not a chunk count: stripes come over paths of different delay.
 pub const STALL_US: u64 = 1_000_000;
+/// A parent that sent under half of a stripe's new chunks over a [`STALL_US`] window is
+/// replaced, if the stripe brought at least this many (a stripe of a slow stream brings few:
+/// one lost push must not count as half).
+pub const STARVED_MIN_CHUNKS: u32 = 8;
 /// A chunk of a stripe whose parent has not yet sent anything later may still be on its way:
 /// it counts as missing only after this long, or half the playout latency if that is
 /// less (a later chunk of its own stripe shortens it to [`REPAIR_DELAY_US`]).

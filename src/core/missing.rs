@@ -162,6 +162,24 @@ impl MissingSet {
         Some(m)
     }
 
+    /// Removes every seq above `ceiling`.
+    pub fn remove_above(&mut self, ceiling: Seq) {
+        while !self.slots.is_empty() {
+            let last = self.base.wrapping_add(self.slots.len() as u64 - 1);
+            if last <= ceiling.0 {
+                break;
+            }
+            if let Some(Some(m)) = self.slots.pop_back() {
+                self.count -= 1;
+                if m.put_off {
+                    self.put_off.remove(&last);
+                }
+            }
+        }
+        self.trim();
+        self.settle();
+    }
+
     /// Removes every seq below `floor`.
     pub fn remove_below(&mut self, floor: Seq) {
         let floor = floor.0;

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 
 use crate::core::addr_map::AddrMap;
-use crate::core::config::{DEFAULT_RTT_US, REPAIR_RETRY_MAX_US, REPAIR_RETRY_MIN_US};
+use crate::core::config::{
+    DEFAULT_RTT_US, IGNORED_FOR_US, REPAIR_RETRY_MAX_US, REPAIR_RETRY_MIN_US,
+};
 use crate::core::stripes::StripeSet;
 use crate::proto::wire::Role;
 
@@ -59,10 +61,18 @@ pub struct Neighbour {
     pub unconfirmed: Option<u8>,
     /// Smoothed round-trip time (µs), from Hello→Welcome and Request→Chunk.
     pub rtt_us: Option<u64>,
-    /// Requests it left unanswered since it last sent us a chunk. Its Have is unsigned: a
-    /// neighbour that claims to hold everything and answers nothing is not asked again
-    /// (nor chosen as a parent) once this reaches [`IGNORED_LIMIT`].
+    /// Requests it left unanswered since it last answered one or sent us a recent chunk we
+    /// lacked (a parent's push). Its Have is unsigned: a
+    /// neighbour that claims to hold everything and answers nothing is not asked again, nor
+    /// chosen as a parent, nor believed, once this reaches [`IGNORED_LIMIT`], until
+    /// [`IGNORED_FOR_US`] after `ignored_since` (then one request tells again). Any chunk
+    /// from it used to reset the count, and a liar's replays of old chunks, new to a peer
+    /// that joined after them, kept it asked. Pushes must reset it: a 3-peer loopback swarm
+    /// otherwise ignored its parents (their repair budget refused some requests), chose
+    /// none, and skipped three stripes in four (tests/discovery.rs).
     pub ignored: u8,
+    /// When `ignored` last reached the limit.
+    pub ignored_since: u64,
 }
 
 /// Unanswered requests after which a neighbour is no longer asked (see [`Neighbour::ignored`]).
@@ -84,6 +94,7 @@ impl Neighbour {
             unconfirmed: None,
             rtt_us: None,
             ignored: 0,
+            ignored_since: 0,
             lan: None,
             introductions: 0,
             introductions_since: 0,
@@ -131,6 +142,26 @@ impl Neighbours {
             .filter(|(_, n)| n.role == Role::Seed)
             .max_by_key(|(_, n)| n.last_heard)
             .map(|(a, _)| *a)
+    }
+
+    /// `addr` left a request unanswered.
+    pub fn note_unanswered(&mut self, now: u64, addr: SocketAddr) {
+        if let Some(n) = self.get_mut(&addr) {
+            n.ignored = n.ignored.saturating_add(1);
+            if n.ignored >= IGNORED_LIMIT {
+                n.ignored_since = now;
+            }
+        }
+    }
+
+    /// Neighbours ignored for [`IGNORED_FOR_US`] get one request's chance again: an honest
+    /// one that was busy (its repair budget spent) must not be shunned for good.
+    pub fn forgive_ignored(&mut self, now: u64) {
+        for n in self.values_mut() {
+            if n.ignores_us() && now >= n.ignored_since + IGNORED_FOR_US {
+                n.ignored = IGNORED_LIMIT - 1;
+            }
+        }
     }
 
     pub fn note_rtt(&mut self, addr: SocketAddr, sample: u64) {

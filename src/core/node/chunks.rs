@@ -100,10 +100,16 @@ impl Node {
         if let Some(addr) = from.addr() {
             self.tree.pushed(stripe, addr);
         }
+        // A chunk we lacked within a quarter history of our newest serves us, as an answer
+        // does (a parent's pushes); a liar's replays of old chunks, new to a peer that joined
+        // after them, do not.
+        let quarter = self.cfg.tuning.history as u64 / 4;
+        let serves = self.highest.is_none_or(|h| seq.ahead(quarter) >= h);
         self.repair.on_arrival(
             Micros(now),
             seq,
             from.addr(),
+            serves,
             self.place.stripes,
             &mut self.neighbours,
             &mut self.timers,
@@ -269,6 +275,10 @@ impl Node {
         let Some(play_from) = self.playout.fetch_from(now) else {
             return;
         };
+        let known = Known {
+            proven: known.proven.min(self.plausible_newest(now)),
+            ..known
+        };
         let tree = &self.tree;
         let stripes = self.place.stripes;
         // A parent still sending a stripe may bring its chunks; one gone quiet will not.
@@ -290,6 +300,36 @@ impl Node {
             arrival,
             &mut self.timers,
         );
+    }
+
+    /// The furthest the stream can have gone by now, by what we verified: our newest chunk,
+    /// plus what the pace of our history (seqs per second of capture time) brings in the
+    /// time since it was captured, plus a quarter history for bursts. Haves are unsigned: a
+    /// median of them beyond this is a lie, and acted on it would drop every gap we are
+    /// repairing (what lies a history behind it). With twice the pace, a peer whose newest
+    /// chunk came 2 s after its capture dropped gaps ahead of its playout.
+    /// Before we hold two chunks with a pace between them, a quarter history past our newest
+    /// (no chunk: unbounded here, bounded by the playout start in `Repair::note_known`).
+    pub(super) fn plausible_newest(&self, now: u64) -> Seq {
+        let quarter = self.cfg.tuning.history as u64 / 4;
+        let newest = self
+            .highest
+            .and_then(|h| self.history.get(h.0).map(|c| (h, c.capture_us)));
+        let oldest = self
+            .history
+            .first()
+            .and_then(|f| self.history.get(f).map(|c| (f, c.capture_us)));
+        let (Some((Seq(high), high_at)), Some((low, low_at))) = (newest, oldest) else {
+            return self.highest.map_or(Seq(u64::MAX), |h| h.ahead(quarter));
+        };
+        let (seqs, span_us) = (high.saturating_sub(low), high_at.saturating_sub(low_at));
+        if seqs == 0 || span_us == 0 {
+            return Seq(high).ahead(quarter);
+        }
+        let since_us = self.wall(now).saturating_sub(high_at);
+        let pace = u128::from(seqs) * u128::from(since_us) / u128::from(span_us);
+        let ahead = u64::try_from(pace).unwrap_or(u64::MAX);
+        Seq(high).ahead(ahead).ahead(quarter)
     }
 
     /// The stream ends at `last` (the seq of its verified end record, which `from` sent):

@@ -631,7 +631,9 @@ impl Node {
         spare: u8,
         depth: u8,
     ) {
+        let mut believed = true;
         if let Some(n) = self.neighbours.get_mut(&from) {
+            believed = !n.ignores_us();
             // Only the seed is at depth 0: a peer that says so lies to attract children.
             n.depth = match (n.role, depth) {
                 (Role::Peer, 0) => u8::MAX,
@@ -642,11 +644,16 @@ impl Node {
             n.feeding = children;
         }
         if self.cfg.role == Role::Peer {
-            let claimed = Seq(have.highest);
             let proven = self
                 .repair
                 .corroborate(&self.neighbours)
                 .unwrap_or_default();
+            // What a neighbour that leaves our requests unanswered claims is not noted
+            // missing: we would only ask it again.
+            let claimed = match believed {
+                true => Seq(have.highest),
+                false => proven,
+            };
             self.note_known_seq(now, Known { claimed, proven });
         }
     }

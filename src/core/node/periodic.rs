@@ -19,6 +19,7 @@ impl Node {
         for addr in Membership::silent(now, &self.neighbours) {
             self.drop_neighbour(addr);
         }
+        self.neighbours.forgive_ignored(now);
         let (place, tuning) = (&self.place, &self.cfg.tuning);
         self.membership
             .retry_hellos(now, place, &mut self.rng, &mut self.out);

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use crate::core::config::{
-    PARENT_GONE_US, PARENT_QUIET_US, REFUSAL_BACKOFF_US, STALLED_BACKOFF_US, STALL_US, TICK_US,
+    PARENT_GONE_US, PARENT_QUIET_US, REFUSAL_BACKOFF_US, STALLED_BACKOFF_US, STALL_US,
+    STARVED_MIN_CHUNKS, TICK_US,
 };
 use crate::core::guard::is_barren;
 use crate::core::neighbours::{Neighbour, Neighbours};
@@ -46,6 +47,34 @@ struct Stripe {
     heard: u64,
     /// Chunks the present parent pushed since it took us (duplicates too).
     pushes: u64,
+    /// The parent's share of the stripe, counted over windows of [`STALL_US`] from the
+    /// subscription on (see [`StripeTree::maintain`]).
+    window: PushWindow,
+}
+
+/// Over one window: new chunks of a stripe (from anyone), and chunks its parent sent
+/// (duplicates too).
+#[derive(Debug, Clone, Copy, Default)]
+struct PushWindow {
+    since: u64,
+    new: u32,
+    from_parent: u32,
+}
+
+impl PushWindow {
+    fn starting(now: u64) -> PushWindow {
+        PushWindow {
+            since: now,
+            ..PushWindow::default()
+        }
+    }
+
+    /// The parent sent under half of what the stripe brought. Replays of old chunks (a liar
+    /// sends one with every Have) counted as pushes under the first rule (`pushes == 0`), so a
+    /// parent that withheld its stripe was kept while repairs from others carried it.
+    fn starved(&self) -> bool {
+        self.new >= STARVED_MIN_CHUNKS && self.from_parent * 2 < self.new
+    }
 }
 
 impl Stripe {
@@ -57,6 +86,7 @@ impl Stripe {
             newest: None,
             heard,
             pushes: 0,
+            window: PushWindow::starting(heard),
         }
     }
 }
@@ -126,6 +156,7 @@ impl StripeTree {
         if let Some(s) = self.stripes.get_mut(stripe as usize) {
             s.newest = Some(s.newest.map_or(seq, |n| n.max(seq)));
             s.heard = now;
+            s.window.new = s.window.new.saturating_add(1);
         }
         self.first_heard.get_or_insert(now);
     }
@@ -137,6 +168,7 @@ impl StripeTree {
         if let Some(s) = self.stripes.get_mut(stripe as usize) {
             if s.parent == Some(from) {
                 s.pushes += 1;
+                s.window.from_parent = s.window.from_parent.saturating_add(1);
             }
         }
     }
@@ -397,6 +429,7 @@ impl StripeTree {
                 }
                 s.subscribed_at = now;
                 s.pushes = 0;
+                s.window = PushWindow::starting(now);
             } else {
                 self.refused
                     .insert((from, stripe), now + REFUSAL_BACKOFF_US);
@@ -500,14 +533,19 @@ impl StripeTree {
                 // it began dropped every parent whose stripe's first chunk came after a tick
                 // (loopback, 10 peers, 2 Mb/s: latency p50 18 -> 260 ms, the seed's upload
                 // 1.08 -> 2.0x the stream, since 2a80f5a).
-                let withheld = s.pushes == 0
-                    && first_heard.is_some_and(|f| now > s.subscribed_at.max(f) + STALL_US);
+                let starved = now >= s.window.since + STALL_US && s.window.starved();
+                let withheld = starved
+                    || s.pushes == 0
+                        && first_heard.is_some_and(|f| now > s.subscribed_at.max(f) + STALL_US);
+                if now >= s.window.since + STALL_US {
+                    s.window = PushWindow::starting(now);
+                }
                 // Sent us nothing at all, not even a Have, for [`PARENT_GONE_US`]: it is gone
                 // (a seed killed by SIGKILL), whether or not the stream flows elsewhere.
                 let gone = neighbours
                     .get(&parent)
                     .is_none_or(|n| now > n.last_heard + PARENT_GONE_US);
-                if gone || flows && (withheld || quiet > STALL_US) {
+                if gone || starved || flows && (withheld || quiet > STALL_US) {
                     out.send(parent, &Message::Unsubscribe { stripe });
                     s.parent = None;
                     let backoff = match withheld {
@@ -582,166 +620,4 @@ enum Acceptance {
 }
 
 #[cfg(test)]
-mod tests {
-    //! The stripe tree alone: no node, no network, a hand-made neighbour table.
-
-    use super::*;
-    use crate::core::config::BARREN_AFTER_US;
-
-    fn addr(i: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], 9000 + i))
-    }
-
-    /// A peer neighbour: member of `member`, join index `index`, announcing `depth` and
-    /// `spare` in its Have.
-    fn peer(index: u64, member: u8, depth: u8, spare: u8) -> Neighbour {
-        let mut n = Neighbour::new(Role::Peer, index, Some(member), 0);
-        n.depth = depth;
-        n.spare = spare;
-        n
-    }
-
-    fn sent(out: &mut Outbox) -> Vec<(SocketAddr, Message)> {
-        std::iter::from_fn(|| out.pop_transmit())
-            .map(|t| (t.to, t.message))
-            .collect()
-    }
-
-    const LEAF_OF_1: Place = Place {
-        role: Role::Peer,
-        index: 100,
-        member: Some(0),
-        stripes: 4,
-    };
-
-    #[test]
-    fn a_parent_is_a_member_with_room_then_the_shallowest_then_the_seed() {
-        let mut ns = Neighbours::default();
-        ns.insert(addr(1), peer(10, 1, 3, 2));
-        ns.insert(addr(2), peer(11, 1, 1, 0)); // shallowest, but full
-        ns.insert(addr(3), peer(12, 1, 2, 1)); // room, and shallower than addr(1)
-        ns.insert(addr(4), Neighbour::new(Role::Seed, 0, None, 0));
-        ns.insert(addr(5), peer(13, 2, 0, 9)); // another stripe's member
-        let mut tree = StripeTree::new(4, 0);
-        let mut rng = Rng::new(1);
-        let pick =
-            |tree: &StripeTree, rng: &mut Rng| tree.choose_parent(0, 1, &LEAF_OF_1, &ns, rng);
-        assert_eq!(pick(&tree, &mut rng), Some(addr(3)));
-        // A refusal keeps it out of the running for a while.
-        tree.refused.insert((addr(3), 1), REFUSAL_BACKOFF_US);
-        assert_eq!(pick(&tree, &mut rng), Some(addr(1)));
-        tree.refused.insert((addr(1), 1), REFUSAL_BACKOFF_US);
-        assert_eq!(
-            pick(&tree, &mut rng),
-            Some(addr(2)),
-            "a full member before the seed"
-        );
-        tree.refused.insert((addr(2), 1), REFUSAL_BACKOFF_US);
-        assert_eq!(pick(&tree, &mut rng), Some(addr(4)), "then the seed");
-        // Refusals expire.
-        tree.forget_expired_refusals(REFUSAL_BACKOFF_US);
-        assert_eq!(pick(&tree, &mut rng), Some(addr(3)));
-    }
-
-    #[test]
-    fn in_its_own_stripe_a_member_is_fed_only_by_older_members() {
-        let mut ns = Neighbours::default();
-        ns.insert(addr(1), peer(120, 1, 1, 4)); // younger than us
-        ns.insert(addr(2), peer(80, 1, 5, 1)); // older
-        let member_of_1 = Place {
-            member: Some(1),
-            ..LEAF_OF_1
-        };
-        let tree = StripeTree::new(4, 0);
-        let parent = tree.choose_parent(0, 1, &member_of_1, &ns, &mut Rng::new(1));
-        assert_eq!(parent, Some(addr(2)));
-    }
-
-    #[test]
-    fn at_the_seed_a_member_displaces_a_leaf_and_anyone_displaces_a_barren_child() {
-        // max_upload 0.25 × 4 stripes: one subscription in all.
-        let seed = Place {
-            role: Role::Seed,
-            index: 0,
-            member: None,
-            stripes: 4,
-        };
-        let mut ns = Neighbours::default();
-        ns.insert(addr(1), peer(10, 3, 1, 0)); // a leaf of stripe 0
-        ns.insert(addr(2), peer(20, 0, 1, 0)); // a member of stripe 0
-        ns.insert(addr(3), peer(30, 0, 1, 0)); // a younger member
-        let mut tree = StripeTree::new(4, 0);
-        let mut out = Outbox::default();
-        let now = 1_000;
-        let first = tree.on_subscribe(now, addr(1), 0, false, &seed, 0.25, &mut ns, &mut out);
-        assert!(
-            first.accepted,
-            "the first child of a stripe is always taken"
-        );
-        let member = tree.on_subscribe(now, addr(2), 0, false, &seed, 0.25, &mut ns, &mut out);
-        assert_eq!(
-            member,
-            SubscribeOutcome {
-                accepted: true,
-                displaced_barren: None
-            }
-        );
-        assert!(ns.get(&addr(1)).is_some_and(|n| n.children.is_empty()));
-        let younger = tree.on_subscribe(now, addr(3), 0, false, &seed, 0.25, &mut ns, &mut out);
-        assert!(
-            !younger.accepted,
-            "a younger member does not displace an older one"
-        );
-        let messages = sent(&mut out);
-        assert!(messages.contains(&(addr(1), Message::Unsubscribe { stripe: 0 })));
-        // The older member passes nothing on for BARREN_AFTER_US: anyone takes its place,
-        // and the guard is told whom to bar.
-        let later = now + BARREN_AFTER_US;
-        let taken = tree.on_subscribe(later, addr(3), 0, false, &seed, 0.25, &mut ns, &mut out);
-        assert_eq!(taken.displaced_barren, Some(addr(2)));
-        // A barred requester is refused outright.
-        let barred = tree.on_subscribe(later, addr(1), 1, true, &seed, 0.25, &mut ns, &mut out);
-        assert!(!barred.accepted);
-    }
-
-    #[test]
-    fn a_full_peer_takes_a_member_of_its_stripe_by_displacing_a_leaf() {
-        let me = Place {
-            role: Role::Peer,
-            index: 10,
-            member: Some(2),
-            stripes: 4,
-        };
-        let mut ns = Neighbours::default();
-        ns.insert(addr(1), peer(50, 0, 3, 0)); // a leaf of stripe 2
-        ns.insert(addr(2), peer(60, 2, 3, 0)); // a younger member of stripe 2
-        ns.insert(addr(3), peer(5, 2, 1, 0)); // an older member: may not hang below us
-        let mut tree = StripeTree::new(4, 0);
-        let mut out = Outbox::default();
-        // max_upload 0.25: one slot.
-        assert!(
-            tree.on_subscribe(0, addr(1), 2, false, &me, 0.25, &mut ns, &mut out)
-                .accepted
-        );
-        assert!(
-            !tree
-                .on_subscribe(0, addr(1), 1, false, &me, 0.25, &mut ns, &mut out)
-                .accepted,
-            "a peer feeds only its member stripe"
-        );
-        assert!(
-            !tree
-                .on_subscribe(0, addr(3), 2, false, &me, 0.25, &mut ns, &mut out)
-                .accepted
-        );
-        assert!(
-            tree.on_subscribe(0, addr(2), 2, false, &me, 0.25, &mut ns, &mut out)
-                .accepted
-        );
-        assert!(
-            ns.get(&addr(1)).is_some_and(|n| n.children.is_empty()),
-            "the leaf made room"
-        );
-        assert_eq!(tree.take_children(2, &ns), vec![addr(2)]);
-    }
-}
+mod tests;

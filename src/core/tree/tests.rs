@@ -1,0 +1,208 @@
+//! The stripe tree alone: no node, no network, a hand-made neighbour table.
+
+use super::*;
+use crate::core::config::BARREN_AFTER_US;
+
+fn addr(i: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9000 + i))
+}
+
+/// A peer neighbour: member of `member`, join index `index`, announcing `depth` and
+/// `spare` in its Have.
+fn peer(index: u64, member: u8, depth: u8, spare: u8) -> Neighbour {
+    let mut n = Neighbour::new(Role::Peer, index, Some(member), 0);
+    n.depth = depth;
+    n.spare = spare;
+    n
+}
+
+fn sent(out: &mut Outbox) -> Vec<(SocketAddr, Message)> {
+    std::iter::from_fn(|| out.pop_transmit())
+        .map(|t| (t.to, t.message))
+        .collect()
+}
+
+const LEAF_OF_1: Place = Place {
+    role: Role::Peer,
+    index: 100,
+    member: Some(0),
+    stripes: 4,
+};
+
+#[test]
+fn a_parent_is_a_member_with_room_then_the_shallowest_then_the_seed() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 1, 3, 2));
+    ns.insert(addr(2), peer(11, 1, 1, 0)); // shallowest, but full
+    ns.insert(addr(3), peer(12, 1, 2, 1)); // room, and shallower than addr(1)
+    ns.insert(addr(4), Neighbour::new(Role::Seed, 0, None, 0));
+    ns.insert(addr(5), peer(13, 2, 0, 9)); // another stripe's member
+    let mut tree = StripeTree::new(4, 0);
+    let mut rng = Rng::new(1);
+    let pick = |tree: &StripeTree, rng: &mut Rng| tree.choose_parent(0, 1, &LEAF_OF_1, &ns, rng);
+    assert_eq!(pick(&tree, &mut rng), Some(addr(3)));
+    // A refusal keeps it out of the running for a while.
+    tree.refused.insert((addr(3), 1), REFUSAL_BACKOFF_US);
+    assert_eq!(pick(&tree, &mut rng), Some(addr(1)));
+    tree.refused.insert((addr(1), 1), REFUSAL_BACKOFF_US);
+    assert_eq!(
+        pick(&tree, &mut rng),
+        Some(addr(2)),
+        "a full member before the seed"
+    );
+    tree.refused.insert((addr(2), 1), REFUSAL_BACKOFF_US);
+    assert_eq!(pick(&tree, &mut rng), Some(addr(4)), "then the seed");
+    // Refusals expire.
+    tree.forget_expired_refusals(REFUSAL_BACKOFF_US);
+    assert_eq!(pick(&tree, &mut rng), Some(addr(3)));
+}
+
+#[test]
+fn in_its_own_stripe_a_member_is_fed_only_by_older_members() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(120, 1, 1, 4)); // younger than us
+    ns.insert(addr(2), peer(80, 1, 5, 1)); // older
+    let member_of_1 = Place {
+        member: Some(1),
+        ..LEAF_OF_1
+    };
+    let tree = StripeTree::new(4, 0);
+    let parent = tree.choose_parent(0, 1, &member_of_1, &ns, &mut Rng::new(1));
+    assert_eq!(parent, Some(addr(2)));
+}
+
+#[test]
+fn at_the_seed_a_member_displaces_a_leaf_and_anyone_displaces_a_barren_child() {
+    // max_upload 0.25 × 4 stripes: one subscription in all.
+    let seed = Place {
+        role: Role::Seed,
+        index: 0,
+        member: None,
+        stripes: 4,
+    };
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 3, 1, 0)); // a leaf of stripe 0
+    ns.insert(addr(2), peer(20, 0, 1, 0)); // a member of stripe 0
+    ns.insert(addr(3), peer(30, 0, 1, 0)); // a younger member
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    let now = 1_000;
+    let first = tree.on_subscribe(now, addr(1), 0, false, &seed, 0.25, &mut ns, &mut out);
+    assert!(
+        first.accepted,
+        "the first child of a stripe is always taken"
+    );
+    let member = tree.on_subscribe(now, addr(2), 0, false, &seed, 0.25, &mut ns, &mut out);
+    assert_eq!(
+        member,
+        SubscribeOutcome {
+            accepted: true,
+            displaced_barren: None
+        }
+    );
+    assert!(ns.get(&addr(1)).is_some_and(|n| n.children.is_empty()));
+    let younger = tree.on_subscribe(now, addr(3), 0, false, &seed, 0.25, &mut ns, &mut out);
+    assert!(
+        !younger.accepted,
+        "a younger member does not displace an older one"
+    );
+    let messages = sent(&mut out);
+    assert!(messages.contains(&(addr(1), Message::Unsubscribe { stripe: 0 })));
+    // The older member passes nothing on for BARREN_AFTER_US: anyone takes its place,
+    // and the guard is told whom to bar.
+    let later = now + BARREN_AFTER_US;
+    let taken = tree.on_subscribe(later, addr(3), 0, false, &seed, 0.25, &mut ns, &mut out);
+    assert_eq!(taken.displaced_barren, Some(addr(2)));
+    // A barred requester is refused outright.
+    let barred = tree.on_subscribe(later, addr(1), 1, true, &seed, 0.25, &mut ns, &mut out);
+    assert!(!barred.accepted);
+}
+
+#[test]
+fn a_full_peer_takes_a_member_of_its_stripe_by_displacing_a_leaf() {
+    let me = Place {
+        role: Role::Peer,
+        index: 10,
+        member: Some(2),
+        stripes: 4,
+    };
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(50, 0, 3, 0)); // a leaf of stripe 2
+    ns.insert(addr(2), peer(60, 2, 3, 0)); // a younger member of stripe 2
+    ns.insert(addr(3), peer(5, 2, 1, 0)); // an older member: may not hang below us
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    // max_upload 0.25: one slot.
+    assert!(
+        tree.on_subscribe(0, addr(1), 2, false, &me, 0.25, &mut ns, &mut out)
+            .accepted
+    );
+    assert!(
+        !tree
+            .on_subscribe(0, addr(1), 1, false, &me, 0.25, &mut ns, &mut out)
+            .accepted,
+        "a peer feeds only its member stripe"
+    );
+    assert!(
+        !tree
+            .on_subscribe(0, addr(3), 2, false, &me, 0.25, &mut ns, &mut out)
+            .accepted
+    );
+    assert!(
+        tree.on_subscribe(0, addr(2), 2, false, &me, 0.25, &mut ns, &mut out)
+            .accepted
+    );
+    assert!(
+        ns.get(&addr(1)).is_some_and(|n| n.children.is_empty()),
+        "the leaf made room"
+    );
+    assert_eq!(tree.take_children(2, &ns), vec![addr(2)]);
+}
+
+/// Stripe 1 flows at 50 chunks a second (20 ms apart), over 4 s. Its parent (`addr(1)`, the
+/// only candidate) sends the share of them `from_parent` picks, and a Have every 200 ms;
+/// whether it was replaced is returned.
+fn parent_replaced(from_parent: impl Fn(u64) -> bool) -> bool {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 1, 1, 4));
+    let mut tree = StripeTree::new(4, 0);
+    let mut rng = Rng::new(1);
+    let mut out = Outbox::default();
+    tree.maintain(0, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
+    assert!(sent(&mut out).contains(&(addr(1), Message::Subscribe { stripe: 1 })));
+    tree.on_subscribe_reply(0, addr(1), 1, true, &mut out);
+    assert_eq!(tree.parent(1), Some(addr(1)));
+    for i in 1..=200u64 {
+        let now = i * 20_000;
+        // New chunks of the stripe come from someone (repairs, or the parent).
+        tree.heard(1, i * 4 + 1, now);
+        if from_parent(i) {
+            tree.pushed(1, addr(1));
+        }
+        if let Some(n) = ns.get_mut(&addr(1)) {
+            n.last_heard = now;
+        }
+        if now % TICK_US == 0 {
+            tree.maintain(now, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
+            if sent(&mut out).contains(&(addr(1), Message::Unsubscribe { stripe: 1 })) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn a_parent_that_sends_a_trickle_of_its_stripe_is_replaced() {
+    // A liar replays one old chunk with each Have (every 10th arrival here): under the first
+    // rule (no push at all since it took us) it was kept, while repairs carried the stripe.
+    assert!(parent_replaced(|i| i % 10 == 0));
+    assert!(parent_replaced(|i| i % 3 == 0), "a third of the stripe");
+}
+
+#[test]
+fn a_parent_that_loses_some_pushes_is_kept() {
+    assert!(!parent_replaced(|_| true));
+    // 30 % of pushes lost, or overtaken by repairs and still sent: kept.
+    assert!(!parent_replaced(|i| i % 10 >= 3));
+}
