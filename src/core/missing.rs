@@ -162,8 +162,13 @@ impl MissingSet {
         Some(m)
     }
 
-    /// Removes every seq above `ceiling`.
+    /// Removes every seq above `ceiling`. Called on every chunk and Have: nothing to do
+    /// costs one comparison.
     pub fn remove_above(&mut self, ceiling: Seq) {
+        let len = self.slots.len() as u64;
+        if len == 0 || self.base.wrapping_add(len - 1) <= ceiling.0 {
+            return;
+        }
         while !self.slots.is_empty() {
             let last = self.base.wrapping_add(self.slots.len() as u64 - 1);
             if last <= ceiling.0 {

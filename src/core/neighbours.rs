@@ -61,15 +61,14 @@ pub struct Neighbour {
     pub unconfirmed: Option<u8>,
     /// Smoothed round-trip time (µs), from Hello→Welcome and Request→Chunk.
     pub rtt_us: Option<u64>,
-    /// Requests it left unanswered since it last answered one or sent us a recent chunk we
-    /// lacked (a parent's push). Its Have is unsigned: a
-    /// neighbour that claims to hold everything and answers nothing is not asked again, nor
-    /// chosen as a parent, nor believed, once this reaches [`IGNORED_LIMIT`], until
-    /// [`IGNORED_FOR_US`] after `ignored_since` (then one request tells again). Any chunk
-    /// from it used to reset the count, and a liar's replays of old chunks, new to a peer
-    /// that joined after them, kept it asked. Pushes must reset it: a 3-peer loopback swarm
-    /// otherwise ignored its parents (their repair budget refused some requests), chose
-    /// none, and skipped three stripes in four (tests/discovery.rs).
+    /// Requests for chunks its Have claimed that it left unanswered since it last answered
+    /// one or sent us a recent chunk we lacked (a parent's push). Its Have is unsigned: a
+    /// neighbour that claims to hold everything and answers nothing is not asked, chosen as
+    /// a parent or believed once this reaches [`IGNORED_LIMIT`], until [`IGNORED_FOR_US`]
+    /// after `ignored_since` (then one request tells again). Any chunk used to reset it, and
+    /// a liar's replays of old chunks kept it asked; without pushes resetting it, a 3-peer
+    /// loopback swarm ignored its parents (their repair budgets refused a few requests) and
+    /// skipped three stripes in four (tests/discovery.rs).
     pub ignored: u8,
     /// When `ignored` last reached the limit.
     pub ignored_since: u64,

@@ -533,13 +533,14 @@ impl StripeTree {
                 // it began dropped every parent whose stripe's first chunk came after a tick
                 // (loopback, 10 peers, 2 Mb/s: latency p50 18 -> 260 ms, the seed's upload
                 // 1.08 -> 2.0x the stream, since 2a80f5a).
-                let starved = now >= s.window.since + STALL_US && s.window.starved();
+                let window_over = now >= s.window.since + STALL_US;
+                let starved = window_over && s.window.starved();
+                if window_over {
+                    s.window = PushWindow::starting(now);
+                }
                 let withheld = starved
                     || s.pushes == 0
                         && first_heard.is_some_and(|f| now > s.subscribed_at.max(f) + STALL_US);
-                if now >= s.window.since + STALL_US {
-                    s.window = PushWindow::starting(now);
-                }
                 // Sent us nothing at all, not even a Have, for [`PARENT_GONE_US`]: it is gone
                 // (a seed killed by SIGKILL), whether or not the stream flows elsewhere.
                 let gone = neighbours
