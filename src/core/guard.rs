@@ -78,17 +78,27 @@ impl Guard {
         }
     }
 
-    /// A copy of `held` (verified) that differs from it is forged, whoever signed it: caught
-    /// without a signature check. This is how the seed's audit works. Returns whom to drop.
+    /// A copy of `held` (verified) that differs from it is forged, unless `held` may itself
+    /// be a replay (`held_may_be_replayed`: a peer's chunks come from neighbours) and the
+    /// copy is signed: then it is a chunk of another broadcast under the same key, and which
+    /// of the two belongs to the stream is the caller's to judge (by capture time). Banning
+    /// there banned the honest sender of the genuine chunk once a replay got in first. The
+    /// seed's chunks come from its input, so any differing copy is forged, caught without a
+    /// signature check: this is how its audit works. Returns whom to drop.
     pub fn check_copy(
         &mut self,
         held: &Arc<Chunk>,
         copy: &Arc<Chunk>,
         from: Source,
+        held_may_be_replayed: bool,
         out: &mut Outbox,
     ) -> CopyVerdict {
+        let differs = !Arc::ptr_eq(held, copy) && **held != **copy;
+        if differs && held_may_be_replayed && self.verify(copy).is_ok() {
+            return CopyVerdict::OtherBroadcast;
+        }
         match from.addr() {
-            Some(addr) if !Arc::ptr_eq(held, copy) && **held != **copy => {
+            Some(addr) if differs => {
                 out.stats.counters.chunks_forged += 1;
                 out.warn(format!(
                     "banned {addr}: sent a copy of chunk seq {} that differs from the verified one",
@@ -183,6 +193,9 @@ impl Guard {
 pub enum CopyVerdict {
     Duplicate,
     Forged(SocketAddr),
+    /// Signed, but not the chunk held: one of the two is from another broadcast under the
+    /// same key.
+    OtherBroadcast,
 }
 
 /// The barren rule: a stripe child of the seed that has passed nothing on for

@@ -115,6 +115,39 @@ impl History {
             .filter(|(_, s)| s.is_some())
             .map(move |(i, _)| base + i as u64)
     }
+
+    /// The newest seq held.
+    pub fn last(&self) -> Option<u64> {
+        let back = self.slots.iter().rev().position(Option::is_some)?;
+        Some(self.base + (self.slots.len() - 1 - back) as u64)
+    }
+
+    /// The newest chunk held before `seq`, looked for at most `within` seqs back.
+    pub fn held_before(&self, seq: u64, within: u64) -> Option<&Arc<Chunk>> {
+        (seq.saturating_sub(within)..seq)
+            .rev()
+            .find_map(|s| self.get(s))
+    }
+
+    /// Forgets every chunk `drop` picks; returns how many.
+    pub fn remove_where(&mut self, mut drop: impl FnMut(&Chunk) -> bool) -> usize {
+        let mut removed = 0;
+        for slot in self.slots.iter_mut() {
+            if slot.as_ref().is_some_and(|c| drop(c)) {
+                *slot = None;
+                removed += 1;
+            }
+        }
+        self.held -= removed;
+        while self.slots.front().is_some_and(|s| s.is_none()) {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        while self.slots.back().is_some_and(|s| s.is_none()) {
+            self.slots.pop_back();
+        }
+        removed
+    }
 }
 
 #[cfg(test)]
@@ -161,5 +194,24 @@ mod tests {
         assert_eq!(h.seqs_between(0, 30).collect::<Vec<_>>(), vec![17, 20]);
         h.insert(chunk(&key, 12));
         assert_eq!(h.first(), Some(17), "20 - 12 is outside a window of 8");
+    }
+
+    #[test]
+    fn chunks_removed_leave_the_window_consistent() {
+        let key = StreamKey::from_seed([9; 32]);
+        let mut h = History::new(8);
+        for seq in [20, 21, 23, 25] {
+            h.insert(chunk(&key, seq));
+        }
+        assert_eq!(h.held_before(25, 8).map(|c| c.seq), Some(23));
+        assert_eq!(h.held_before(20, 8).map(|c| c.seq), None);
+        assert_eq!(h.remove_where(|c| c.seq == 20 || c.seq == 25), 2);
+        assert_eq!((h.first(), h.last(), h.len()), (Some(21), Some(23), 2));
+        h.insert(chunk(&key, 26));
+        assert_eq!(h.seqs_between(0, 30).collect::<Vec<_>>(), vec![21, 23, 26]);
+        assert_eq!(h.remove_where(|_| true), 3);
+        assert_eq!((h.first(), h.last(), h.len()), (None, None, 0));
+        h.insert(chunk(&key, 5));
+        assert_eq!((h.first(), h.last()), (Some(5), Some(5)));
     }
 }

@@ -35,7 +35,12 @@ impl Node {
             }
         }
         if let Some(held) = self.history.get(seq.0) {
-            match self.guard.check_copy(held, &chunk, from, &mut self.out) {
+            let peer = self.cfg.role == Role::Peer;
+            let held_is_earlier = is_earlier_broadcast(held, &chunk);
+            match self
+                .guard
+                .check_copy(held, &chunk, from, peer, &mut self.out)
+            {
                 CopyVerdict::Forged(addr) => self.drop_neighbour(addr),
                 // A parent's push that a repair overtook still shows the parent forwards.
                 CopyVerdict::Duplicate => {
@@ -44,8 +49,15 @@ impl Node {
                         self.tree.pushed(stripe, addr);
                     }
                 }
+                // What we held was the replay: forget that broadcast, take this chunk anew.
+                CopyVerdict::OtherBroadcast if held_is_earlier => {
+                    self.forget_earlier_broadcast(now, &chunk)
+                }
+                CopyVerdict::OtherBroadcast => self.out.stats.counters.chunks_late += 1,
             }
-            return;
+            if self.history.get(seq.0).is_some() {
+                return;
+            }
         }
         // The seed's chunks come from its input. One from a neighbour at a seq it does not
         // hold can only be a replay of another broadcast under the same key (ahead of the
@@ -75,6 +87,9 @@ impl Node {
         {
             self.out.stats.counters.chunks_late += 1;
             return;
+        }
+        if from != Source::Input && self.holds_an_earlier_broadcast(&chunk) {
+            self.forget_earlier_broadcast(now, &chunk);
         }
         // Nothing follows the end: a chunk after it, or an end record older than a chunk we
         // hold, is a replay of another broadcast under the same key.
@@ -153,11 +168,65 @@ impl Node {
     /// broadcast under the same key, replayed ahead of ours. Kept, an end record ended the
     /// viewer and a chunk made the genuine one at its seq look forged (its honest sender
     /// banned). Before we hold any chunk there is no timeline to go by.
+    ///
+    /// The same holds for a chunk that fills a gap: the chunk held just before it (looked
+    /// for [`REPLAY_LOOKBACK`] seqs back) cannot have been captured long after it.
     fn is_from_an_earlier_broadcast(&self, chunk: &Chunk) -> bool {
         let newest = self.highest.and_then(|h| self.history.get(h.0));
-        newest.is_some_and(|n| {
-            chunk.seq > n.seq && chunk.capture_us.saturating_add(REPLAY_SLACK_US) < n.capture_us
-        })
+        let before = self.history.held_before(chunk.seq, REPLAY_LOOKBACK);
+        newest
+            .into_iter()
+            .chain(before)
+            .any(|held| chunk.seq > held.seq && is_earlier_broadcast(chunk, held))
+    }
+
+    /// Peer: what we hold is of an earlier broadcast under the same key than `chunk` (verified),
+    /// replayed to us before the genuine stream reached us: our newest chunk is numbered at
+    /// or past it yet captured long before it, or, before anything played, simply captured
+    /// long before it (replays numbered below the stream would be where an early joiner
+    /// starts). Later broadcasts win: nobody can replay one that has not happened.
+    fn holds_an_earlier_broadcast(&self, chunk: &Chunk) -> bool {
+        let newest = self.highest.and_then(|h| self.history.get(h.0));
+        let nothing_played = self.playout.first_play_at.is_none();
+        self.cfg.role == Role::Peer
+            && newest.is_some_and(|n| {
+                (n.seq >= chunk.seq || nothing_played) && is_earlier_broadcast(n, chunk)
+            })
+    }
+
+    /// Forgets every chunk captured long before `genuine` (they are replays of an earlier
+    /// broadcast), and, if nothing played yet, where playout was to start: it is chosen
+    /// again from what is genuine. Kept, the replays played, and the genuine chunks at
+    /// their seqs looked forged (their honest senders banned).
+    fn forget_earlier_broadcast(&mut self, now: u64, genuine: &Chunk) {
+        let cutoff = genuine.capture_us.saturating_sub(REPLAY_SLACK_US);
+        let start = self.playout.play_from();
+        let start_was_replayed = start
+            .and_then(|p| self.history.get(p.0))
+            .is_some_and(|c| c.capture_us < cutoff);
+        let forgotten = self.history.remove_where(|c| c.capture_us < cutoff);
+        self.out.stats.counters.chunks_late += forgotten as u64;
+        self.out.warn(format!(
+            "dropped {forgotten} chunks of an earlier broadcast under the same key: replayed to us"
+        ));
+        self.highest = self.history.last().map(Seq);
+        self.latest_keyframe = self
+            .history
+            .from(0)
+            .filter(|c| c.is_keyframe())
+            .last()
+            .map(|c| Seq(c.seq));
+        if self.playout.first_play_at.is_none() {
+            self.playout.forget_start();
+            self.repair.missing.remove_below(Seq(u64::MAX));
+            match start {
+                Some(p) if !start_was_replayed => {
+                    let last = self.highest.unwrap_or(p);
+                    self.set_play_from(now, p, last);
+                }
+                _ => self.playout.first_chunk_at = Some(now),
+            }
+        }
     }
 
     /// An end record for a peer that joined before the stream began (no start position: its
@@ -393,4 +462,13 @@ impl Node {
             self.drain_playout(now);
         }
     }
+}
+
+/// How far back a chunk filling a gap looks for the chunk held before it.
+const REPLAY_LOOKBACK: u64 = 64;
+
+/// `a` is of an earlier broadcast than `b` under the same key: captured more than
+/// [`REPLAY_SLACK_US`] before it (bl-chunk's captures never go back within a broadcast).
+fn is_earlier_broadcast(a: &Chunk, b: &Chunk) -> bool {
+    a.capture_us.saturating_add(REPLAY_SLACK_US) < b.capture_us
 }

@@ -7,6 +7,7 @@ use crate::proto::wire::MAX_REQUEST_SEQS;
 
 mod liars;
 mod net;
+mod replays;
 mod tree;
 
 use net::*;

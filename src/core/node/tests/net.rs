@@ -14,6 +14,8 @@ pub(super) struct Net {
     pub(super) nodes: Vec<(SocketAddr, Node)>,
     pub(super) in_flight: Vec<(u64, SocketAddr, SocketAddr, Vec<u8>)>,
     pub(super) played: BTreeMap<SocketAddr, Vec<u64>>,
+    /// The capture time of each chunk played, in the same order.
+    pub(super) played_captures: BTreeMap<SocketAddr, Vec<u64>>,
     /// How each node that finished said it ended.
     pub(super) finished: BTreeMap<SocketAddr, Finish>,
     pub(super) now: u64,
@@ -58,6 +60,7 @@ impl Net {
             nodes,
             in_flight: Vec::new(),
             played: BTreeMap::new(),
+            played_captures: BTreeMap::new(),
             finished: BTreeMap::new(),
             now: T0,
             filter: Box::new(|_, _, _| true),
@@ -77,7 +80,11 @@ impl Net {
             }
             for e in events {
                 match e {
-                    Event::Play(c) => self.played.entry(*from).or_default().push(c.seq),
+                    Event::Play(c) => {
+                        self.played.entry(*from).or_default().push(c.seq);
+                        let captures = self.played_captures.entry(*from).or_default();
+                        captures.push(c.capture_us);
+                    }
                     Event::Internal(what) => panic!("{from}: {what}"),
                     Event::Finished(how) => {
                         self.finished.insert(*from, how);
