@@ -190,4 +190,8 @@ fn liars_cost_the_honest_peers_little() {
     // 2a80f5a and after, 1,000 peers with 5 % liars played 94.9 %.
     assert!(f(&o, &["continuity"]) > 0.999, "{o}");
     assert!(f(&o, &["latency_ms", "p50"]) < 1500.0, "{o}");
+    // Eclipse lists (liars name only liars) do not pull honest peers among them: liars were
+    // 1.2 % of honest peers' neighbours, and 0.23 % of samples had liars as the majority.
+    assert!(f(&o, &["liar_neighbour_share"]) < 0.10, "{o}");
+    assert!(f(&o, &["peers_mostly_among_liars"]) < 0.02, "{o}");
 }

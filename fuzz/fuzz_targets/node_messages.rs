@@ -3,8 +3,8 @@
 //!
 //! Input: a sequence of records `[op, from, len_lo, len_hi, bytes…]`. `op` even: a datagram
 //! of `len` bytes from address `from % 4`; odd: `op` × 7 ms pass and timers run. Some records
-//! are turned into well-formed messages (a Have, Peers, a chunk of the stream) so the fuzzer
-//! reaches past the decoder.
+//! are turned into well-formed messages (a Have, Peers, a chunk of the stream or of an
+//! earlier broadcast under its key) so the fuzzer reaches past the decoder.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -51,10 +51,18 @@ fuzz_target!(|data: &[u8]| {
                 }
                 4 if bytes.len() >= 8 => {
                     let seq = u64::from_le_bytes(bytes[..8].try_into().unwrap()) % 100_000;
+                    // Some chunks are of an earlier broadcast under the key (captured up to
+                    // two hours back): replays, which the peer must tell from the stream.
+                    let back = match bytes.get(8..16) {
+                        Some(b) if b[0] % 2 == 1 => {
+                            u64::from_le_bytes(b.try_into().unwrap()) % 7_200_000_000
+                        }
+                        _ => 0,
+                    };
                     let mut payload = vec![0u8; 188];
                     payload[0] = 0x47;
-                    let chunk =
-                        bl::chunk::Chunk::sign(&key, seq, now, u8::from(seq % 50 == 0), payload);
+                    let flags = u8::from(seq % 50 == 0);
+                    let chunk = bl::chunk::Chunk::sign(&key, seq, now - back, flags, payload);
                     wire::encode(&Message::Chunk(chunk.into())).unwrap()
                 }
                 _ => bytes.to_vec(),

@@ -38,6 +38,15 @@ impl Sim {
                 orphans.0 += parents.iter().filter(|p| p.is_none()).count() as u64;
                 orphans.1 += parents.len() as u64;
                 self.depth_samples[node.core.tree_depth() as usize] += 1;
+                let (mut liars, mut all) = (0u64, 0u64);
+                for addr in node.core.neighbour_addrs() {
+                    let kind = id_of(addr).and_then(|i| self.places.get(i as usize));
+                    liars += u64::from(kind.is_some_and(|p| p.kind == Kind::Liar));
+                    all += 1;
+                }
+                let e = &mut self.eclipse_samples;
+                (e.0, e.1) = (e.0 + liars, e.1 + all);
+                (e.2, e.3) = (e.2 + u64::from(2 * liars > all), e.3 + 1);
             }
             let b = node.core.buffered();
             missing += b.missing;

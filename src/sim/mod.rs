@@ -148,6 +148,9 @@ pub struct Sim {
     orphan_samples: (u64, u64),
     /// Peers sampled at each tree depth (255: detached).
     depth_samples: [u64; 256],
+    /// Over the same samples: (honest peers' neighbours that are liars, their neighbours,
+    /// honest peers with more liars than honest nodes among their neighbours, honest peers).
+    eclipse_samples: (u64, u64, u64, u64),
     latency: Histogram,
     startup: Histogram,
     violation: Option<Violation>,
@@ -191,6 +194,7 @@ impl Sim {
             max_buffered: [0; 3],
             orphan_samples: (0, 0),
             depth_samples: [0; 256],
+            eclipse_samples: (0, 0, 0, 0),
             latency: Histogram::default(),
             startup: Histogram::default(),
             violation: None,

@@ -76,6 +76,12 @@ pub struct Outcome {
     /// Hops from the seed in each peer's own stripe, over the same samples: latency grows
     /// with it.
     pub tree_depth: Depths,
+    /// Share of honest peers' neighbours that are liars, over the same samples (the liars'
+    /// share of peers, unless eclipse lists pull them in).
+    pub liar_neighbour_share: f64,
+    /// Share of honest peers, over the same samples, with more liars than honest nodes among
+    /// their neighbours.
+    pub peers_mostly_among_liars: f64,
 }
 
 /// Tree depth figures: percentiles over (peer, sample) pairs of attached members, and the
@@ -203,6 +209,7 @@ impl Sim {
             }
         }
         let (checked, remembered) = self.signature_checks();
+        let e = self.eclipse_samples;
         Outcome {
             chunks_produced: produced,
             stream_bytes,
@@ -240,6 +247,8 @@ impl Sim {
                 self.orphan_samples.0 as f64 / self.orphan_samples.1.max(1) as f64,
                 4,
             ),
+            liar_neighbour_share: round(e.0 as f64 / e.1.max(1) as f64, 4),
+            peers_mostly_among_liars: round(e.2 as f64 / e.3.max(1) as f64, 4),
             config: self.cfg,
         }
     }

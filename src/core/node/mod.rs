@@ -188,6 +188,10 @@ impl Node {
         self.neighbours.len()
     }
 
+    pub fn neighbour_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.neighbours.keys().copied()
+    }
+
     /// The seed of the node's random choices (helpers derive their own ids from it).
     pub fn rng_seed(&self) -> u64 {
         self.cfg.rng_seed
