@@ -395,17 +395,15 @@ impl Node {
                 self.on_have(now, from, have, children, spare, depth);
             }
             Message::Request { seqs } => {
-                let (children, rtt, since) = self
+                let (children, rtt) = self
                     .neighbours
                     .get(&from)
-                    .map_or((StripeSet::EMPTY, None, 0), |n| {
-                        (n.children, n.rtt_min_us, n.subscribed_at)
-                    });
+                    .map_or((StripeSet::EMPTY, None), |n| (n.children, n.rtt_min_us));
                 self.repair.serve(
                     now,
                     from,
                     seqs,
-                    (children, since),
+                    children,
                     rtt.unwrap_or(DEFAULT_RTT_US),
                     &self.history,
                     self.place.stripes,

@@ -291,7 +291,6 @@ impl StripeTree {
                 if n.children.is_empty() {
                     n.fed_since = now;
                 }
-                n.subscribed_at = now;
                 n.children.insert(stripe);
                 self.children_stale = true;
             }
