@@ -19,12 +19,7 @@ fn lie(highest: u64) -> Vec<u8> {
 /// Seed and three peers; chunk 30 does not reach peer 1 until `hold` is cleared.
 fn swarm_missing_30(key: &StreamKey) -> (Net, std::rc::Rc<std::cell::Cell<bool>>) {
     let mut net = Net::new(key, 3);
-    let hold = std::rc::Rc::new(std::cell::Cell::new(true));
-    let held = hold.clone();
-    net.filter = Box::new(move |_, to, bytes| {
-        let is_30 = matches!(wire::decode(bytes), Ok(Message::Chunk(c)) if c.seq == 30);
-        !(held.get() && to == addr(1) && is_30)
-    });
+    let hold = hold_chunk_30_from_peer_1(&mut net);
     net.run_until(T0 + 300_000);
     (net, hold)
 }

@@ -136,6 +136,17 @@ pub(super) fn chunk(key: &StreamKey, seq: u64, now: u64) -> Chunk {
     )
 }
 
+/// From now on chunk 30 does not reach peer 1 until the returned flag is cleared.
+pub(super) fn hold_chunk_30_from_peer_1(net: &mut Net) -> std::rc::Rc<std::cell::Cell<bool>> {
+    let hold = std::rc::Rc::new(std::cell::Cell::new(true));
+    let held = hold.clone();
+    net.filter = Box::new(move |_, to, bytes| {
+        let is_30 = matches!(wire::decode(bytes), Ok(Message::Chunk(c)) if c.seq == 30);
+        !(held.get() && to == addr(1) && is_30)
+    });
+    hold
+}
+
 /// Feeds `count` chunks from the seed, one every 5 ms.
 pub(super) fn stream(net: &mut Net, key: &StreamKey, seqs: std::ops::Range<u64>) {
     for seq in seqs {

@@ -68,13 +68,7 @@ fn a_replay_numbered_ahead_of_the_stream_before_any_chunk_changes_nothing() {
 fn a_replay_filling_a_gap_is_dropped_and_the_gap_repaired() {
     let key = StreamKey::from_seed([14; 32]);
     let mut net = Net::new(&key, 2);
-    // Chunk 30 does not reach peer 1 at first.
-    let hold = std::rc::Rc::new(std::cell::Cell::new(true));
-    let held = hold.clone();
-    net.filter = Box::new(move |_, to, bytes| {
-        let is_30 = matches!(wire::decode(bytes), Ok(Message::Chunk(c)) if c.seq == 30);
-        !(held.get() && to == addr(1) && is_30)
-    });
+    let hold = hold_chunk_30_from_peer_1(&mut net);
     net.run_until(T0 + 300_000);
     stream(&mut net, &key, 0..40);
     assert!(!net.nodes[1].1.history.contains(30));
