@@ -259,12 +259,16 @@ fn a_peer_joins_through_another_peer_without_the_seed() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let (source, keyframes) = (&swarm.source, &swarm.keyframes);
     assert_clean_tail("late (via early0)", &mut late, source, keyframes, deadline);
-    // It played most of the 9 s left after it joined, not a last-second scrap.
+    // It played most of what was left after it joined, not a last-second scrap. It starts
+    // at the first keyframe after its Welcome (GOP 2 s): the one at 4 s, or, when two tests
+    // at a time load the CI runner and the join takes a second longer, the one at 6 s (49 %
+    // of the bytes, seen in CI). Starting at 8 s or later (a third) would be a fault.
     let late_bytes = late.output().len();
     assert!(
-        late_bytes * 2 > source.len(),
-        "joined at 3 s of 12, played only {late_bytes} of {} bytes",
-        source.len()
+        late_bytes * 3 > source.len(),
+        "joined at 3 s of 12, played only {late_bytes} of {} bytes (startup {} ms)",
+        source.len(),
+        late.stats()["startup_ms"]
     );
     swarm.finish();
 }
