@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use crate::core::config::{
-    PARENT_GONE_US, PARENT_QUIET_US, REFUSAL_BACKOFF_US, STALLED_BACKOFF_US, STALL_US,
-    STARVED_MIN_CHUNKS, TICK_US,
+    CHILD_SILENT_US, PARENT_GONE_US, PARENT_QUIET_US, REFUSAL_BACKOFF_US, STALLED_BACKOFF_US,
+    STALL_US, STARVED_MIN_CHUNKS, TICK_US,
 };
 use crate::core::guard::is_barren;
 use crate::core::neighbours::{Neighbour, Neighbours};
@@ -112,10 +112,22 @@ pub struct StripeTree {
     first_heard: Option<u64>,
 }
 
-/// The seed's order for its few stripe slots, best first: a barren child last (see
-/// [`is_barren`]), then members before leaves, lower indices (older) first.
-fn child_rank(n: &Neighbour, stripe: u8, now: u64) -> (bool, bool, u64) {
-    (is_barren(n, now), n.member != Some(stripe), n.index)
+/// The seed's order for its few stripe slots, best first: a silent child last (see
+/// [`is_silent`]), then a barren one (see [`is_barren`]), then members before leaves, lower
+/// indices (older) first.
+fn child_rank(n: &Neighbour, stripe: u8, now: u64) -> (bool, bool, bool, u64) {
+    (
+        is_silent(n, now),
+        is_barren(n, now),
+        n.member != Some(stripe),
+        n.index,
+    )
+}
+
+/// A child not heard from for [`CHILD_SILENT_US`]: probably dead (killed, no Goodbye), so its
+/// slot goes to whoever asks.
+fn is_silent(n: &Neighbour, now: u64) -> bool {
+    now > n.last_heard + CHILD_SILENT_US
 }
 
 impl StripeTree {
@@ -271,10 +283,14 @@ impl StripeTree {
             Role::Seed if barred => refuse,
             Role::Seed => self.seed_accepts(now, from, stripe, place, max_upload, neighbours, out),
             Role::Peer => {
-                let accepted = self.peer_accepts(from, stripe, place, max_upload, neighbours);
+                let accepted = self.peer_accepts(now, from, stripe, place, max_upload, neighbours);
                 let accepted = match accepted {
                     Acceptance::Yes => true,
                     Acceptance::No => false,
+                    Acceptance::InPlaceOf(silent) => {
+                        self.let_go(silent, stripe, neighbours, out);
+                        true
+                    }
                     Acceptance::IfALeafMakesRoom => self.displace_leaf(stripe, neighbours, out),
                 };
                 SubscribeOutcome {
@@ -354,12 +370,13 @@ impl StripeTree {
         out.send(worst, &Message::Unsubscribe { stripe });
         SubscribeOutcome {
             accepted: true,
-            displaced_barren: rank.0.then_some(worst),
+            displaced_barren: rank.1.then_some(worst),
         }
     }
 
     fn peer_accepts(
         &self,
+        now: u64,
         from: SocketAddr,
         stripe: u8,
         place: &Place,
@@ -381,6 +398,11 @@ impl StripeTree {
             Acceptance::No
         } else if used < slots {
             Acceptance::Yes
+        } else if let Some(silent) = neighbours
+            .iter()
+            .find(|(a, n)| n.children.contains(stripe) && **a != from && is_silent(n, now))
+        {
+            Acceptance::InPlaceOf(*silent.0)
         } else if interior {
             Acceptance::IfALeafMakesRoom
         } else {
@@ -399,12 +421,23 @@ impl StripeTree {
         let Some((_, leaf)) = leaf else {
             return false;
         };
-        if let Some(n) = neighbours.get_mut(&leaf) {
+        self.let_go(leaf, stripe, neighbours, out);
+        true
+    }
+
+    /// `child` is no longer fed `stripe`, and is told so.
+    fn let_go(
+        &mut self,
+        child: SocketAddr,
+        stripe: u8,
+        neighbours: &mut Neighbours,
+        out: &mut Outbox,
+    ) {
+        if let Some(n) = neighbours.get_mut(&child) {
             n.children.remove(stripe);
         }
         self.children_stale = true;
-        out.send(leaf, &Message::Unsubscribe { stripe });
-        true
+        out.send(child, &Message::Unsubscribe { stripe });
     }
 
     /// The answer to our Subscribe for `stripe`.
@@ -617,6 +650,8 @@ impl StripeTree {
 enum Acceptance {
     Yes,
     No,
+    /// Full, but this child has gone silent: its slot is taken.
+    InPlaceOf(SocketAddr),
     IfALeafMakesRoom,
 }
 

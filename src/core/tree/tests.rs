@@ -1,7 +1,7 @@
 //! The stripe tree alone: no node, no network, a hand-made neighbour table.
 
 use super::*;
-use crate::core::config::BARREN_AFTER_US;
+use crate::core::config::{BARREN_AFTER_US, CHILD_SILENT_US};
 
 fn addr(i: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9000 + i))
@@ -205,4 +205,93 @@ fn a_parent_that_loses_some_pushes_is_kept() {
     assert!(!parent_replaced(|_| true));
     // 30 % of pushes lost, or overtaken by repairs and still sent: kept.
     assert!(!parent_replaced(|i| i % 10 >= 3));
+}
+
+/// A child killed without a Goodbye keeps its neighbour entry for [`NEIGHBOUR_TIMEOUT_US`];
+/// its slot must not: the seed pushed a killed root child's stripe into the void while better
+/// ranked than anyone asking, and every survivor of a swarm skipped the same chunks.
+///
+/// [`NEIGHBOUR_TIMEOUT_US`]: crate::core::config::NEIGHBOUR_TIMEOUT_US
+#[test]
+fn a_silent_child_gives_its_slot_to_whoever_asks() {
+    let seed = Place {
+        role: Role::Seed,
+        index: 0,
+        member: None,
+        stripes: 4,
+    };
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 2, 1, 0)); // the old member of stripe 2: killed at 0
+    ns.insert(addr(2), peer(90, 1, 3, 0)); // a younger leaf, alive
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    // max_upload 0.25 × 4 stripes: one slot.
+    assert!(
+        tree.on_subscribe(0, addr(1), 2, false, &seed, 0.25, &mut ns, &mut out)
+            .accepted
+    );
+    let alive = |ns: &mut Neighbours, now: u64| {
+        if let Some(n) = ns.get_mut(&addr(2)) {
+            n.last_heard = now;
+        }
+    };
+    let ask = |tree: &mut StripeTree, ns: &mut Neighbours, out: &mut Outbox, now: u64| {
+        tree.on_subscribe(now, addr(2), 2, false, &seed, 0.25, ns, out)
+    };
+    let heard_lately = CHILD_SILENT_US;
+    alive(&mut ns, heard_lately);
+    assert!(
+        !ask(&mut tree, &mut ns, &mut out, heard_lately).accepted,
+        "an older member keeps its slot while it may be alive"
+    );
+    let silent = CHILD_SILENT_US + 1;
+    alive(&mut ns, silent);
+    let taken = ask(&mut tree, &mut ns, &mut out, silent);
+    assert_eq!(
+        taken,
+        SubscribeOutcome {
+            accepted: true,
+            displaced_barren: None
+        }
+    );
+    assert!(sent(&mut out).contains(&(addr(1), Message::Unsubscribe { stripe: 2 })));
+    assert_eq!(tree.take_children(2, &ns), vec![addr(2)]);
+
+    // A full peer gives a silent child's slot away too, even to a leaf.
+    let me = Place {
+        role: Role::Peer,
+        index: 5,
+        member: Some(2),
+        stripes: 4,
+    };
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 2, 3, 0));
+    ns.insert(addr(2), peer(90, 1, 3, 0));
+    let mut tree = StripeTree::new(4, 0);
+    assert!(
+        tree.on_subscribe(0, addr(1), 2, false, &me, 0.25, &mut ns, &mut out)
+            .accepted
+    );
+    alive(&mut ns, heard_lately);
+    assert!(
+        !tree
+            .on_subscribe(
+                heard_lately,
+                addr(2),
+                2,
+                false,
+                &me,
+                0.25,
+                &mut ns,
+                &mut out
+            )
+            .accepted
+    );
+    alive(&mut ns, silent);
+    assert!(
+        tree.on_subscribe(silent, addr(2), 2, false, &me, 0.25, &mut ns, &mut out)
+            .accepted
+    );
+    assert!(sent(&mut out).contains(&(addr(1), Message::Unsubscribe { stripe: 2 })));
+    assert_eq!(tree.take_children(2, &ns), vec![addr(2)]);
 }
