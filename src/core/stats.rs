@@ -167,6 +167,10 @@ pub struct Counters {
     /// Chunks sent in answer to a repair request (the rest were pushed down a stripe).
     #[serde(default)]
     pub repairs_served: u64,
+    /// Children's requests for a chunk pushed to them less than a round trip before: not
+    /// answered, the push was on its way.
+    #[serde(default)]
+    pub repairs_crossed: u64,
     /// Start positions from a Welcome that no verified chunk reached: ignored as lies.
     #[serde(default)]
     pub positions_ignored: u64,
@@ -192,6 +196,7 @@ impl Counters {
         self.peers_banned += o.peers_banned;
         self.repairs_refused += o.repairs_refused;
         self.repairs_served += o.repairs_served;
+        self.repairs_crossed += o.repairs_crossed;
         self.positions_ignored += o.positions_ignored;
         self.chunk_bytes_from_seed += o.chunk_bytes_from_seed;
         self.chunk_bytes_from_peers += o.chunk_bytes_from_peers;

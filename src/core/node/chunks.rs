@@ -152,7 +152,7 @@ impl Node {
         }
         self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));
         // Forward first (latency), then keep and play.
-        self.push_to_children(stripe, from, &chunk);
+        self.push_to_children(now, stripe, from, &chunk);
         self.playout.offer(now, &chunk);
         let is_end = chunk.is_end();
         self.history.insert(chunk);
@@ -256,7 +256,13 @@ impl Node {
     }
 
     /// Pushes a verified chunk to the children fed its stripe (not back to whom it came from).
-    pub(super) fn push_to_children(&mut self, stripe: u8, from: Source, chunk: &Arc<Chunk>) {
+    pub(super) fn push_to_children(
+        &mut self,
+        now: u64,
+        stripe: u8,
+        from: Source,
+        chunk: &Arc<Chunk>,
+    ) {
         let children = self.tree.take_children(stripe, &self.neighbours);
         let sender = from.addr();
         let pushes = children.iter().filter(|a| Some(**a) != sender).count();
@@ -264,6 +270,7 @@ impl Node {
             self.repair.budget.owe_unpushed();
         }
         if pushes > 0 {
+            self.repair.pushes.note(chunk.seq, now);
             // One size for every child: the per-chunk path encodes nothing twice.
             let message = Message::Chunk(chunk.clone());
             let len = wire::encoded_len(&message);

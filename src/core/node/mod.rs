@@ -19,7 +19,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::core::config::{BARRED_US, INDICES_PER_CHUNK, TICK_US};
+use crate::core::config::{BARRED_US, DEFAULT_RTT_US, INDICES_PER_CHUNK, TICK_US};
 use crate::core::guard::{Guard, Source};
 use crate::core::history::History;
 use crate::core::membership::{join_index_base, ConfirmOutcome, HelloAnswer, Membership};
@@ -395,14 +395,16 @@ impl Node {
                 self.on_have(now, from, have, children, spare, depth);
             }
             Message::Request { seqs } => {
-                let children = self
+                let (children, rtt) = self
                     .neighbours
                     .get(&from)
-                    .map_or(StripeSet::EMPTY, |n| n.children);
+                    .map_or((StripeSet::EMPTY, None), |n| (n.children, n.rtt_us));
                 self.repair.serve(
+                    now,
                     from,
                     seqs,
                     children,
+                    rtt.unwrap_or(DEFAULT_RTT_US),
                     &self.history,
                     self.place.stripes,
                     &mut self.out,
