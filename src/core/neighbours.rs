@@ -61,6 +61,8 @@ pub struct Neighbour {
     pub unconfirmed: Option<u8>,
     /// Smoothed round-trip time (µs), from Hello→Welcome and Request→Chunk.
     pub rtt_us: Option<u64>,
+    /// The least round trip sampled (µs): the path's own delay, without queues.
+    pub rtt_min_us: Option<u64>,
     /// Requests for chunks its Have claimed that it left unanswered since it last answered
     /// one or sent us a recent chunk we lacked (a parent's push). Its Have is unsigned: a
     /// neighbour that claims to hold everything and answers nothing is not asked, chosen as
@@ -92,6 +94,7 @@ impl Neighbour {
             depth: u8::MAX,
             unconfirmed: None,
             rtt_us: None,
+            rtt_min_us: None,
             ignored: 0,
             ignored_since: 0,
             lan: None,
@@ -167,6 +170,7 @@ impl Neighbours {
         if let Some(n) = self.get_mut(&addr) {
             // TCP's smoothing (RFC 6298): 7/8 old, 1/8 new.
             n.rtt_us = Some(n.rtt_us.map_or(sample, |rtt| (7 * rtt + sample) / 8));
+            n.rtt_min_us = Some(n.rtt_min_us.map_or(sample, |m| m.min(sample)));
         }
     }
 

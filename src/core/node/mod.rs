@@ -398,7 +398,7 @@ impl Node {
                 let (children, rtt) = self
                     .neighbours
                     .get(&from)
-                    .map_or((StripeSet::EMPTY, None), |n| (n.children, n.rtt_us));
+                    .map_or((StripeSet::EMPTY, None), |n| (n.children, n.rtt_min_us));
                 self.repair.serve(
                     now,
                     from,
