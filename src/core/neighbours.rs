@@ -53,6 +53,9 @@ pub struct Neighbour {
     pub feeding: u8,
     /// When we began feeding it (seed: a child that passes nothing on gives its place up).
     pub fed_since: u64,
+    /// When we last accepted a subscription of its: a chunk pushed before that was not
+    /// pushed to it in that stripe.
+    pub subscribed_at: u64,
     /// Its depth in its member stripe, from its last Have.
     pub depth: u8,
     /// We confirmed its Welcome and have heard nothing since: Confirms sent so far. A lost
@@ -91,6 +94,7 @@ impl Neighbour {
             spare: 0,
             feeding: 0,
             fed_since: now,
+            subscribed_at: now,
             depth: u8::MAX,
             unconfirmed: None,
             rtt_us: None,

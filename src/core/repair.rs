@@ -152,7 +152,7 @@ impl Repair {
         now: u64,
         from: SocketAddr,
         seqs: Vec<u64>,
-        children: StripeSet,
+        (children, child_since): (StripeSet, u64),
         child_min_rtt_us: u64,
         history: &History,
         stripes: u8,
@@ -162,11 +162,13 @@ impl Repair {
         for seq in seqs {
             if let Some(chunk) = history.get(seq).cloned() {
                 let stripe = stripe_of(seq, stripes);
+                // Pushed to it only if it was our child then: a child that subscribed after
+                // the push asks for what it never got.
                 let crossed = children.contains(stripe)
                     && self
                         .pushes
                         .pushed_at(seq)
-                        .is_some_and(|t| now < t + crossing_us);
+                        .is_some_and(|t| t >= child_since && now < t + crossing_us);
                 if crossed {
                     out.stats.counters.repairs_crossed += 1;
                     continue;
@@ -646,7 +648,7 @@ mod crossing_tests {
         repair.pushes.note(8, pushed);
         let mut out = Outbox::default();
         let mut ask = |repair: &mut Repair, at: u64, from: SocketAddr, children: StripeSet| {
-            repair.serve(at, from, vec![8], children, rtt, &history, 4, &mut out);
+            repair.serve(at, from, vec![8], (children, 0), rtt, &history, 4, &mut out);
             let c = &out.stats.counters;
             (c.repairs_served, c.repairs_crossed)
         };
@@ -660,5 +662,19 @@ mod crossing_tests {
         // The push was lost: the child asked only after a later push came, past the window.
         let late = pushed + rtt + REPAIR_DELAY_US;
         assert_eq!(ask(&mut repair, late, child, feeds), (2, 1));
+        // A child that subscribed after the push never got it: served at once.
+        let mut out = Outbox::default();
+        let newcomer = (feeds, pushed + 1);
+        repair.serve(
+            pushed + rtt / 2,
+            child,
+            vec![8],
+            newcomer,
+            rtt,
+            &history,
+            4,
+            &mut out,
+        );
+        assert_eq!(out.stats.counters.repairs_served, 1);
     }
 }

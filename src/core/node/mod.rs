@@ -395,15 +395,17 @@ impl Node {
                 self.on_have(now, from, have, children, spare, depth);
             }
             Message::Request { seqs } => {
-                let (children, rtt) = self
+                let (children, rtt, since) = self
                     .neighbours
                     .get(&from)
-                    .map_or((StripeSet::EMPTY, None), |n| (n.children, n.rtt_min_us));
+                    .map_or((StripeSet::EMPTY, None, 0), |n| {
+                        (n.children, n.rtt_min_us, n.subscribed_at)
+                    });
                 self.repair.serve(
                     now,
                     from,
                     seqs,
-                    children,
+                    (children, since),
                     rtt.unwrap_or(DEFAULT_RTT_US),
                     &self.history,
                     self.place.stripes,

@@ -304,6 +304,7 @@ impl StripeTree {
                 if n.children.is_empty() {
                     n.fed_since = now;
                 }
+                n.subscribed_at = now;
                 n.children.insert(stripe);
                 self.children_stale = true;
             }
