@@ -80,13 +80,15 @@ pub const INDICES_PER_CHUNK: u64 = 1024;
 /// repair budget when the dead one's children waited a second (tests/lifecycle.rs).
 pub const PARENT_GONE_US: u64 = 500_000;
 /// A child that sent us no datagram for this long (its Haves to its parents come every
-/// 200 ms) is presumed dead: whoever asks for a place in its stripe takes its slot. Until its
+/// 200 ms) is presumed dead: whoever asks for a place in its stripe takes its slot. Less than
+/// [`PARENT_GONE_US`], so that the dead child's own children, which ask the seed for a dead
+/// root's slot once their parent is gone, find it free. Until its
 /// neighbour entry timed out ([`NEIGHBOUR_TIMEOUT_US`]), a killed root child of the seed kept
 /// its slot (members with low indices outrank newcomers), the seed pushed its stripe into the
 /// void, and on a loaded machine every survivor of a 20-peer swarm whose third was killed
 /// skipped the same two chunks of that stripe (tests/swarm.rs, 4 runs in 24 with two copies
 /// at once).
-pub const CHILD_SILENT_US: u64 = 600_000;
+pub const CHILD_SILENT_US: u64 = 400_000;
 /// A parent that sent nothing of its stripe for this long, while other stripes flowed, is
 /// replaced. Time, not a chunk count: stripes come over paths of different delay.
 pub const STALL_US: u64 = 1_000_000;

@@ -168,10 +168,19 @@ impl Rng {
     }
 }
 
-/// A key file with mode 0600 holding a fixed seed, and its stream id.
+/// A key file with mode 0600, and its stream id. The key is this test's own: `seed` and the
+/// test process's id and call count make it. Tests run two at a time, and with one key for
+/// all, a swarm could meet another test's: a killed peer's port, reused by the other test's
+/// peer, still stood in its neighbours' lists, the two swarms merged, and a viewer played
+/// the other stream's chunk at one seq (both signed by the same key; two copies of
+/// tests/swarm.rs's churn test at once, 2 runs of 24).
 pub fn key_file(dir: &Path, seed: u8) -> (PathBuf, String) {
     use std::os::unix::fs::PermissionsExt;
-    let key = bl::identity::StreamKey::from_seed([seed; 32]);
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let mut bytes = [seed; 32];
+    bytes[..4].copy_from_slice(&std::process::id().to_le_bytes());
+    bytes[4..8].copy_from_slice(&CALLS.fetch_add(1, Ordering::SeqCst).to_le_bytes());
+    let key = bl::identity::StreamKey::from_seed(bytes);
     let path = dir.join(format!("key{seed}"));
     let out = Command::new(bin("bl-chunk"))
         .arg("--key")
@@ -180,7 +189,7 @@ pub fn key_file(dir: &Path, seed: u8) -> (PathBuf, String) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    // Overwrite the fresh random key with the fixed seed so tests can sign with it too.
+    // Overwrite the fresh random key with ours.
     let text = format!(
         "bl-secret-key-v1:{}\n",
         data_encoding::BASE32_NOPAD

@@ -295,3 +295,40 @@ fn a_silent_child_gives_its_slot_to_whoever_asks() {
     assert!(sent(&mut out).contains(&(addr(1), Message::Unsubscribe { stripe: 2 })));
     assert_eq!(tree.take_children(2, &ns), vec![addr(2)]);
 }
+
+/// When a stripe's root (a member the seed feeds) dies, its children ask the seed for its
+/// slot first: the rest of its subtree has nothing of the stripe either.
+#[test]
+fn the_children_of_a_dead_root_ask_the_seed_for_its_slot() {
+    let run = |root_depth: u8| {
+        let mut ns = Neighbours::default();
+        ns.insert(addr(1), peer(10, 1, root_depth, 2)); // our parent
+                                                        // Another member of stripe 1, alive, one level below our parent.
+        ns.insert(addr(2), peer(11, 1, root_depth + 1, 3));
+        ns.insert(addr(4), Neighbour::new(Role::Seed, 0, None, 0));
+        let mut tree = StripeTree::new(4, 0);
+        let mut rng = Rng::new(1);
+        let mut out = Outbox::default();
+        tree.maintain(0, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
+        assert!(sent(&mut out).contains(&(addr(1), Message::Subscribe { stripe: 1 })));
+        tree.on_subscribe_reply(0, addr(1), 1, true, &mut out);
+        // addr(1) is killed at 0; the others keep talking.
+        let mut now = 0;
+        while tree.parent(1) == Some(addr(1)) {
+            now += TICK_US;
+            for a in [addr(2), addr(4)] {
+                if let Some(n) = ns.get_mut(&a) {
+                    n.last_heard = now;
+                }
+            }
+            tree.maintain(now, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
+        }
+        assert!(now <= PARENT_GONE_US + TICK_US, "replaced after {now} µs");
+        sent(&mut out)
+            .into_iter()
+            .find(|(_, m)| *m == Message::Subscribe { stripe: 1 })
+            .map(|(to, _)| to)
+    };
+    assert_eq!(run(1), Some(addr(4)), "a dead root's heir asks the seed");
+    assert_eq!(run(3), Some(addr(2)), "deeper down, a member with room");
+}
