@@ -110,6 +110,8 @@ pub const INTRODUCTIONS_PER_NEIGHBOUR: u8 = 4;
 pub const MAX_CANDIDATES: usize = 50;
 /// How long a node that refused us as a child is not asked again.
 pub const REFUSAL_BACKOFF_US: u64 = 2_000_000;
+/// How often a fed stripe looks for a shallower parent (`StripeTree::move_up`).
+pub const MOVE_UP_EVERY_US: u64 = 1_000_000;
 /// How long a parent replaced for going quiet is not asked again. Its Have may still claim
 /// depth 0 and room to spare (unsigned): with the refusal backoff alone a liar that takes
 /// children and drops their pushes was chosen again every 2 s.

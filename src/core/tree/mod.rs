@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use crate::core::config::{
-    CHILD_SILENT_US, PARENT_GONE_US, PARENT_QUIET_US, REFUSAL_BACKOFF_US, STALLED_BACKOFF_US,
+    CHILD_SILENT_US, MOVE_UP_EVERY_US, PARENT_GONE_US, PARENT_QUIET_US, REFUSAL_BACKOFF_US,
+    STALLED_BACKOFF_US,
     STALL_US, STARVED_MIN_CHUNKS, TICK_US,
 };
 use crate::core::guard::is_barren;
@@ -50,6 +51,8 @@ struct Stripe {
     /// The parent's share of the stripe, counted over windows of [`STALL_US`] from the
     /// subscription on (see [`StripeTree::maintain`]).
     window: PushWindow,
+    /// When we last looked for a shallower parent.
+    looked_up_at: u64,
 }
 
 /// Over one window: new chunks of a stripe (from anyone), and chunks its parent sent
@@ -87,6 +90,7 @@ impl Stripe {
             heard,
             pushes: 0,
             window: PushWindow::starting(heard),
+            looked_up_at: 0,
         }
     }
 }
@@ -622,7 +626,51 @@ impl StripeTree {
                     }
                     out.send(to, &Message::Subscribe { stripe });
                 }
+            } else {
+                self.move_up(now, stripe, place, neighbours, rng, out);
             }
+        }
+    }
+
+    /// Every [`MOVE_UP_EVERY_US`] a fed stripe looks for a parent shallower than its own
+    /// (with room): every hop adds a link's delay to every chunk of the stripe, and trees
+    /// built while peers joined stay as deep as the order of the joins made them. The new
+    /// parent is asked first; the old one is left only once it accepts (on_subscribe_reply).
+    fn move_up(
+        &mut self,
+        now: u64,
+        stripe: u8,
+        place: &Place,
+        neighbours: &Neighbours,
+        rng: &mut Rng,
+        out: &mut Outbox,
+    ) {
+        let Some(s) = self.stripes.get_mut(stripe as usize) else {
+            return;
+        };
+        let since = s.subscribed_at.max(s.looked_up_at);
+        if s.pending.is_some() || now < since + MOVE_UP_EVERY_US {
+            return;
+        }
+        s.looked_up_at = now;
+        let depth_of = |addr: SocketAddr| {
+            neighbours.get(&addr).map(|n| match n.role {
+                Role::Seed => 0,
+                Role::Peer => n.depth,
+            })
+        };
+        let Some(current) = s.parent.and_then(depth_of) else {
+            return;
+        };
+        let Some(to) = self.choose_parent(now, stripe, place, neighbours, rng) else {
+            return;
+        };
+        let roomy = neighbours.get(&to).is_some_and(|n| n.spare > 0);
+        if roomy && depth_of(to).is_some_and(|d| d < current) {
+            if let Some(s) = self.stripes.get_mut(stripe as usize) {
+                s.pending = Some(PendingSubscribe { to, sent: now });
+            }
+            out.send(to, &Message::Subscribe { stripe });
         }
     }
 

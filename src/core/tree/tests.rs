@@ -332,3 +332,55 @@ fn the_children_of_a_dead_root_ask_the_seed_for_its_slot() {
     assert_eq!(run(1), Some(addr(4)), "a dead root's heir asks the seed");
     assert_eq!(run(3), Some(addr(2)), "deeper down, a member with room");
 }
+
+/// Fed stripe 1 by a deep parent, a peer moves to a shallower member with room once one is
+/// among its neighbours, asking it first and leaving the old parent only once it accepts;
+/// a shallower member without room, or one as deep, does not move it.
+#[test]
+fn a_fed_stripe_moves_up_to_a_shallower_parent_with_room() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 1, 4, 4));
+    let mut tree = StripeTree::new(4, 0);
+    let mut rng = Rng::new(1);
+    let mut out = Outbox::default();
+    tree.maintain(0, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
+    tree.on_subscribe_reply(0, addr(1), 1, true, &mut out);
+    sent(&mut out);
+    ns.insert(addr(2), peer(11, 1, 1, 0)); // shallower, but full
+    ns.insert(addr(3), peer(12, 1, 4, 3)); // room, as deep as the parent
+                                           // Ticks over 3 s: the parent keeps pushing, so only a move can change it.
+    let mut run = |tree: &mut StripeTree, ns: &mut Neighbours, from: u64, to: u64| {
+        let mut messages = Vec::new();
+        for tick in from..to {
+            let now = tick * TICK_US;
+            tree.heard(1, tick * 4 + 1, now);
+            tree.pushed(1, addr(1));
+            for a in [addr(1), addr(2), addr(3), addr(4)] {
+                if let Some(n) = ns.get_mut(&a) {
+                    n.last_heard = now;
+                }
+            }
+            tree.maintain(now, false, &LEAF_OF_1, ns, &mut rng, &mut out);
+            messages.extend(sent(&mut out));
+        }
+        messages
+    };
+    let quiet = run(&mut tree, &mut ns, 1, 30);
+    assert!(quiet.is_empty(), "moved without a better parent: {quiet:?}");
+    assert_eq!(tree.parent(1), Some(addr(1)));
+    ns.insert(addr(4), peer(13, 1, 2, 1)); // room, and two hops shallower
+                                           // Looked for once a second (last at tick 20): at tick 30, one Subscribe.
+    let moving = run(&mut tree, &mut ns, 30, 32);
+    assert_eq!(moving, vec![(addr(4), Message::Subscribe { stripe: 1 })]);
+    assert_eq!(
+        tree.parent(1),
+        Some(addr(1)),
+        "kept until the new one accepts"
+    );
+    tree.on_subscribe_reply(32 * TICK_US, addr(4), 1, true, &mut out);
+    assert_eq!(tree.parent(1), Some(addr(4)));
+    assert_eq!(
+        sent(&mut out),
+        vec![(addr(1), Message::Unsubscribe { stripe: 1 })]
+    );
+}
