@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use crate::core::config::{
-    CHILD_SILENT_US, MOVE_UP_EVERY_US, PARENT_GONE_US, PARENT_QUIET_US, REFUSAL_BACKOFF_US,
-    STALLED_BACKOFF_US,
-    STALL_US, STARVED_MIN_CHUNKS, TICK_US,
+    CHILD_SILENT_US, DEFAULT_RTT_US, HOP_DELAY_US, MOVE_UP_EVERY_US, MOVE_UP_GAIN_US,
+    PARENT_GONE_US, PARENT_QUIET_US, REFUSAL_BACKOFF_US, STALLED_BACKOFF_US, STALL_US,
+    STARVED_MIN_CHUNKS, TICK_US,
 };
 use crate::core::guard::is_barren;
 use crate::core::neighbours::{Neighbour, Neighbours};
@@ -508,8 +508,9 @@ impl StripeTree {
 
     /// Whom to ask to feed `stripe`: members with room first (a full one refuses, and is not
     /// asked again for a while; asking the least loaded instead sent children to small
-    /// uplinks already full), the shallowest of those (every hop adds delay: at 3,000 peers
-    /// trees were 8 deep), the roomiest, then at random. Without a member, the seed.
+    /// uplinks already full), the nearest of those in delay ([`delay_via`]: every hop adds
+    /// delay, at 3,000 peers trees were 8 deep), the roomiest, then at random. Without a
+    /// member, the seed.
     pub fn choose_parent(
         &self,
         now: u64,
@@ -518,7 +519,7 @@ impl StripeTree {
         neighbours: &Neighbours,
         rng: &mut Rng,
     ) -> Option<SocketAddr> {
-        let mut members: Vec<((bool, u8, u8), SocketAddr)> = neighbours
+        let mut members: Vec<((bool, u64, u8), SocketAddr)> = neighbours
             .iter()
             .filter(|(addr, n)| {
                 n.role == Role::Peer
@@ -527,7 +528,7 @@ impl StripeTree {
                     && (place.member != Some(stripe) || n.index < place.index)
                     && !self.refused_now(**addr, stripe, now)
             })
-            .map(|(addr, n)| ((n.spare == 0, n.depth, u8::MAX - n.spare), *addr))
+            .map(|(addr, n)| ((n.spare == 0, delay_via(n), u8::MAX - n.spare), *addr))
             .collect();
         if let Some(least) = members.iter().map(|(rank, _)| *rank).min() {
             members.retain(|(rank, _)| *rank == least);
@@ -632,10 +633,11 @@ impl StripeTree {
         }
     }
 
-    /// Every [`MOVE_UP_EVERY_US`] a fed stripe looks for a parent shallower than its own
-    /// (with room): every hop adds a link's delay to every chunk of the stripe, and trees
-    /// built while peers joined stay as deep as the order of the joins made them. The new
-    /// parent is asked first; the old one is left only once it accepts (on_subscribe_reply).
+    /// Every [`MOVE_UP_EVERY_US`] a fed stripe looks for a parent nearer the seed in delay
+    /// ([`delay_via`]) than its own by [`MOVE_UP_GAIN_US`], with room: every hop adds a
+    /// link's delay to every chunk of the stripe, and trees built while peers joined stay as
+    /// deep as the order of the joins made them. The new parent is asked first; the old one
+    /// is left only once it accepts (on_subscribe_reply).
     fn move_up(
         &mut self,
         now: u64,
@@ -653,20 +655,18 @@ impl StripeTree {
             return;
         }
         s.looked_up_at = now;
-        let depth_of = |addr: SocketAddr| {
-            neighbours.get(&addr).map(|n| match n.role {
-                Role::Seed => 0,
-                Role::Peer => n.depth,
-            })
-        };
-        let Some(current) = s.parent.and_then(depth_of) else {
-            return;
+        let current = match s.parent.and_then(|p| neighbours.get(&p)) {
+            Some(n) if n.role == Role::Seed => return,
+            Some(n) => delay_via(n),
+            None => return,
         };
         let Some(to) = self.choose_parent(now, stripe, place, neighbours, rng) else {
             return;
         };
-        let roomy = neighbours.get(&to).is_some_and(|n| n.spare > 0);
-        if roomy && depth_of(to).is_some_and(|d| d < current) {
+        let better = neighbours.get(&to).is_some_and(|n| {
+            n.role == Role::Peer && n.spare > 0 && delay_via(n) + MOVE_UP_GAIN_US < current
+        });
+        if better {
             if let Some(s) = self.stripes.get_mut(stripe as usize) {
                 s.pending = Some(PendingSubscribe { to, sent: now });
             }
@@ -718,6 +718,14 @@ impl StripeTree {
         }
         set
     }
+}
+
+/// How long a chunk takes to reach us through member `n`, roughly: its depth times
+/// [`HOP_DELAY_US`], plus half its RTT (255, unattached, is far). Depth alone chose a parent
+/// 300 ms away over one 5 ms away at the same depth.
+fn delay_via(n: &Neighbour) -> u64 {
+    let rtt = n.rtt_us.unwrap_or(DEFAULT_RTT_US);
+    u64::from(n.depth) * HOP_DELAY_US + rtt / 2
 }
 
 /// A peer's answer to a Subscribe before it looks for room.

@@ -384,3 +384,21 @@ fn a_fed_stripe_moves_up_to_a_shallower_parent_with_room() {
         vec![(addr(1), Message::Unsubscribe { stripe: 1 })]
     );
 }
+
+/// Among members with room at the same depth, the one nearer in round-trip time is the
+/// parent; a hop less outweighs a far link.
+#[test]
+fn a_parent_at_the_same_depth_is_the_nearest_in_round_trip_time() {
+    let with_rtt = |n: Neighbour, rtt_ms: u64| Neighbour {
+        rtt_us: Some(rtt_ms * 1000),
+        ..n
+    };
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), with_rtt(peer(10, 1, 3, 2), 300));
+    ns.insert(addr(2), with_rtt(peer(11, 1, 3, 2), 5));
+    let tree = StripeTree::new(4, 0);
+    let pick = |ns: &Neighbours| tree.choose_parent(0, 1, &LEAF_OF_1, ns, &mut Rng::new(1));
+    assert_eq!(pick(&ns), Some(addr(2)));
+    ns.insert(addr(3), with_rtt(peer(12, 1, 2, 2), 150));
+    assert_eq!(pick(&ns), Some(addr(3)), "a hop less, 75 ms further");
+}
