@@ -138,6 +138,13 @@ fn is_root_of(n: &Neighbour, stripe: u8) -> bool {
     n.role == Role::Peer && n.member == Some(stripe) && n.depth == 1
 }
 
+/// A peer that sent us nothing for [`PARENT_GONE_US`] (its Haves come every 300 ms at the
+/// longest) is not chosen as a parent, nor moved to: killed, it stays a neighbour for 1.5 s,
+/// and a Subscribe to it costs 400 ms of waiting for a reply.
+fn is_gone(n: &Neighbour, now: u64) -> bool {
+    now > n.last_heard + PARENT_GONE_US
+}
+
 /// A child not heard from for [`CHILD_SILENT_US`]: probably dead (killed, no Goodbye), so its
 /// slot goes to whoever asks.
 fn is_silent(n: &Neighbour, now: u64) -> bool {
@@ -527,6 +534,7 @@ impl StripeTree {
                     && n.member == Some(stripe)
                     && (place.member != Some(stripe) || n.index < place.index)
                     && !self.refused_now(**addr, stripe, now)
+                    && !is_gone(n, now)
             })
             .map(|(addr, n)| ((n.spare == 0, delay_via(n), u8::MAX - n.spare), *addr))
             .collect();
@@ -598,9 +606,7 @@ impl StripeTree {
                         && first_heard.is_some_and(|f| now > s.subscribed_at.max(f) + STALL_US);
                 // Sent us nothing at all, not even a Have, for [`PARENT_GONE_US`]: it is gone
                 // (a seed killed by SIGKILL), whether or not the stream flows elsewhere.
-                let gone = neighbours
-                    .get(&parent)
-                    .is_none_or(|n| now > n.last_heard + PARENT_GONE_US);
+                let gone = neighbours.get(&parent).is_none_or(|n| is_gone(n, now));
                 if gone || starved || flows && (withheld || quiet > STALL_US) {
                     heir = gone
                         && neighbours

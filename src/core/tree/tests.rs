@@ -402,3 +402,22 @@ fn a_parent_at_the_same_depth_is_the_nearest_in_round_trip_time() {
     ns.insert(addr(3), with_rtt(peer(12, 1, 2, 2), 150));
     assert_eq!(pick(&ns), Some(addr(3)), "a hop less, 75 ms further");
 }
+
+/// A member killed without a Goodbye stays a neighbour for 1.5 s, still claiming room and a
+/// shallow place: after 0.5 s of silence it is no longer chosen as a parent.
+#[test]
+fn a_member_not_heard_from_lately_is_not_chosen() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 1, 1, 4)); // shallow and roomy, killed at 0
+    ns.insert(addr(2), peer(11, 1, 3, 1)); // deeper, alive
+    let tree = StripeTree::new(4, 0);
+    let mut rng = Rng::new(1);
+    let pick = |now: u64, ns: &mut Neighbours, rng: &mut Rng| {
+        if let Some(n) = ns.get_mut(&addr(2)) {
+            n.last_heard = now;
+        }
+        tree.choose_parent(now, 1, &LEAF_OF_1, ns, rng)
+    };
+    assert_eq!(pick(PARENT_GONE_US, &mut ns, &mut rng), Some(addr(1)));
+    assert_eq!(pick(PARENT_GONE_US + 1, &mut ns, &mut rng), Some(addr(2)));
+}
