@@ -196,8 +196,8 @@ fn two_seeds(
     let script = format!(
         "ffmpeg -hide_banner -loglevel error -nostdin -re -i {src} -c copy -f mpegts - \
          | {chunk} --key {key} -q \
-         | tee -p >({seed} --listen {a} --rng-seed 1 2>{dir}/seed-a.err) \
-         | {seed} --listen {b} --rng-seed 2 2>{dir}/seed-b.err",
+         | tee -p >({seed} --listen {a} --rng-seed 1 --stats-json 2>{dir}/seed-a.err) \
+         | {seed} --listen {b} --rng-seed 2 --stats-json 2>{dir}/seed-b.err",
         src = source.display(),
         chunk = bin("bl-chunk").display(),
         key = key.display(),
