@@ -21,6 +21,14 @@ pub struct HaveSummary {
 }
 
 impl HaveSummary {
+    /// Held as its bitmap says, not merely presumed (older than the bitmap's 128 seqs).
+    pub fn announces(&self, seq: u64) -> bool {
+        seq <= self.highest
+            && seq >= self.first
+            && self.highest - seq < 128
+            && self.recent & (1u128 << (self.highest - seq)) != 0
+    }
+
     pub fn holds(&self, seq: u64) -> bool {
         if seq > self.highest || seq < self.first {
             false
