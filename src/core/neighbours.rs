@@ -29,14 +29,10 @@ impl HaveSummary {
             && self.recent & (1u128 << (self.highest - seq)) != 0
     }
 
+    /// Held as its bitmap says, or presumed held (older than the bitmap).
     pub fn holds(&self, seq: u64) -> bool {
-        if seq > self.highest || seq < self.first {
-            false
-        } else if self.highest - seq < 128 {
-            self.recent & (1u128 << (self.highest - seq)) != 0
-        } else {
-            true
-        }
+        self.announces(seq)
+            || (seq >= self.first && seq <= self.highest && self.highest - seq >= 128)
     }
 }
 

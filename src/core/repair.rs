@@ -429,6 +429,11 @@ fn pick_source(
             .map(|(a, _)| *a)
     };
     let peer_count = peer_holders().count();
+    let ask_seed = || {
+        seed.map_or((None, DEFAULT_RTT_US), |s| {
+            (Some(s), neighbours.answer_wait(s))
+        })
+    };
     let announced = || {
         neighbours.values().any(|n| {
             n.role != Role::Seed && !n.ignores_us() && n.have.is_some_and(|h| h.announces(seq.0))
@@ -457,10 +462,7 @@ fn pick_source(
         // budget: bl-sim, 1,000 peers × 10 s, seeds 1–8, chunks skipped 40 → 1,826 a run;
         // every other try, 40 → 171; every other try while no bitmap shows it, 40 → 58 and
         // source amplification 1.59 → 1.69.)
-        _ if tries == SEED_AFTER_TRIES && !announced() && seed.is_some() => seed
-            .map_or((None, DEFAULT_RTT_US), |s| {
-                (Some(s), neighbours.answer_wait(s))
-            }),
+        _ if tries == SEED_AFTER_TRIES && seed.is_some() && !announced() => ask_seed(),
         _ if peer_count > 0 => {
             let pick = rng.below(peer_count);
             match peer_holders().nth(pick) {
@@ -468,10 +470,7 @@ fn pick_source(
                 None => (None, DEFAULT_RTT_US),
             }
         }
-        _ if tries >= 2 => match seed {
-            Some(seed) => (Some(seed), neighbours.answer_wait(seed)),
-            None => (None, DEFAULT_RTT_US),
-        },
+        _ if tries >= 2 => ask_seed(),
         // Nobody announced it yet (Haves are 200–300 ms apart): wait for them.
         _ => (None, DEFAULT_RTT_US),
     }

@@ -385,11 +385,7 @@ impl StripeTree {
         if requester_rank >= rank {
             return no;
         }
-        if let Some(n) = neighbours.get_mut(&worst) {
-            n.children.remove(stripe);
-            self.children_stale = true;
-        }
-        out.send(worst, &Message::Unsubscribe { stripe });
+        self.let_go(worst, stripe, neighbours, out);
         SubscribeOutcome {
             accepted: true,
             displaced_barren: rank.1.then_some(worst),
@@ -622,11 +618,10 @@ impl StripeTree {
                 }
             }
             if self.parent(stripe).is_none() {
-                let to = match heir {
-                    true => self.seed_for(now, stripe, neighbours),
-                    false => None,
-                };
-                let to = to.or_else(|| self.choose_parent(now, stripe, place, neighbours, rng));
+                let to = heir
+                    .then(|| self.seed_for(now, stripe, neighbours))
+                    .flatten()
+                    .or_else(|| self.choose_parent(now, stripe, place, neighbours, rng));
                 if let Some(to) = to {
                     if let Some(s) = self.stripes.get_mut(stripe as usize) {
                         s.pending = Some(PendingSubscribe { to, sent: now });

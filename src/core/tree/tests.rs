@@ -22,6 +22,13 @@ fn sent(out: &mut Outbox) -> Vec<(SocketAddr, Message)> {
         .collect()
 }
 
+const SEED: Place = Place {
+    role: Role::Seed,
+    index: 0,
+    member: None,
+    stripes: 4,
+};
+
 const LEAF_OF_1: Place = Place {
     role: Role::Peer,
     index: 100,
@@ -74,12 +81,6 @@ fn in_its_own_stripe_a_member_is_fed_only_by_older_members() {
 #[test]
 fn at_the_seed_a_member_displaces_a_leaf_and_anyone_displaces_a_barren_child() {
     // max_upload 0.25 × 4 stripes: one subscription in all.
-    let seed = Place {
-        role: Role::Seed,
-        index: 0,
-        member: None,
-        stripes: 4,
-    };
     let mut ns = Neighbours::default();
     ns.insert(addr(1), peer(10, 3, 1, 0)); // a leaf of stripe 0
     ns.insert(addr(2), peer(20, 0, 1, 0)); // a member of stripe 0
@@ -87,12 +88,12 @@ fn at_the_seed_a_member_displaces_a_leaf_and_anyone_displaces_a_barren_child() {
     let mut tree = StripeTree::new(4, 0);
     let mut out = Outbox::default();
     let now = 1_000;
-    let first = tree.on_subscribe(now, addr(1), 0, false, &seed, 0.25, &mut ns, &mut out);
+    let first = tree.on_subscribe(now, addr(1), 0, false, &SEED, 0.25, &mut ns, &mut out);
     assert!(
         first.accepted,
         "the first child of a stripe is always taken"
     );
-    let member = tree.on_subscribe(now, addr(2), 0, false, &seed, 0.25, &mut ns, &mut out);
+    let member = tree.on_subscribe(now, addr(2), 0, false, &SEED, 0.25, &mut ns, &mut out);
     assert_eq!(
         member,
         SubscribeOutcome {
@@ -101,7 +102,7 @@ fn at_the_seed_a_member_displaces_a_leaf_and_anyone_displaces_a_barren_child() {
         }
     );
     assert!(ns.get(&addr(1)).is_some_and(|n| n.children.is_empty()));
-    let younger = tree.on_subscribe(now, addr(3), 0, false, &seed, 0.25, &mut ns, &mut out);
+    let younger = tree.on_subscribe(now, addr(3), 0, false, &SEED, 0.25, &mut ns, &mut out);
     assert!(
         !younger.accepted,
         "a younger member does not displace an older one"
@@ -111,10 +112,10 @@ fn at_the_seed_a_member_displaces_a_leaf_and_anyone_displaces_a_barren_child() {
     // The older member passes nothing on for BARREN_AFTER_US: anyone takes its place,
     // and the guard is told whom to bar.
     let later = now + BARREN_AFTER_US;
-    let taken = tree.on_subscribe(later, addr(3), 0, false, &seed, 0.25, &mut ns, &mut out);
+    let taken = tree.on_subscribe(later, addr(3), 0, false, &SEED, 0.25, &mut ns, &mut out);
     assert_eq!(taken.displaced_barren, Some(addr(2)));
     // A barred requester is refused outright.
-    let barred = tree.on_subscribe(later, addr(1), 1, true, &seed, 0.25, &mut ns, &mut out);
+    let barred = tree.on_subscribe(later, addr(1), 1, true, &SEED, 0.25, &mut ns, &mut out);
     assert!(!barred.accepted);
 }
 
@@ -214,12 +215,6 @@ fn a_parent_that_loses_some_pushes_is_kept() {
 /// [`NEIGHBOUR_TIMEOUT_US`]: crate::core::config::NEIGHBOUR_TIMEOUT_US
 #[test]
 fn a_silent_child_gives_its_slot_to_whoever_asks() {
-    let seed = Place {
-        role: Role::Seed,
-        index: 0,
-        member: None,
-        stripes: 4,
-    };
     let mut ns = Neighbours::default();
     ns.insert(addr(1), peer(10, 2, 1, 0)); // the old member of stripe 2: killed at 0
     ns.insert(addr(2), peer(90, 1, 3, 0)); // a younger leaf, alive
@@ -227,7 +222,7 @@ fn a_silent_child_gives_its_slot_to_whoever_asks() {
     let mut out = Outbox::default();
     // max_upload 0.25 × 4 stripes: one slot.
     assert!(
-        tree.on_subscribe(0, addr(1), 2, false, &seed, 0.25, &mut ns, &mut out)
+        tree.on_subscribe(0, addr(1), 2, false, &SEED, 0.25, &mut ns, &mut out)
             .accepted
     );
     let alive = |ns: &mut Neighbours, now: u64| {
@@ -236,7 +231,7 @@ fn a_silent_child_gives_its_slot_to_whoever_asks() {
         }
     };
     let ask = |tree: &mut StripeTree, ns: &mut Neighbours, out: &mut Outbox, now: u64| {
-        tree.on_subscribe(now, addr(2), 2, false, &seed, 0.25, ns, out)
+        tree.on_subscribe(now, addr(2), 2, false, &SEED, 0.25, ns, out)
     };
     let heard_lately = CHILD_SILENT_US;
     alive(&mut ns, heard_lately);
