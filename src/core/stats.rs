@@ -171,7 +171,8 @@ pub struct Counters {
     /// answered, the push was on its way.
     #[serde(default)]
     pub repairs_crossed: u64,
-    /// Start positions from a Welcome that no verified chunk reached: ignored as lies.
+    /// Start positions from a Welcome that no verified chunk reached, and Welcome indices
+    /// from long before the first verified chunk: ignored as lies.
     #[serde(default)]
     pub positions_ignored: u64,
     /// Payload bytes of the chunks received from the seed and from peers (duplicates too):

@@ -148,6 +148,9 @@ impl Node {
                 self.playout.gaps_deferred = true;
             }
             self.playout.first_chunk_at.get_or_insert(now);
+            if self.highest.is_none() {
+                self.check_index(seq);
+            }
             self.note_known_seq(now, Known::verified(seq.back(1)));
         }
         self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));

@@ -1,5 +1,6 @@
-//! Neighbours whose Haves lie, as many as the honest ones or more: what they claim must not
-//! drop what a peer is repairing, nor fill its missing set for good.
+//! Lying neighbours. Haves from as many liars as honest neighbours or more must not drop what
+//! a peer is repairing, nor fill its missing set for good; a Welcome's forged index must not
+//! stick.
 
 use super::*;
 
@@ -57,4 +58,62 @@ fn a_majority_of_lying_neighbours_does_not_drop_what_a_peer_is_repairing() {
     stream(&mut net, &key, 50..100);
     net.run_until(net.now + 1_000_000);
     assert_eq!(net.played[&addr(1)], (0..100).collect::<Vec<_>>());
+}
+
+/// A liar answers a late joiner's Hello first, claims to be the seed and numbers it 2: among
+/// the stream's first members, older than every peer already in its stripe. The joiner's
+/// first verified chunk shows the index is from long before: it is drawn again after it.
+#[test]
+fn a_forged_welcome_index_from_long_before_the_first_chunk_is_drawn_again() {
+    let key = StreamKey::from_seed([31; 32]);
+    let mut net = Net::new(&key, 2);
+    net.run_until(T0 + 300_000);
+    stream(&mut net, &key, 0..1500);
+    let liar = addr(9);
+    let mut cfg = Config::new(Role::Peer, key.id());
+    cfg.bootstrap = vec![liar, addr(0)];
+    cfg.rng_seed = 9;
+    cfg.tuning.latency_us = 500_000;
+    cfg.tuning.history = 1024; // the window: 1,500 seqs are past it
+    let mut joiner = Node::new(cfg, net.now);
+    joiner.set_local_addr(addr(3));
+    let (hellos, _) = drain(&mut joiner);
+    let nonce = hellos
+        .iter()
+        .find_map(|t| match &t.message {
+            Message::Hello(h) if t.to == liar => Some(h.nonce),
+            _ => None,
+        })
+        .expect("a Hello to the liar");
+    let forged = Message::Welcome(Box::new(wire::Welcome {
+        nonce,
+        token: 1,
+        role: Role::Seed,
+        index: 0,
+        member: None,
+        stripes: 4,
+        assigned: Some((2, 0)),
+        latest_keyframe: None,
+        latest_seq: None,
+        observed: addr(3),
+    }));
+    joiner.handle_datagram(net.now, liar, &wire::encode(&forged).unwrap());
+    assert_eq!(joiner.index(), 2, "the forged index is taken at first");
+    // The Hello to the seed was drained above: the joiner greets it again on its own.
+    net.nodes.push((addr(3), joiner));
+    stream(&mut net, &key, 1500..1900);
+    let joiner = &net.nodes[3].1;
+    let older = net.nodes[1].1.index().max(net.nodes[2].1.index());
+    assert!(
+        older < 1024,
+        "the first peers keep the seed's numbers: {older}"
+    );
+    assert!(
+        joiner.index() / INDICES_PER_CHUNK > 1500,
+        "numbered {} after the chunks it first got",
+        joiner.index()
+    );
+    assert_eq!(joiner.stats().counters.positions_ignored, 1);
+    let played = net.played.get(&addr(3)).expect("the joiner plays");
+    assert!(played.len() > 100, "played {} chunks", played.len());
 }
