@@ -92,6 +92,11 @@ impl<V> AddrMap<V> {
         self.entries.iter().map(|(_, v)| v)
     }
 
+    /// Entries in address order, values to change.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&SocketAddr, &mut V)> + '_ {
+        self.entries.iter_mut().map(|(a, v)| (&*a, v))
+    }
+
     /// Values in address order, to change.
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> + '_ {
         self.entries.iter_mut().map(|(_, v)| v)

@@ -34,6 +34,10 @@ pub const BARRED_US: u64 = 30_000_000;
 /// The seed audits its stripe children every this many ticks, asking for a chunk this many
 /// seqs old (about 1 s at 2 Mb/s).
 pub const AUDIT_TICKS: u64 = 10;
+/// A stripe child that leaves this many audits in a row unanswered is barren, whatever
+/// children it announces: a withholder took a root slot and announced the children that had
+/// not left it yet (bl-sim, 5 % liars, seed 8: stripe 1 without a root for 6 s).
+pub const AUDIT_MISSES_BARREN: u8 = 3;
 pub const AUDIT_AGE_CHUNKS: u64 = 256;
 /// Repairs a peer serves are budgeted: what its pushes leave of its upload budget
 /// (max_upload − subscriptions fed ÷ K copies of the stream), at least this fraction of

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::core::config::{AUDIT_AGE_CHUNKS, BARREN_AFTER_US};
+use crate::core::config::{AUDIT_AGE_CHUNKS, AUDIT_MISSES_BARREN, BARREN_AFTER_US};
 use crate::core::history::History;
 use crate::core::neighbours::{Neighbour, Neighbours};
 use crate::core::outbox::Outbox;
@@ -164,9 +164,10 @@ impl Guard {
     /// answer must equal what the seed sent; a child that forges what it forwards is banned
     /// ([`Guard::check_copy`]) and its root slot freed. Every subtree below a forger bans it,
     /// but only the seed can take its slot away. A forger that answers the seed honestly is
-    /// not caught.
+    /// not caught. An audit still unanswered at the next counts against the child
+    /// ([`is_barren`]).
     pub fn audit(
-        neighbours: &Neighbours,
+        neighbours: &mut Neighbours,
         history: &History,
         highest: Option<Seq>,
         stripes: u8,
@@ -177,11 +178,18 @@ impl Guard {
         };
         let stripes = u64::from(stripes);
         let base = highest.saturating_sub(AUDIT_AGE_CHUNKS);
-        for (addr, n) in neighbours.iter() {
+        for (addr, n) in neighbours.iter_mut() {
+            if n.children.is_empty() {
+                continue;
+            }
+            if n.audit.take().is_some() {
+                n.audits_unanswered = n.audits_unanswered.saturating_add(1);
+            }
             for s in n.children.iter().map(u64::from).filter(|s| *s < stripes) {
                 let seq = base + (s + stripes - base % stripes) % stripes;
                 if history.contains(seq) {
                     out.send(*addr, &Message::Request { seqs: vec![seq] });
+                    n.audit = Some(seq);
                 }
             }
         }
@@ -201,7 +209,70 @@ pub enum CopyVerdict {
 /// The barren rule: a stripe child of the seed that has passed nothing on for
 /// [`BARREN_AFTER_US`] gives its place up to anyone. A forger (every child banned it) or a
 /// free rider in a root slot would starve its whole stripe (bl-sim: continuity 83 % with 3
-/// forgers among 300 peers).
+/// forgers among 300 peers). "Nothing on" is its own claim of children, or
+/// [`AUDIT_MISSES_BARREN`] audits in a row unanswered: a withholder that keeps announcing
+/// children does not answer the seed either, unless it treats the seed apart.
 pub fn is_barren(n: &Neighbour, now: u64) -> bool {
-    !n.children.is_empty() && now >= n.fed_since + BARREN_AFTER_US && n.feeding == 0
+    !n.children.is_empty()
+        && now >= n.fed_since + BARREN_AFTER_US
+        && (n.feeding == 0 || n.audits_unanswered >= AUDIT_MISSES_BARREN)
+}
+
+/// Seed: a copy of chunk `seq` from `n`: if its audit asked for it, the audit is answered.
+pub fn audit_answered(n: &mut Neighbour, seq: u64) {
+    if n.audit == Some(seq) {
+        n.audit = None;
+        n.audits_unanswered = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The seed's audit of its stripe children, alone.
+
+    use super::*;
+    use crate::media::identity::StreamKey;
+    use crate::proto::wire::Role;
+
+    /// A stripe child that announces children but leaves the seed's audits unanswered (a
+    /// withholder in a root slot) is barren after three in a row; its answer clears the count.
+    #[test]
+    fn a_stripe_child_that_leaves_three_audits_unanswered_is_barren() {
+        let key = StreamKey::from_seed([7; 32]);
+        let mut history = History::new(1024);
+        for seq in 0..700 {
+            history.insert(Arc::new(Chunk::sign(&key, seq, seq, 0, vec![0x47; 188])));
+        }
+        let child = SocketAddr::from(([127, 0, 0, 1], 9001));
+        let mut ns = Neighbours::default();
+        let mut n = Neighbour::new(Role::Peer, 5, Some(1), 0);
+        n.children.insert(1);
+        n.feeding = 13; // what it claims
+        ns.insert(child, n);
+        let now = BARREN_AFTER_US;
+        let mut out = Outbox::default();
+        // One audit a round, each a second (here 40 seqs) later than the last.
+        let mut round = 0;
+        let mut audit = |ns: &mut Neighbours| {
+            round += 1;
+            Guard::audit(ns, &history, Some(Seq(500 + 40 * round)), 4, &mut out);
+            ns.get(&child).map(|n| (n.audit, is_barren(n, now)))
+        };
+        let (first, barren) = audit(&mut ns).expect("the child");
+        let first = first.expect("an audit");
+        assert_eq!(first % 4, 1, "a chunk of its stripe");
+        assert!(!barren);
+        assert_eq!(audit(&mut ns).map(|a| a.1), Some(false), "one unanswered");
+        assert_eq!(audit(&mut ns).map(|a| a.1), Some(false), "two unanswered");
+        assert_eq!(audit(&mut ns).map(|a| a.1), Some(true), "three: barren");
+        let n = ns.get_mut(&child).expect("the child");
+        audit_answered(n, first);
+        assert!(
+            is_barren(n, now),
+            "a late answer to an old audit changes nothing"
+        );
+        let last = n.audit.expect("an audit outstanding");
+        audit_answered(n, last);
+        assert!(!is_barren(n, now), "it answered: it forwards");
+    }
 }

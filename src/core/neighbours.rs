@@ -57,6 +57,10 @@ pub struct Neighbour {
     pub feeding: u8,
     /// When we began feeding it (seed: a child that passes nothing on gives its place up).
     pub fed_since: u64,
+    /// Seed: the seq its last audit asked this stripe child for, until the child answers.
+    pub audit: Option<u64>,
+    /// Seed: audits in a row it left unanswered.
+    pub audits_unanswered: u8,
     /// When we last accepted a subscription of its: a chunk pushed before that was not
     /// pushed to it in that stripe.
     pub subscribed_at: u64,
@@ -98,6 +102,8 @@ impl Neighbour {
             spare: 0,
             feeding: 0,
             fed_since: now,
+            audit: None,
+            audits_unanswered: 0,
             subscribed_at: now,
             depth: u8::MAX,
             unconfirmed: None,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::Node;
 use crate::core::config::{FIRST_CHUNK_FRESH_US, REPLAY_SLACK_US};
-use crate::core::guard::{CopyVerdict, Source};
+use crate::core::guard::{self, CopyVerdict, Source};
 use crate::core::outbox::Finish;
 use crate::core::playout::{Lifecycle, Start};
 use crate::core::repair::{Arrival, Known};
@@ -44,6 +44,9 @@ impl Node {
                 CopyVerdict::Forged(addr) => self.drop_neighbour(addr),
                 // A parent's push that a repair overtook still shows the parent forwards.
                 CopyVerdict::Duplicate => {
+                    if let Some(n) = from.addr().and_then(|a| self.neighbours.get_mut(&a)) {
+                        guard::audit_answered(n, seq.0);
+                    }
                     if let Some(addr) = from.addr() {
                         let stripe = stripe_of(seq.0, self.place.stripes);
                         self.tree.pushed(stripe, addr);

@@ -395,16 +395,22 @@ impl Node {
                 self.on_have(now, from, have, children, spare, depth);
             }
             Message::Request { seqs } => {
-                let (children, rtt, since) = self
-                    .neighbours
-                    .get(&from)
-                    .map_or((StripeSet::EMPTY, None, 0), |n| {
-                        (n.children, n.rtt_min_us, n.subscribed_at)
-                    });
+                let (children, rtt, since, from_seed) =
+                    self.neighbours
+                        .get(&from)
+                        .map_or((StripeSet::EMPTY, None, 0, false), |n| {
+                            (
+                                n.children,
+                                n.rtt_min_us,
+                                n.subscribed_at,
+                                n.role == Role::Seed,
+                            )
+                        });
                 self.repair.serve(
                     now,
                     from,
                     seqs,
+                    from_seed,
                     (children, since),
                     rtt.unwrap_or(DEFAULT_RTT_US),
                     &self.history,

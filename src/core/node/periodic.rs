@@ -65,7 +65,7 @@ impl Node {
         self.membership.forget_unanswered(now);
         if self.cfg.role == Role::Seed && self.ticks % AUDIT_TICKS == 0 {
             Guard::audit(
-                &self.neighbours,
+                &mut self.neighbours,
                 &self.history,
                 self.highest,
                 self.place.stripes,

@@ -324,6 +324,8 @@ impl StripeTree {
             if let Some(n) = neighbours.get_mut(&from) {
                 if n.children.is_empty() {
                     n.fed_since = now;
+                    n.audit = None;
+                    n.audits_unanswered = 0;
                 }
                 n.subscribed_at = now;
                 n.children.insert(stripe);
@@ -541,6 +543,20 @@ impl StripeTree {
                 ((full, delay_via(n), u8::MAX - n.spare), *addr)
             })
             .collect();
+        // Only members whose Haves say they are detached (no path to the seed, depth 255):
+        // the seed first. A withholder in a root slot detaches its whole stripe, and the seed
+        // frees its slot for whoever asks once its audit finds it barren. A member not yet
+        // heard in a Have is not known to be detached.
+        let detached = members.iter().all(|(_, a)| {
+            neighbours
+                .get(a)
+                .is_some_and(|n| n.have.is_some() && n.depth == u8::MAX)
+        });
+        if !members.is_empty() && detached {
+            if let Some(seed) = self.seed_for(now, stripe, neighbours) {
+                return Some(seed);
+            }
+        }
         if let Some(least) = members.iter().map(|(rank, _)| *rank).min() {
             members.retain(|(rank, _)| *rank == least);
             members.sort();

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::core::config::{BARREN_AFTER_US, CHILD_SILENT_US};
+use crate::core::neighbours::HaveSummary;
 
 fn addr(i: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9000 + i))
@@ -349,6 +350,45 @@ fn in_its_own_stripe_a_member_asks_the_nearest_member_even_if_full() {
     let pick = |place: &Place| tree.choose_parent(0, 1, place, &ns, &mut Rng::new(1));
     assert_eq!(pick(&member_of_1), Some(addr(1)));
     assert_eq!(pick(&LEAF_OF_1), Some(addr(2)));
+}
+
+/// Every member we know says in its Have that it is detached (no path to the seed, depth
+/// 255): the seed is asked first. A withholder in a root slot detaches its whole stripe;
+/// asked, the seed gives its slot away once its audit found it barren. A member not yet heard
+/// in a Have is not known to be detached.
+#[test]
+fn with_only_detached_members_the_seed_is_asked_first() {
+    let heard = |mut n: Neighbour| {
+        n.have = Some(HaveSummary {
+            first: 0,
+            highest: 100,
+            recent: 0,
+        });
+        n
+    };
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 1, u8::MAX, 3)); // no Have yet
+    ns.insert(addr(4), Neighbour::new(Role::Seed, 0, None, 0));
+    let mut tree = StripeTree::new(4, 0);
+    let pick = |tree: &StripeTree, ns: &Neighbours| {
+        tree.choose_parent(0, 1, &LEAF_OF_1, ns, &mut Rng::new(1))
+    };
+    assert_eq!(pick(&tree, &ns), Some(addr(1)), "not known to be detached");
+    ns.insert(addr(1), heard(peer(10, 1, u8::MAX, 3)));
+    assert_eq!(pick(&tree, &ns), Some(addr(4)), "detached: the seed");
+    tree.refused.insert((addr(4), 1), REFUSAL_BACKOFF_US);
+    assert_eq!(
+        pick(&tree, &ns),
+        Some(addr(1)),
+        "refused: a detached member"
+    );
+    tree.forget_expired_refusals(REFUSAL_BACKOFF_US);
+    ns.insert(addr(2), heard(peer(11, 1, 4, 1)));
+    assert_eq!(
+        pick(&tree, &ns),
+        Some(addr(2)),
+        "an attached member before the seed"
+    );
 }
 
 #[test]
