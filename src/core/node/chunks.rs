@@ -44,10 +44,13 @@ impl Node {
                 CopyVerdict::Forged(addr) => self.drop_neighbour(addr),
                 // A parent's push that a repair overtook still shows the parent forwards.
                 CopyVerdict::Duplicate => {
-                    if let Some(n) = from.addr().and_then(|a| self.neighbours.get_mut(&a)) {
-                        guard::audit_answered(n, seq.0);
-                    }
                     if let Some(addr) = from.addr() {
+                        // The seed's audits are answered with copies of what it holds.
+                        if self.cfg.role == Role::Seed {
+                            if let Some(n) = self.neighbours.get_mut(&addr) {
+                                guard::audit_answered(n, seq.0);
+                            }
+                        }
                         let stripe = stripe_of(seq.0, self.place.stripes);
                         self.tree.pushed(stripe, addr);
                     }

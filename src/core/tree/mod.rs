@@ -526,8 +526,9 @@ impl StripeTree {
         neighbours: &Neighbours,
         rng: &mut Rng,
     ) -> Option<SocketAddr> {
-        // A member of the stripe asks full members too: a full parent lets a leaf go for it.
         let own = place.member == Some(stripe);
+        // Whether every eligible member's Have says it is detached (see below).
+        let mut detached = true;
         let mut members: Vec<((bool, u64, u8), SocketAddr)> = neighbours
             .iter()
             .filter(|(addr, n)| {
@@ -539,6 +540,7 @@ impl StripeTree {
                     && !is_gone(n, now)
             })
             .map(|(addr, n)| {
+                detached &= n.have.is_some() && n.depth == u8::MAX;
                 let full = n.spare == 0 && !own;
                 ((full, delay_via(n), u8::MAX - n.spare), *addr)
             })
@@ -547,11 +549,6 @@ impl StripeTree {
         // the seed first. A withholder in a root slot detaches its whole stripe, and the seed
         // frees its slot for whoever asks once its audit finds it barren. A member not yet
         // heard in a Have is not known to be detached.
-        let detached = members.iter().all(|(_, a)| {
-            neighbours
-                .get(a)
-                .is_some_and(|n| n.have.is_some() && n.depth == u8::MAX)
-        });
         if !members.is_empty() && detached {
             if let Some(seed) = self.seed_for(now, stripe, neighbours) {
                 return Some(seed);
