@@ -49,6 +49,10 @@ pub struct Args {
     /// Peers that send every chunk with a byte changed.
     #[arg(long, default_value_t = 0)]
     forgers: usize,
+    /// The first N peers to join withhold: they forward nothing but what the seed asks of
+    /// them (its audits), and announce depth 1.
+    #[arg(long, default_value_t = 0)]
+    withholders: usize,
     /// Seed of every random choice: the same seed gives the same output.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -149,6 +153,13 @@ impl Args {
                 self.peers
             );
         }
+        if self.withholders > self.peers {
+            bail!(
+                "--withholders {} is more than --peers {}",
+                self.withholders,
+                self.peers
+            );
+        }
         Ok(())
     }
 
@@ -164,6 +175,7 @@ impl Args {
             free_riders: self.free_riders,
             liars: self.liars,
             forgers: self.forgers,
+            withholders: self.withholders,
             seed: self.seed,
             join_over_s: self.join_over,
             seed_upload_bps: self.seed_upload,

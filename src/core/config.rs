@@ -39,6 +39,18 @@ pub const AUDIT_TICKS: u64 = 10;
 /// not left it yet (bl-sim, 5 % liars, seed 8: stripe 1 without a root for 6 s).
 pub const AUDIT_MISSES_BARREN: u8 = 3;
 pub const AUDIT_AGE_CHUNKS: u64 = 256;
+/// Seed: a stripe is starved below its root slots when more than half of the stripe's members
+/// among the seed's neighbours (at least this many, each heard within [`STARVED_HEARD_US`])
+/// have said they are detached (depth 255), with the stripe missing from their Haves, for
+/// [`STARVED_FOR_US`]; a detached member that asks then gets a root slot beyond the budget.
+/// A withholder in a root slot that answers the seed's audits and announces depth 1 and
+/// children starves its whole stripe this way (bl-sim, 1,000 peers, the first 4 withholding:
+/// continuity 70-81 %). Letting the root go instead, as a withholder, let honest roots go too:
+/// at startup a stripe can look starved for 2 s (bl-sim, 1,000 peers, seed 8), and re-forming
+/// it took 3 s more.
+pub const STARVED_MIN_MEMBERS: usize = 4;
+pub const STARVED_FOR_US: u64 = 500_000;
+pub const STARVED_HEARD_US: u64 = 1_000_000;
 /// Repairs a peer serves are budgeted: what its pushes leave of its upload budget
 /// (max_upload − subscriptions fed ÷ K copies of the stream), at least this fraction of
 /// max_upload (orphans after a parent died need a burst from members that are full). Not
@@ -98,6 +110,12 @@ pub const PARENT_GONE_US: u64 = 500_000;
 /// skipped the same two chunks of that stripe (tests/swarm.rs, 4 runs in 24 with two copies
 /// at once).
 pub const CHILD_SILENT_US: u64 = 400_000;
+/// ... but a member's slot goes to a leaf only once the member is silent this long: one lost
+/// Have and a long path made a live root silent while its stripe's orphans asked the seed, a
+/// leaf took the slot, and every member of the stripe was detached for 2 s (bl-sim, 1,000
+/// peers, the first 4 withholding, seed 2). Its heirs, members, take it at
+/// [`CHILD_SILENT_US`].
+pub const MEMBER_SILENT_FOR_LEAF_US: u64 = 1_200_000;
 /// A parent that sent nothing of its stripe for this long, while other stripes flowed, is
 /// replaced. Time, not a chunk count: stripes come over paths of different delay.
 pub const STALL_US: u64 = 1_000_000;

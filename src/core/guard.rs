@@ -1,7 +1,7 @@
 //! The guard: what keeps forged data out and forgers away. It verifies chunks (through the
 //! process's memo of checks already done, in the simulator), bans who sent a forgery, and
-//! holds the seed's two defences of its few root slots: the audit of its stripe children and
-//! the barren rule.
+//! holds the seed's three defences of its few root slots: the audit of its stripe children,
+//! the barren rule, and an extra root for a starved stripe.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::core::config::{AUDIT_AGE_CHUNKS, AUDIT_MISSES_BARREN, BARREN_AFTER_US};
+use crate::core::config::{
+    AUDIT_AGE_CHUNKS, AUDIT_MISSES_BARREN, BARREN_AFTER_US, STARVED_FOR_US, STARVED_HEARD_US,
+    STARVED_MIN_MEMBERS,
+};
 use crate::core::history::History;
 use crate::core::neighbours::{Neighbour, Neighbours};
 use crate::core::outbox::Outbox;
@@ -17,7 +20,7 @@ use crate::core::units::Seq;
 use crate::media::chunk::{Chunk, Rejection};
 use crate::media::identity::StreamId;
 use crate::media::verified::VerifiedChunks;
-use crate::proto::wire::Message;
+use crate::proto::wire::{Message, Role};
 
 /// Where a chunk came from: the seed's stdin, or a neighbour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +47,8 @@ pub struct Guard {
     /// Seed: children displaced for passing nothing on, refused until the time given (else
     /// a forger with a low index takes its root slot straight back).
     barred: BTreeMap<SocketAddr, u64>,
+    /// Seed: per stripe, since when it has been starved ([`Guard::note_starved_stripes`]).
+    starved_since: Vec<Option<u64>>,
 }
 
 impl Guard {
@@ -54,6 +59,7 @@ impl Guard {
             memo,
             banned: BTreeSet::new(),
             barred: BTreeMap::new(),
+            starved_since: Vec::new(),
         }
     }
 
@@ -196,6 +202,67 @@ impl Guard {
     }
 }
 
+impl Guard {
+    /// Seed, every tick: notes which stripes are starved below the seed's root slots. A
+    /// withholder in a root slot that answers the seed's audits (it treats the seed apart) and
+    /// announces depth 1 and children passes both checks above, and only its stripe's members
+    /// can tell: they leave it for pushing nothing and, finding no other member with a path to
+    /// the seed, say they are detached (depth 255) while their Haves show the stripe missing
+    /// and others arriving. A stripe is starved when more than half of its members among the
+    /// seed's neighbours (at least [`STARVED_MIN_MEMBERS`], heard lately) have looked so for
+    /// [`STARVED_FOR_US`]; the seed then takes one more root for it ([`Guard::is_starved`]).
+    pub fn note_starved_stripes(&mut self, neighbours: &Neighbours, stripes: u8, now: u64) {
+        let k = usize::from(stripes);
+        self.starved_since.resize(k, None);
+        // (members, starved) per stripe, in one pass over the neighbours.
+        let mut counts = vec![(0usize, 0usize); k];
+        for n in neighbours.values() {
+            let Some(stripe) = n.member else {
+                continue;
+            };
+            let heard = n.have.is_some() && now <= n.last_heard + STARVED_HEARD_US;
+            if n.role != Role::Peer || n.children.contains(stripe) || !heard {
+                continue;
+            }
+            if let Some(c) = counts.get_mut(usize::from(stripe)) {
+                c.0 += 1;
+                c.1 += usize::from(is_starved_member(n, stripe, stripes));
+            }
+        }
+        for (since, (members, starved)) in self.starved_since.iter_mut().zip(counts) {
+            if members < STARVED_MIN_MEMBERS || 2 * starved <= members {
+                *since = None;
+            } else {
+                since.get_or_insert(now);
+            }
+        }
+    }
+
+    /// Seed: whether `stripe` has been starved for [`STARVED_FOR_US`].
+    pub fn is_starved(&self, stripe: u8, now: u64) -> bool {
+        self.starved_since
+            .get(usize::from(stripe))
+            .copied()
+            .flatten()
+            .is_some_and(|since| now >= since + STARVED_FOR_US)
+    }
+
+    /// Seed: an extra root was taken for `stripe`; another only if it stays starved as long.
+    pub fn extra_root_taken(&mut self, stripe: u8, now: u64) {
+        if let Some(since) = self.starved_since.get_mut(usize::from(stripe)) {
+            *since = Some(now);
+        }
+    }
+}
+
+/// A member of `stripe` that says it is detached (depth 255) and whose Have shows the stripe
+/// missing while others arrive ([`HaveSummary::starved_of`]): not merely joining.
+pub fn is_starved_member(n: &Neighbour, stripe: u8, stripes: u8) -> bool {
+    n.member == Some(stripe)
+        && n.depth == u8::MAX
+        && n.have.is_some_and(|h| h.starved_of(stripe, stripes))
+}
+
 /// What a second copy of a chunk we hold turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CopyVerdict {
@@ -274,5 +341,96 @@ mod tests {
         let last = n.audit.expect("an audit outstanding");
         audit_answered(n, last);
         assert!(!is_barren(n, now), "it answered: it forwards");
+    }
+
+    /// A member whose Have says depth 255 and shows its own stripe missing while the others
+    /// arrive.
+    fn member(stripe: u8, starved: bool, now: u64) -> Neighbour {
+        let mut n = Neighbour::new(Role::Peer, 50, Some(stripe), now);
+        let highest = 1_000u64;
+        let mut recent = u128::MAX;
+        if starved {
+            for back in 0..128u64 {
+                if (highest - back) % 4 == u64::from(stripe) {
+                    recent &= !(1u128 << back);
+                }
+            }
+            n.depth = u8::MAX;
+        } else {
+            n.depth = 3;
+        }
+        n.have = Some(crate::core::neighbours::HaveSummary {
+            first: 0,
+            highest,
+            recent,
+        });
+        n
+    }
+
+    /// More than half of a stripe's members at the seed detached and starved of it, for
+    /// STARVED_FOR_US: the stripe is starved, and stops being so once they are fed. Members
+    /// merely joining (detached, but holding nothing) do not count, nor do members of other
+    /// stripes.
+    #[test]
+    fn a_stripe_is_starved_when_most_of_its_members_are_detached_without_it() {
+        let key = StreamKey::from_seed([7; 32]);
+        let mut guard = Guard::new(key.id(), None);
+        let mut ns = Neighbours::default();
+        let at = |i: u16| SocketAddr::from(([127, 0, 0, 1], 9000 + i));
+        for i in 0..3 {
+            ns.insert(at(i), member(1, true, 0));
+        }
+        for i in 3..5 {
+            ns.insert(at(i), member(1, false, 0));
+        }
+        // Joining: detached, nothing held yet.
+        let mut joining = Neighbour::new(Role::Peer, 60, Some(1), 0);
+        joining.have = Some(crate::core::neighbours::HaveSummary {
+            first: 0,
+            highest: 1_000,
+            recent: 0,
+        });
+        ns.insert(at(5), joining);
+        for i in 6..12 {
+            ns.insert(at(i), member(2, false, 0));
+        }
+        guard.note_starved_stripes(&ns, 4, 0);
+        assert!(
+            !guard.is_starved(1, STARVED_FOR_US),
+            "3 of 6 is not more than half"
+        );
+        ns.insert(at(12), member(1, true, 0));
+        guard.note_starved_stripes(&ns, 4, 100);
+        assert!(!guard.is_starved(1, 100), "not yet for long");
+        guard.note_starved_stripes(&ns, 4, STARVED_FOR_US);
+        assert!(
+            !guard.is_starved(1, STARVED_FOR_US),
+            "starved since 100 µs only"
+        );
+        guard.note_starved_stripes(&ns, 4, STARVED_FOR_US + 100);
+        assert!(
+            guard.is_starved(1, STARVED_FOR_US + 100),
+            "4 of 7, for long enough"
+        );
+        assert!(!guard.is_starved(2, STARVED_FOR_US + 100));
+        guard.extra_root_taken(1, STARVED_FOR_US + 100);
+        assert!(
+            !guard.is_starved(1, STARVED_FOR_US + 200),
+            "after an extra root, only as long again"
+        );
+        // Fed again: no longer starved.
+        for i in [0u16, 1] {
+            ns.insert(at(i), member(1, false, 0));
+        }
+        let fed = STARVED_FOR_US + 300;
+        guard.note_starved_stripes(&ns, 4, fed);
+        assert!(!guard.is_starved(1, fed + STARVED_FOR_US));
+        // Members not heard from lately do not count either way.
+        for i in [0u16, 1] {
+            ns.insert(at(i), member(1, true, 0));
+        }
+        let late = STARVED_HEARD_US + 1;
+        guard.note_starved_stripes(&ns, 4, late);
+        assert!(!guard.is_starved(1, late + STARVED_FOR_US));
     }
 }

@@ -29,6 +29,30 @@ impl HaveSummary {
             && self.recent & (1u128 << (self.highest - seq)) != 0
     }
 
+    /// Its bitmap shows it starved of `stripe` (of `stripes`) while others reach it: it holds
+    /// under half of that stripe's chunks, and at least a third of the others' (two stripes
+    /// of four may be starved at once),
+    /// among the bitmap's seqs older than the newest 16 (those may still be on their way).
+    pub fn starved_of(&self, stripe: u8, stripes: u8) -> bool {
+        let k = u64::from(stripes.max(1));
+        let (mut held, mut all, mut held_other, mut all_other) = (0u32, 0u32, 0u32, 0u32);
+        for back in 16..128u32 {
+            let Some(seq) = self.highest.checked_sub(u64::from(back)) else {
+                break;
+            };
+            if seq < self.first {
+                break;
+            }
+            let has = u32::from(self.recent & (1u128 << back) != 0);
+            if seq % k == u64::from(stripe) {
+                (held, all) = (held + has, all + 1);
+            } else {
+                (held_other, all_other) = (held_other + has, all_other + 1);
+            }
+        }
+        all > 0 && 2 * held < all && 3 * held_other >= all_other
+    }
+
     /// Held as its bitmap says, or presumed held (older than the bitmap).
     pub fn holds(&self, seq: u64) -> bool {
         self.announces(seq)

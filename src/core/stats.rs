@@ -175,6 +175,10 @@ pub struct Counters {
     /// from long before the first verified chunk: ignored as lies.
     #[serde(default)]
     pub positions_ignored: u64,
+    /// Seed: root slots taken beyond its budget because most of a stripe's members among its
+    /// neighbours were detached and starved of it (a withholder in a root slot).
+    #[serde(default)]
+    pub extra_roots: u64,
     /// Payload bytes of the chunks received from the seed and from peers (duplicates too):
     /// who carries the stream to this node.
     #[serde(default)]
@@ -199,6 +203,7 @@ impl Counters {
         self.repairs_served += o.repairs_served;
         self.repairs_crossed += o.repairs_crossed;
         self.positions_ignored += o.positions_ignored;
+        self.extra_roots += o.extra_roots;
         self.chunk_bytes_from_seed += o.chunk_bytes_from_seed;
         self.chunk_bytes_from_peers += o.chunk_bytes_from_peers;
     }

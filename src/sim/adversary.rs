@@ -7,6 +7,11 @@
 //! - with every Have, replays a genuine chunk 300 seqs old;
 //! - with every tenth Have, sends a forged end record (another key).
 //!
+//! A withholder is subtler: it forwards nothing, pushes or repairs, to anyone but the seed,
+//! so it answers the seed's audits, and announces depth 1 and at least 8 children in every
+//! Have, so that its children never look detached and the seed never finds it barren. Withholders are the first peers to join: the seed's root slots go to
+//! its oldest members.
+//!
 //! A liar's own Welcome positions are honest (the core answers Hellos before the model can
 //! see whom it answers); tests/hostile.rs covers forged Welcome positions with real
 //! processes.
@@ -93,4 +98,21 @@ pub(crate) fn lie(message: Message, from: u32, world: &World) -> Lie {
 fn sized(message: Message) -> (Payload, usize) {
     let len = wire::encoded_len(&message);
     (Payload::Message(message), len)
+}
+
+/// What a withholder sends instead of `message` to node `to`: chunks only to the seed (0),
+/// and Haves at depth 1 feeding at least 8 subscriptions (the seed's barren rule believes a
+/// child's claim that it feeds others).
+pub(crate) fn withhold(mut message: Message, to: u32) -> Option<(Payload, usize)> {
+    match &mut message {
+        Message::Chunk(_) if to != 0 => return None,
+        Message::Have {
+            children, depth, ..
+        } => {
+            *children = (*children).max(8);
+            *depth = 1;
+        }
+        _ => {}
+    }
+    Some(sized(message))
 }

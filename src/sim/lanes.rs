@@ -276,6 +276,16 @@ pub(crate) fn route(sender: &mut SimNode, from: u32, t: Transmit, world: &World,
         }
         return;
     }
+    if place.kind == Kind::Withholder {
+        let Payload::Message(message) = payload else {
+            return;
+        };
+        match adversary::withhold(message, to) {
+            Some((payload, len)) => transmit(sender, from, to, payload, len, world, lane),
+            None => lane.tally.withheld += 1,
+        }
+        return;
+    }
     if let Payload::Message(Message::Chunk(chunk)) = &payload {
         match place.kind {
             Kind::FreeRider => {
@@ -290,7 +300,7 @@ pub(crate) fn route(sender: &mut SimNode, from: u32, t: Transmit, world: &World,
                 payload = Payload::Message(Message::Chunk(Arc::new(forged)));
                 lane.tally.forged_sent += 1;
             }
-            Kind::Seed | Kind::Honest | Kind::Liar => {
+            Kind::Seed | Kind::Honest | Kind::Liar | Kind::Withholder => {
                 let seq = chunk.seq;
                 if world.authentic[lane_of(from).0]
                     .get(seq as usize)

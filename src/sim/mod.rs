@@ -72,6 +72,9 @@ pub struct SimConfig {
     /// withheld pushes, replayed old chunks and forged end records.
     pub liars: f64,
     pub forgers: usize,
+    /// The first this many peers to join withhold (sim::adversary): they forward nothing
+    /// but what the seed asks of them, and announce depth 1.
+    pub withholders: usize,
     pub seed: u64,
     /// The initial peers join spread evenly over this many seconds.
     pub join_over_s: f64,
@@ -103,6 +106,7 @@ impl Default for SimConfig {
             free_riders: 0.0,
             liars: 0.0,
             forgers: 0,
+            withholders: 0,
             seed: 1,
             join_over_s: 5.0,
             seed_upload_bps: 10_000_000,

@@ -51,6 +51,9 @@ pub(crate) enum Kind {
     Forger,
     /// An adversary: see [`super::adversary`].
     Liar,
+    /// An adversary that forwards nothing but what the seed asks of it: see
+    /// [`super::adversary`].
+    Withholder,
 }
 
 /// What never changes about a node once it joined, read by both threads while cores run.

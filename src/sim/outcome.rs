@@ -46,6 +46,8 @@ pub struct Outcome {
     pub departures: u64,
     /// Forgers banned, summed over the nodes that banned them.
     pub bans: u64,
+    /// Root slots the seed took beyond its budget for a stripe starved below it.
+    pub extra_roots: u64,
     pub forged_chunks_sent: u64,
     pub forged_chunks_played: u64,
     pub datagrams_sent: u64,
@@ -160,6 +162,7 @@ impl Sim {
         let mut total_sent = 0;
         let mut played_bytes = 0u64;
         let mut seed_sent = 0;
+        let mut extra_roots = 0;
         let mut peer_counters = Counters::default();
         let mut sent_by_kind = TrafficByKind::default();
         let mut seed_sent_by_kind = TrafficByKind::default();
@@ -176,12 +179,13 @@ impl Sim {
             if id == 0 {
                 seed_sent = stats.bytes_sent();
                 seed_sent_by_kind = stats.sent;
+                extra_roots = stats.counters.extra_roots;
                 continue;
             }
             peer_counters.add(&stats.counters);
             // Adversaries' own figures are not the swarm's: continuity and latency are the
             // honest peers' (free riders count: they watch, they just do not upload).
-            let adversary = matches!(place.kind, Kind::Forger | Kind::Liar);
+            let adversary = matches!(place.kind, Kind::Forger | Kind::Liar | Kind::Withholder);
             if !adversary {
                 self.latency.merge(&stats.latency_us);
                 played_bytes += playback.played * MAX_PAYLOAD as u64;
@@ -227,6 +231,7 @@ impl Sim {
             joins: self.joins,
             departures: self.departures,
             bans,
+            extra_roots,
             forged_chunks_sent: tally.forged_sent,
             forged_chunks_played: tally.forged_played,
             datagrams_sent: tally.datagrams_sent,

@@ -32,7 +32,7 @@ impl Sim {
             }
             // A peer offers 60 % of its uplink (bl-peer --max-upload), at most 2 copies: the
             // rest is headroom for repairs, Haves and the user's other traffic.
-            Kind::Honest | Kind::Forger | Kind::Liar => {
+            Kind::Honest | Kind::Forger | Kind::Liar | Kind::Withholder => {
                 cfg.tuning.max_upload = ((upload_bps as f64 / stream_bps) * 0.6).min(4.0);
                 cfg.bootstrap = self.tracker_answer();
             }
@@ -106,13 +106,18 @@ impl Sim {
         self.joins += 1;
         // Forgers are spread evenly through the initial joins.
         let every = (self.cfg.peers / self.cfg.forgers.max(1)).max(1);
-        let forger = self.forgers_added < self.cfg.forgers
+        let withholder = (n as usize) < self.cfg.withholders;
+        let forger = !withholder
+            && self.forgers_added < self.cfg.forgers
             && (n as usize) < self.cfg.peers
             && (n as usize) % every == 1 % every;
         if forger {
             self.forgers_added += 1;
         }
-        let kind = if forger {
+        // Withholders join first: a root slot at the seed goes to its oldest members.
+        let kind = if withholder {
+            Kind::Withholder
+        } else if forger {
             Kind::Forger
         } else if self.rng.unit() < self.cfg.free_riders {
             Kind::FreeRider

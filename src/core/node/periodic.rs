@@ -72,6 +72,10 @@ impl Node {
                 &mut self.out,
             );
         }
+        if self.cfg.role == Role::Seed {
+            self.guard
+                .note_starved_stripes(&self.neighbours, self.place.stripes, now);
+        }
         self.guard.forget_expired(now);
         if self.cfg.role == Role::Peer {
             let tree = &self.tree;

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use crate::core::config::{
-    CHILD_SILENT_US, DEFAULT_RTT_US, HOP_DELAY_US, MOVE_UP_EVERY_US, MOVE_UP_GAIN_US,
-    PARENT_GONE_US, PARENT_QUIET_US, REFUSAL_BACKOFF_US, STALLED_BACKOFF_US, STALL_US,
-    STARVED_MIN_CHUNKS, TICK_US,
+    CHILD_SILENT_US, DEFAULT_RTT_US, HOP_DELAY_US, MEMBER_SILENT_FOR_LEAF_US, MOVE_UP_EVERY_US,
+    MOVE_UP_GAIN_US, PARENT_GONE_US, PARENT_QUIET_US, REFUSAL_BACKOFF_US, STALLED_BACKOFF_US,
+    STALL_US, STARVED_MIN_CHUNKS, TICK_US,
 };
 use crate::core::guard::is_barren;
 use crate::core::neighbours::{Neighbour, Neighbours};
@@ -101,6 +101,8 @@ pub struct SubscribeOutcome {
     pub accepted: bool,
     /// Seed: a barren child displaced for the newcomer (the guard bars it for a while).
     pub displaced_barren: Option<SocketAddr>,
+    /// Seed: the newcomer was taken beyond the budget, as an extra root of a starved stripe.
+    pub extra_root: bool,
 }
 
 #[derive(Debug)]
@@ -276,8 +278,9 @@ impl StripeTree {
 
     /// `from` asks to be fed `stripe`. The seed keeps max_upload × K subscriptions in all and
     /// always at least one per stripe, ranking candidates by [`child_rank`], and refuses
-    /// whom the guard `barred`; a peer feeds only its member stripe, and a member of it may
-    /// displace a leaf.
+    /// whom the guard `barred`; it takes up to K more, one at a time, as `extra_root`s of
+    /// stripes the guard finds starved. A peer feeds only its member stripe, and a member of
+    /// it may displace a leaf.
     #[allow(clippy::too_many_arguments)]
     pub fn on_subscribe(
         &mut self,
@@ -285,6 +288,7 @@ impl StripeTree {
         from: SocketAddr,
         stripe: u8,
         barred: bool,
+        extra_root: bool,
         place: &Place,
         max_upload: f64,
         neighbours: &mut Neighbours,
@@ -293,6 +297,7 @@ impl StripeTree {
         let refuse = SubscribeOutcome {
             accepted: false,
             displaced_barren: None,
+            extra_root: false,
         };
         if stripe >= place.stripes {
             return refuse;
@@ -302,7 +307,9 @@ impl StripeTree {
         }
         let outcome = match place.role {
             Role::Seed if barred => refuse,
-            Role::Seed => self.seed_accepts(now, from, stripe, place, max_upload, neighbours, out),
+            Role::Seed => self.seed_accepts(
+                now, from, stripe, extra_root, place, max_upload, neighbours, out,
+            ),
             Role::Peer => {
                 let accepted = self.peer_accepts(now, from, stripe, place, max_upload, neighbours);
                 let accepted = match accepted {
@@ -317,6 +324,7 @@ impl StripeTree {
                 SubscribeOutcome {
                     accepted,
                     displaced_barren: None,
+                    extra_root: false,
                 }
             }
         };
@@ -352,6 +360,7 @@ impl StripeTree {
         now: u64,
         from: SocketAddr,
         stripe: u8,
+        extra_root: bool,
         place: &Place,
         max_upload: f64,
         neighbours: &mut Neighbours,
@@ -360,6 +369,7 @@ impl StripeTree {
         let no = SubscribeOutcome {
             accepted: false,
             displaced_barren: None,
+            extra_root: false,
         };
         let Some(requester) = neighbours.get(&from) else {
             return no;
@@ -376,21 +386,39 @@ impl StripeTree {
             return SubscribeOutcome {
                 accepted: true,
                 displaced_barren: None,
+                extra_root: false,
             };
         };
         if total < budget {
             return SubscribeOutcome {
                 accepted: true,
                 displaced_barren: None,
+                extra_root: false,
             };
         }
-        if requester_rank >= rank {
+        // A starved stripe's detached member: one more root, displacing nobody (the root it
+        // starves under may be an honest one whose subtree is still forming).
+        if extra_root && total < budget + usize::from(place.stripes) {
+            return SubscribeOutcome {
+                accepted: true,
+                displaced_barren: None,
+                extra_root: true,
+            };
+        }
+        // A leaf takes a member's slot only from a barren member, or one silent for
+        // MEMBER_SILENT_FOR_LEAF_US.
+        let member_alive = neighbours
+            .get(&worst)
+            .is_some_and(|n| now <= n.last_heard + MEMBER_SILENT_FOR_LEAF_US);
+        let leaf_for_member = requester_rank.2 && !rank.2 && !rank.1 && member_alive;
+        if requester_rank >= rank || leaf_for_member {
             return no;
         }
         self.let_go(worst, stripe, neighbours, out);
         SubscribeOutcome {
             accepted: true,
             displaced_barren: rank.1.then_some(worst),
+            extra_root: false,
         }
     }
 
@@ -547,8 +575,9 @@ impl StripeTree {
             .collect();
         // Only members whose Haves say they are detached (no path to the seed, depth 255):
         // the seed first. A withholder in a root slot detaches its whole stripe, and the seed
-        // frees its slot for whoever asks once its audit finds it barren. A member not yet
-        // heard in a Have is not known to be detached.
+        // frees its slot for whoever asks once its audit finds it barren, or takes an extra
+        // root for the stripe once it finds it starved. A member not yet heard in a Have is
+        // not known to be detached.
         if !members.is_empty() && detached {
             if let Some(seed) = self.seed_for(now, stripe, neighbours) {
                 return Some(seed);

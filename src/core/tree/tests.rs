@@ -1,7 +1,7 @@
 //! The stripe tree alone: no node, no network, a hand-made neighbour table.
 
 use super::*;
-use crate::core::config::{BARREN_AFTER_US, CHILD_SILENT_US};
+use crate::core::config::{BARREN_AFTER_US, CHILD_SILENT_US, MEMBER_SILENT_FOR_LEAF_US};
 use crate::core::neighbours::HaveSummary;
 
 fn addr(i: u16) -> SocketAddr {
@@ -21,6 +21,20 @@ fn sent(out: &mut Outbox) -> Vec<(SocketAddr, Message)> {
     std::iter::from_fn(|| out.pop_transmit())
         .map(|t| (t.to, t.message))
         .collect()
+}
+
+/// A Subscribe from `from` for `stripe`, neither barred nor an extra root, to a node of
+/// `place` with max_upload 0.25 (one subscription in all, four at the seed).
+fn subscribe(
+    tree: &mut StripeTree,
+    now: u64,
+    from: SocketAddr,
+    stripe: u8,
+    place: &Place,
+    ns: &mut Neighbours,
+    out: &mut Outbox,
+) -> SubscribeOutcome {
+    tree.on_subscribe(now, from, stripe, false, false, place, 0.25, ns, out)
 }
 
 const SEED: Place = Place {
@@ -89,21 +103,22 @@ fn at_the_seed_a_member_displaces_a_leaf_and_anyone_displaces_a_barren_child() {
     let mut tree = StripeTree::new(4, 0);
     let mut out = Outbox::default();
     let now = 1_000;
-    let first = tree.on_subscribe(now, addr(1), 0, false, &SEED, 0.25, &mut ns, &mut out);
+    let first = subscribe(&mut tree, now, addr(1), 0, &SEED, &mut ns, &mut out);
     assert!(
         first.accepted,
         "the first child of a stripe is always taken"
     );
-    let member = tree.on_subscribe(now, addr(2), 0, false, &SEED, 0.25, &mut ns, &mut out);
+    let member = subscribe(&mut tree, now, addr(2), 0, &SEED, &mut ns, &mut out);
     assert_eq!(
         member,
         SubscribeOutcome {
             accepted: true,
-            displaced_barren: None
+            displaced_barren: None,
+            extra_root: false,
         }
     );
     assert!(ns.get(&addr(1)).is_some_and(|n| n.children.is_empty()));
-    let younger = tree.on_subscribe(now, addr(3), 0, false, &SEED, 0.25, &mut ns, &mut out);
+    let younger = subscribe(&mut tree, now, addr(3), 0, &SEED, &mut ns, &mut out);
     assert!(
         !younger.accepted,
         "a younger member does not displace an older one"
@@ -113,10 +128,20 @@ fn at_the_seed_a_member_displaces_a_leaf_and_anyone_displaces_a_barren_child() {
     // The older member passes nothing on for BARREN_AFTER_US: anyone takes its place,
     // and the guard is told whom to bar.
     let later = now + BARREN_AFTER_US;
-    let taken = tree.on_subscribe(later, addr(3), 0, false, &SEED, 0.25, &mut ns, &mut out);
+    let taken = subscribe(&mut tree, later, addr(3), 0, &SEED, &mut ns, &mut out);
     assert_eq!(taken.displaced_barren, Some(addr(2)));
     // A barred requester is refused outright.
-    let barred = tree.on_subscribe(later, addr(1), 1, true, &SEED, 0.25, &mut ns, &mut out);
+    let barred = tree.on_subscribe(
+        later,
+        addr(1),
+        1,
+        true,
+        false,
+        &SEED,
+        0.25,
+        &mut ns,
+        &mut out,
+    );
     assert!(!barred.accepted);
 }
 
@@ -135,25 +160,13 @@ fn a_full_peer_takes_a_member_of_its_stripe_by_displacing_a_leaf() {
     let mut tree = StripeTree::new(4, 0);
     let mut out = Outbox::default();
     // max_upload 0.25: one slot.
+    assert!(subscribe(&mut tree, 0, addr(1), 2, &me, &mut ns, &mut out).accepted);
     assert!(
-        tree.on_subscribe(0, addr(1), 2, false, &me, 0.25, &mut ns, &mut out)
-            .accepted
-    );
-    assert!(
-        !tree
-            .on_subscribe(0, addr(1), 1, false, &me, 0.25, &mut ns, &mut out)
-            .accepted,
+        !subscribe(&mut tree, 0, addr(1), 1, &me, &mut ns, &mut out).accepted,
         "a peer feeds only its member stripe"
     );
-    assert!(
-        !tree
-            .on_subscribe(0, addr(3), 2, false, &me, 0.25, &mut ns, &mut out)
-            .accepted
-    );
-    assert!(
-        tree.on_subscribe(0, addr(2), 2, false, &me, 0.25, &mut ns, &mut out)
-            .accepted
-    );
+    assert!(!subscribe(&mut tree, 0, addr(3), 2, &me, &mut ns, &mut out).accepted);
+    assert!(subscribe(&mut tree, 0, addr(2), 2, &me, &mut ns, &mut out).accepted);
     assert!(
         ns.get(&addr(1)).is_some_and(|n| n.children.is_empty()),
         "the leaf made room"
@@ -222,17 +235,14 @@ fn a_silent_child_gives_its_slot_to_whoever_asks() {
     let mut tree = StripeTree::new(4, 0);
     let mut out = Outbox::default();
     // max_upload 0.25 × 4 stripes: one slot.
-    assert!(
-        tree.on_subscribe(0, addr(1), 2, false, &SEED, 0.25, &mut ns, &mut out)
-            .accepted
-    );
+    assert!(subscribe(&mut tree, 0, addr(1), 2, &SEED, &mut ns, &mut out).accepted);
     let alive = |ns: &mut Neighbours, now: u64| {
         if let Some(n) = ns.get_mut(&addr(2)) {
             n.last_heard = now;
         }
     };
     let ask = |tree: &mut StripeTree, ns: &mut Neighbours, out: &mut Outbox, now: u64| {
-        tree.on_subscribe(now, addr(2), 2, false, &SEED, 0.25, ns, out)
+        tree.on_subscribe(now, addr(2), 2, false, false, &SEED, 0.25, ns, out)
     };
     let heard_lately = CHILD_SILENT_US;
     alive(&mut ns, heard_lately);
@@ -240,14 +250,16 @@ fn a_silent_child_gives_its_slot_to_whoever_asks() {
         !ask(&mut tree, &mut ns, &mut out, heard_lately).accepted,
         "an older member keeps its slot while it may be alive"
     );
-    let silent = CHILD_SILENT_US + 1;
+    // A leaf waits longer for a member's slot than the member's heirs do.
+    let silent = MEMBER_SILENT_FOR_LEAF_US + 1;
     alive(&mut ns, silent);
     let taken = ask(&mut tree, &mut ns, &mut out, silent);
     assert_eq!(
         taken,
         SubscribeOutcome {
             accepted: true,
-            displaced_barren: None
+            displaced_barren: None,
+            extra_root: false,
         }
     );
     assert!(sent(&mut out).contains(&(addr(1), Message::Unsubscribe { stripe: 2 })));
@@ -264,30 +276,14 @@ fn a_silent_child_gives_its_slot_to_whoever_asks() {
     ns.insert(addr(1), peer(10, 2, 3, 0));
     ns.insert(addr(2), peer(90, 1, 3, 0));
     let mut tree = StripeTree::new(4, 0);
-    assert!(
-        tree.on_subscribe(0, addr(1), 2, false, &me, 0.25, &mut ns, &mut out)
-            .accepted
-    );
+    assert!(subscribe(&mut tree, 0, addr(1), 2, &me, &mut ns, &mut out).accepted);
+    let ask_me = |tree: &mut StripeTree, ns: &mut Neighbours, out: &mut Outbox, now: u64| {
+        tree.on_subscribe(now, addr(2), 2, false, false, &me, 0.25, ns, out)
+    };
     alive(&mut ns, heard_lately);
-    assert!(
-        !tree
-            .on_subscribe(
-                heard_lately,
-                addr(2),
-                2,
-                false,
-                &me,
-                0.25,
-                &mut ns,
-                &mut out
-            )
-            .accepted
-    );
+    assert!(!ask_me(&mut tree, &mut ns, &mut out, heard_lately).accepted);
     alive(&mut ns, silent);
-    assert!(
-        tree.on_subscribe(silent, addr(2), 2, false, &me, 0.25, &mut ns, &mut out)
-            .accepted
-    );
+    assert!(ask_me(&mut tree, &mut ns, &mut out, silent).accepted);
     assert!(sent(&mut out).contains(&(addr(1), Message::Unsubscribe { stripe: 2 })));
     assert_eq!(tree.take_children(2, &ns), vec![addr(2)]);
 }
@@ -438,6 +434,65 @@ fn a_fed_stripe_moves_up_to_a_shallower_parent_with_room() {
         sent(&mut out),
         vec![(addr(1), Message::Unsubscribe { stripe: 1 })]
     );
+}
+
+/// A starved stripe's detached member gets a root slot beyond the seed's budget, displacing
+/// nobody: the root it starves under may be a withholder the audits cannot catch, or an
+/// honest root whose subtree is still forming.
+#[test]
+fn a_seed_takes_an_extra_root_for_a_starved_stripe_displacing_nobody() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 0, 1, 0)); // the oldest member of stripe 0: the root
+    ns.insert(addr(2), peer(20, 0, 255, 0)); // a younger member, detached
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    let ask = |tree: &mut StripeTree, ns: &mut Neighbours, out: &mut Outbox, a: u16, extra| {
+        tree.on_subscribe(1_000, addr(a), 0, false, extra, &SEED, 0.25, ns, out)
+    };
+    assert!(ask(&mut tree, &mut ns, &mut out, 1, false).accepted);
+    assert!(
+        !ask(&mut tree, &mut ns, &mut out, 2, false).accepted,
+        "full, and the root is older"
+    );
+    let extra = ask(&mut tree, &mut ns, &mut out, 2, true);
+    assert_eq!(
+        extra,
+        SubscribeOutcome {
+            accepted: true,
+            displaced_barren: None,
+            extra_root: true,
+        }
+    );
+    assert!(
+        !sent(&mut out)
+            .iter()
+            .any(|(_, m)| matches!(m, Message::Unsubscribe { .. })),
+        "nobody displaced"
+    );
+    let mut fed = tree.take_children(0, &ns);
+    fed.sort();
+    assert_eq!(fed, vec![addr(1), addr(2)]);
+}
+
+/// One lost Have and a long path made a live root look silent while its stripe's orphans
+/// asked the seed: a leaf took the slot, and every member of the stripe was detached.
+#[test]
+fn a_leaf_never_takes_a_members_root_slot_at_the_seed() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 2, 1, 0)); // the root of stripe 2
+    ns.insert(addr(2), peer(5, 1, 3, 0)); // an older leaf of stripe 2
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    assert!(subscribe(&mut tree, 0, addr(1), 2, &SEED, &mut ns, &mut out).accepted);
+    let silent = CHILD_SILENT_US + 1;
+    if let Some(n) = ns.get_mut(&addr(2)) {
+        n.last_heard = silent;
+    }
+    assert!(
+        !subscribe(&mut tree, silent, addr(2), 2, &SEED, &mut ns, &mut out).accepted,
+        "neither older nor silent makes a leaf a root"
+    );
+    assert_eq!(tree.take_children(2, &ns), vec![addr(1)]);
 }
 
 /// Among members with room at the same depth, the one nearer in round-trip time is the
