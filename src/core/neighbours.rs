@@ -109,12 +109,23 @@ pub struct Neighbour {
     pub ignored: u8,
     /// When `ignored` last reached the limit.
     pub ignored_since: u64,
+    /// Seed: the lowest index it ranks this neighbour at (see [`Neighbour::seed_rank_index`]).
+    pub index_floor: u64,
 }
 
 /// Unanswered requests after which a neighbour is no longer asked (see [`Neighbour::ignored`]).
 pub const IGNORED_LIMIT: u8 = 8;
 
 impl Neighbour {
+    /// The index the seed ranks it by for a root slot: its own claim, but no older than a
+    /// history before the stream's newest chunk when it first reached the seed. An index is
+    /// unsigned: a newcomer claiming index 1 took the oldest member's place nearer the root.
+    /// Only the seed's ranking uses this; the index peers order their stripe trees by stays
+    /// the claimed one everywhere (views that differed could make a tree loop).
+    pub fn seed_rank_index(&self) -> u64 {
+        self.index.max(self.index_floor)
+    }
+
     pub fn new(role: Role, index: u64, member: Option<u8>, now: u64) -> Self {
         Neighbour {
             role,
@@ -135,6 +146,7 @@ impl Neighbour {
             rtt_min_us: None,
             ignored: 0,
             ignored_since: 0,
+            index_floor: 0,
             lan: None,
             introductions: 0,
             introductions_since: 0,

@@ -172,7 +172,8 @@ pub struct Counters {
     #[serde(default)]
     pub repairs_crossed: u64,
     /// Start positions from a Welcome that no verified chunk reached, and Welcome indices
-    /// from long before the first verified chunk: ignored as lies.
+    /// from long before the first verified chunk: ignored as lies; at the seed, indices
+    /// claimed from more than a history before a newcomer first reached it.
     #[serde(default)]
     pub positions_ignored: u64,
     /// Seed: root slots taken beyond its budget because most of a stripe's members among its

@@ -642,6 +642,19 @@ impl Node {
             &mut self.rng,
             &mut self.out,
         );
+        // The seed ranks a newcomer's claimed index no older than a history before its
+        // newest chunk (Neighbour::seed_rank_index).
+        if outcome == ConfirmOutcome::Added && self.cfg.role == Role::Seed {
+            let history = self.cfg.tuning.history as u64;
+            let floor =
+                join_index_base(self.highest.and_then(|h| h.0.checked_sub(history)).map(Seq));
+            if let Some(n) = self.neighbours.get_mut(&from) {
+                if n.index < floor {
+                    n.index_floor = floor;
+                    self.out.stats.counters.positions_ignored += 1;
+                }
+            }
+        }
         // Tell the newcomer what we hold right away, so it can repair from us, and that the
         // stream ended if it did (its address is proven now: no amplification).
         if outcome == ConfirmOutcome::Added && self.highest.is_some() {

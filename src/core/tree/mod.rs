@@ -120,13 +120,13 @@ pub struct StripeTree {
 
 /// The seed's order for its few stripe slots, best first: a silent child last (see
 /// [`is_silent`]), then a barren one (see [`is_barren`]), then members before leaves, lower
-/// indices (older) first.
+/// indices (older, as far as the seed believes: [`Neighbour::seed_rank_index`]) first.
 fn child_rank(n: &Neighbour, stripe: u8, now: u64) -> (bool, bool, bool, u64) {
     (
         is_silent(n, now),
         is_barren(n, now),
         n.member != Some(stripe),
-        n.index,
+        n.seed_rank_index(),
     )
 }
 

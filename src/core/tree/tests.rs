@@ -531,3 +531,28 @@ fn a_member_not_heard_from_lately_is_not_chosen() {
     assert_eq!(pick(PARENT_GONE_US, &mut ns, &mut rng), Some(addr(1)));
     assert_eq!(pick(PARENT_GONE_US + 1, &mut ns, &mut rng), Some(addr(2)));
 }
+
+/// An index is unsigned: the seed ranks a claim no older than its floor (a history before
+/// the stream's newest chunk when the claimant first reached the seed), so a newcomer
+/// claiming index 1 no longer outranks the stripe's oldest member for its root slot.
+#[test]
+fn at_the_seed_a_claimed_index_older_than_its_floor_ranks_at_the_floor() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(5_000, 0, 1, 0)); // the oldest member that reached the seed early
+    let mut newcomer = peer(1, 0, 255, 0); // claims index 1
+    newcomer.index_floor = 10_000;
+    ns.insert(addr(2), newcomer);
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    assert!(subscribe(&mut tree, 0, addr(1), 0, &SEED, &mut ns, &mut out).accepted);
+    assert!(
+        !subscribe(&mut tree, 0, addr(2), 0, &SEED, &mut ns, &mut out).accepted,
+        "index 1, ranked at its floor of 10,000, is younger than 5,000"
+    );
+    // Without the floor, the claim wins the slot.
+    if let Some(n) = ns.get_mut(&addr(2)) {
+        n.index_floor = 0;
+    }
+    assert!(subscribe(&mut tree, 0, addr(2), 0, &SEED, &mut ns, &mut out).accepted);
+    assert_eq!(tree.take_children(0, &ns), vec![addr(2)]);
+}

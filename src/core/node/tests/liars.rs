@@ -117,3 +117,40 @@ fn a_forged_welcome_index_from_long_before_the_first_chunk_is_drawn_again() {
     let played = net.played.get(&addr(3)).expect("the joiner plays");
     assert!(played.len() > 100, "played {} chunks", played.len());
 }
+
+/// A newcomer claims index 1 in its Hello and Confirm to the seed, long after the stream
+/// began: the seed ranks it, for its root slots, no older than a history before the newest
+/// chunk (the claim itself is kept: peers order their trees by it), and counts the lie.
+#[test]
+fn a_seed_ranks_an_index_claimed_from_long_before_no_older_than_its_floor() {
+    let key = StreamKey::from_seed([32; 32]);
+    let mut net = Net::new(&key, 0);
+    net.run_until(T0 + 100_000);
+    stream(&mut net, &key, 0..5000); // past the seed's history of 4,096
+    let liar = addr(9);
+    let now = net.now;
+    let hello = wire::encode(&wire::hello(key.id(), 7, Role::Peer, Some(1), Some(0))).unwrap();
+    net.seed().handle_datagram(now, liar, &hello);
+    let token = drain(net.seed())
+        .0
+        .into_iter()
+        .find_map(|t| match t.message {
+            Message::Welcome(w) if t.to == liar => Some(w.token),
+            _ => None,
+        })
+        .expect("a Welcome");
+    let confirm = Message::Confirm {
+        token,
+        index: 1,
+        member: Some(0),
+        lan: None,
+    };
+    net.seed()
+        .handle_datagram(now, liar, &wire::encode(&confirm).unwrap());
+    let seed = net.seed();
+    let n = seed.neighbours.get(&liar).expect("a neighbour");
+    assert_eq!(n.index, 1, "the claim is kept");
+    let floor = join_index_base(Some(Seq(4999 - 4096)));
+    assert_eq!(n.seed_rank_index(), floor);
+    assert_eq!(seed.stats().counters.positions_ignored, 1);
+}
