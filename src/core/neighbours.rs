@@ -8,7 +8,7 @@ use crate::core::addr_map::AddrMap;
 use crate::core::config::{
     DEFAULT_RTT_US, IGNORED_FOR_US, REPAIR_RETRY_MAX_US, REPAIR_RETRY_MIN_US,
 };
-use crate::core::stripes::StripeSet;
+use crate::core::stripes::{stripe_of, StripeSet};
 use crate::proto::wire::Role;
 
 /// What a neighbour's last Have said it holds: `first..=highest - 128`, and of the newest
@@ -29,12 +29,11 @@ impl HaveSummary {
             && self.recent & (1u128 << (self.highest - seq)) != 0
     }
 
-    /// Its bitmap shows it starved of `stripe` (of `stripes`) while others reach it: it holds
-    /// under half of that stripe's chunks, and at least a third of the others' (two stripes
-    /// of four may be starved at once),
-    /// among the bitmap's seqs older than the newest 16 (those may still be on their way).
+    /// Its bitmap shows it starved of `stripe` (of `stripes`) while others reach it: among
+    /// the bitmap's seqs older than the newest 16 (those may still be on their way), it holds
+    /// under half of that stripe's chunks and at least a third of the others' (two stripes of
+    /// four may be starved at once).
     pub fn starved_of(&self, stripe: u8, stripes: u8) -> bool {
-        let k = u64::from(stripes.max(1));
         let (mut held, mut all, mut held_other, mut all_other) = (0u32, 0u32, 0u32, 0u32);
         for back in 16..128u32 {
             let Some(seq) = self.highest.checked_sub(u64::from(back)) else {
@@ -44,7 +43,7 @@ impl HaveSummary {
                 break;
             }
             let has = u32::from(self.recent & (1u128 << back) != 0);
-            if seq % k == u64::from(stripe) {
+            if stripe_of(seq, stripes) == stripe {
                 (held, all) = (held + has, all + 1);
             } else {
                 (held_other, all_other) = (held_other + has, all_other + 1);
