@@ -41,8 +41,8 @@ pub const AUDIT_MISSES_BARREN: u8 = 3;
 pub const AUDIT_AGE_CHUNKS: u64 = 256;
 /// Seed: a stripe is starved below its root slots when more than half of the stripe's members
 /// among the seed's neighbours (at least this many, each heard within [`STARVED_HEARD_US`])
-/// have said they are detached (depth 255), with the stripe missing from their Haves, for
-/// [`STARVED_FOR_US`]; a detached member that asks then gets a root slot beyond the budget.
+/// have shown the stripe missing from their Haves for [`STARVED_FOR_US`]; a starved member
+/// that left its parent (depth 255) and asks then gets a root slot beyond the budget.
 /// A withholder in a root slot that answers the seed's audits and announces depth 1 and
 /// children starves its whole stripe this way (bl-sim, 1,000 peers, the first 4 withholding:
 /// continuity 70-81 %). Letting the root go instead, as a withholder, let honest roots go too:

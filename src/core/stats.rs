@@ -177,7 +177,7 @@ pub struct Counters {
     #[serde(default)]
     pub positions_ignored: u64,
     /// Seed: root slots taken beyond its budget because most of a stripe's members among its
-    /// neighbours were detached and starved of it (a withholder in a root slot).
+    /// neighbours were starved of it (a withholder in a root slot).
     #[serde(default)]
     pub extra_roots: u64,
     /// Payload bytes of the chunks received from the seed and from peers (duplicates too):

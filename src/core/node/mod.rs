@@ -766,7 +766,7 @@ impl Node {
             self.guard.extra_root_taken(stripe, now);
             self.out.stats.counters.extra_roots += 1;
             self.out.warn(format!(
-                "took {from} as an extra root of stripe {stripe}: most of its members here are detached and starved of it"
+                "took {from} as an extra root of stripe {stripe}: most of its members here are starved of it"
             ));
         }
     }
