@@ -368,6 +368,12 @@ fn bad_arguments_give_one_line_and_nothing_on_stdout() {
         ),
         (
             "bl-chunk",
+            vec!["--key", dir.to_str().unwrap()],
+            1,
+            "is a directory",
+        ),
+        (
+            "bl-chunk",
             vec!["--key", "/nonexistent-dir/k"],
             1,
             "cannot create key",

@@ -227,3 +227,37 @@ fn bl_stat_names_nodes_that_do_not_answer() {
     assert_eq!(usage.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&usage.stderr).contains("give node addresses"));
 }
+
+/// `--watch` before an address takes no value unless written `--watch=SECS`: the address is
+/// watched (it was read as SECS, a usage error); `--limit` without `--swarm` is a usage error.
+#[test]
+fn watch_before_an_address_watches_it_and_limit_needs_swarm() {
+    let silent = free_addr().to_string();
+    let watch = |flag: &str| {
+        Command::new(bin("bl-stat"))
+            .args([flag, &silent, "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let children = [
+        ("--watch=0.5", watch("--watch=0.5")),
+        ("--watch", watch("--watch")),
+    ];
+    // Each refresh waits about a second for the silent address: two refreshes and more.
+    std::thread::sleep(Duration::from_secs(5));
+    for (flag, mut child) in children {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        let lines = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            lines.lines().count() >= 2 && lines.lines().all(|l| l.contains(&silent)),
+            "{flag}: {lines} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let limit = run("bl-stat", &["--limit", "3", &silent], b"");
+    assert_eq!(limit.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&limit.stderr).contains("--swarm"));
+}

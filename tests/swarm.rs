@@ -398,7 +398,11 @@ fn peer_arguments_are_checked() {
     let id = StreamKey::from_seed([1; 32]).id().to_string();
     let no_port = format!("bl://{id}@127.0.0.1");
     let no_scheme = format!("{id}@127.0.0.1:7000");
+    let big_port = format!("bl://{id}@127.0.0.1:99999");
     for (args, code, needle) in [
+        (vec![&*big_port], 2, "no valid port ('99999'"),
+        (vec![&*id, "--max-upload", "0"], 2, "--max-upload"),
+        (vec![&*id, "--max-upload", "inf"], 2, "at most 64"),
         (vec!["bl://nonsense"], 2, "malformed stream id"),
         (vec!["notanid"], 2, "malformed stream id"),
         (vec![&*no_port], 2, "'127.0.0.1' has no port"),

@@ -42,7 +42,6 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     cli::set_quiet(args.swarm.quiet);
-    args.swarm.check()?;
     let socket = driver::bind(args.listen)?;
     let local = socket.local_addr().context("socket has no address")?;
     let reader = FrameReader::new(BufReader::new(io::stdin())).context("stdin")?;

@@ -36,11 +36,18 @@ pub struct Args {
     /// One JSON object per node per line, then (with --swarm or --input) {"summary": …}.
     #[arg(long)]
     json: bool,
-    /// Refresh every SECS seconds, like top (rates are then measured between refreshes).
-    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "1")]
+    /// Refresh every SECS seconds (1 without =SECS), like top; rates are then measured between
+    /// refreshes. The value needs '=': `--watch 127.0.0.1:7000` watches that node.
+    #[arg(
+        long,
+        value_name = "SECS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "1"
+    )]
     watch: Option<f64>,
     /// Most nodes a --swarm walk visits.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, requires = "swarm")]
     limit: usize,
     /// No warnings on stderr.
     #[arg(long, short)]

@@ -12,7 +12,7 @@ use crate::net::driver::DriverOptions;
 #[derive(Args, Debug, Clone)]
 pub struct SwarmArgs {
     /// Upload budget in copies of the stream.
-    #[arg(long, value_name = "COPIES")]
+    #[arg(long, value_name = "COPIES", value_parser = parse_copies)]
     pub max_upload: Option<f64>,
     /// Print one JSON object of figures on stderr at exit.
     #[arg(long)]
@@ -117,13 +117,14 @@ impl SwarmArgs {
             .map_err(|e| anyhow::anyhow!("cannot get random bytes: {e}"))?;
         Ok(u64::from_le_bytes(bytes))
     }
+}
 
-    pub fn check(&self) -> anyhow::Result<()> {
-        if let Some(x) = self.max_upload {
-            if !(x.is_finite() && x > 0.0 && x <= 64.0) {
-                anyhow::bail!("--max-upload {x} must be between 0 and 64 copies of the stream");
-            }
-        }
-        Ok(())
+/// `--max-upload`: a usage error (exit 2) unless above 0 and at most 64 copies.
+fn parse_copies(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 && x <= 64.0 => Ok(x),
+        _ => Err(format!(
+            "'{text}' is not a number of stream copies above 0 and at most 64"
+        )),
     }
 }

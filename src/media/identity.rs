@@ -134,6 +134,16 @@ impl StreamKey {
     pub fn load(path: &Path) -> Result<Self> {
         let meta =
             fs::metadata(path).with_context(|| format!("cannot read key {}", path.display()))?;
+        if !meta.is_file() {
+            let what = match meta.is_dir() {
+                true => "a directory",
+                false => "not a regular file",
+            };
+            bail!(
+                "key {} is {what}: a key is a file of its own",
+                path.display()
+            );
+        }
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             bail!(

@@ -75,9 +75,19 @@ impl FromStr for Link {
             bail!("malformed link '{text}': no host:port after '@'");
         }
         for host in &hosts {
-            let port = host.rsplit_once(':').map(|(_, port)| port.parse::<u16>());
-            if !matches!(port, Some(Ok(_))) {
-                bail!("malformed link '{text}': '{host}' has no port (expected host:port)");
+            // "[::1]" is an IPv6 address without a port.
+            let port = host
+                .rsplit_once(':')
+                .filter(|_| !host.ends_with(']'))
+                .map(|(_, port)| port);
+            match port {
+                None | Some("") => {
+                    bail!("malformed link '{text}': '{host}' has no port (expected host:port)")
+                }
+                Some(port) if port.parse::<u16>().is_err() => bail!(
+                    "malformed link '{text}': '{host}' has no valid port ('{port}': expected 0-65535)"
+                ),
+                Some(_) => {}
             }
         }
         let mut trackers = Vec::new();
