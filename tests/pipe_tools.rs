@@ -328,6 +328,50 @@ fn sigint_and_sigterm_give_130_and_143() {
     }
 }
 
+/// A FIFO nobody writes to: bl-join says what it waits for, and SIGINT and SIGTERM still
+/// stop it (it sat in open() through both until a writer came).
+#[test]
+fn bl_join_waiting_on_a_fifo_says_so_and_stops_on_a_signal() {
+    let dir = temp_dir("fifo");
+    let fifo = dir.join("feed");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        let mut child = Command::new(bin("bl-join"))
+            .arg(&fifo)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The line comes after 2 s; the signal handler is installed before it.
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+        assert_eq!(
+            line.trim_end(),
+            format!("bl-join: waiting for input on {}", fifo.display())
+        );
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let exit = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bl-join did not exit after SIG{signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(exit.code(), Some(code), "SIG{signal}");
+    }
+}
+
 #[test]
 fn bad_arguments_give_one_line_and_nothing_on_stdout() {
     let dir = temp_dir("bad-args");

@@ -1,6 +1,6 @@
 //! bl-join: one or more chunk streams → verified, deduplicated, ordered MPEG-TS (or chunks).
 
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{mpsc, Arc, Condvar, Mutex};
@@ -111,11 +111,13 @@ impl Horizon {
 
 /// Most chunks verified together; batch ed25519 verification is about twice as fast.
 const VERIFY_BATCH: usize = 64;
+/// How long inputs may stay silent before bl-join says which it is waiting for.
+const WAITING_SAID_AFTER_US: u64 = 2_000_000;
 
 fn spawn_reader(
     index: usize,
     name: String,
-    source: Box<dyn Read + Send>,
+    path: PathBuf,
     expected: Option<StreamId>,
     tx: mpsc::SyncSender<Message>,
     horizon: Arc<Horizon>,
@@ -128,6 +130,19 @@ fn spawn_reader(
                     input: index,
                     error: format!("{name}: {error}"),
                 });
+            };
+            // Opened here, not on the main thread: opening a FIFO blocks until a writer opens
+            // it, and the main thread must stay free to answer SIGINT and SIGTERM (it sat in
+            // open() through both until a writer came).
+            let source = match input::open(&path) {
+                Ok(source) => source,
+                Err(e) => {
+                    let _ = tx.send(Message::Failed {
+                        input: index,
+                        error: format!("{e:#}"),
+                    });
+                    return;
+                }
             };
             let mut reader =
                 match FrameReader::new(BufReader::with_capacity(input::READ_BLOCK, source)) {
@@ -233,11 +248,10 @@ fn start_readers(
         let _ = signal_tx.send(Message::Signal);
     })?;
     for ((index, path), name) in args.inputs.iter().enumerate().zip(names) {
-        let source = input::open(path)?;
         spawn_reader(
             index,
             name.clone(),
-            source,
+            path.clone(),
             args.id,
             tx.clone(),
             horizon.clone(),
@@ -246,14 +260,19 @@ fn start_readers(
     Ok(rx)
 }
 
-/// The next message for the loop: `Some(None)` when the joiner's wait ran out, `None` when
-/// every reader is gone.
+/// The next message for the loop: `Some(None)` when the joiner's wait or `also_by` (µs) ran
+/// out, `None` when every reader is gone.
 fn next_message(
     rx: &mpsc::Receiver<Message>,
     joiner: &Joiner,
+    also_by: Option<u64>,
     now_us: u64,
 ) -> Option<Option<Message>> {
-    match joiner.poll_timeout() {
+    let deadline = match (joiner.poll_timeout(), also_by) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    match deadline {
         Some(deadline) => {
             match rx.recv_timeout(Duration::from_micros(deadline.saturating_sub(now_us))) {
                 Ok(m) => Some(Some(m)),
@@ -382,10 +401,25 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut bytes_out: u64 = 0;
     let mut has_header = vec![false; args.inputs.len()];
 
+    // Inputs that have not said which stream they carry by then are named on stderr, once: a
+    // FIFO nobody writes to, or a pipe whose writer has not started.
+    let mut say_waiting_at = Some(WAITING_SAID_AFTER_US);
     while !joiner.is_finished() {
-        let Some(message) = next_message(&rx, &joiner, now_us()) else {
+        let Some(message) = next_message(&rx, &joiner, say_waiting_at, now_us()) else {
             break;
         };
+        if say_waiting_at.is_some_and(|at| now_us() >= at) {
+            say_waiting_at = None;
+            let waiting: Vec<&str> = names
+                .iter()
+                .zip(&has_header)
+                .filter(|(_, has)| !**has)
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if !waiting.is_empty() {
+                cli::warn(format!("waiting for input on {}", waiting.join(", ")));
+            }
+        }
         match message {
             None => joiner.handle_timeout(now_us()),
             Some(Message::Signal) => {
