@@ -282,3 +282,27 @@ fn either_of_two_seeds_killed_by_sigkill_keeps_every_peer_playing() {
         drop(pipeline);
     }
 }
+
+/// A seed started before bl-chunk writes anything cannot print its link (the stream id is in
+/// the chunk stream's header): it says what it waits for instead of nothing.
+#[test]
+fn a_seed_without_input_says_it_waits_for_the_chunk_stream() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut seed = Command::new(bin("bl-seed"))
+        .args(["--listen", "127.0.0.1:0"])
+        .stdin(Stdio::piped()) // held open, nothing written
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(seed.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let _ = seed.kill();
+    let _ = seed.wait();
+    assert_eq!(
+        line.trim_end(),
+        "bl-seed: waiting for the chunk stream on standard input (bl-chunk's output)"
+    );
+}

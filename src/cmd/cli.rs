@@ -97,6 +97,33 @@ fn one_line_clap_error(e: &clap::Error) -> String {
     text
 }
 
+/// Says `what` on stderr (as a warning) unless dropped within `after`: a tool about to block
+/// on its input says what it waits for, and says nothing when the input is already there.
+pub struct WaitNotice(std::sync::Arc<AtomicBool>);
+
+impl WaitNotice {
+    pub fn start(after: Duration, what: String) -> WaitNotice {
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let seen = done.clone();
+        // Without the thread the notice is merely not said.
+        let _ = std::thread::Builder::new()
+            .name("wait-notice".into())
+            .spawn(move || {
+                std::thread::sleep(after);
+                if !seen.load(Ordering::SeqCst) {
+                    warn(what);
+                }
+            });
+        WaitNotice(done)
+    }
+}
+
+impl Drop for WaitNotice {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Is this error (anywhere in its chain) a write to a closed pipe? A player or `head` that
 /// quits is a normal way for a filter's output to end.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {

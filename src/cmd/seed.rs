@@ -3,6 +3,7 @@
 use std::io::{self, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -44,7 +45,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     cli::set_quiet(args.swarm.quiet);
     let socket = driver::bind(args.listen)?;
     let local = socket.local_addr().context("socket has no address")?;
+    let waiting = cli::WaitNotice::start(
+        Duration::from_secs(2),
+        "waiting for the chunk stream on standard input (bl-chunk's output)".into(),
+    );
     let reader = FrameReader::new(BufReader::new(io::stdin())).context("stdin")?;
+    drop(waiting);
     let stream = reader.stream();
     let mut cfg = Config::new(Role::Seed, stream);
     if let Some(k) = args.stripes {
