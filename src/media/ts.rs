@@ -254,7 +254,11 @@ impl PacketAligner {
             if available < needed && !at_eof {
                 return None;
             }
-            let confirmed = self.confirmed_sync_at(0);
+            // At the end of the input fewer than three packets can confirm nothing: a 0x47 in
+            // the last bytes of garbage made a "packet" of them. They are taken only as a whole
+            // short input (nothing skipped or emitted before).
+            let pristine = self.packets == 0 && self.skipped_bytes == 0;
+            let confirmed = self.confirmed_sync_at(0) && (available >= needed || pristine);
             if confirmed {
                 self.locked = true;
             } else {
@@ -455,6 +459,21 @@ mod tests {
         a.push(&stream);
         assert_eq!(drain(&mut a, true), good);
         assert_eq!(a.skipped_bytes(), 7);
+    }
+
+    /// A 0x47 in garbage a packet's length from the end is not a packet: after garbage, sync
+    /// needs three packets. A clean input of one packet is one.
+    #[test]
+    fn a_sync_byte_a_packet_before_the_end_of_garbage_is_not_a_packet() {
+        let mut stream: Vec<u8> = (0..50u8).map(|b| b | 0x80).collect();
+        stream.extend(packet(1, 0x11));
+        let mut a = PacketAligner::new();
+        a.push(&stream);
+        assert!(drain(&mut a, true).is_empty());
+        assert_eq!(a.skipped_bytes(), stream.len() as u64);
+        let mut clean = PacketAligner::new();
+        clean.push(&packet(2, 0x11));
+        assert_eq!(drain(&mut clean, true), vec![packet(2, 0x11)]);
     }
 
     /// The last packet of a write waits for the byte after it; when the input pauses it is
