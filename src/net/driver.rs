@@ -505,7 +505,9 @@ fn play(
             b
         }
     };
-    if out.try_send(bytes).is_err() {
+    // Disconnected: the writer found stdout closed and said so (Control::OutputClosed, handled
+    // next): not a slow player. Counted as one, `| head` drew six warnings before the notice.
+    if let Err(mpsc::TrySendError::Full(_)) = out.try_send(bytes) {
         node.count_output_drop();
         let drops = node.stats().counters.chunks_dropped_output;
         if drops >= *drops_warned * 2 {
@@ -534,5 +536,30 @@ fn send(socket: &mio::net::UdpSocket, t: &Transmit) {
     // The core sized every message already, so encoding cannot fail here.
     if let Ok(bytes) = wire::encode(&t.message) {
         let _ = socket.send_to(&bytes, t.to);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::config::Config;
+    use crate::media::identity::StreamKey;
+    use crate::proto::wire::Role;
+
+    /// A full queue is a slow player (counted); a closed one is a writer that found stdout
+    /// closed and said so: nothing is counted or warned.
+    #[test]
+    fn only_a_full_output_queue_counts_as_a_drop() {
+        let key = StreamKey::from_seed([9; 32]);
+        let mut node = Node::new(Config::new(Role::Peer, key.id()), 0);
+        let chunk = Chunk::sign(&key, 0, 0, 0, vec![0x47; 188]);
+        let mut warned = 0;
+        let (tx, rx) = mpsc::sync_channel(1);
+        play(&mut node, &tx, OutputMode::Ts, &chunk, &mut warned).unwrap();
+        play(&mut node, &tx, OutputMode::Ts, &chunk, &mut warned).unwrap();
+        assert_eq!(node.stats().counters.chunks_dropped_output, 1);
+        drop(rx);
+        play(&mut node, &tx, OutputMode::Ts, &chunk, &mut warned).unwrap();
+        assert_eq!(node.stats().counters.chunks_dropped_output, 1);
     }
 }
