@@ -153,17 +153,24 @@ fn table(rows: &[Row], previous: &BTreeMap<String, Report>) -> String {
 }
 
 fn summary_text(s: &SwarmSummary) -> String {
+    // Overhead is per byte played, continuity per chunk played or skipped: before any, n/a.
+    let overhead = match s.chunks_played {
+        0 => "n/a".to_string(),
+        _ => format!("{:.1}%", s.overhead * 100.0),
+    };
+    let continuity = match s.chunks_played + s.chunks_skipped {
+        0 => "n/a".to_string(),
+        _ => format!("{:.4}%", s.continuity * 100.0),
+    };
     format!(
         "swarm: {} nodes ({} seeds, {} peers), upload {:.0} kbit/s, source amplification {}, \
-         overhead {:.1}%, continuity {:.4}%, latency p50 {} ms p99 {} ms max {} ms, \
+         overhead {overhead}, continuity {continuity}, latency p50 {} ms p99 {} ms max {} ms, \
          {} skipped, {} forged, {} bans\n",
         s.nodes,
         s.seeds,
         s.peers,
         s.upload_kbit_s,
         s.source_amplification,
-        s.overhead * 100.0,
-        s.continuity * 100.0,
         s.latency_ms.p50,
         s.latency_ms.p99,
         s.latency_ms.max,
@@ -359,5 +366,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
         if let Some(signal) = cli::received_signal() {
             return Ok(cli::exit_code_for_signal(signal));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Before any peer played or skipped a chunk there is no overhead or continuity to give
+    /// (it read "overhead -100.0%, continuity 0.0000%").
+    #[test]
+    fn a_swarm_that_played_nothing_has_no_overhead_or_continuity() {
+        let text = summary_text(&SwarmSummary::of(&[]));
+        assert!(text.contains("overhead n/a, continuity n/a"), "{text}");
     }
 }

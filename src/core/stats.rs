@@ -311,6 +311,7 @@ pub struct SwarmSummary {
     pub overhead: f64,
     /// Chunks played ÷ (played + skipped), over all peers.
     pub continuity: f64,
+    pub chunks_played: u64,
     pub chunks_skipped: u64,
     pub chunks_forged: u64,
     pub peers_banned: u64,
@@ -371,6 +372,7 @@ impl SwarmSummary {
             source_amplification: round(ratio(seed_sent as f64, stream_bytes as f64), 3),
             overhead: round(ratio(bytes_sent as f64, played_bytes as f64) - 1.0, 4),
             continuity: round(ratio(played as f64, (played + skipped) as f64), 6),
+            chunks_played: played,
             chunks_skipped: skipped,
             chunks_forged: reports.iter().map(|r| r.counters.chunks_forged).sum(),
             peers_banned: reports.iter().map(|r| r.counters.peers_banned).sum(),
