@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::http::{engine_addr, get, StreamReader};
 use common::swarm::{
-    free_addr, last_json, start_peer, start_seed, start_seed_at, wait_until, write_source, Peer,
+    free_addr, last_json, start_peer, start_seed, start_seed_at, write_source, Peer,
 };
 use common::{ffprobe_decode, key_file, require_command, temp_dir, Rng};
 
@@ -304,54 +304,6 @@ fn a_stalled_player_delays_and_costs_no_other() {
     let stats = last_json(&peer.err_path);
     assert!(stats["http"]["resyncs"].as_u64().unwrap() >= 1, "{stats}");
     assert_eq!(stats["chunks_dropped_output"], 0, "{stats}");
-}
-
-/// `bl-peer --http LINK | head -c 1000`: the player on stdout quits, HTTP players may still
-/// come. That is said once; no chunk counts as dropped for a slow player (the closed pipe drew
-/// six "not keeping up" warnings first).
-#[test]
-fn stdout_closed_under_http_is_said_once_and_drops_nothing() {
-    let dir = temp_dir("http-head");
-    let (_, source) = write_source(&dir, 6);
-    let (key, id) = key_file(&dir, 43);
-    let seed_addr = free_addr();
-    let err_path = dir.join("head.err");
-    let mut peer = Command::new(common::bin("bl-peer"))
-        .arg(format!("bl://{id}@{seed_addr}"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--stats-json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap();
-    let _seed = start_seed_at(&dir, &source, &key, &seed_addr.to_string(), &[]);
-    let mut first = vec![0u8; 1000];
-    peer.stdout
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut first)
-        .unwrap();
-    drop(peer.stdout.take());
-    let status = wait_until(
-        &mut peer,
-        Instant::now() + Duration::from_secs(60),
-        "bl-peer",
-    );
-    assert!(status.success(), "peer exited {status}");
-    let err = std::fs::read_to_string(&err_path).unwrap();
-    assert_eq!(
-        err.matches("stdout closed; still serving HTTP players")
-            .count(),
-        1,
-        "{err}"
-    );
-    assert!(!err.contains("not keeping up"), "{err}");
-    assert_eq!(last_json(&err_path)["chunks_dropped_output"], 0, "{err}");
 }
 
 /// One malformed request on its own connection; returns the status line's code (0: closed

@@ -344,9 +344,8 @@ fn bl_join_waiting_on_a_fifo_says_so_and_stops_on_a_signal() {
             .spawn()
             .unwrap();
         // The line comes after 2 s; the signal handler is installed before it.
-        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+        let err = child.stderr.take().unwrap();
+        let line = first_line_within(err, Duration::from_secs(30)).unwrap_or_default();
         assert_eq!(
             line.trim_end(),
             format!("bl-join: waiting for input on {}", fifo.display())

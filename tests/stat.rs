@@ -241,20 +241,17 @@ fn watch_before_an_address_watches_it_and_limit_needs_swarm() {
             .spawn()
             .unwrap()
     };
-    let children = [
-        ("--watch=0.5", watch("--watch=0.5")),
-        ("--watch", watch("--watch")),
-    ];
-    // Each refresh waits about a second for the silent address: two refreshes and more.
-    std::thread::sleep(Duration::from_secs(5));
-    for (flag, mut child) in children {
+    for flag in ["--watch=0.5", "--watch"] {
+        let mut child = watch(flag);
+        // Each refresh waits about a second for the silent address.
+        let stdout = child.stdout.take().unwrap();
+        let lines = lines_within(stdout, 2, Duration::from_secs(30));
         let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        let lines = String::from_utf8_lossy(&out.stdout);
+        let err = child.wait_with_output().unwrap().stderr;
         assert!(
-            lines.lines().count() >= 2 && lines.lines().all(|l| l.contains(&silent)),
-            "{flag}: {lines} {}",
-            String::from_utf8_lossy(&out.stderr)
+            lines.len() == 2 && lines.iter().all(|l| l.contains(&silent)),
+            "{flag}: {lines:?} {}",
+            String::from_utf8_lossy(&err)
         );
     }
     let limit = run("bl-stat", &["--limit", "3", &silent], b"");

@@ -403,6 +403,7 @@ fn peer_arguments_are_checked() {
         (vec![&*big_port], 2, "no valid port ('99999'"),
         (vec![&*id, "--max-upload", "0"], 2, "--max-upload"),
         (vec![&*id, "--max-upload", "inf"], 2, "at most 64"),
+        (vec![&*id, "--stats-interval", "1e30"], 2, "from 0.1 to 86400"),
         (vec!["bl://nonsense"], 2, "malformed stream id"),
         (vec!["notanid"], 2, "malformed stream id"),
         (vec![&*no_port], 2, "'127.0.0.1' has no port"),

@@ -97,20 +97,34 @@ fn one_line_clap_error(e: &clap::Error) -> String {
     text
 }
 
+/// A refresh period in seconds (`--watch`, `--stats-interval`): a usage error (exit 2) unless
+/// 0.1 to 86,400 (a day). Unbounded, `--watch=1e30` panicked making the Duration.
+pub fn parse_period(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (0.1..=86_400.0).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "'{text}' is not a number of seconds from 0.1 to 86400"
+        )),
+    }
+}
+
 /// Says `what` on stderr (as a warning) unless dropped within `after`: a tool about to block
 /// on its input says what it waits for, and says nothing when the input is already there.
-pub struct WaitNotice(std::sync::Arc<AtomicBool>);
+/// The check and the line are made under the lock that dropping takes, so the line never
+/// comes after what the wait was for.
+pub struct WaitNotice(std::sync::Arc<std::sync::Mutex<bool>>);
 
 impl WaitNotice {
     pub fn start(after: Duration, what: String) -> WaitNotice {
-        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let done = std::sync::Arc::new(std::sync::Mutex::new(false));
         let seen = done.clone();
         // Without the thread the notice is merely not said.
         let _ = std::thread::Builder::new()
             .name("wait-notice".into())
             .spawn(move || {
                 std::thread::sleep(after);
-                if !seen.load(Ordering::SeqCst) {
+                let done = seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if !*done {
                     warn(what);
                 }
             });
@@ -120,7 +134,10 @@ impl WaitNotice {
 
 impl Drop for WaitNotice {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = true;
     }
 }
 

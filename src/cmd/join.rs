@@ -408,18 +408,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let Some(message) = next_message(&rx, &joiner, say_waiting_at, now_us()) else {
             break;
         };
-        if say_waiting_at.is_some_and(|at| now_us() >= at) {
-            say_waiting_at = None;
-            let waiting: Vec<&str> = names
-                .iter()
-                .zip(&has_header)
-                .filter(|(_, has)| !**has)
-                .map(|(name, _)| name.as_str())
-                .collect();
-            if !waiting.is_empty() {
-                cli::warn(format!("waiting for input on {}", waiting.join(", ")));
-            }
-        }
         match message {
             None => joiner.handle_timeout(now_us()),
             Some(Message::Signal) => {
@@ -465,6 +453,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 }
                 cli::warn(error);
                 joiner.handle_end(now_us(), input);
+            }
+        }
+        // After the message, so a header that just came is counted.
+        if say_waiting_at.is_some_and(|at| now_us() >= at) {
+            say_waiting_at = None;
+            let waiting: Vec<&str> = names
+                .iter()
+                .zip(&has_header)
+                .filter(|(_, has)| !**has)
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if !waiting.is_empty() {
+                cli::warn(format!("waiting for input on {}", waiting.join(", ")));
             }
         }
         write_events(&mut joiner, &mut out, args.chunks, &names, &mut bytes_out)?;

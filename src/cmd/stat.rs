@@ -43,7 +43,8 @@ pub struct Args {
         value_name = "SECS",
         num_args = 0..=1,
         require_equals = true,
-        default_missing_value = "1"
+        default_missing_value = "1",
+        value_parser = cli::parse_period
     )]
     watch: Option<f64>,
     /// Most nodes a --swarm walk visits.
@@ -289,11 +290,6 @@ fn check(args: &Args) -> Result<()> {
     }
     if sources > 1 {
         bail!("give only one of: node addresses, --swarm, --input");
-    }
-    if let Some(secs) = args.watch {
-        if !(secs.is_finite() && secs >= 0.1) {
-            bail!("--watch {secs} must be at least 0.1 seconds");
-        }
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ pub struct SwarmArgs {
     #[arg(long)]
     pub stats_json: bool,
     /// Also print the JSON figures every SECS seconds (implies --stats-json).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = crate::cmd::cli::parse_period)]
     pub stats_interval: Option<f64>,
     /// Answer bl-stat from any address, not only loopback.
     #[arg(long)]

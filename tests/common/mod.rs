@@ -202,3 +202,47 @@ pub fn key_file(dir: &Path, seed: u8) -> (PathBuf, String) {
 }
 pub mod http;
 pub mod swarm;
+
+/// The first line `reader` gives within `within`, read on a helper thread so that a tool that
+/// never writes fails the test instead of hanging it.
+pub fn first_line_within(
+    reader: impl std::io::Read + Send + 'static,
+    within: std::time::Duration,
+) -> Option<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let mut reader = std::io::BufReader::new(reader);
+        if std::io::BufRead::read_line(&mut reader, &mut line).is_ok() {
+            let _ = tx.send(line);
+        }
+    });
+    rx.recv_timeout(within).ok()
+}
+
+/// The first `n` lines `reader` gives within `within` (fewer if it ends or the time runs out).
+pub fn lines_within(
+    reader: impl std::io::Read + Send + 'static,
+    n: usize,
+    within: std::time::Duration,
+) -> Vec<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let reader = std::io::BufReader::new(reader);
+        for line in std::io::BufRead::lines(reader).map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + within;
+    let mut lines = Vec::new();
+    while lines.len() < n {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => break,
+        }
+    }
+    lines
+}
