@@ -399,11 +399,17 @@ fn peer_arguments_are_checked() {
     let no_port = format!("bl://{id}@127.0.0.1");
     let no_scheme = format!("{id}@127.0.0.1:7000");
     let big_port = format!("bl://{id}@127.0.0.1:99999");
+    let bare_v6 = format!("bl://{id}@::1:7000");
     for (args, code, needle) in [
         (vec![&*big_port], 2, "no valid port ('99999'"),
+        (vec![&*bare_v6], 2, "[addr]:port"),
         (vec![&*id, "--max-upload", "0"], 2, "--max-upload"),
         (vec![&*id, "--max-upload", "inf"], 2, "at most 64"),
-        (vec![&*id, "--stats-interval", "1e30"], 2, "from 0.1 to 86400"),
+        (
+            vec![&*id, "--stats-interval", "1e30"],
+            2,
+            "from 0.1 to 86400",
+        ),
         (vec!["bl://nonsense"], 2, "malformed stream id"),
         (vec!["notanid"], 2, "malformed stream id"),
         (vec![&*no_port], 2, "'127.0.0.1' has no port"),

@@ -75,6 +75,11 @@ impl FromStr for Link {
             bail!("malformed link '{text}': no host:port after '@'");
         }
         for host in &hosts {
+            if host.matches(':').count() > 1 && !host.starts_with('[') {
+                bail!(
+                    "malformed link '{text}': '{host}' is ambiguous: write an IPv6 address in brackets, [addr]:port"
+                );
+            }
             // "[::1]" is an IPv6 address without a port.
             let port = host
                 .rsplit_once(':')
