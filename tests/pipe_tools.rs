@@ -328,6 +328,28 @@ fn sigint_and_sigterm_give_130_and_143() {
     }
 }
 
+/// An encoder still starting: bl-chunk says after 2 s what it waits for.
+#[test]
+fn bl_chunk_without_input_says_it_waits_for_mpeg_ts() {
+    let dir = temp_dir("chunk-wait");
+    let (key, _) = key_file(&dir, 1);
+    let mut child = Command::new(bin("bl-chunk"))
+        .args(["--key", key.to_str().unwrap()])
+        .stdin(Stdio::piped()) // held open, nothing written
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let line = first_line_within(err, Duration::from_secs(30)).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        line.trim_end(),
+        "bl-chunk: waiting for MPEG-TS on standard input"
+    );
+}
+
 /// A FIFO nobody writes to: bl-join says what it waits for, and SIGINT and SIGTERM still
 /// stop it (it sat in open() through both until a writer came).
 #[test]

@@ -150,6 +150,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut input_bytes: u64 = 0;
     let idle_us = args.idle_flush.saturating_mul(1000);
     let mut last_input = 0u64;
+    // Dropped at the first byte or the end: an encoder still starting is named after 2 s.
+    let mut waiting = Some(cli::WaitNotice::start(
+        std::time::Duration::from_secs(2),
+        "waiting for MPEG-TS on standard input".into(),
+    ));
     while let Some(message) = next_message(
         &rx,
         &chunker,
@@ -182,6 +187,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 return Err(e).context("cannot read stdin");
             }
             Some(Message::Input(ByteEvent::Data(bytes))) => {
+                drop(waiting.take());
                 let now = cli::unix_micros();
                 last_input = now;
                 input_bytes += bytes.len() as u64;
@@ -191,6 +197,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 }
             }
             Some(Message::Input(ByteEvent::End)) => {
+                drop(waiting.take());
                 let now = cli::unix_micros();
                 while let Some(packet) = aligner.next_packet(true) {
                     chunker.push_packet(packet, now);
