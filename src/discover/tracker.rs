@@ -106,6 +106,11 @@ impl Tracker {
             false => (TRIES, ANSWER_TIMEOUT),
         };
         self.socket.set_read_timeout(Some(timeout))?;
+        // Every BEP 15 request carries its transaction id at bytes 12..16, every answer at 4..8.
+        let tid_bytes = bytes.get(12..16).map(<[u8]>::to_vec);
+        // An answer with our transaction id too short to parse: Debian's opentracker answers
+        // an announce for an infohash not on its access list with 8 bytes and nothing else.
+        let mut cut_short = false;
         for _ in 0..tries {
             self.socket.send_to(&bytes, addr)?;
             let deadline = Instant::now() + timeout;
@@ -118,6 +123,7 @@ impl Tracker {
                 }
                 let Ok(response) = Response::parse_bytes(buf.get(..n).unwrap_or_default(), true)
                 else {
+                    cut_short |= tid_bytes.is_some() && buf.get(4..8) == tid_bytes.as_deref();
                     continue;
                 };
                 let answer_tid = match &response {
@@ -131,6 +137,12 @@ impl Tracker {
                     return Ok(response);
                 }
             }
+        }
+        if cut_short {
+            bail!(
+                "tracker {} answered with nothing (is the stream's infohash on its access list?)",
+                self.url
+            );
         }
         bail!("no answer from tracker {}", self.url)
     }

@@ -324,7 +324,10 @@ pub fn run<R: Read + Send + 'static>(
         }
         let now = cli::mono_micros();
         node.set_wall_clock(now, cli::unix_micros());
-        neighbours.store(node.neighbour_count(), std::sync::atomic::Ordering::Relaxed);
+        neighbours.store(
+            node.neighbours_bringing_the_stream(now),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if events.iter().any(|e| e.token() == SOCKET) {
             receive(&socket, &mut buf, &mut node, now);
         }

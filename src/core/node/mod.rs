@@ -19,7 +19,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::core::config::{BARRED_US, DEFAULT_RTT_US, INDICES_PER_CHUNK, TICK_US};
+use crate::core::config::{BARRED_US, DEFAULT_RTT_US, INDICES_PER_CHUNK, QUIET_WARN_US, TICK_US};
 use crate::core::guard::{self, Guard, Source};
 use crate::core::history::History;
 use crate::core::membership::{join_index_base, ConfirmOutcome, HelloAnswer, Membership};
@@ -186,6 +186,17 @@ impl Node {
 
     pub fn neighbour_count(&self) -> usize {
         self.neighbours.len()
+    }
+
+    /// Neighbours, counted only while they bring the stream (a verified chunk within
+    /// [`QUIET_WARN_US`]): what discovery goes by. Two viewers waiting for a broadcast found
+    /// each other through the tracker, stopped asking it, and never learnt of the seed when
+    /// it came; with none of its neighbours bringing anything a peer is as alone as with none.
+    pub fn neighbours_bringing_the_stream(&self, now: u64) -> usize {
+        match now.saturating_sub(self.playout.last_data) < QUIET_WARN_US {
+            true => self.neighbours.len(),
+            false => 0,
+        }
     }
 
     pub fn neighbour_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
