@@ -150,6 +150,9 @@ fn bad_arguments_are_named() {
         (&["--loss", "2"][..], "--loss"),
         (&["--bitrate", "fast"][..], "--bitrate"),
         (&["--stripes", "0"][..], "--stripes"),
+        (&["--peers", "0"][..], "--peers"),
+        (&["--seconds", "0"][..], "above 0"),
+        (&["--expect-continuity", "1.5"][..], "--expect-continuity"),
     ] {
         let out = run("bl-sim", args, b"");
         assert_eq!(out.status.code(), Some(2), "{args:?}");

@@ -119,11 +119,14 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
 
 impl Args {
     fn check(&self) -> Result<()> {
-        if self.peers > 10_000_000 {
-            bail!("--peers {} is more than 10 million", self.peers);
+        if self.peers == 0 || self.peers > 10_000_000 {
+            bail!("--peers {} must be from 1 to 10 million", self.peers);
         }
         if !(self.seconds.is_finite() && self.seconds > 0.0 && self.seconds <= 86_400.0) {
-            bail!("--seconds {} must be between 0 and 86400", self.seconds);
+            bail!(
+                "--seconds {} must be above 0 and at most 86400",
+                self.seconds
+            );
         }
         if self.stripes == 0 || self.stripes > MAX_STRIPES {
             bail!(
@@ -152,6 +155,11 @@ impl Args {
                 self.forgers,
                 self.peers
             );
+        }
+        if let Some(x) = self.expect_continuity {
+            if !(0.0..=1.0).contains(&x) {
+                bail!("--expect-continuity {x} must be a fraction from 0 to 1");
+            }
         }
         if self.withholders > self.peers {
             bail!(
