@@ -287,20 +287,8 @@ fn either_of_two_seeds_killed_by_sigkill_keeps_every_peer_playing() {
 /// the chunk stream's header): it says what it waits for instead of nothing.
 #[test]
 fn a_seed_without_input_says_it_waits_for_the_chunk_stream() {
-    use std::process::{Command, Stdio};
-    let mut seed = Command::new(bin("bl-seed"))
-        .args(["--listen", "127.0.0.1:0"])
-        .stdin(Stdio::piped()) // held open, nothing written
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = seed.stderr.take().unwrap();
-    let line = first_line_within(err, Duration::from_secs(30)).unwrap_or_default();
-    let _ = seed.kill();
-    let _ = seed.wait();
     assert_eq!(
-        line.trim_end(),
+        first_stderr_line_without_input("bl-seed", &["--listen", "127.0.0.1:0"]),
         "bl-seed: waiting for the chunk stream on standard input (bl-chunk's output)"
     );
 }

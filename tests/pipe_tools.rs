@@ -307,23 +307,7 @@ fn sigint_and_sigterm_give_130_and_143() {
             .unwrap()
             .read_exact(&mut header)
             .unwrap();
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let exit = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "bl-chunk did not exit after SIG{signal}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let exit = exit_after_signal(&mut child, signal);
         assert_eq!(exit.code(), Some(code), "SIG{signal}");
     }
 }
@@ -333,19 +317,8 @@ fn sigint_and_sigterm_give_130_and_143() {
 fn bl_chunk_without_input_says_it_waits_for_mpeg_ts() {
     let dir = temp_dir("chunk-wait");
     let (key, _) = key_file(&dir, 1);
-    let mut child = Command::new(bin("bl-chunk"))
-        .args(["--key", key.to_str().unwrap()])
-        .stdin(Stdio::piped()) // held open, nothing written
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = child.stderr.take().unwrap();
-    let line = first_line_within(err, Duration::from_secs(30)).unwrap_or_default();
-    let _ = child.kill();
-    let _ = child.wait();
     assert_eq!(
-        line.trim_end(),
+        first_stderr_line_without_input("bl-chunk", &["--key", key.to_str().unwrap()]),
         "bl-chunk: waiting for MPEG-TS on standard input"
     );
 }
@@ -372,23 +345,7 @@ fn bl_join_waiting_on_a_fifo_says_so_and_stops_on_a_signal() {
             line.trim_end(),
             format!("bl-join: waiting for input on {}", fifo.display())
         );
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let exit = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "bl-join did not exit after SIG{signal}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let exit = exit_after_signal(&mut child, signal);
         assert_eq!(exit.code(), Some(code), "SIG{signal}");
     }
 }

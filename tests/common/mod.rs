@@ -220,6 +220,47 @@ pub fn first_line_within(
     rx.recv_timeout(within).ok()
 }
 
+/// The first line `tool` writes on stderr (within 30 s) while its stdin is held open and empty;
+/// then it is killed.
+pub fn first_stderr_line_without_input(tool: &str, args: &[&str]) -> String {
+    let mut child = Command::new(bin(tool))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let line = first_line_within(err, std::time::Duration::from_secs(30)).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    line.trim_end().to_string()
+}
+
+/// Sends SIG`signal` (INT, TERM) to `child` and returns how it exited (within 10 s).
+pub fn exit_after_signal(
+    child: &mut std::process::Child,
+    signal: &str,
+) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit after SIG{signal}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// The first `n` lines `reader` gives within `within` (fewer if it ends or the time runs out).
 pub fn lines_within(
     reader: impl std::io::Read + Send + 'static,
