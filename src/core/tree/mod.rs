@@ -1,18 +1,21 @@
 //! The stripe trees: for every stripe, this node's parent (who pushes it every chunk of the
 //! stripe) and its children (whom it pushes to). Members of a stripe form its interior and
 //! feed only members with a higher join index, so each stripe is a tree rooted at the seed;
-//! everyone else is a leaf of it. Here: subscribing, accepting and displacing children,
-//! choosing and replacing a parent, and the depth and spare room a Have announces.
+//! everyone else is a leaf of it. Here: subscribing, choosing and replacing a parent, and the
+//! depth and spare room a Have announces; [`admission`]: accepting and displacing children.
+
+mod admission;
+
+pub use admission::SubscribeOutcome;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use crate::core::config::{
-    CHILD_SILENT_US, DEFAULT_RTT_US, HOP_DELAY_US, MEMBER_SILENT_FOR_LEAF_US, MOVE_UP_EVERY_US,
-    MOVE_UP_GAIN_US, PARENT_GONE_US, PARENT_QUIET_US, REFUSAL_BACKOFF_US, STALLED_BACKOFF_US,
-    STALL_US, STARVED_MIN_CHUNKS, TICK_US,
+    CHILD_SILENT_US, DEFAULT_RTT_US, HOP_DELAY_US, MOVE_UP_EVERY_US, MOVE_UP_GAIN_US,
+    PARENT_GONE_US, PARENT_QUIET_US, REFUSAL_BACKOFF_US, STALLED_BACKOFF_US, STALL_US,
+    STARVED_MIN_CHUNKS, TICK_US,
 };
-use crate::core::guard::is_barren;
 use crate::core::neighbours::{Neighbour, Neighbours};
 use crate::core::outbox::Outbox;
 use crate::core::rng::Rng;
@@ -95,16 +98,6 @@ impl Stripe {
     }
 }
 
-/// What an accepted Subscribe cost someone else.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SubscribeOutcome {
-    pub accepted: bool,
-    /// Seed: a barren child displaced for the newcomer (the guard bars it for a while).
-    pub displaced_barren: Option<SocketAddr>,
-    /// Seed: the newcomer was taken beyond the budget, as an extra root of a starved stripe.
-    pub extra_root: bool,
-}
-
 #[derive(Debug)]
 pub struct StripeTree {
     stripes: Vec<Stripe>,
@@ -116,18 +109,6 @@ pub struct StripeTree {
     children_stale: bool,
     /// When the first chunk of any stripe came: a parent cannot have withheld before.
     first_heard: Option<u64>,
-}
-
-/// The seed's order for its few stripe slots, best first: a silent child last (see
-/// [`is_silent`]), then a barren one (see [`is_barren`]), then members before leaves, lower
-/// indices (older, as far as the seed believes: [`Neighbour::seed_rank_index`]) first.
-fn child_rank(n: &Neighbour, stripe: u8, now: u64) -> (bool, bool, bool, u64) {
-    (
-        is_silent(n, now),
-        is_barren(n, now),
-        n.member != Some(stripe),
-        n.seed_rank_index(),
-    )
 }
 
 /// A member of `stripe` fed by the seed itself: its stripe's root. When it dies, its children
@@ -269,223 +250,6 @@ impl StripeTree {
         self.refused
             .get(&(addr, stripe))
             .is_some_and(|until| now < *until)
-    }
-
-    /// Stripe subscriptions a node of `place` with upload budget `max_upload` may feed.
-    fn slots(place: &Place, max_upload: f64) -> usize {
-        (max_upload * f64::from(place.stripes)).floor() as usize
-    }
-
-    /// `from` asks to be fed `stripe`. The seed keeps max_upload × K subscriptions in all and
-    /// always at least one per stripe, ranking candidates by [`child_rank`], and refuses
-    /// whom the guard `barred`; it takes up to K more, one at a time, as `extra_root`s of
-    /// stripes the guard finds starved. A peer feeds only its member stripe, and a member of
-    /// it may displace a leaf.
-    #[allow(clippy::too_many_arguments)]
-    pub fn on_subscribe(
-        &mut self,
-        now: u64,
-        from: SocketAddr,
-        stripe: u8,
-        barred: bool,
-        extra_root: bool,
-        place: &Place,
-        max_upload: f64,
-        neighbours: &mut Neighbours,
-        out: &mut Outbox,
-    ) -> SubscribeOutcome {
-        let refuse = SubscribeOutcome {
-            accepted: false,
-            displaced_barren: None,
-            extra_root: false,
-        };
-        if stripe >= place.stripes {
-            return refuse;
-        }
-        if !neighbours.contains_key(&from) {
-            return refuse;
-        }
-        let outcome = match place.role {
-            Role::Seed if barred => refuse,
-            Role::Seed => self.seed_accepts(
-                now, from, stripe, extra_root, place, max_upload, neighbours, out,
-            ),
-            Role::Peer => {
-                let accepted = self.peer_accepts(now, from, stripe, place, max_upload, neighbours);
-                let accepted = match accepted {
-                    Acceptance::Yes => true,
-                    Acceptance::No => false,
-                    Acceptance::InPlaceOf(silent) => {
-                        self.let_go(silent, stripe, neighbours, out);
-                        true
-                    }
-                    Acceptance::IfALeafMakesRoom => self.displace_leaf(stripe, neighbours, out),
-                };
-                SubscribeOutcome {
-                    accepted,
-                    displaced_barren: None,
-                    extra_root: false,
-                }
-            }
-        };
-        if outcome.accepted {
-            if let Some(n) = neighbours.get_mut(&from) {
-                if n.children.is_empty() {
-                    n.fed_since = now;
-                    n.audit = None;
-                    n.audits_unanswered = 0;
-                }
-                n.subscribed_at = now;
-                n.children.insert(stripe);
-                self.children_stale = true;
-            }
-        }
-        out.send(
-            from,
-            &Message::SubscribeReply {
-                stripe,
-                accepted: outcome.accepted,
-            },
-        );
-        outcome
-    }
-
-    /// The seed's slots: budget max_upload × K subscriptions in all, and always at least one
-    /// per stripe. Small swarms (stripes without members) use the spare budget; large ones
-    /// end with one member per stripe at the seed. Lower-index members belong nearest the
-    /// root: they displace others, and anyone displaces a barren child.
-    #[allow(clippy::too_many_arguments)]
-    fn seed_accepts(
-        &mut self,
-        now: u64,
-        from: SocketAddr,
-        stripe: u8,
-        extra_root: bool,
-        place: &Place,
-        max_upload: f64,
-        neighbours: &mut Neighbours,
-        out: &mut Outbox,
-    ) -> SubscribeOutcome {
-        let no = SubscribeOutcome {
-            accepted: false,
-            displaced_barren: None,
-            extra_root: false,
-        };
-        let Some(requester) = neighbours.get(&from) else {
-            return no;
-        };
-        let requester_rank = child_rank(requester, stripe, now);
-        let budget = Self::slots(place, max_upload);
-        let total = neighbours.children_count() as usize;
-        let worst = neighbours
-            .iter()
-            .filter(|(addr, n)| n.children.contains(stripe) && **addr != from)
-            .map(|(addr, n)| (*addr, child_rank(n, stripe, now)))
-            .max_by_key(|(_, r)| *r);
-        let Some((worst, rank)) = worst else {
-            return SubscribeOutcome {
-                accepted: true,
-                displaced_barren: None,
-                extra_root: false,
-            };
-        };
-        if total < budget {
-            return SubscribeOutcome {
-                accepted: true,
-                displaced_barren: None,
-                extra_root: false,
-            };
-        }
-        // A starved stripe's detached member: one more root, displacing nobody (the root it
-        // starves under may be an honest one whose subtree is still forming).
-        if extra_root && total < budget + usize::from(place.stripes) {
-            return SubscribeOutcome {
-                accepted: true,
-                displaced_barren: None,
-                extra_root: true,
-            };
-        }
-        // A leaf takes a member's slot only from a barren member, or one silent for
-        // MEMBER_SILENT_FOR_LEAF_US.
-        let member_alive = neighbours
-            .get(&worst)
-            .is_some_and(|n| now <= n.last_heard + MEMBER_SILENT_FOR_LEAF_US);
-        let leaf_for_member = requester_rank.2 && !rank.2 && !rank.1 && member_alive;
-        if requester_rank >= rank || leaf_for_member {
-            return no;
-        }
-        self.let_go(worst, stripe, neighbours, out);
-        SubscribeOutcome {
-            accepted: true,
-            displaced_barren: rank.1.then_some(worst),
-            extra_root: false,
-        }
-    }
-
-    fn peer_accepts(
-        &self,
-        now: u64,
-        from: SocketAddr,
-        stripe: u8,
-        place: &Place,
-        max_upload: f64,
-        neighbours: &Neighbours,
-    ) -> Acceptance {
-        let Some(requester) = neighbours.get(&from) else {
-            return Acceptance::No;
-        };
-        let slots = Self::slots(place, max_upload);
-        let used = neighbours
-            .values()
-            .filter(|n| n.children.contains(stripe))
-            .count();
-        let interior = requester.member == Some(stripe);
-        let orderly = !interior || requester.index > place.index;
-        let eligible = place.member == Some(stripe) && orderly && self.parent(stripe) != Some(from);
-        if !eligible || slots == 0 {
-            Acceptance::No
-        } else if used < slots {
-            Acceptance::Yes
-        } else if let Some(silent) = neighbours
-            .iter()
-            .find(|(a, n)| n.children.contains(stripe) && **a != from && is_silent(n, now))
-        {
-            Acceptance::InPlaceOf(*silent.0)
-        } else if interior {
-            Acceptance::IfALeafMakesRoom
-        } else {
-            Acceptance::No
-        }
-    }
-
-    /// Full, but a member of the stripe must find a place in its interior or the stripe's
-    /// tree falls apart: it displaces a leaf, which finds another parent.
-    fn displace_leaf(&mut self, stripe: u8, neighbours: &mut Neighbours, out: &mut Outbox) -> bool {
-        let leaf = neighbours
-            .iter()
-            .filter(|(_, n)| n.children.contains(stripe) && n.member != Some(stripe))
-            .map(|(a, n)| (n.index, *a))
-            .max();
-        let Some((_, leaf)) = leaf else {
-            return false;
-        };
-        self.let_go(leaf, stripe, neighbours, out);
-        true
-    }
-
-    /// `child` is no longer fed `stripe`, and is told so.
-    fn let_go(
-        &mut self,
-        child: SocketAddr,
-        stripe: u8,
-        neighbours: &mut Neighbours,
-        out: &mut Outbox,
-    ) {
-        if let Some(n) = neighbours.get_mut(&child) {
-            n.children.remove(stripe);
-        }
-        self.children_stale = true;
-        out.send(child, &Message::Unsubscribe { stripe });
     }
 
     /// The answer to our Subscribe for `stripe`.
@@ -778,15 +542,6 @@ impl StripeTree {
 fn delay_via(n: &Neighbour) -> u64 {
     let rtt = n.rtt_us.unwrap_or(DEFAULT_RTT_US);
     u64::from(n.depth) * HOP_DELAY_US + rtt / 2
-}
-
-/// A peer's answer to a Subscribe before it looks for room.
-enum Acceptance {
-    Yes,
-    No,
-    /// Full, but this child has gone silent: its slot is taken.
-    InPlaceOf(SocketAddr),
-    IfALeafMakesRoom,
 }
 
 #[cfg(test)]
