@@ -41,8 +41,9 @@ pub const AUDIT_MISSES_BARREN: u8 = 3;
 pub const AUDIT_AGE_CHUNKS: u64 = 256;
 /// Seed: a stripe is starved below its root slots when more than half of the stripe's members
 /// among the seed's neighbours (at least this many, each heard within [`STARVED_HEARD_US`])
-/// have shown the stripe missing from their Haves for [`STARVED_FOR_US`]; a starved member
-/// that left its parent (depth 255) and asks then gets a root slot beyond the budget.
+/// have shown the stripe missing from their Haves for [`STARVED_FOR_US`]; the seed then
+/// offers its oldest starved member that left its parent (depth 255) a root slot beyond the
+/// budget, and takes one that asks.
 /// A withholder in a root slot that answers the seed's audits and announces depth 1 and
 /// children starves its whole stripe this way (bl-sim, 1,000 peers, the first 4 withholding:
 /// continuity 70-81 %). Letting the root go instead, as a withholder, let honest roots go too:
@@ -51,6 +52,12 @@ pub const AUDIT_AGE_CHUNKS: u64 = 256;
 pub const STARVED_MIN_MEMBERS: usize = 4;
 pub const STARVED_FOR_US: u64 = 500_000;
 pub const STARVED_HEARD_US: u64 = 1_000_000;
+/// After an extra root, a stripe must stay starved this long before the seed takes another:
+/// the new root's subtree takes a second or more to form, and while it does the stripe still
+/// looks starved. Since the seed offers extra roots unasked, 0.5 s here took a second and
+/// third one for honest stripes still forming (bl-sim, 1,000 peers × 10 s, seeds 1-8: 0.75
+/// extra roots a run and 1.73 stream copies of seed upload, against 0.38 and 1.68 at 2 s).
+pub const EXTRA_ROOT_GAP_US: u64 = 2_000_000;
 /// Repairs a peer serves are budgeted: what its pushes leave of its upload budget
 /// (max_upload − subscriptions fed ÷ K copies of the stream), at least this fraction of
 /// max_upload (orphans after a parent died need a burst from members that are full). Not

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use ed25519_dalek::VerifyingKey;
 
 use crate::core::config::{
-    AUDIT_AGE_CHUNKS, AUDIT_MISSES_BARREN, BARREN_AFTER_US, STARVED_FOR_US, STARVED_HEARD_US,
-    STARVED_MIN_MEMBERS,
+    AUDIT_AGE_CHUNKS, AUDIT_MISSES_BARREN, BARREN_AFTER_US, CHILD_SILENT_US, EXTRA_ROOT_GAP_US,
+    STARVED_FOR_US, STARVED_HEARD_US, STARVED_MIN_MEMBERS,
 };
 use crate::core::history::History;
 use crate::core::neighbours::{Neighbour, Neighbours};
@@ -250,10 +250,38 @@ impl Guard {
             .is_some_and(|since| now >= since + STARVED_FOR_US)
     }
 
-    /// Seed: an extra root was taken for `stripe`; another only if it stays starved as long.
+    /// Seed: whom to offer an extra root of `stripe` once it is starved ([`Guard::is_starved`]):
+    /// the oldest (as the seed ranks join indices) of its detached, starved members here
+    /// ([`is_starved_member`]) that is not barred, not fed the stripe already, and was heard
+    /// within [`CHILD_SILENT_US`] (a silent one would lose the slot at once).
+    pub fn extra_root_candidate(
+        &self,
+        neighbours: &Neighbours,
+        stripe: u8,
+        stripes: u8,
+        now: u64,
+    ) -> Option<SocketAddr> {
+        if !self.is_starved(stripe, now) {
+            return None;
+        }
+        neighbours
+            .iter()
+            .filter(|(addr, n)| {
+                n.role == Role::Peer
+                    && !n.children.contains(stripe)
+                    && now <= n.last_heard + CHILD_SILENT_US
+                    && !self.is_barred(addr, now)
+                    && is_starved_member(n, stripe, stripes)
+            })
+            .min_by_key(|(addr, n)| (n.seed_rank_index(), **addr))
+            .map(|(addr, _)| *addr)
+    }
+
+    /// Seed: an extra root was taken for `stripe`; another only if it stays starved for
+    /// [`EXTRA_ROOT_GAP_US`].
     pub fn extra_root_taken(&mut self, stripe: u8, now: u64) {
         if let Some(since) = self.starved_since.get_mut(usize::from(stripe)) {
-            *since = Some(now);
+            *since = Some(now + EXTRA_ROOT_GAP_US.saturating_sub(STARVED_FOR_US));
         }
     }
 }
@@ -423,7 +451,38 @@ mod tests {
             "4 of 7, for long enough"
         );
         assert!(!guard.is_starved(2, STARVED_FOR_US + 100));
+        // Offered at once to its oldest detached member heard lately: not to a member still
+        // below a parent, nor to one silent for long, nor to one barred.
+        let detached = |index: u64, last_heard: u64| {
+            let mut n = member(1, true, last_heard);
+            n.index = index;
+            n
+        };
+        ns.insert(at(20), detached(5, 0)); // oldest, but silent since 0
+        ns.insert(at(21), detached(7, STARVED_FOR_US));
+        ns.insert(at(22), detached(6, STARVED_FOR_US)); // barred
+        ns.insert(at(23), detached(8, STARVED_FOR_US));
+        guard.bar(
+            at(22),
+            STARVED_FOR_US + 100 + crate::core::config::BARRED_US,
+        );
+        assert_eq!(
+            guard.extra_root_candidate(&ns, 1, 4, STARVED_FOR_US + 100),
+            Some(at(21))
+        );
+        assert_eq!(
+            guard.extra_root_candidate(&ns, 2, 4, STARVED_FOR_US + 100),
+            None
+        );
         guard.extra_root_taken(1, STARVED_FOR_US + 100);
+        assert_eq!(
+            guard.extra_root_candidate(&ns, 1, 4, STARVED_FOR_US + 200),
+            None,
+            "one at a time"
+        );
+        for i in 20..24 {
+            ns.remove(&at(i));
+        }
         assert!(
             !guard.is_starved(1, STARVED_FOR_US + 200),
             "after an extra root, only as long again"

@@ -19,8 +19,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::core::config::{BARRED_US, DEFAULT_RTT_US, INDICES_PER_CHUNK, QUIET_WARN_US, TICK_US};
-use crate::core::guard::{self, Guard, Source};
+use crate::core::config::{DEFAULT_RTT_US, INDICES_PER_CHUNK, QUIET_WARN_US, TICK_US};
+use crate::core::guard::{Guard, Source};
 use crate::core::history::History;
 use crate::core::membership::{join_index_base, ConfirmOutcome, HelloAnswer, Membership};
 use crate::core::neighbours::{HaveSummary, Neighbours};
@@ -382,8 +382,7 @@ impl Node {
             Message::Introduced { peer } => self.on_introduced(now, from, peer),
             Message::Subscribe { stripe } => self.on_subscribe(now, from, stripe),
             Message::SubscribeReply { stripe, accepted } => {
-                self.tree
-                    .on_subscribe_reply(now, from, stripe, accepted, &mut self.out)
+                self.on_subscribe_reply(now, from, stripe, accepted)
             }
             Message::Unsubscribe { stripe } => {
                 self.tree
@@ -748,40 +747,6 @@ impl Node {
         }
     }
 
-    // ---- tree ----------------------------------------------------------------------------
-
-    fn on_subscribe(&mut self, now: u64, from: SocketAddr, stripe: u8) {
-        let barred = self.guard.is_barred(&from, now);
-        let stripes = self.place.stripes;
-        let extra_root = self.cfg.role == Role::Seed
-            && self.guard.is_starved(stripe, now)
-            && self
-                .neighbours
-                .get(&from)
-                .is_some_and(|n| guard::is_starved_member(n, stripe, stripes));
-        let outcome = self.tree.on_subscribe(
-            now,
-            from,
-            stripe,
-            barred,
-            extra_root,
-            &self.place,
-            self.cfg.tuning.max_upload,
-            &mut self.neighbours,
-            &mut self.out,
-        );
-        if let Some(barren) = outcome.displaced_barren {
-            self.guard.bar(barren, now + BARRED_US);
-        }
-        if outcome.extra_root {
-            self.guard.extra_root_taken(stripe, now);
-            self.out.stats.counters.extra_roots += 1;
-            self.out.warn(format!(
-                "took {from} as an extra root of stripe {stripe}: most of its members here are starved of it"
-            ));
-        }
-    }
-
     fn have(&self) -> Message {
         repair::have(
             &self.history,
@@ -795,6 +760,7 @@ impl Node {
 
 mod chunks;
 mod periodic;
+mod subscriptions;
 mod traversal;
 
 #[cfg(test)]

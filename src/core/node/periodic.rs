@@ -75,6 +75,7 @@ impl Node {
         if self.cfg.role == Role::Seed {
             self.guard
                 .note_starved_stripes(&self.neighbours, self.place.stripes, now);
+            self.offer_extra_roots(now);
         }
         self.guard.forget_expired(now);
         if self.cfg.role == Role::Peer {

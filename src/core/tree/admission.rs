@@ -102,16 +102,7 @@ impl StripeTree {
             }
         };
         if outcome.accepted {
-            if let Some(n) = neighbours.get_mut(&from) {
-                if n.children.is_empty() {
-                    n.fed_since = now;
-                    n.audit = None;
-                    n.audits_unanswered = 0;
-                }
-                n.subscribed_at = now;
-                n.children.insert(stripe);
-                self.children_stale = true;
-            }
+            self.take_child(now, from, stripe, neighbours);
         }
         out.send(
             from,
@@ -259,5 +250,51 @@ impl StripeTree {
         }
         self.children_stale = true;
         out.send(child, &Message::Unsubscribe { stripe });
+    }
+
+    /// Seed: offers `to`, a detached member of `stripe` whose Haves show it starved of the
+    /// stripe, a root slot it did not ask for, beyond the budget as an extra root (at most K
+    /// in all, as for [`StripeTree::on_subscribe`]'s). Members ask the seed only now and then
+    /// (it refused most of them a moment earlier, and they wait 2 s before asking again):
+    /// waiting for one to ask left a stripe whose only root withheld it dead for another
+    /// half second after the seed found it starved (bl-sim, 5 % liars, seed 8).
+    #[allow(clippy::too_many_arguments)]
+    pub fn offer_extra_root(
+        &mut self,
+        now: u64,
+        to: SocketAddr,
+        stripe: u8,
+        place: &Place,
+        max_upload: f64,
+        neighbours: &mut Neighbours,
+        out: &mut Outbox,
+    ) -> bool {
+        let budget = Self::slots(place, max_upload) + usize::from(place.stripes);
+        if place.role != Role::Seed || usize::from(neighbours.children_count()) >= budget {
+            return false;
+        }
+        self.take_child(now, to, stripe, neighbours);
+        out.send(
+            to,
+            &Message::SubscribeReply {
+                stripe,
+                accepted: true,
+            },
+        );
+        true
+    }
+
+    /// `from` is fed `stripe` from now on.
+    fn take_child(&mut self, now: u64, from: SocketAddr, stripe: u8, neighbours: &mut Neighbours) {
+        if let Some(n) = neighbours.get_mut(&from) {
+            if n.children.is_empty() {
+                n.fed_since = now;
+                n.audit = None;
+                n.audits_unanswered = 0;
+            }
+            n.subscribed_at = now;
+            n.children.insert(stripe);
+            self.children_stale = true;
+        }
     }
 }

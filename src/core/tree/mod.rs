@@ -252,34 +252,52 @@ impl StripeTree {
             .is_some_and(|until| now < *until)
     }
 
-    /// The answer to our Subscribe for `stripe`.
+    /// The answer to our Subscribe for `stripe`, or an acceptance we did not ask for (or no
+    /// longer wait for: the Subscribe is void after 4 ticks). The seed offers a detached
+    /// member a root slot when it finds the member's stripe starved
+    /// ([`StripeTree::offer_extra_root`]): taken while we are `detached` in that stripe.
+    /// Any other acceptance is taken only if we have no parent and ask nobody; else it is
+    /// declined with an Unsubscribe, so that nobody feeds us a subscription we do not count
+    /// (before, a late reply left its sender pushing us the stripe beside our parent).
+    #[allow(clippy::too_many_arguments)]
     pub fn on_subscribe_reply(
         &mut self,
         now: u64,
         from: SocketAddr,
         stripe: u8,
         accepted: bool,
+        from_seed: bool,
+        detached: bool,
         out: &mut Outbox,
     ) {
         let Some(s) = self.stripes.get_mut(stripe as usize) else {
             return;
         };
-        if s.pending.is_some_and(|p| p.to == from) {
-            s.pending = None;
-            if accepted {
-                if let Some(old) = s.parent.replace(from) {
-                    if old != from {
-                        out.send(old, &Message::Unsubscribe { stripe });
-                    }
-                }
-                s.subscribed_at = now;
-                s.pushes = 0;
-                s.window = PushWindow::starting(now);
-            } else {
+        let asked = s.pending.is_some_and(|p| p.to == from);
+        if !accepted {
+            if asked {
+                s.pending = None;
                 self.refused
                     .insert((from, stripe), now + REFUSAL_BACKOFF_US);
             }
+            return;
         }
+        if s.parent == Some(from) {
+            return;
+        }
+        let offered = from_seed && detached;
+        let unclaimed = s.parent.is_none() && s.pending.is_none();
+        if !(asked || offered || unclaimed) {
+            out.send(from, &Message::Unsubscribe { stripe });
+            return;
+        }
+        s.pending = None;
+        if let Some(old) = s.parent.replace(from) {
+            out.send(old, &Message::Unsubscribe { stripe });
+        }
+        s.subscribed_at = now;
+        s.pushes = 0;
+        s.window = PushWindow::starting(now);
     }
 
     /// `from` stops feeding us `stripe`, or stops being fed it by us.

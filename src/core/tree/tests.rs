@@ -185,7 +185,7 @@ fn parent_replaced(from_parent: impl Fn(u64) -> bool) -> bool {
     let mut out = Outbox::default();
     tree.maintain(0, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
     assert!(sent(&mut out).contains(&(addr(1), Message::Subscribe { stripe: 1 })));
-    tree.on_subscribe_reply(0, addr(1), 1, true, &mut out);
+    tree.on_subscribe_reply(0, addr(1), 1, true, false, false, &mut out);
     assert_eq!(tree.parent(1), Some(addr(1)));
     for i in 1..=200u64 {
         let now = i * 20_000;
@@ -303,7 +303,7 @@ fn the_children_of_a_dead_root_ask_the_seed_for_its_slot() {
         let mut out = Outbox::default();
         tree.maintain(0, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
         assert!(sent(&mut out).contains(&(addr(1), Message::Subscribe { stripe: 1 })));
-        tree.on_subscribe_reply(0, addr(1), 1, true, &mut out);
+        tree.on_subscribe_reply(0, addr(1), 1, true, false, false, &mut out);
         // addr(1) is killed at 0; the others keep talking.
         let mut now = 0;
         while tree.parent(1) == Some(addr(1)) {
@@ -395,7 +395,7 @@ fn a_fed_stripe_moves_up_to_a_shallower_parent_with_room() {
     let mut rng = Rng::new(1);
     let mut out = Outbox::default();
     tree.maintain(0, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
-    tree.on_subscribe_reply(0, addr(1), 1, true, &mut out);
+    tree.on_subscribe_reply(0, addr(1), 1, true, false, false, &mut out);
     sent(&mut out);
     ns.insert(addr(2), peer(11, 1, 1, 0)); // shallower, but full
     ns.insert(addr(3), peer(12, 1, 4, 3)); // room, as deep as the parent
@@ -428,7 +428,7 @@ fn a_fed_stripe_moves_up_to_a_shallower_parent_with_room() {
         Some(addr(1)),
         "kept until the new one accepts"
     );
-    tree.on_subscribe_reply(32 * TICK_US, addr(4), 1, true, &mut out);
+    tree.on_subscribe_reply(32 * TICK_US, addr(4), 1, true, false, false, &mut out);
     assert_eq!(tree.parent(1), Some(addr(4)));
     assert_eq!(
         sent(&mut out),
@@ -555,4 +555,98 @@ fn at_the_seed_a_claimed_index_older_than_its_floor_ranks_at_the_floor() {
     }
     assert!(subscribe(&mut tree, 0, addr(2), 0, &SEED, &mut ns, &mut out).accepted);
     assert_eq!(tree.take_children(0, &ns), vec![addr(2)]);
+}
+
+/// A Subscribe's acceptance that comes after we stopped waiting for it (or that we never
+/// asked for) is declined while another node feeds us the stripe: left standing, its sender
+/// pushed us the stripe beside our parent. The seed's offer of a root slot is taken while we
+/// are detached in our member stripe.
+#[test]
+fn an_unasked_acceptance_is_declined_unless_the_seed_offers_a_detached_member_a_root() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 0, 3, 4)); // our parent in our member stripe 0
+    ns.insert(addr(2), peer(11, 0, 2, 4)); // asked once, long ago
+    ns.insert(addr(3), Neighbour::new(Role::Seed, 0, None, 0));
+    let member_of_0 = Place {
+        member: Some(0),
+        ..LEAF_OF_1
+    };
+    let mut tree = StripeTree::new(4, 0);
+    let mut rng = Rng::new(1);
+    let mut out = Outbox::default();
+    tree.maintain(0, false, &member_of_0, &ns, &mut rng, &mut out);
+    let asked = sent(&mut out);
+    let Some((first, _)) = asked
+        .iter()
+        .find(|(_, m)| *m == Message::Subscribe { stripe: 0 })
+    else {
+        panic!("no Subscribe for stripe 0: {asked:?}");
+    };
+    let (first, other) = match *first == addr(1) {
+        true => (addr(1), addr(2)),
+        false => (addr(2), addr(1)),
+    };
+    tree.on_subscribe_reply(0, first, 0, true, false, false, &mut out);
+    assert_eq!(tree.parent(0), Some(first));
+    tree.on_subscribe_reply(1_000, other, 0, true, false, false, &mut out);
+    assert_eq!(tree.parent(0), Some(first), "kept");
+    assert_eq!(
+        sent(&mut out),
+        vec![(other, Message::Unsubscribe { stripe: 0 })],
+        "declined"
+    );
+    tree.on_subscribe_reply(2_000, addr(3), 0, true, true, false, &mut out);
+    assert_eq!(
+        tree.parent(0),
+        Some(first),
+        "attached: the offer is declined"
+    );
+    assert_eq!(
+        sent(&mut out),
+        vec![(addr(3), Message::Unsubscribe { stripe: 0 })]
+    );
+    tree.on_subscribe_reply(3_000, addr(3), 0, true, true, true, &mut out);
+    assert_eq!(
+        tree.parent(0),
+        Some(addr(3)),
+        "detached: the offer is taken"
+    );
+    assert_eq!(
+        sent(&mut out),
+        vec![(first, Message::Unsubscribe { stripe: 0 })],
+        "the old parent is told"
+    );
+}
+
+/// The seed's offers of extra roots stay within the K subscriptions beyond its budget that
+/// extra roots may take in all.
+#[test]
+fn a_seed_offers_extra_roots_within_k_beyond_its_budget() {
+    let mut ns = Neighbours::default();
+    for i in 1..=12u16 {
+        ns.insert(addr(i), peer(u64::from(i), 0, 255, 0));
+    }
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    // max_upload 0.25: one subscription in the budget; the offers may take four more.
+    assert!(subscribe(&mut tree, 0, addr(1), 0, &SEED, &mut ns, &mut out).accepted);
+    let offered: Vec<bool> = (2..=7u16)
+        .map(|i| tree.offer_extra_root(1_000, addr(i), 0, &SEED, 0.25, &mut ns, &mut out))
+        .collect();
+    assert_eq!(offered, vec![true, true, true, true, false, false]);
+    let replies = sent(&mut out)
+        .into_iter()
+        .filter(|(_, m)| {
+            *m == Message::SubscribeReply {
+                stripe: 0,
+                accepted: true,
+            }
+        })
+        .count();
+    assert_eq!(replies, 5, "the subscription and four offers");
+    assert_eq!(tree.take_children(0, &ns).len(), 5);
+    assert!(
+        !tree.offer_extra_root(1_000, addr(8), 0, &LEAF_OF_1, 4.0, &mut ns, &mut out),
+        "only the seed offers"
+    );
 }

@@ -1,0 +1,102 @@
+//! The node's subscriptions: Subscribes it answers (the tree's admission, the guard's bars
+//! and extra roots), answers to its own, and the seed's offers of extra roots.
+
+use std::net::SocketAddr;
+
+use super::Node;
+use crate::core::config::BARRED_US;
+use crate::core::guard;
+use crate::proto::wire::Role;
+
+impl Node {
+    pub(super) fn on_subscribe(&mut self, now: u64, from: SocketAddr, stripe: u8) {
+        let barred = self.guard.is_barred(&from, now);
+        let stripes = self.place.stripes;
+        let extra_root = self.cfg.role == Role::Seed
+            && self.guard.is_starved(stripe, now)
+            && self
+                .neighbours
+                .get(&from)
+                .is_some_and(|n| guard::is_starved_member(n, stripe, stripes));
+        let outcome = self.tree.on_subscribe(
+            now,
+            from,
+            stripe,
+            barred,
+            extra_root,
+            &self.place,
+            self.cfg.tuning.max_upload,
+            &mut self.neighbours,
+            &mut self.out,
+        );
+        if let Some(barren) = outcome.displaced_barren {
+            self.guard.bar(barren, now + BARRED_US);
+        }
+        if outcome.extra_root {
+            self.note_extra_root(now, from, stripe);
+        }
+    }
+
+    /// Seed, every tick: a stripe starved for [`STARVED_FOR_US`] gets an extra root at once
+    /// ([`Guard::extra_root_candidate`], [`StripeTree::offer_extra_root`]) instead of
+    /// waiting for one of its members to ask.
+    ///
+    /// [`STARVED_FOR_US`]: crate::core::config::STARVED_FOR_US
+    /// [`Guard::extra_root_candidate`]: crate::core::guard::Guard::extra_root_candidate
+    /// [`StripeTree::offer_extra_root`]: crate::core::tree::StripeTree::offer_extra_root
+    pub(super) fn offer_extra_roots(&mut self, now: u64) {
+        let stripes = self.place.stripes;
+        for stripe in 0..stripes {
+            let best = self
+                .guard
+                .extra_root_candidate(&self.neighbours, stripe, stripes, now);
+            let Some(to) = best else {
+                continue;
+            };
+            let offered = self.tree.offer_extra_root(
+                now,
+                to,
+                stripe,
+                &self.place,
+                self.cfg.tuning.max_upload,
+                &mut self.neighbours,
+                &mut self.out,
+            );
+            if offered {
+                self.note_extra_root(now, to, stripe);
+            }
+        }
+    }
+
+    fn note_extra_root(&mut self, now: u64, to: SocketAddr, stripe: u8) {
+        self.guard.extra_root_taken(stripe, now);
+        self.out.stats.counters.extra_roots += 1;
+        self.out.warn(format!(
+            "took {to} as an extra root of stripe {stripe}: most of its members here are starved of it"
+        ));
+    }
+
+    pub(super) fn on_subscribe_reply(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        stripe: u8,
+        accepted: bool,
+    ) {
+        let from_seed = self
+            .neighbours
+            .get(&from)
+            .is_some_and(|n| n.role == Role::Seed);
+        let detached = self.place.member == Some(stripe)
+            && self.tree.depth(&self.place, &self.neighbours) == u8::MAX;
+        self.tree.on_subscribe_reply(
+            now,
+            from,
+            stripe,
+            accepted,
+            from_seed,
+            detached,
+            &mut self.out,
+        )
+    }
+}
