@@ -49,6 +49,8 @@ pub struct Guard {
     barred: BTreeMap<SocketAddr, u64>,
     /// Seed: per stripe, since when it has been starved ([`Guard::note_starved_stripes`]).
     starved_since: Vec<Option<u64>>,
+    /// Seed: per stripe, when it last got an extra root.
+    last_extra_root: Vec<Option<u64>>,
 }
 
 impl Guard {
@@ -60,6 +62,7 @@ impl Guard {
             banned: BTreeSet::new(),
             barred: BTreeMap::new(),
             starved_since: Vec::new(),
+            last_extra_root: Vec::new(),
         }
     }
 
@@ -241,13 +244,24 @@ impl Guard {
         }
     }
 
-    /// Seed: whether `stripe` has been starved for [`STARVED_FOR_US`].
+    /// Seed: whether `stripe` has been starved for [`STARVED_FOR_US`], and got no extra root
+    /// in the last [`EXTRA_ROOT_GAP_US`] (a tick in which it did not look starved does not
+    /// shorten that wait).
     pub fn is_starved(&self, stripe: u8, now: u64) -> bool {
-        self.starved_since
-            .get(usize::from(stripe))
+        let i = usize::from(stripe);
+        let starved = self
+            .starved_since
+            .get(i)
             .copied()
             .flatten()
-            .is_some_and(|since| now >= since + STARVED_FOR_US)
+            .is_some_and(|since| now >= since + STARVED_FOR_US);
+        let gap_over = self
+            .last_extra_root
+            .get(i)
+            .copied()
+            .flatten()
+            .is_none_or(|last| now >= last + EXTRA_ROOT_GAP_US);
+        starved && gap_over
     }
 
     /// Seed: whom to offer an extra root of `stripe` once it is starved ([`Guard::is_starved`]):
@@ -277,11 +291,15 @@ impl Guard {
             .map(|(addr, _)| *addr)
     }
 
-    /// Seed: an extra root was taken for `stripe`; another only if it stays starved for
+    /// Seed: an extra root was taken (or offered) for `stripe`: another only after
     /// [`EXTRA_ROOT_GAP_US`].
     pub fn extra_root_taken(&mut self, stripe: u8, now: u64) {
-        if let Some(since) = self.starved_since.get_mut(usize::from(stripe)) {
-            *since = Some(now + EXTRA_ROOT_GAP_US.saturating_sub(STARVED_FOR_US));
+        let i = usize::from(stripe);
+        if self.last_extra_root.len() <= i {
+            self.last_extra_root.resize(i + 1, None);
+        }
+        if let Some(last) = self.last_extra_root.get_mut(i) {
+            *last = Some(now);
         }
     }
 }
@@ -485,8 +503,29 @@ mod tests {
         }
         assert!(
             !guard.is_starved(1, STARVED_FOR_US + 200),
-            "after an extra root, only as long again"
+            "not again before the gap"
         );
+        // One tick in which it did not look starved does not shorten the gap.
+        let taken = STARVED_FOR_US + 100;
+        let stripe_1 = |starved: bool, at_us: u64| {
+            let mut table = Neighbours::default();
+            for i in 0..5u16 {
+                table.insert(at(100 + i), member(1, starved, at_us));
+            }
+            table
+        };
+        guard.note_starved_stripes(&stripe_1(false, taken + 100), 4, taken + 100);
+        guard.note_starved_stripes(&stripe_1(true, taken + 200), 4, taken + 200);
+        let later = taken + 200 + STARVED_FOR_US;
+        guard.note_starved_stripes(&stripe_1(true, later), 4, later);
+        assert!(
+            !guard.is_starved(1, later),
+            "starved again, but within the gap"
+        );
+        let gap_over = taken + crate::core::config::EXTRA_ROOT_GAP_US;
+        guard.note_starved_stripes(&stripe_1(true, gap_over), 4, gap_over);
+        assert!(guard.is_starved(1, gap_over), "after the gap");
+        guard.note_starved_stripes(&stripe_1(false, gap_over), 4, gap_over);
         // Fed again: no longer starved.
         for i in [0u16, 1] {
             ns.insert(at(i), member(1, false, 0));

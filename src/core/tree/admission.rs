@@ -75,8 +75,25 @@ impl StripeTree {
         if stripe >= place.stripes {
             return refuse;
         }
-        if !neighbours.contains_key(&from) {
+        let Some(requester) = neighbours.get(&from) else {
             return refuse;
+        };
+        // Already fed the stripe (its Subscribe crossed our offer, or our reply was lost): it
+        // keeps its slot, and nobody is displaced for it (counted in the total but not among
+        // the candidates to displace, it made the seed let another root go).
+        if requester.children.contains(stripe) {
+            out.send(
+                from,
+                &Message::SubscribeReply {
+                    stripe,
+                    accepted: true,
+                },
+            );
+            return SubscribeOutcome {
+                accepted: true,
+                displaced_barren: None,
+                extra_root: false,
+            };
         }
         let outcome = match place.role {
             Role::Seed if barred => refuse,
@@ -253,11 +270,13 @@ impl StripeTree {
     }
 
     /// Seed: offers `to`, a detached member of `stripe` whose Haves show it starved of the
-    /// stripe, a root slot it did not ask for, beyond the budget as an extra root (at most K
-    /// in all, as for [`StripeTree::on_subscribe`]'s). Members ask the seed only now and then
-    /// (it refused most of them a moment earlier, and they wait 2 s before asking again):
-    /// waiting for one to ask left a stripe whose only root withheld it dead for another
-    /// half second after the seed found it starved (bl-sim, 5 % liars, seed 8).
+    /// stripe, a root slot it did not ask for: within the budget if there is room, else as
+    /// an extra root (at most K beyond the budget in all, as for
+    /// [`StripeTree::on_subscribe`]'s). Members ask the seed only now and then (it refused
+    /// most of them a moment earlier, and they wait 2 s before asking again): waiting for one
+    /// to ask left a stripe whose only root withheld it dead for another half second after
+    /// the seed found it starved (bl-sim, 5 % liars, seed 8). `None` if nothing was offered,
+    /// else whether the slot lies beyond the budget.
     #[allow(clippy::too_many_arguments)]
     pub fn offer_extra_root(
         &mut self,
@@ -268,10 +287,13 @@ impl StripeTree {
         max_upload: f64,
         neighbours: &mut Neighbours,
         out: &mut Outbox,
-    ) -> bool {
-        let budget = Self::slots(place, max_upload) + usize::from(place.stripes);
-        if place.role != Role::Seed || usize::from(neighbours.children_count()) >= budget {
-            return false;
+    ) -> Option<bool> {
+        let budget = Self::slots(place, max_upload);
+        let total = usize::from(neighbours.children_count());
+        let fed = neighbours.get(&to)?.children.contains(stripe);
+        let room = total < budget + usize::from(place.stripes);
+        if place.role != Role::Seed || stripe >= place.stripes || fed || !room {
+            return None;
         }
         self.take_child(now, to, stripe, neighbours);
         out.send(
@@ -281,7 +303,7 @@ impl StripeTree {
                 accepted: true,
             },
         );
-        true
+        Some(total >= budget)
     }
 
     /// `from` is fed `stripe` from now on.

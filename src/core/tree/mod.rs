@@ -56,6 +56,9 @@ struct Stripe {
     window: PushWindow,
     /// When we last looked for a shallower parent.
     looked_up_at: u64,
+    /// Whom our last Subscribe went to, if it went void unanswered (see
+    /// [`StripeTree::on_subscribe_reply`]).
+    voided: Option<SocketAddr>,
 }
 
 /// Over one window: new chunks of a stripe (from anyone), and chunks its parent sent
@@ -94,6 +97,7 @@ impl Stripe {
             pushes: 0,
             window: PushWindow::starting(heard),
             looked_up_at: 0,
+            voided: None,
         }
     }
 }
@@ -255,10 +259,15 @@ impl StripeTree {
     /// The answer to our Subscribe for `stripe`, or an acceptance we did not ask for (or no
     /// longer wait for: the Subscribe is void after 4 ticks). The seed offers a detached
     /// member a root slot when it finds the member's stripe starved
-    /// ([`StripeTree::offer_extra_root`]): taken while we are `detached` in that stripe.
-    /// Any other acceptance is taken only if we have no parent and ask nobody; else it is
-    /// declined with an Unsubscribe, so that nobody feeds us a subscription we do not count
-    /// (before, a late reply left its sender pushing us the stripe beside our parent).
+    /// ([`StripeTree::offer_extra_root`]): taken while we are `detached` in that stripe,
+    /// unless we left that sender for withholding lately (a neighbour that claims to be the
+    /// seed, withholds and offers again would otherwise take the slot back at once). A late
+    /// answer to our last Subscribe is taken while we still have no parent and ask nobody
+    /// else: its sender passed [`StripeTree::choose_parent`]'s checks when we asked. Any other
+    /// acceptance is declined with an Unsubscribe, so that nobody feeds us a subscription we
+    /// do not count (before, a late reply left its sender pushing us the stripe beside our
+    /// parent). Taking one from anybody while we had no parent and asked nobody let any
+    /// neighbour in past every check of [`StripeTree::choose_parent`].
     #[allow(clippy::too_many_arguments)]
     pub fn on_subscribe_reply(
         &mut self,
@@ -285,13 +294,18 @@ impl StripeTree {
         if s.parent == Some(from) {
             return;
         }
-        let offered = from_seed && detached;
-        let unclaimed = s.parent.is_none() && s.pending.is_none();
-        if !(asked || offered || unclaimed) {
+        let left_for_withholding = self
+            .refused
+            .get(&(from, stripe))
+            .is_some_and(|until| *until > now + REFUSAL_BACKOFF_US);
+        let offered = from_seed && detached && !left_for_withholding;
+        let late = s.parent.is_none() && s.pending.is_none() && s.voided == Some(from);
+        if !(asked || offered || late) {
             out.send(from, &Message::Unsubscribe { stripe });
             return;
         }
         s.pending = None;
+        s.voided = None;
         if let Some(old) = s.parent.replace(from) {
             out.send(old, &Message::Unsubscribe { stripe });
         }
@@ -410,6 +424,7 @@ impl StripeTree {
                     continue;
                 }
                 s.pending = None;
+                s.voided = Some(pending.to);
             }
             let mut heir = false;
             if let Some(parent) = s.parent {

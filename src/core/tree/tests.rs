@@ -605,7 +605,20 @@ fn an_unasked_acceptance_is_declined_unless_the_seed_offers_a_detached_member_a_
         sent(&mut out),
         vec![(addr(3), Message::Unsubscribe { stripe: 0 })]
     );
+    // Left lately for withholding: a neighbour claiming to be the seed that withholds would
+    // take the slot back with every offer.
+    tree.refused
+        .insert((addr(3), 0), 3_000 + STALLED_BACKOFF_US);
     tree.on_subscribe_reply(3_000, addr(3), 0, true, true, true, &mut out);
+    assert_eq!(tree.parent(0), Some(first), "not from a withholder");
+    assert_eq!(
+        sent(&mut out),
+        vec![(addr(3), Message::Unsubscribe { stripe: 0 })]
+    );
+    // Refused by it a moment ago (2 s back-off): its offer is taken.
+    tree.refused
+        .insert((addr(3), 0), 3_000 + REFUSAL_BACKOFF_US);
+    tree.on_subscribe_reply(4_000, addr(3), 0, true, true, true, &mut out);
     assert_eq!(
         tree.parent(0),
         Some(addr(3)),
@@ -615,6 +628,16 @@ fn an_unasked_acceptance_is_declined_unless_the_seed_offers_a_detached_member_a_
         sent(&mut out),
         vec![(first, Message::Unsubscribe { stripe: 0 })],
         "the old parent is told"
+    );
+    // Without a parent and asking nobody, an acceptance from a peer is still declined: it
+    // passed none of choose_parent's checks.
+    tree.on_unsubscribe(5_000, addr(3), 0, &mut ns);
+    assert_eq!(tree.parent(0), None);
+    tree.on_subscribe_reply(5_000, other, 0, true, false, true, &mut out);
+    assert_eq!(tree.parent(0), None);
+    assert_eq!(
+        sent(&mut out),
+        vec![(other, Message::Unsubscribe { stripe: 0 })]
     );
 }
 
@@ -630,10 +653,11 @@ fn a_seed_offers_extra_roots_within_k_beyond_its_budget() {
     let mut out = Outbox::default();
     // max_upload 0.25: one subscription in the budget; the offers may take four more.
     assert!(subscribe(&mut tree, 0, addr(1), 0, &SEED, &mut ns, &mut out).accepted);
-    let offered: Vec<bool> = (2..=7u16)
+    let offered: Vec<Option<bool>> = (2..=7u16)
         .map(|i| tree.offer_extra_root(1_000, addr(i), 0, &SEED, 0.25, &mut ns, &mut out))
         .collect();
-    assert_eq!(offered, vec![true, true, true, true, false, false]);
+    let beyond = Some(true);
+    assert_eq!(offered, vec![beyond, beyond, beyond, beyond, None, None]);
     let replies = sent(&mut out)
         .into_iter()
         .filter(|(_, m)| {
@@ -645,8 +669,94 @@ fn a_seed_offers_extra_roots_within_k_beyond_its_budget() {
         .count();
     assert_eq!(replies, 5, "the subscription and four offers");
     assert_eq!(tree.take_children(0, &ns).len(), 5);
-    assert!(
-        !tree.offer_extra_root(1_000, addr(8), 0, &LEAF_OF_1, 4.0, &mut ns, &mut out),
+    assert_eq!(
+        tree.offer_extra_root(1_000, addr(8), 0, &LEAF_OF_1, 4.0, &mut ns, &mut out),
+        None,
         "only the seed offers"
     );
+    // With room in the budget (max_upload 1: four subscriptions), an offer is no extra root;
+    // a node fed the stripe already is offered nothing.
+    let mut roomy = StripeTree::new(4, 0);
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(1, 0, 255, 0));
+    assert_eq!(
+        roomy.offer_extra_root(0, addr(1), 0, &SEED, 1.0, &mut ns, &mut out),
+        Some(false)
+    );
+    assert_eq!(
+        roomy.offer_extra_root(0, addr(1), 0, &SEED, 1.0, &mut ns, &mut out),
+        None
+    );
+}
+
+/// A Subscribe from a node the seed feeds already (it crossed the seed's offer, or the reply
+/// was lost) keeps its slot and displaces nobody: counted in the total but not among the
+/// children to displace, it made the seed let another root go.
+#[test]
+fn a_subscribe_from_a_child_already_fed_displaces_nobody() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 0, 1, 0)); // the root of stripe 0
+    ns.insert(addr(2), peer(20, 0, 255, 0)); // offered an extra root
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    assert!(subscribe(&mut tree, 0, addr(1), 0, &SEED, &mut ns, &mut out).accepted);
+    assert_eq!(
+        tree.offer_extra_root(1_000, addr(2), 0, &SEED, 0.25, &mut ns, &mut out),
+        Some(true)
+    );
+    sent(&mut out);
+    let again = subscribe(&mut tree, 2_000, addr(2), 0, &SEED, &mut ns, &mut out);
+    assert!(again.accepted);
+    assert_eq!(
+        sent(&mut out),
+        vec![(
+            addr(2),
+            Message::SubscribeReply {
+                stripe: 0,
+                accepted: true
+            }
+        )],
+        "accepted again, nobody let go"
+    );
+    let mut fed = tree.take_children(0, &ns);
+    fed.sort();
+    assert_eq!(fed, vec![addr(1), addr(2)]);
+}
+
+/// A Subscribe's acceptance that comes after the Subscribe went void (4 ticks unanswered) is
+/// taken from whom we asked while we still have no parent and ask nobody else; from anyone
+/// else it is declined.
+#[test]
+fn a_late_answer_to_our_last_subscribe_is_taken_while_we_have_no_parent() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 1, 1, 4));
+    ns.insert(addr(2), peer(11, 1, 1, 4));
+    let mut tree = StripeTree::new(4, 0);
+    let mut rng = Rng::new(1);
+    let mut out = Outbox::default();
+    tree.maintain(0, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
+    let asked: Vec<SocketAddr> = sent(&mut out)
+        .into_iter()
+        .filter(|(_, m)| *m == Message::Subscribe { stripe: 1 })
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(asked.len(), 1);
+    let (asked, other) = match asked[0] == addr(1) {
+        true => (addr(1), addr(2)),
+        false => (addr(2), addr(1)),
+    };
+    // Void after 4 ticks; both are refused-free, so the next Subscribe goes out at once.
+    if let Some(s) = tree.stripes.get_mut(1) {
+        s.pending = None;
+        s.voided = Some(asked);
+    }
+    tree.on_subscribe_reply(5 * TICK_US, other, 1, true, false, false, &mut out);
+    assert_eq!(tree.parent(1), None, "not asked");
+    assert_eq!(
+        sent(&mut out),
+        vec![(other, Message::Unsubscribe { stripe: 1 })]
+    );
+    tree.on_subscribe_reply(5 * TICK_US, asked, 1, true, false, false, &mut out);
+    assert_eq!(tree.parent(1), Some(asked), "late, but ours");
+    assert!(sent(&mut out).is_empty());
 }

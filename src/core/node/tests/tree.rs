@@ -77,3 +77,31 @@ fn a_lossless_swarm_asks_for_nothing_and_receives_nothing_twice() {
         );
     }
 }
+
+/// The seed asks nobody to feed it: a neighbour's unasked acceptance does not make it the
+/// seed's parent (a tree neighbour, sent the seed's Haves every tick instead of every 3 s).
+#[test]
+fn a_seed_takes_no_parent_from_an_unasked_acceptance() {
+    let key = StreamKey::from_seed([31; 32]);
+    let mut net = Net::new(&key, 2);
+    net.run_until(T0 + 200_000);
+    let peer = addr(1);
+    assert!(net.seed().neighbour_addrs().any(|a| a == peer), "joined");
+    let now = net.now;
+    for stripe in 0..4 {
+        let accept = wire::encode(&Message::SubscribeReply {
+            stripe,
+            accepted: true,
+        })
+        .unwrap();
+        net.seed().handle_datagram(now, peer, &accept);
+    }
+    assert_eq!(net.seed().parents(), vec![None; 4]);
+    let (sent, _) = drain(net.seed());
+    assert!(
+        !sent
+            .iter()
+            .any(|t| t.to == peer && matches!(t.message, Message::Unsubscribe { .. })),
+        "ignored, not answered"
+    );
+}
