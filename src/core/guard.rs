@@ -220,6 +220,7 @@ impl Guard {
     pub fn note_starved_stripes(&mut self, neighbours: &Neighbours, stripes: u8, now: u64) {
         let k = usize::from(stripes);
         self.starved_since.resize(k, None);
+        self.last_extra_root.resize(k, None);
         // (members, starved) per stripe, in one pass over the neighbours.
         let mut counts = vec![(0usize, 0usize); k];
         for n in neighbours.values() {
@@ -294,11 +295,8 @@ impl Guard {
     /// Seed: an extra root was taken (or offered) for `stripe`: another only after
     /// [`EXTRA_ROOT_GAP_US`].
     pub fn extra_root_taken(&mut self, stripe: u8, now: u64) {
-        let i = usize::from(stripe);
-        if self.last_extra_root.len() <= i {
-            self.last_extra_root.resize(i + 1, None);
-        }
-        if let Some(last) = self.last_extra_root.get_mut(i) {
+        // Sized with `starved_since`: a stripe is starved, so it can get one, only once noted.
+        if let Some(last) = self.last_extra_root.get_mut(usize::from(stripe)) {
             *last = Some(now);
         }
     }

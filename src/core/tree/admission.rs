@@ -22,6 +22,17 @@ pub struct SubscribeOutcome {
     pub extra_root: bool,
 }
 
+impl SubscribeOutcome {
+    /// Accepted or not, at nobody's cost and within the budget.
+    fn plain(accepted: bool) -> SubscribeOutcome {
+        SubscribeOutcome {
+            accepted,
+            displaced_barren: None,
+            extra_root: false,
+        }
+    }
+}
+
 /// The seed's order for its few stripe slots, best first: a silent child last (see
 /// [`is_silent`]), then a barren one (see [`is_barren`]), then members before leaves, lower
 /// indices (older, as far as the seed believes: [`Neighbour::seed_rank_index`]) first.
@@ -67,11 +78,7 @@ impl StripeTree {
         neighbours: &mut Neighbours,
         out: &mut Outbox,
     ) -> SubscribeOutcome {
-        let refuse = SubscribeOutcome {
-            accepted: false,
-            displaced_barren: None,
-            extra_root: false,
-        };
+        let refuse = SubscribeOutcome::plain(false);
         if stripe >= place.stripes {
             return refuse;
         }
@@ -89,11 +96,7 @@ impl StripeTree {
                     accepted: true,
                 },
             );
-            return SubscribeOutcome {
-                accepted: true,
-                displaced_barren: None,
-                extra_root: false,
-            };
+            return SubscribeOutcome::plain(true);
         }
         let outcome = match place.role {
             Role::Seed if barred => refuse,
@@ -111,11 +114,7 @@ impl StripeTree {
                     }
                     Acceptance::IfALeafMakesRoom => self.displace_leaf(stripe, neighbours, out),
                 };
-                SubscribeOutcome {
-                    accepted,
-                    displaced_barren: None,
-                    extra_root: false,
-                }
+                SubscribeOutcome::plain(accepted)
             }
         };
         if outcome.accepted {
@@ -147,11 +146,7 @@ impl StripeTree {
         neighbours: &mut Neighbours,
         out: &mut Outbox,
     ) -> SubscribeOutcome {
-        let no = SubscribeOutcome {
-            accepted: false,
-            displaced_barren: None,
-            extra_root: false,
-        };
+        let no = SubscribeOutcome::plain(false);
         let Some(requester) = neighbours.get(&from) else {
             return no;
         };
@@ -164,18 +159,10 @@ impl StripeTree {
             .map(|(addr, n)| (*addr, child_rank(n, stripe, now)))
             .max_by_key(|(_, r)| *r);
         let Some((worst, rank)) = worst else {
-            return SubscribeOutcome {
-                accepted: true,
-                displaced_barren: None,
-                extra_root: false,
-            };
+            return SubscribeOutcome::plain(true);
         };
         if total < budget {
-            return SubscribeOutcome {
-                accepted: true,
-                displaced_barren: None,
-                extra_root: false,
-            };
+            return SubscribeOutcome::plain(true);
         }
         // A starved stripe's detached member: one more root, displacing nobody (the root it
         // starves under may be an honest one whose subtree is still forming).
