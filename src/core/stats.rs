@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::proto::wire::KIND_NAMES;
 
 /// Log-bucketed histogram of non-negative values (µs), about 4 % resolution, bounded memory.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Histogram {
     /// Up to the highest bucket recorded, at most [`BUCKETS`]: grown on demand, because
     /// every node keeps two and a peer's latencies reach bucket ~400 while its ingest one
@@ -20,16 +20,6 @@ pub struct Histogram {
 /// Bucket growth factor: each bucket is ~4 % wider than the previous.
 const GROWTH: f64 = 1.04;
 const BUCKETS: usize = 600; // 1.04^600 ≈ 1.6e10 µs: half a day.
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram {
-            buckets: Vec::new(),
-            count: 0,
-            max: 0,
-        }
-    }
-}
 
 impl Histogram {
     fn bucket(value: u64) -> usize {
