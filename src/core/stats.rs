@@ -43,6 +43,9 @@ impl Histogram {
     pub fn record(&mut self, value: u64) {
         let b = Self::bucket(value).min(BUCKETS - 1);
         if self.buckets.len() <= b {
+            // Exactly: a node's maximum rises a few dozen times, and doubling held twice
+            // the buckets (up to 8 KB) where latencies reached the last ones.
+            self.buckets.reserve_exact(b + 1 - self.buckets.len());
             self.buckets.resize(b + 1, 0);
         }
         if let Some(n) = self.buckets.get_mut(b) {
