@@ -293,4 +293,28 @@ mod tests {
         c.push(1_000_000_000, 1u32);
         assert_eq!(c.pop(), Some((1_000_000_000, vec![1])));
     }
+
+    #[test]
+    fn the_slab_holds_no_more_entries_than_were_ever_queued_at_once() {
+        let mut c = Calendar::new(64, 0);
+        let mut most = 0;
+        // Two items a bucket, each 1 to 50 buckets ahead, for 10,000 buckets.
+        for bucket in 0..10_000u64 {
+            for k in 0..2 {
+                c.push(bucket + 1 + (bucket * 7 + k) % 50, (bucket, k));
+            }
+            most = most.max(c.len());
+            let items = c.take(bucket);
+            assert!(items
+                .iter()
+                .all(|&(b, k)| b + 1 + (b * 7 + k) % 50 == bucket));
+            c.recycle(items);
+        }
+        assert!(most < 110, "{most} queued at most");
+        assert!(
+            c.slab.entries.len() <= most,
+            "{} entries",
+            c.slab.entries.len()
+        );
+    }
 }
