@@ -74,6 +74,12 @@ impl<V> AddrMap<V> {
         }
         let (_, old) = self.entries.remove(at);
         self.renumber_from(at);
+        // Give back the room a crowd of neighbours left (joins greet many; 240 bytes each).
+        let len = self.entries.len();
+        if self.entries.capacity() > 2 * len + 8 {
+            self.entries.shrink_to(len + 4);
+            self.places.shrink_to(len + 4);
+        }
         Some(old)
     }
 
@@ -156,5 +162,23 @@ mod tests {
         }
         map.clear();
         assert!(map.is_empty() && map.iter().next().is_none());
+    }
+
+    #[test]
+    fn a_crowd_that_left_gives_its_room_back() {
+        let mut map = AddrMap::default();
+        let addr = |i: u16| SocketAddr::from(([10, 0, 0, 1], i));
+        for i in 0..100 {
+            map.insert(addr(i), [0u8; 200]);
+        }
+        for i in 4..100 {
+            map.remove(&addr(i));
+        }
+        assert_eq!(
+            map.keys().copied().collect::<Vec<_>>(),
+            (0..4).map(addr).collect::<Vec<_>>()
+        );
+        assert!(map.entries.capacity() <= 16, "{}", map.entries.capacity());
+        assert_eq!(map.get(&addr(3)), Some(&[0u8; 200]));
     }
 }
