@@ -39,11 +39,13 @@ pub struct Missing {
 }
 
 /// The widest range of seqs the set spans. Entries lie between the playout point and a
-/// little past the newest chunk, a few hundred seqs; a seq beyond this is not noted.
-pub const MAX_SPAN: u64 = 1 << 16;
+/// little past the newest chunk, a few hundred seqs (at most a history, 1,024 by default: a
+/// seq a history behind the newest is not asked for); a seq beyond this is not noted. Below
+/// 2^15, so a ring slot's entry index fits 16 bits.
+pub const MAX_SPAN: u64 = 1 << 15;
 
 /// A ring slot with no entry.
-const VACANT: u32 = u32::MAX;
+const VACANT: u16 = u16::MAX;
 
 #[derive(Debug, Default)]
 pub struct MissingSet {
@@ -54,10 +56,10 @@ pub struct MissingSet {
     /// Indexes, not entries: the ring spans every seq from the playout point to the newest
     /// (hundreds) while a few dozen are missing, and a ring of 56-byte entries was a third of
     /// the simulator's heap (massif, 2,000 peers: 39 KB a peer of 117).
-    slots: VecDeque<u32>,
+    slots: VecDeque<u16>,
     /// Every entry, live or freed; `free` lists the freed ones for reuse.
     entries: Vec<Missing>,
-    free: Vec<u32>,
+    free: Vec<u16>,
     count: usize,
     /// (next try, seq) of every entry, plus stale pairs of entries since moved or removed:
     /// a heap with lazy deletion costs a push where an ordered set cost two tree updates,
@@ -109,7 +111,7 @@ impl MissingSet {
     }
 
     /// Stores `m` in a free entry, or a new one; its index.
-    fn store(&mut self, m: Missing) -> u32 {
+    fn store(&mut self, m: Missing) -> u16 {
         if let Some(i) = self.free.pop() {
             if let Some(e) = self.entries.get_mut(i as usize) {
                 *e = m;
@@ -117,12 +119,12 @@ impl MissingSet {
             }
         }
         self.entries.push(m);
-        // At most MAX_SPAN entries are live, and freed ones are reused first.
-        (self.entries.len() - 1) as u32
+        // Fewer than MAX_SPAN entries are live, and freed ones are reused first.
+        (self.entries.len() - 1) as u16
     }
 
     /// Frees the entry at `i` (a slot's index), returning what it held.
-    fn release(&mut self, i: u32) -> Option<Missing> {
+    fn release(&mut self, i: u16) -> Option<Missing> {
         let m = *self.entries.get(i as usize)?;
         self.free.push(i);
         self.count -= 1;
@@ -130,7 +132,7 @@ impl MissingSet {
     }
 
     /// The slot of `seq`, growing the ring to reach it; `None` past [`MAX_SPAN`].
-    fn slot(&mut self, seq: u64) -> Option<&mut u32> {
+    fn slot(&mut self, seq: u64) -> Option<&mut u16> {
         if self.slots.is_empty() {
             self.base = seq;
         }
