@@ -39,13 +39,15 @@ pub struct Missing {
 }
 
 /// The widest range of seqs the set spans. Entries lie between the playout point and a
-/// little past the newest chunk, a few hundred seqs (at most a history, 1,024 by default: a
-/// seq a history behind the newest is not asked for); a seq beyond this is not noted. Below
-/// 2^15, so a ring slot's entry index fits 16 bits.
+/// little past the newest chunk, a few hundred seqs (about a history at most: a seq a history
+/// behind the newest is not asked for; 4,096 for bl-peer, 1,024 in bl-sim); a seq beyond this
+/// is not noted. At most 2^15 entries are then live, so an entry's index fits 16 bits with
+/// room for [`VACANT`].
 pub const MAX_SPAN: u64 = 1 << 15;
 
 /// A ring slot with no entry.
 const VACANT: u16 = u16::MAX;
+const _: () = assert!(MAX_SPAN <= VACANT as u64);
 
 #[derive(Debug, Default)]
 pub struct MissingSet {
@@ -119,7 +121,8 @@ impl MissingSet {
             }
         }
         self.entries.push(m);
-        // Fewer than MAX_SPAN entries are live, and freed ones are reused first.
+        // At most MAX_SPAN entries are live, and freed ones are reused first.
+        debug_assert!(self.entries.len() as u64 <= MAX_SPAN);
         (self.entries.len() - 1) as u16
     }
 
@@ -275,7 +278,7 @@ impl MissingSet {
             self.by_time = (0u64..)
                 .zip(&self.slots)
                 .filter_map(|(i, &e)| {
-                    let m = entries.get(e as usize)?;
+                    let m = entries.get(usize::from(e)).filter(|_| e != VACANT)?;
                     Some(Reverse((m.next_try.0, base + i)))
                 })
                 .collect();
@@ -332,7 +335,7 @@ impl MissingSet {
         self.put_off.clear();
         let base = self.base;
         for (i, &e) in (0u64..).zip(self.slots.iter()) {
-            let Some(m) = self.entries.get_mut(e as usize) else {
+            let Some(m) = self.entries.get_mut(usize::from(e)).filter(|_| e != VACANT) else {
                 continue;
             };
             let seq = base + i;
@@ -480,7 +483,8 @@ mod tests {
     #[test]
     fn entries_are_reused_as_the_window_slides_and_freed_when_nothing_is_missing() {
         let mut m = MissingSet::default();
-        // A sliding window of 40 missing seqs over 10,000: never more than 40 entries.
+        // A sliding window of 40 missing seqs over 10,000 (41 for a moment: noted before
+        // the oldest goes): the entries are reused, not added.
         for seq in 0..10_000u64 {
             m.note(Seq(seq), Micros(seq), Arrival::Lost);
             if seq >= 40 {

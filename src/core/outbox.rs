@@ -55,8 +55,10 @@ pub enum Output {
 /// Once drained, a queue gives back the room a burst left it: playout's start plays a few
 /// hundred chunks at once, a tick's Haves go to dozens of neighbours, and every node kept
 /// that room for good (massif, 2,000 peers: 10 KB a peer across the outbox's two queues;
-/// 5.6 KB still when only rooms past 64 were given back). A tick's reallocations are a few
-/// beside its dozens of datagrams.
+/// 5.6 KB still when only rooms past 64 were given back). A burst past 16 is regrown and
+/// given back each time (a tick's Haves: a few reallocations beside dozens of datagrams);
+/// bl-sim's user time did not move (1,000 peers x 10 s: 10.05 / 10.26 s before, 10.03 /
+/// 10.27 s after).
 fn release_burst<T>(queue: &mut VecDeque<T>) {
     if queue.is_empty() && queue.capacity() > 16 {
         queue.shrink_to(8);

@@ -91,6 +91,8 @@ impl Histogram {
 
     pub fn merge(&mut self, other: &Histogram) {
         if self.buckets.len() < other.buckets.len() {
+            self.buckets
+                .reserve_exact(other.buckets.len() - self.buckets.len());
             self.buckets.resize(other.buckets.len(), 0);
         }
         for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {

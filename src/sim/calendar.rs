@@ -19,8 +19,9 @@ const NIL: u32 = u32::MAX;
 /// Emptied output vectors kept for reuse: one per calendar taken from at a time covers it.
 const MAX_SPARE: usize = 4;
 
-/// A bucket: the first and last of its items in the slab.
-#[derive(Clone, Copy)]
+/// A bucket: the first and last of its items in the slab. Not `Copy`: draining a stale copy
+/// would free its entries twice.
+#[derive(Clone)]
 struct List {
     head: u32,
     tail: u32,
@@ -297,20 +298,32 @@ mod tests {
     #[test]
     fn the_slab_holds_no_more_entries_than_were_ever_queued_at_once() {
         let mut c = Calendar::new(64, 0);
-        let mut most = 0;
-        // Two items a bucket, each 1 to 50 buckets ahead, for 10,000 buckets.
+        // Three items a bucket: two 1 to 50 buckets ahead, one 70 to 99 ahead (parked in
+        // `far`, past the ring of 64), for 10,000 buckets.
+        let due = |b: u64, k: u64| {
+            b + if k < 2 {
+                1 + (b * 7 + k) % 50
+            } else {
+                70 + b % 30
+            }
+        };
+        let (mut most, mut taken) = (0, 0);
         for bucket in 0..10_000u64 {
-            for k in 0..2 {
-                c.push(bucket + 1 + (bucket * 7 + k) % 50, (bucket, k));
+            for k in 0..3 {
+                c.push(due(bucket, k), (bucket, k));
             }
             most = most.max(c.len());
             let items = c.take(bucket);
-            assert!(items
-                .iter()
-                .all(|&(b, k)| b + 1 + (b * 7 + k) % 50 == bucket));
+            assert!(items.iter().all(|&(b, k)| due(b, k) == bucket));
+            taken += items.len();
             c.recycle(items);
         }
-        assert!(most < 110, "{most} queued at most");
+        while let Some((bucket, items)) = c.pop() {
+            assert!(items.iter().all(|&(b, k)| due(b, k) == bucket));
+            taken += items.len();
+        }
+        assert_eq!((taken, c.len()), (30_000, 0));
+        assert!(most < 250, "{most} queued at most");
         assert!(
             c.slab.entries.len() <= most,
             "{} entries",
