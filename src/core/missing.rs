@@ -126,9 +126,13 @@ impl MissingSet {
         (self.entries.len() - 1) as u16
     }
 
-    /// Frees the entry at `i` (a slot's index), returning what it held.
+    /// Frees the entry at `i` (a slot's index), returning what it held (nothing for
+    /// [`VACANT`]).
     fn release(&mut self, i: u16) -> Option<Missing> {
-        let m = *self.entries.get(i as usize)?;
+        if i == VACANT {
+            return None;
+        }
+        let m = *self.entries.get(usize::from(i))?;
         self.free.push(i);
         self.count -= 1;
         Some(m)
@@ -209,11 +213,7 @@ impl MissingSet {
     pub fn remove(&mut self, seq: Seq) -> Option<Missing> {
         let seq = seq.0;
         let at = usize::try_from(seq.checked_sub(self.base)?).ok()?;
-        let slot = self.slots.get_mut(at)?;
-        let i = std::mem::replace(slot, VACANT);
-        if i == VACANT {
-            return None;
-        }
+        let i = std::mem::replace(self.slots.get_mut(at)?, VACANT);
         let m = self.release(i)?;
         self.trim();
         if m.put_off {
@@ -236,7 +236,7 @@ impl MissingSet {
                 break;
             }
             let i = self.slots.pop_back().unwrap_or(VACANT);
-            if let Some(m) = (i != VACANT).then(|| self.release(i)).flatten() {
+            if let Some(m) = self.release(i) {
                 if m.put_off {
                     self.put_off.remove(&last);
                 }
@@ -255,7 +255,7 @@ impl MissingSet {
                 break;
             };
             self.base = self.base.wrapping_add(1);
-            if let Some(m) = (slot != VACANT).then(|| self.release(slot)).flatten() {
+            if let Some(m) = self.release(slot) {
                 if m.put_off {
                     self.put_off.remove(&seq);
                 }
