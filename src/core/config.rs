@@ -208,8 +208,8 @@ pub const PEER_EXCHANGE_US: u64 = 2_000_000;
 pub struct Tuning {
     /// Stripes (K); peers learn it from the seed.
     pub stripes: u8,
-    /// Upload budget in copies of the stream. Children slots = max_upload × K (peers); the seed
-    /// keeps ⌊max_upload⌋ children per stripe (at least one).
+    /// Upload budget in copies of the stream. Children slots = ⌊max_upload × K⌋, and the seed
+    /// keeps at least one per stripe.
     pub max_upload: f64,
     /// Playout: the longest a chunk waits for a missing earlier one.
     pub latency_us: u64,
