@@ -98,15 +98,16 @@ impl Node {
             .neighbours
             .get(&from)
             .is_some_and(|n| n.role == Role::Seed);
-        let detached = self.place.member == Some(stripe)
-            && self.tree.depth(&self.place, &self.neighbours) == u8::MAX;
+        let adrift = self.place.member == Some(stripe)
+            && (self.tree.depth(&self.place, &self.neighbours) == u8::MAX
+                || self.tree.parent_withholds(stripe, now));
         self.tree.on_subscribe_reply(
             now,
             from,
             stripe,
             accepted,
             from_seed,
-            detached,
+            adrift,
             &mut self.out,
         )
     }

@@ -193,6 +193,15 @@ impl StripeTree {
         }
     }
 
+    /// Whether `stripe`'s parent is starving us of it: it sent under half of what the stripe
+    /// brought so far in this window, or nothing in half a window since it took us.
+    pub fn parent_withholds(&self, stripe: u8, now: u64) -> bool {
+        self.stripes.get(stripe as usize).is_some_and(|s| {
+            s.parent.is_some()
+                && (s.window.starved() || s.pushes == 0 && now >= s.subscribed_at + STALL_US / 2)
+        })
+    }
+
     /// The newest seq received of `stripe`.
     pub fn newest(&self, stripe: u8) -> Option<u64> {
         self.stripes.get(stripe as usize).and_then(|s| s.newest)
@@ -257,9 +266,10 @@ impl StripeTree {
     }
 
     /// The answer to our Subscribe for `stripe`, or an acceptance we did not ask for (or no
-    /// longer wait for: the Subscribe is void after 4 ticks). The seed offers a detached
+    /// longer wait for: the Subscribe is void after 4 ticks). The seed offers a starved
     /// member a root slot when it finds the member's stripe starved
-    /// ([`StripeTree::offer_extra_root`]): taken while we are `detached` in that stripe,
+    /// ([`StripeTree::offer_extra_root`]): taken while we are `adrift` in that stripe
+    /// (detached, or below a parent that withholds it: [`StripeTree::parent_withholds`]),
     /// unless we left that sender for withholding lately (a neighbour that claims to be the
     /// seed, withholds and offers again would otherwise take the slot back at once). A late
     /// answer to our last Subscribe is taken while we still have no parent and ask nobody
@@ -276,7 +286,7 @@ impl StripeTree {
         stripe: u8,
         accepted: bool,
         from_seed: bool,
-        detached: bool,
+        adrift: bool,
         out: &mut Outbox,
     ) {
         let Some(s) = self.stripes.get_mut(stripe as usize) else {
@@ -298,7 +308,7 @@ impl StripeTree {
             .refused
             .get(&(from, stripe))
             .is_some_and(|until| *until > now + REFUSAL_BACKOFF_US);
-        let offered = from_seed && detached && !left_for_withholding;
+        let offered = from_seed && adrift && !left_for_withholding;
         let late = s.parent.is_none() && s.pending.is_none() && s.voided == Some(from);
         if !(asked || offered || late) {
             out.send(from, &Message::Unsubscribe { stripe });

@@ -760,3 +760,40 @@ fn a_late_answer_to_our_last_subscribe_is_taken_while_we_have_no_parent() {
     assert_eq!(tree.parent(1), Some(asked), "late, but ours");
     assert!(sent(&mut out).is_empty());
 }
+
+/// A member below a parent that starves it of its stripe takes the seed's offer of a root
+/// as a detached one would: a parent that pushed nothing for half a window since it took us,
+/// or under half of what the stripe brought in this window, withholds.
+#[test]
+fn a_parent_that_pushes_too_little_of_its_stripe_withholds() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 0, 1, 4));
+    let member_of_0 = Place {
+        member: Some(0),
+        ..LEAF_OF_1
+    };
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    tree.maintain(0, false, &member_of_0, &ns, &mut Rng::new(1), &mut out);
+    assert!(sent(&mut out).contains(&(addr(1), Message::Subscribe { stripe: 0 })));
+    tree.on_subscribe_reply(0, addr(1), 0, true, false, false, &mut out);
+    assert_eq!(tree.parent(0), Some(addr(1)));
+    assert!(!tree.parent_withholds(0, STALL_US / 2 - 1), "not yet");
+    assert!(
+        tree.parent_withholds(0, STALL_US / 2),
+        "nothing for half a window"
+    );
+    tree.pushed(0, addr(1));
+    assert!(!tree.parent_withholds(0, STALL_US / 2), "it pushed");
+    for seq in 0..8 {
+        tree.heard(0, seq * 4, 100);
+    }
+    assert!(
+        tree.parent_withholds(0, STALL_US / 2),
+        "1 push of 8 new chunks: the rest came as repairs"
+    );
+    assert!(
+        !tree.parent_withholds(1, STALL_US / 2),
+        "no parent in stripe 1"
+    );
+}
