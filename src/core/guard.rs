@@ -316,7 +316,8 @@ pub fn shows_starved(n: &Neighbour, stripe: u8, stripes: u8) -> bool {
 }
 
 /// A starved member of `stripe` ([`shows_starved`]) that says it is detached (depth 255): one
-/// that left its parent, to be taken as an extra root.
+/// that left its parent. The seed takes one that asks it as an extra root (its own offers go
+/// to starved members, detached or not: [`Guard::extra_root_candidate`]).
 pub fn is_starved_member(n: &Neighbour, stripe: u8, stripes: u8) -> bool {
     n.depth == u8::MAX && shows_starved(n, stripe, stripes)
 }

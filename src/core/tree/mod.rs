@@ -193,12 +193,18 @@ impl StripeTree {
         }
     }
 
-    /// Whether `stripe`'s parent is starving us of it: it sent under half of what the stripe
-    /// brought so far in this window, or nothing in half a window since it took us.
+    /// Whether `stripe`'s parent is starving us of it: of the chunks new to us in this window
+    /// (at least [`STARVED_MIN_CHUNKS`]), it sent under half (copies count), or it sent
+    /// nothing in half a window since it took us and the stream began to flow. Counted from
+    /// the stream's first chunk, as in [`StripeTree::maintain`]: before it, every parent
+    /// pushes nothing, and an offer from a neighbour claiming to be the seed would take every
+    /// member off its parent.
     pub fn parent_withholds(&self, stripe: u8, now: u64) -> bool {
+        let first_heard = self.first_heard;
         self.stripes.get(stripe as usize).is_some_and(|s| {
-            s.parent.is_some()
-                && (s.window.starved() || s.pushes == 0 && now >= s.subscribed_at + STALL_US / 2)
+            let silent = s.pushes == 0
+                && first_heard.is_some_and(|f| now >= s.subscribed_at.max(f) + STALL_US / 2);
+            s.parent.is_some() && (s.window.starved() || silent)
         })
     }
 

@@ -778,19 +778,28 @@ fn a_parent_that_pushes_too_little_of_its_stripe_withholds() {
     assert!(sent(&mut out).contains(&(addr(1), Message::Subscribe { stripe: 0 })));
     tree.on_subscribe_reply(0, addr(1), 0, true, false, false, &mut out);
     assert_eq!(tree.parent(0), Some(addr(1)));
-    assert!(!tree.parent_withholds(0, STALL_US / 2 - 1), "not yet");
     assert!(
-        tree.parent_withholds(0, STALL_US / 2),
-        "nothing for half a window"
+        !tree.parent_withholds(0, 10 * STALL_US),
+        "before the stream flows every parent pushes nothing"
+    );
+    let flows = 2 * STALL_US;
+    tree.heard(1, 1, flows); // another stripe's first chunk
+    assert!(
+        !tree.parent_withholds(0, flows + STALL_US / 2 - 1),
+        "not yet"
+    );
+    assert!(
+        tree.parent_withholds(0, flows + STALL_US / 2),
+        "nothing for half a window of a flowing stream"
     );
     tree.pushed(0, addr(1));
-    assert!(!tree.parent_withholds(0, STALL_US / 2), "it pushed");
+    assert!(!tree.parent_withholds(0, flows + STALL_US / 2), "it pushed");
     for seq in 0..8 {
-        tree.heard(0, seq * 4, 100);
+        tree.heard(0, seq * 4, flows + 100);
     }
     assert!(
-        tree.parent_withholds(0, STALL_US / 2),
-        "1 push of 8 new chunks: the rest came as repairs"
+        tree.parent_withholds(0, flows + STALL_US / 2),
+        "1 push of 8 new chunks: the rest came from others"
     );
     assert!(
         !tree.parent_withholds(1, STALL_US / 2),
