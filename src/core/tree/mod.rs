@@ -87,6 +87,12 @@ impl PushWindow {
 }
 
 impl Stripe {
+    /// The parent pushed nothing for longer than `span` since it took us and since the
+    /// stream's first chunk (`first_heard`): before that chunk, every parent pushes nothing.
+    fn pushed_nothing_for(&self, span: u64, first_heard: Option<u64>, now: u64) -> bool {
+        self.pushes == 0 && first_heard.is_some_and(|f| now > self.subscribed_at.max(f) + span)
+    }
+
     fn new(heard: u64) -> Stripe {
         Stripe {
             parent: None,
@@ -195,16 +201,14 @@ impl StripeTree {
 
     /// Whether `stripe`'s parent is starving us of it: of the chunks new to us in this window
     /// (at least [`STARVED_MIN_CHUNKS`]), it sent under half (copies count), or it sent
-    /// nothing in half a window since it took us and the stream began to flow. Counted from
-    /// the stream's first chunk, as in [`StripeTree::maintain`]: before it, every parent
-    /// pushes nothing, and an offer from a neighbour claiming to be the seed would take every
-    /// member off its parent.
+    /// nothing for half a window since it took us and the stream began to flow (counted as
+    /// in [`StripeTree::maintain`]; from the subscription alone, an offer from a neighbour
+    /// claiming to be the seed would take every member off its parent before the stream).
     pub fn parent_withholds(&self, stripe: u8, now: u64) -> bool {
         let first_heard = self.first_heard;
         self.stripes.get(stripe as usize).is_some_and(|s| {
-            let silent = s.pushes == 0
-                && first_heard.is_some_and(|f| now >= s.subscribed_at.max(f) + STALL_US / 2);
-            s.parent.is_some() && (s.window.starved() || silent)
+            s.parent.is_some()
+                && (s.window.starved() || s.pushed_nothing_for(STALL_US / 2, first_heard, now))
         })
     }
 
@@ -459,9 +463,7 @@ impl StripeTree {
                 if window_over {
                     s.window = PushWindow::starting(now);
                 }
-                let withheld = starved
-                    || s.pushes == 0
-                        && first_heard.is_some_and(|f| now > s.subscribed_at.max(f) + STALL_US);
+                let withheld = starved || s.pushed_nothing_for(STALL_US, first_heard, now);
                 // Sent us nothing at all, not even a Have, for [`PARENT_GONE_US`]: it is gone
                 // (a seed killed by SIGKILL), whether or not the stream flows elsewhere.
                 let gone = neighbours.get(&parent).is_none_or(|n| is_gone(n, now));

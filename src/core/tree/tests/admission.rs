@@ -1,0 +1,317 @@
+//! Admission at the seed and at peers: whom a node takes as a child, whom it lets go, and
+//! the seed's extra roots.
+
+use super::*;
+
+#[test]
+fn at_the_seed_a_member_displaces_a_leaf_and_anyone_displaces_a_barren_child() {
+    // max_upload 0.25 × 4 stripes: one subscription in all.
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 3, 1, 0)); // a leaf of stripe 0
+    ns.insert(addr(2), peer(20, 0, 1, 0)); // a member of stripe 0
+    ns.insert(addr(3), peer(30, 0, 1, 0)); // a younger member
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    let now = 1_000;
+    let first = subscribe(&mut tree, now, addr(1), 0, &SEED, &mut ns, &mut out);
+    assert!(
+        first.accepted,
+        "the first child of a stripe is always taken"
+    );
+    let member = subscribe(&mut tree, now, addr(2), 0, &SEED, &mut ns, &mut out);
+    assert_eq!(
+        member,
+        SubscribeOutcome {
+            accepted: true,
+            displaced_barren: None,
+            extra_root: false,
+        }
+    );
+    assert!(ns.get(&addr(1)).is_some_and(|n| n.children.is_empty()));
+    let younger = subscribe(&mut tree, now, addr(3), 0, &SEED, &mut ns, &mut out);
+    assert!(
+        !younger.accepted,
+        "a younger member does not displace an older one"
+    );
+    let messages = sent(&mut out);
+    assert!(messages.contains(&(addr(1), Message::Unsubscribe { stripe: 0 })));
+    // The older member passes nothing on for BARREN_AFTER_US: anyone takes its place,
+    // and the guard is told whom to bar.
+    let later = now + BARREN_AFTER_US;
+    let taken = subscribe(&mut tree, later, addr(3), 0, &SEED, &mut ns, &mut out);
+    assert_eq!(taken.displaced_barren, Some(addr(2)));
+    // A barred requester is refused outright.
+    let barred = tree.on_subscribe(
+        later,
+        addr(1),
+        1,
+        true,
+        false,
+        &SEED,
+        0.25,
+        &mut ns,
+        &mut out,
+    );
+    assert!(!barred.accepted);
+}
+
+#[test]
+fn a_full_peer_takes_a_member_of_its_stripe_by_displacing_a_leaf() {
+    let me = Place {
+        role: Role::Peer,
+        index: 10,
+        member: Some(2),
+        stripes: 4,
+    };
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(50, 0, 3, 0)); // a leaf of stripe 2
+    ns.insert(addr(2), peer(60, 2, 3, 0)); // a younger member of stripe 2
+    ns.insert(addr(3), peer(5, 2, 1, 0)); // an older member: may not hang below us
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    // max_upload 0.25: one slot.
+    assert!(subscribe(&mut tree, 0, addr(1), 2, &me, &mut ns, &mut out).accepted);
+    assert!(
+        !subscribe(&mut tree, 0, addr(1), 1, &me, &mut ns, &mut out).accepted,
+        "a peer feeds only its member stripe"
+    );
+    assert!(!subscribe(&mut tree, 0, addr(3), 2, &me, &mut ns, &mut out).accepted);
+    assert!(subscribe(&mut tree, 0, addr(2), 2, &me, &mut ns, &mut out).accepted);
+    assert!(
+        ns.get(&addr(1)).is_some_and(|n| n.children.is_empty()),
+        "the leaf made room"
+    );
+    assert_eq!(tree.take_children(2, &ns), vec![addr(2)]);
+}
+
+/// A child killed without a Goodbye keeps its neighbour entry for [`NEIGHBOUR_TIMEOUT_US`];
+/// its slot must not: the seed pushed a killed root child's stripe into the void while better
+/// ranked than anyone asking, and every survivor of a swarm skipped the same chunks.
+///
+/// [`NEIGHBOUR_TIMEOUT_US`]: crate::core::config::NEIGHBOUR_TIMEOUT_US
+#[test]
+fn a_silent_child_gives_its_slot_to_whoever_asks() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 2, 1, 0)); // the old member of stripe 2: killed at 0
+    ns.insert(addr(2), peer(90, 1, 3, 0)); // a younger leaf, alive
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    // max_upload 0.25 × 4 stripes: one slot.
+    assert!(subscribe(&mut tree, 0, addr(1), 2, &SEED, &mut ns, &mut out).accepted);
+    let alive = |ns: &mut Neighbours, now: u64| {
+        if let Some(n) = ns.get_mut(&addr(2)) {
+            n.last_heard = now;
+        }
+    };
+    let ask = |tree: &mut StripeTree, ns: &mut Neighbours, out: &mut Outbox, now: u64| {
+        tree.on_subscribe(now, addr(2), 2, false, false, &SEED, 0.25, ns, out)
+    };
+    let heard_lately = CHILD_SILENT_US;
+    alive(&mut ns, heard_lately);
+    assert!(
+        !ask(&mut tree, &mut ns, &mut out, heard_lately).accepted,
+        "an older member keeps its slot while it may be alive"
+    );
+    // A leaf waits longer for a member's slot than the member's heirs do.
+    let silent = MEMBER_SILENT_FOR_LEAF_US + 1;
+    alive(&mut ns, silent);
+    let taken = ask(&mut tree, &mut ns, &mut out, silent);
+    assert_eq!(
+        taken,
+        SubscribeOutcome {
+            accepted: true,
+            displaced_barren: None,
+            extra_root: false,
+        }
+    );
+    assert!(sent(&mut out).contains(&(addr(1), Message::Unsubscribe { stripe: 2 })));
+    assert_eq!(tree.take_children(2, &ns), vec![addr(2)]);
+
+    // A full peer gives a silent child's slot away too, even to a leaf.
+    let me = Place {
+        role: Role::Peer,
+        index: 5,
+        member: Some(2),
+        stripes: 4,
+    };
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 2, 3, 0));
+    ns.insert(addr(2), peer(90, 1, 3, 0));
+    let mut tree = StripeTree::new(4, 0);
+    assert!(subscribe(&mut tree, 0, addr(1), 2, &me, &mut ns, &mut out).accepted);
+    let ask_me = |tree: &mut StripeTree, ns: &mut Neighbours, out: &mut Outbox, now: u64| {
+        tree.on_subscribe(now, addr(2), 2, false, false, &me, 0.25, ns, out)
+    };
+    alive(&mut ns, heard_lately);
+    assert!(!ask_me(&mut tree, &mut ns, &mut out, heard_lately).accepted);
+    alive(&mut ns, silent);
+    assert!(ask_me(&mut tree, &mut ns, &mut out, silent).accepted);
+    assert!(sent(&mut out).contains(&(addr(1), Message::Unsubscribe { stripe: 2 })));
+    assert_eq!(tree.take_children(2, &ns), vec![addr(2)]);
+}
+
+/// A starved stripe's detached member gets a root slot beyond the seed's budget, displacing
+/// nobody: the root it starves under may be a withholder the audits cannot catch, or an
+/// honest root whose subtree is still forming.
+#[test]
+fn a_seed_takes_an_extra_root_for_a_starved_stripe_displacing_nobody() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 0, 1, 0)); // the oldest member of stripe 0: the root
+    ns.insert(addr(2), peer(20, 0, 255, 0)); // a younger member, detached
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    let ask = |tree: &mut StripeTree, ns: &mut Neighbours, out: &mut Outbox, a: u16, extra| {
+        tree.on_subscribe(1_000, addr(a), 0, false, extra, &SEED, 0.25, ns, out)
+    };
+    assert!(ask(&mut tree, &mut ns, &mut out, 1, false).accepted);
+    assert!(
+        !ask(&mut tree, &mut ns, &mut out, 2, false).accepted,
+        "full, and the root is older"
+    );
+    let extra = ask(&mut tree, &mut ns, &mut out, 2, true);
+    assert_eq!(
+        extra,
+        SubscribeOutcome {
+            accepted: true,
+            displaced_barren: None,
+            extra_root: true,
+        }
+    );
+    assert!(
+        !sent(&mut out)
+            .iter()
+            .any(|(_, m)| matches!(m, Message::Unsubscribe { .. })),
+        "nobody displaced"
+    );
+    let mut fed = tree.take_children(0, &ns);
+    fed.sort();
+    assert_eq!(fed, vec![addr(1), addr(2)]);
+}
+
+/// One lost Have and a long path made a live root look silent while its stripe's orphans
+/// asked the seed: a leaf took the slot, and every member of the stripe was detached.
+#[test]
+fn a_leaf_never_takes_a_members_root_slot_at_the_seed() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 2, 1, 0)); // the root of stripe 2
+    ns.insert(addr(2), peer(5, 1, 3, 0)); // an older leaf of stripe 2
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    assert!(subscribe(&mut tree, 0, addr(1), 2, &SEED, &mut ns, &mut out).accepted);
+    let silent = CHILD_SILENT_US + 1;
+    if let Some(n) = ns.get_mut(&addr(2)) {
+        n.last_heard = silent;
+    }
+    assert!(
+        !subscribe(&mut tree, silent, addr(2), 2, &SEED, &mut ns, &mut out).accepted,
+        "neither older nor silent makes a leaf a root"
+    );
+    assert_eq!(tree.take_children(2, &ns), vec![addr(1)]);
+}
+
+/// An index is unsigned: the seed ranks a claim no older than its floor (a history before
+/// the stream's newest chunk when the claimant first reached the seed), so a newcomer
+/// claiming index 1 no longer outranks the stripe's oldest member for its root slot.
+#[test]
+fn at_the_seed_a_claimed_index_older_than_its_floor_ranks_at_the_floor() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(5_000, 0, 1, 0)); // the oldest member that reached the seed early
+    let mut newcomer = peer(1, 0, 255, 0); // claims index 1
+    newcomer.index_floor = 10_000;
+    ns.insert(addr(2), newcomer);
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    assert!(subscribe(&mut tree, 0, addr(1), 0, &SEED, &mut ns, &mut out).accepted);
+    assert!(
+        !subscribe(&mut tree, 0, addr(2), 0, &SEED, &mut ns, &mut out).accepted,
+        "index 1, ranked at its floor of 10,000, is younger than 5,000"
+    );
+    // Without the floor, the claim wins the slot.
+    if let Some(n) = ns.get_mut(&addr(2)) {
+        n.index_floor = 0;
+    }
+    assert!(subscribe(&mut tree, 0, addr(2), 0, &SEED, &mut ns, &mut out).accepted);
+    assert_eq!(tree.take_children(0, &ns), vec![addr(2)]);
+}
+
+/// The seed's offers of extra roots stay within the K subscriptions beyond its budget that
+/// extra roots may take in all.
+#[test]
+fn a_seed_offers_extra_roots_within_k_beyond_its_budget() {
+    let mut ns = Neighbours::default();
+    for i in 1..=12u16 {
+        ns.insert(addr(i), peer(u64::from(i), 0, 255, 0));
+    }
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    // max_upload 0.25: one subscription in the budget; the offers may take four more.
+    assert!(subscribe(&mut tree, 0, addr(1), 0, &SEED, &mut ns, &mut out).accepted);
+    let offered: Vec<Option<bool>> = (2..=7u16)
+        .map(|i| tree.offer_extra_root(1_000, addr(i), 0, &SEED, 0.25, &mut ns, &mut out))
+        .collect();
+    let beyond = Some(true);
+    assert_eq!(offered, vec![beyond, beyond, beyond, beyond, None, None]);
+    let replies = sent(&mut out)
+        .into_iter()
+        .filter(|(_, m)| {
+            *m == Message::SubscribeReply {
+                stripe: 0,
+                accepted: true,
+            }
+        })
+        .count();
+    assert_eq!(replies, 5, "the subscription and four offers");
+    assert_eq!(tree.take_children(0, &ns).len(), 5);
+    assert_eq!(
+        tree.offer_extra_root(1_000, addr(8), 0, &LEAF_OF_1, 4.0, &mut ns, &mut out),
+        None,
+        "only the seed offers"
+    );
+    // With room in the budget (max_upload 1: four subscriptions), an offer is no extra root;
+    // a node fed the stripe already is offered nothing.
+    let mut roomy = StripeTree::new(4, 0);
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(1, 0, 255, 0));
+    assert_eq!(
+        roomy.offer_extra_root(0, addr(1), 0, &SEED, 1.0, &mut ns, &mut out),
+        Some(false)
+    );
+    assert_eq!(
+        roomy.offer_extra_root(0, addr(1), 0, &SEED, 1.0, &mut ns, &mut out),
+        None
+    );
+}
+
+/// A Subscribe from a node the seed feeds already (it crossed the seed's offer, or the reply
+/// was lost) keeps its slot and displaces nobody: counted in the total but not among the
+/// children to displace, it made the seed let another root go.
+#[test]
+fn a_subscribe_from_a_child_already_fed_displaces_nobody() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 0, 1, 0)); // the root of stripe 0
+    ns.insert(addr(2), peer(20, 0, 255, 0)); // offered an extra root
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    assert!(subscribe(&mut tree, 0, addr(1), 0, &SEED, &mut ns, &mut out).accepted);
+    assert_eq!(
+        tree.offer_extra_root(1_000, addr(2), 0, &SEED, 0.25, &mut ns, &mut out),
+        Some(true)
+    );
+    sent(&mut out);
+    let again = subscribe(&mut tree, 2_000, addr(2), 0, &SEED, &mut ns, &mut out);
+    assert!(again.accepted);
+    assert_eq!(
+        sent(&mut out),
+        vec![(
+            addr(2),
+            Message::SubscribeReply {
+                stripe: 0,
+                accepted: true
+            }
+        )],
+        "accepted again, nobody let go"
+    );
+    let mut fed = tree.take_children(0, &ns);
+    fed.sort();
+    assert_eq!(fed, vec![addr(1), addr(2)]);
+}
