@@ -58,6 +58,19 @@ pub const STARVED_HEARD_US: u64 = 1_000_000;
 /// third one for honest stripes still forming (bl-sim, 1,000 peers × 10 s, seeds 1-8: 0.75
 /// extra roots a run and 1.73 stream copies of seed upload, against 0.38 and 1.68 at 2 s).
 pub const EXTRA_ROOT_GAP_US: u64 = 2_000_000;
+/// Seed: a member it makes a root of a starved stripe (an extra root, or a slot within the
+/// budget) is sent at once the stripe's chunks captured within this long of the seed's
+/// newest that its Have does not show, at most [`BACKLOG_MAX_CHUNKS`]. Until the stripe was
+/// found starved, only the seed and the withholder held them: its members could not repair
+/// them from anyone but the seed, whose repair budget is small, and skipped them (bl-sim,
+/// 1,000 peers, the first 4 withholding, seed 2: 94 % of the chunks skipped were captured
+/// before the extra root, due up to 4.5 s after capture at peers that started late).
+/// The new root pushes what it lacked down its subtree, as it does any chunk new to it.
+/// Two seconds: the playout latency (1.5 s by default) and the half second the seed waits
+/// before it calls a stripe starved.
+pub const BACKLOG_US: u64 = 2_000_000;
+/// At 2 Mb/s and 4 stripes, two seconds of a stripe are 95 chunks.
+pub const BACKLOG_MAX_CHUNKS: usize = 128;
 /// Repairs a peer serves are budgeted: what its pushes leave of its upload budget
 /// (max_upload − subscriptions fed ÷ K copies of the stream), at least this fraction of
 /// max_upload (orphans after a parent died need a burst from members that are full). Not

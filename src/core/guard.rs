@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex};
 use ed25519_dalek::VerifyingKey;
 
 use crate::core::config::{
-    AUDIT_AGE_CHUNKS, AUDIT_MISSES_BARREN, BARREN_AFTER_US, CHILD_SILENT_US, EXTRA_ROOT_GAP_US,
-    STARVED_FOR_US, STARVED_HEARD_US, STARVED_MIN_MEMBERS,
+    AUDIT_AGE_CHUNKS, AUDIT_MISSES_BARREN, BACKLOG_MAX_CHUNKS, BACKLOG_US, BARREN_AFTER_US,
+    CHILD_SILENT_US, EXTRA_ROOT_GAP_US, STARVED_FOR_US, STARVED_HEARD_US, STARVED_MIN_MEMBERS,
 };
 use crate::core::history::History;
-use crate::core::neighbours::{Neighbour, Neighbours};
+use crate::core::neighbours::{HaveSummary, Neighbour, Neighbours};
 use crate::core::outbox::Outbox;
+use crate::core::stripes::stripe_of;
 use crate::core::units::Seq;
 use crate::media::chunk::{Chunk, Rejection};
 use crate::media::identity::StreamId;
@@ -309,6 +310,35 @@ impl Guard {
     }
 }
 
+/// Seed: what a member just made a root of starved `stripe` is sent at once: the stripe's
+/// chunks captured within [`BACKLOG_US`] of our newest that its Have (`have`) does not show,
+/// the newest [`BACKLOG_MAX_CHUNKS`] of them, oldest first (the nearest to being due). The
+/// Have is the member's own claim: one that claims to hold nothing gets the whole backlog,
+/// once per extra root, which the seed takes at most every [`EXTRA_ROOT_GAP_US`] per stripe.
+pub fn starved_backlog(
+    history: &History,
+    have: Option<&HaveSummary>,
+    stripe: u8,
+    stripes: u8,
+) -> Vec<Arc<Chunk>> {
+    let Some(newest) = history.last().and_then(|seq| history.get(seq)) else {
+        return Vec::new();
+    };
+    let since = newest.capture_us.saturating_sub(BACKLOG_US);
+    let mut backlog: Vec<Arc<Chunk>> = history
+        .from(0)
+        .rev()
+        // The seed's captures never go back (they come from bl-chunk).
+        .take_while(|c| c.capture_us >= since)
+        .filter(|c| !c.is_end() && stripe_of(c.seq, stripes) == stripe)
+        .filter(|c| !have.is_some_and(|h| h.announces(c.seq)))
+        .take(BACKLOG_MAX_CHUNKS)
+        .cloned()
+        .collect();
+    backlog.reverse();
+    backlog
+}
+
 /// A member of `stripe` whose Have shows the stripe missing while others arrive
 /// ([`HaveSummary::starved_of`]): not merely joining.
 pub fn shows_starved(n: &Neighbour, stripe: u8, stripes: u8) -> bool {
@@ -558,5 +588,79 @@ mod tests {
         let late = STARVED_HEARD_US + 1;
         guard.note_starved_stripes(&ns, 4, late);
         assert!(!guard.is_starved(1, late + STARVED_FOR_US));
+    }
+
+    /// A member made a root of a starved stripe is sent the stripe's chunks of the last
+    /// BACKLOG_US that its Have does not show, oldest first: not those of other stripes, not
+    /// older ones, not those it holds, and no more than BACKLOG_MAX_CHUNKS.
+    #[test]
+    fn a_new_root_of_a_starved_stripe_gets_the_stripes_recent_chunks_it_lacks() {
+        use crate::core::config::{BACKLOG_MAX_CHUNKS, BACKLOG_US};
+        let key = StreamKey::from_seed([7; 32]);
+        // 1,000 chunks 10 ms apart: the last 2 s are seqs 800..=999.
+        let mut history = History::new(4096);
+        for seq in 0..1_000u64 {
+            let capture = 1_000_000 + seq * 10_000;
+            history.insert(Arc::new(Chunk::sign(
+                &key,
+                seq,
+                capture,
+                0,
+                vec![0x47; 188],
+            )));
+        }
+        let seqs = |have: Option<&HaveSummary>| -> Vec<u64> {
+            starved_backlog(&history, have, 1, 4)
+                .iter()
+                .map(|c| c.seq)
+                .collect()
+        };
+        let window = BACKLOG_US / 10_000;
+        let all: Vec<u64> = (1_000 - window..1_000).filter(|s| s % 4 == 1).collect();
+        assert!(
+            all.len() <= BACKLOG_MAX_CHUNKS,
+            "the test's window fits the cap"
+        );
+        // Nothing announced (or no Have yet): the stripe's whole window, oldest first.
+        assert_eq!(seqs(None), all);
+        // It holds the stripe's newest 16 and every other stripe's: those are not sent.
+        let highest = 999u64;
+        let mut recent = u128::MAX;
+        for back in 16..128u64 {
+            if (highest - back) % 4 == 1 {
+                recent &= !(1u128 << back);
+            }
+        }
+        let have = HaveSummary {
+            first: 0,
+            highest,
+            recent,
+        };
+        let lacked: Vec<u64> = all.iter().copied().filter(|s| *s < 984).collect();
+        assert_eq!(seqs(Some(&have)), lacked);
+        // A faster stream: only the newest BACKLOG_MAX_CHUNKS of the window.
+        let mut fast = History::new(4096);
+        for seq in 0..2_000u64 {
+            let capture = 1_000_000 + seq * 1_000;
+            fast.insert(Arc::new(Chunk::sign(
+                &key,
+                seq,
+                capture,
+                0,
+                vec![0x47; 188],
+            )));
+        }
+        let sent: Vec<u64> = starved_backlog(&fast, None, 1, 4)
+            .iter()
+            .map(|c| c.seq)
+            .collect();
+        assert_eq!(sent.len(), BACKLOG_MAX_CHUNKS);
+        assert_eq!(sent.last(), Some(&1_997));
+        assert!(
+            sent.windows(2).all(|w| w[0] + 4 == w[1]),
+            "oldest first, all of stripe 1"
+        );
+        // Nothing held: nothing sent.
+        assert!(starved_backlog(&History::new(16), None, 1, 4).is_empty());
     }
 }

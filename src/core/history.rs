@@ -107,8 +107,8 @@ impl History {
         }
     }
 
-    /// Chunks held from `start` on, oldest first.
-    pub fn from(&self, start: u64) -> impl Iterator<Item = &Arc<Chunk>> + '_ {
+    /// Chunks held from `start` on, oldest first (`rev` for newest first).
+    pub fn from(&self, start: u64) -> impl DoubleEndedIterator<Item = &Arc<Chunk>> + '_ {
         let skip = usize::try_from(start.saturating_sub(self.base)).unwrap_or(usize::MAX);
         self.slots.iter().skip(skip).flatten()
     }

@@ -222,8 +222,7 @@ impl Node {
         self.latest_keyframe = self
             .history
             .from(0)
-            .filter(|c| c.is_keyframe())
-            .last()
+            .rfind(|c| c.is_keyframe())
             .map(|c| Seq(c.seq));
         if self.playout.first_play_at.is_none() {
             self.playout.forget_start();

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use super::Node;
 use crate::core::config::BARRED_US;
 use crate::core::guard;
-use crate::proto::wire::Role;
+use crate::proto::wire::{self, Message, Role};
 
 impl Node {
     pub(super) fn on_subscribe(&mut self, now: u64, from: SocketAddr, stripe: u8) {
@@ -65,7 +65,10 @@ impl Node {
             match offered {
                 Some(true) => self.note_extra_root(now, to, stripe),
                 // Within the budget: no extra root, but the stripe waits as long for another.
-                Some(false) => self.guard.extra_root_taken(stripe, now),
+                Some(false) => {
+                    self.guard.extra_root_taken(stripe, now);
+                    self.send_backlog(to, stripe);
+                }
                 None => {}
             }
         }
@@ -74,9 +77,25 @@ impl Node {
     fn note_extra_root(&mut self, now: u64, to: SocketAddr, stripe: u8) {
         self.guard.extra_root_taken(stripe, now);
         self.out.stats.counters.extra_roots += 1;
+        let sent = self.send_backlog(to, stripe);
         self.out.warn(format!(
-            "took {to} as an extra root of stripe {stripe}: most of its members here are starved of it"
+            "took {to} as an extra root of stripe {stripe}: most of its members here are starved of it (sent it the {sent} chunks of the stripe it lacked)"
         ));
+    }
+
+    /// Seed: `to` was just made a root of starved `stripe`: it gets the stripe's recent chunks
+    /// it lacks ([`guard::starved_backlog`]), which only we and the withholder held; how many.
+    fn send_backlog(&mut self, to: SocketAddr, stripe: u8) -> usize {
+        let have = self.neighbours.get(&to).and_then(|n| n.have);
+        let backlog =
+            guard::starved_backlog(&self.history, have.as_ref(), stripe, self.place.stripes);
+        let sent = backlog.len();
+        for chunk in backlog {
+            let message = Message::Chunk(chunk);
+            let len = wire::encoded_len(&message);
+            self.out.send_sized(to, message, len);
+        }
+        sent
     }
 
     pub(super) fn on_subscribe_reply(
