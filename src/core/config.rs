@@ -69,7 +69,7 @@ pub const EXTRA_ROOT_GAP_US: u64 = 2_000_000;
 /// Two seconds: the playout latency (1.5 s by default) and the half second the seed waits
 /// before it calls a stripe starved.
 pub const BACKLOG_US: u64 = 2_000_000;
-/// At 2 Mb/s and 4 stripes, two seconds of a stripe are 95 chunks.
+/// At 2 Mb/s (6 TS packets a chunk) and 4 stripes, two seconds of a stripe are 111 chunks.
 pub const BACKLOG_MAX_CHUNKS: usize = 128;
 /// Repairs a peer serves are budgeted: what its pushes leave of its upload budget
 /// (max_upload − subscriptions fed ÷ K copies of the stream), at least this fraction of

@@ -14,7 +14,7 @@ use crate::core::config::{
     CHILD_SILENT_US, EXTRA_ROOT_GAP_US, STARVED_FOR_US, STARVED_HEARD_US, STARVED_MIN_MEMBERS,
 };
 use crate::core::history::History;
-use crate::core::neighbours::{HaveSummary, Neighbour, Neighbours};
+use crate::core::neighbours::{Neighbour, Neighbours};
 use crate::core::outbox::Outbox;
 use crate::core::stripes::stripe_of;
 use crate::core::units::Seq;
@@ -310,21 +310,27 @@ impl Guard {
     }
 }
 
-/// Seed: what a member just made a root of starved `stripe` is sent at once: the stripe's
-/// chunks captured within [`BACKLOG_US`] of our newest that its Have (`have`) does not show,
-/// the newest [`BACKLOG_MAX_CHUNKS`] of them, oldest first (the nearest to being due). The
-/// Have is the member's own claim: one that claims to hold nothing gets the whole backlog,
-/// once per extra root, which the seed takes at most every [`EXTRA_ROOT_GAP_US`] per stripe.
+/// Seed: what member `n`, just made a root of starved `stripe`, is sent at once: the
+/// stripe's chunks captured within [`BACKLOG_US`] of our newest that its Have does not show,
+/// the newest [`BACKLOG_MAX_CHUNKS`] of them, oldest first (the nearest to being due). Once
+/// per neighbour and stripe: the backlog goes out with the offer, before the member takes
+/// it, and a liar that declined every offer (claiming to hold nothing) would otherwise draw
+/// one every [`EXTRA_ROOT_GAP_US`] for as long as its claims kept the stripe starved.
 pub fn starved_backlog(
     history: &History,
-    have: Option<&HaveSummary>,
+    n: &mut Neighbour,
     stripe: u8,
     stripes: u8,
 ) -> Vec<Arc<Chunk>> {
+    if n.backlog_sent.contains(stripe) {
+        return Vec::new();
+    }
+    n.backlog_sent.insert(stripe);
     let Some(newest) = history.last().and_then(|seq| history.get(seq)) else {
         return Vec::new();
     };
     let since = newest.capture_us.saturating_sub(BACKLOG_US);
+    let have = n.have;
     let mut backlog: Vec<Arc<Chunk>> = history
         .from(0)
         .rev()
@@ -592,52 +598,66 @@ mod tests {
 
     /// A member made a root of a starved stripe is sent the stripe's chunks of the last
     /// BACKLOG_US that its Have does not show, oldest first: not those of other stripes, not
-    /// older ones, not those it holds, and no more than BACKLOG_MAX_CHUNKS.
+    /// older ones, not the end record, not those it holds, no more than BACKLOG_MAX_CHUNKS,
+    /// and only once per stripe.
     #[test]
     fn a_new_root_of_a_starved_stripe_gets_the_stripes_recent_chunks_it_lacks() {
         use crate::core::config::{BACKLOG_MAX_CHUNKS, BACKLOG_US};
+        use crate::core::neighbours::HaveSummary;
         let key = StreamKey::from_seed([7; 32]);
-        // 1,000 chunks 10 ms apart: the last 2 s are seqs 800..=999.
+        // Chunks 10 ms apart; the newest (999, and the end record after it) captured at
+        // 10.99 s, so the window starts at 8.99 s: seq 799 (stripe 3) exactly, while 795,
+        // the stripe's chunk before it, is 1 µs too old.
+        let capture = |seq: u64| match seq {
+            795..=798 => 8_990_000 - 1,
+            1_003 => 10_990_000,
+            _ => 1_000_000 + seq * 10_000,
+        };
+        assert_eq!(capture(999) - BACKLOG_US, capture(799));
         let mut history = History::new(4096);
         for seq in 0..1_000u64 {
-            let capture = 1_000_000 + seq * 10_000;
             history.insert(Arc::new(Chunk::sign(
                 &key,
                 seq,
-                capture,
+                capture(seq),
                 0,
                 vec![0x47; 188],
             )));
         }
-        let seqs = |have: Option<&HaveSummary>| -> Vec<u64> {
-            starved_backlog(&history, have, 1, 4)
+        history.insert(Arc::new(Chunk::end_record(&key, 1_003, capture(1_003))));
+        let fresh = || Neighbour::new(Role::Peer, 5, Some(3), 0);
+        let seqs = |n: &mut Neighbour| -> Vec<u64> {
+            starved_backlog(&history, n, 3, 4)
                 .iter()
                 .map(|c| c.seq)
                 .collect()
         };
-        let window = BACKLOG_US / 10_000;
-        let all: Vec<u64> = (1_000 - window..1_000).filter(|s| s % 4 == 1).collect();
+        let all: Vec<u64> = (799..1_000).filter(|s| s % 4 == 3).collect();
         assert!(
             all.len() <= BACKLOG_MAX_CHUNKS,
             "the test's window fits the cap"
         );
-        // Nothing announced (or no Have yet): the stripe's whole window, oldest first.
-        assert_eq!(seqs(None), all);
-        // It holds the stripe's newest 16 and every other stripe's: those are not sent.
+        // No Have yet: the stripe's whole window, oldest first, from its very edge.
+        let mut n = fresh();
+        assert_eq!(seqs(&mut n), all);
+        // Once per stripe: a second offer of the same stripe sends nothing.
+        assert!(seqs(&mut n).is_empty(), "sent once already");
+        // It holds the stripe's newest 16 seqs and every other stripe's: those are not sent.
         let highest = 999u64;
         let mut recent = u128::MAX;
         for back in 16..128u64 {
-            if (highest - back) % 4 == 1 {
+            if (highest - back) % 4 == 3 {
                 recent &= !(1u128 << back);
             }
         }
-        let have = HaveSummary {
+        let mut n = fresh();
+        n.have = Some(HaveSummary {
             first: 0,
             highest,
             recent,
-        };
+        });
         let lacked: Vec<u64> = all.iter().copied().filter(|s| *s < 984).collect();
-        assert_eq!(seqs(Some(&have)), lacked);
+        assert_eq!(seqs(&mut n), lacked);
         // A faster stream: only the newest BACKLOG_MAX_CHUNKS of the window.
         let mut fast = History::new(4096);
         for seq in 0..2_000u64 {
@@ -650,7 +670,7 @@ mod tests {
                 vec![0x47; 188],
             )));
         }
-        let sent: Vec<u64> = starved_backlog(&fast, None, 1, 4)
+        let sent: Vec<u64> = starved_backlog(&fast, &mut fresh(), 1, 4)
             .iter()
             .map(|c| c.seq)
             .collect();
@@ -661,6 +681,6 @@ mod tests {
             "oldest first, all of stripe 1"
         );
         // Nothing held: nothing sent.
-        assert!(starved_backlog(&History::new(16), None, 1, 4).is_empty());
+        assert!(starved_backlog(&History::new(16), &mut fresh(), 1, 4).is_empty());
     }
 }

@@ -73,6 +73,8 @@ pub struct Neighbour {
     pub last_heard: u64,
     /// Stripes this node pushes to the neighbour.
     pub children: StripeSet,
+    /// Seed: stripes whose backlog it was sent as a starved stripe's new root (once each).
+    pub backlog_sent: StripeSet,
     pub have: Option<HaveSummary>,
     /// Subscriptions it would still accept, from its last Have.
     pub spare: u8,
@@ -132,6 +134,7 @@ impl Neighbour {
             member,
             last_heard: now,
             children: StripeSet::EMPTY,
+            backlog_sent: StripeSet::EMPTY,
             have: None,
             spare: 0,
             feeding: 0,

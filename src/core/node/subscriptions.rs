@@ -84,11 +84,14 @@ impl Node {
     }
 
     /// Seed: `to` was just made a root of starved `stripe`: it gets the stripe's recent chunks
-    /// it lacks ([`guard::starved_backlog`]), which only we and the withholder held; how many.
+    /// it lacks, which only we and the withholder held ([`guard::starved_backlog`], once per
+    /// neighbour and stripe); how many.
     fn send_backlog(&mut self, to: SocketAddr, stripe: u8) -> usize {
-        let have = self.neighbours.get(&to).and_then(|n| n.have);
-        let backlog =
-            guard::starved_backlog(&self.history, have.as_ref(), stripe, self.place.stripes);
+        let stripes = self.place.stripes;
+        let Some(n) = self.neighbours.get_mut(&to) else {
+            return 0;
+        };
+        let backlog = guard::starved_backlog(&self.history, n, stripe, stripes);
         let sent = backlog.len();
         for chunk in backlog {
             let message = Message::Chunk(chunk);
