@@ -79,7 +79,7 @@ impl Node {
         self.out.stats.counters.extra_roots += 1;
         let sent = self.send_backlog(to, stripe);
         self.out.warn(format!(
-            "took {to} as an extra root of stripe {stripe}: most of its members here are starved of it (sent it the {sent} chunks of the stripe it lacked)"
+            "took {to} as an extra root of stripe {stripe}: most of its members here are starved of it (sent it {sent} chunks of the stripe it lacked)"
         ));
     }
 
