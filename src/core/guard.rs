@@ -518,6 +518,9 @@ mod tests {
             n.index = index;
             n
         };
+        // Asked when the members heard at STARVED_FOR_US are still heard lately, and the one
+        // heard at 0 no longer is.
+        let pick = STARVED_FOR_US + CHILD_SILENT_US;
         ns.insert(at(20), starved(5, 0)); // oldest, but silent since 0
         ns.insert(at(21), starved(7, STARVED_FOR_US));
         ns.insert(at(22), starved(6, STARVED_FOR_US)); // barred
@@ -525,42 +528,27 @@ mod tests {
         let mut fed = member(1, false, STARVED_FOR_US);
         fed.index = 2;
         ns.insert(at(24), fed);
-        guard.bar(
-            at(22),
-            STARVED_FOR_US + 100 + crate::core::config::BARRED_US,
-        );
-        assert_eq!(
-            guard.extra_root_candidate(&ns, 1, 4, STARVED_FOR_US + 100),
-            Some(at(21))
-        );
+        guard.bar(at(22), pick + crate::core::config::BARRED_US);
+        assert_eq!(guard.extra_root_candidate(&ns, 1, 4, pick), Some(at(21)));
         // Below a withholder, an older member is starved but attached: it is the one, as
         // the members younger than it could be its children and it could be none of theirs.
         let mut below_a_withholder = starved(4, STARVED_FOR_US);
         below_a_withholder.depth = 2;
         ns.insert(at(25), below_a_withholder);
+        assert_eq!(guard.extra_root_candidate(&ns, 1, 4, pick), Some(at(25)));
+        assert_eq!(guard.extra_root_candidate(&ns, 2, 4, pick), None);
+        guard.extra_root_taken(1, pick);
         assert_eq!(
-            guard.extra_root_candidate(&ns, 1, 4, STARVED_FOR_US + 100),
-            Some(at(25))
-        );
-        assert_eq!(
-            guard.extra_root_candidate(&ns, 2, 4, STARVED_FOR_US + 100),
-            None
-        );
-        guard.extra_root_taken(1, STARVED_FOR_US + 100);
-        assert_eq!(
-            guard.extra_root_candidate(&ns, 1, 4, STARVED_FOR_US + 200),
+            guard.extra_root_candidate(&ns, 1, 4, pick + 100),
             None,
             "one at a time"
         );
         for i in 20..26 {
             ns.remove(&at(i));
         }
-        assert!(
-            !guard.is_starved(1, STARVED_FOR_US + 200),
-            "not again before the gap"
-        );
+        assert!(!guard.is_starved(1, pick + 100), "not again before the gap");
         // One tick in which it did not look starved does not shorten the gap.
-        let taken = STARVED_FOR_US + 100;
+        let taken = pick;
         let stripe_1 = |starved: bool, at_us: u64| {
             let mut table = Neighbours::default();
             for i in 0..5u16 {
