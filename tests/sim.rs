@@ -208,12 +208,13 @@ fn withholders_in_the_seeds_root_slots_get_their_stripes_extra_roots() {
     let args = "--peers 500 --seconds 15 --join-over 2 --withholders 4 --seed 1 --json -q";
     let (o, _) = sim(&args.split(' ').collect::<Vec<_>>());
     assert!(f(&o, &["extra_roots"]) >= 1.0, "{o}");
-    // Measured 0.9966 (seed 1); 0.592 before the seed took extra roots, with two of the four
+    // Measured 0.9979 (seed 1); 0.592 before the seed took extra roots, with two of the four
     // stripes rooted at withholders for the whole run, 0.936 while the seed counted only
     // detached members as starved (it found out a second later), 0.987 while it waited for a
     // starved member to ask instead of offering the slot, 0.9934 before it sent the new root
     // the chunks the stripe had been starved of, and 0.9959 while it waited 0.5 s, not
-    // 0.25 s, to call a stripe starved. The rest is the first seconds, while
-    // the stripe's members find out and its tree re-forms.
-    assert!(f(&o, &["continuity"]) > 0.995, "{o}");
+    // 0.25 s, to call a stripe starved, and 0.9966 while it counted members that had only
+    // just joined as fed. The rest is the first seconds, while the stripe's members find out
+    // and its tree re-forms.
+    assert!(f(&o, &["continuity"]) > 0.997, "{o}");
 }

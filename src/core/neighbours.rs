@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 
 use crate::core::addr_map::AddrMap;
 use crate::core::config::{
-    DEFAULT_RTT_US, IGNORED_FOR_US, REPAIR_RETRY_MAX_US, REPAIR_RETRY_MIN_US,
+    DEFAULT_RTT_US, IGNORED_FOR_US, REPAIR_RETRY_MAX_US, REPAIR_RETRY_MIN_US, STARVED_JUDGED_CHUNKS,
 };
 use crate::core::stripes::{stripe_of, StripeSet};
 use crate::proto::wire::Role;
@@ -29,11 +29,12 @@ impl HaveSummary {
             && self.recent & (1u128 << (self.highest - seq)) != 0
     }
 
-    /// Its bitmap shows it starved of `stripe` (of `stripes`) while others reach it: among
-    /// the bitmap's seqs older than the newest 16 (those may still be on their way), it holds
-    /// under half of that stripe's chunks and at least a third of the others' (two stripes of
-    /// four may be starved at once).
-    pub fn starved_of(&self, stripe: u8, stripes: u8) -> bool {
+    /// Whether its bitmap shows it starved of `stripe` (of `stripes`) while others reach it:
+    /// among the bitmap's seqs older than the newest 16 (those may still be on their way), it
+    /// holds under half of that stripe's chunks and at least a third of the others' (two
+    /// stripes of four may be starved at once). `None` when those seqs hold fewer than
+    /// [`STARVED_JUDGED_CHUNKS`] of the stripe's: a member that has only just joined cannot tell.
+    pub fn starved_of(&self, stripe: u8, stripes: u8) -> Option<bool> {
         let (mut held, mut all, mut held_other, mut all_other) = (0u32, 0u32, 0u32, 0u32);
         for back in 16..128u32 {
             let Some(seq) = self.highest.checked_sub(u64::from(back)) else {
@@ -49,7 +50,7 @@ impl HaveSummary {
                 (held_other, all_other) = (held_other + has, all_other + 1);
             }
         }
-        all > 0 && 2 * held < all && 3 * held_other >= all_other
+        (all >= STARVED_JUDGED_CHUNKS).then_some(2 * held < all && 3 * held_other >= all_other)
     }
 
     /// Held as its bitmap says, or presumed held (older than the bitmap).
