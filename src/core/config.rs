@@ -31,6 +31,11 @@ pub const PARENT_QUIET_US: u64 = 250_000;
 pub const BARREN_AFTER_US: u64 = 2_000_000;
 /// ... and then refuses its subscriptions this long.
 pub const BARRED_US: u64 = 30_000_000;
+/// Seed: a Have claiming seqs more than this past our newest chunk is a lie (we are the
+/// source), and its sender loses its root slots and is barred ([`BARRED_US`]). 1.2 s at
+/// 2 Mb/s: a second seed of the same chunks (`tee` into two bl-seeds) runs at most a pipe's
+/// buffer (64 KiB, about 58 chunks) ahead of us.
+pub const CLAIM_SLACK_SEQS: u64 = 256;
 /// The seed audits its stripe children every this many ticks, asking for a chunk this many
 /// seqs old (about 1 s at 2 Mb/s).
 pub const AUDIT_TICKS: u64 = 10;

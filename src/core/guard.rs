@@ -1,7 +1,8 @@
 //! The guard: what keeps forged data out and forgers away. It verifies chunks (through the
 //! process's memo of checks already done, in the simulator), bans who sent a forgery, and
-//! holds the seed's three defences of its few root slots: the audit of its stripe children,
-//! the barren rule, and an extra root for a starved stripe.
+//! holds the seed's defences of its few root slots: the audit of its stripe children, the
+//! barren rule, an extra root for a starved stripe, and no slot for whoever claims chunks
+//! past the source's newest.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -11,7 +12,8 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::core::config::{
     AUDIT_AGE_CHUNKS, AUDIT_MISSES_BARREN, BACKLOG_MAX_CHUNKS, BACKLOG_US, BARREN_AFTER_US,
-    CHILD_SILENT_US, EXTRA_ROOT_GAP_US, STARVED_FOR_US, STARVED_HEARD_US, STARVED_MIN_MEMBERS,
+    CHILD_SILENT_US, CLAIM_SLACK_SEQS, EXTRA_ROOT_GAP_US, STARVED_FOR_US, STARVED_HEARD_US,
+    STARVED_MIN_MEMBERS,
 };
 use crate::core::history::History;
 use crate::core::neighbours::{Neighbour, Neighbours};
@@ -347,6 +349,13 @@ pub fn starved_backlog(
         .collect();
     backlog.reverse();
     backlog
+}
+
+/// Seed: a Have claiming seq `claimed` when our newest is `newest` claims what nobody can
+/// hold yet: we are the source, and chunks reach nobody before us. [`CLAIM_SLACK_SEQS`] of
+/// slack for a second seed fed the same chunks a little ahead of us.
+pub fn claims_past_the_source(claimed: u64, newest: Option<Seq>) -> bool {
+    claimed > newest.map_or(0, |s| s.0).saturating_add(CLAIM_SLACK_SEQS)
 }
 
 /// A member of `stripe` whose Have shows the stripe missing while others arrive

@@ -186,6 +186,10 @@ pub struct Counters {
     /// neighbours were starved of it (a withholder in a root slot).
     #[serde(default)]
     pub extra_roots: u64,
+    /// Seed: Haves claiming chunks past its newest (it is the source): their senders lose
+    /// their root slots for a while.
+    #[serde(default)]
+    pub claims_refuted: u64,
     /// Payload bytes of the chunks received from the seed and from peers (duplicates too):
     /// who carries the stream to this node.
     #[serde(default)]
@@ -211,6 +215,7 @@ impl Counters {
         self.repairs_crossed += o.repairs_crossed;
         self.positions_ignored += o.positions_ignored;
         self.extra_roots += o.extra_roots;
+        self.claims_refuted += o.claims_refuted;
         self.chunk_bytes_from_seed += o.chunk_bytes_from_seed;
         self.chunk_bytes_from_peers += o.chunk_bytes_from_peers;
     }

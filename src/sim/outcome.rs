@@ -48,6 +48,9 @@ pub struct Outcome {
     pub bans: u64,
     /// Root slots the seed took beyond its budget for a stripe starved below it.
     pub extra_roots: u64,
+    /// Haves the seed refuted: they claimed chunks past its newest (their senders lost their
+    /// root slots for a while).
+    pub claims_refuted: u64,
     pub forged_chunks_sent: u64,
     pub forged_chunks_played: u64,
     pub datagrams_sent: u64,
@@ -163,6 +166,7 @@ impl Sim {
         let mut played_bytes = 0u64;
         let mut seed_sent = 0;
         let mut extra_roots = 0;
+        let mut claims_refuted = 0;
         let mut peer_counters = Counters::default();
         let mut sent_by_kind = TrafficByKind::default();
         let mut seed_sent_by_kind = TrafficByKind::default();
@@ -180,6 +184,7 @@ impl Sim {
                 seed_sent = stats.bytes_sent();
                 seed_sent_by_kind = stats.sent;
                 extra_roots = stats.counters.extra_roots;
+                claims_refuted = stats.counters.claims_refuted;
                 continue;
             }
             peer_counters.add(&stats.counters);
@@ -232,6 +237,7 @@ impl Sim {
             departures: self.departures,
             bans,
             extra_roots,
+            claims_refuted,
             forged_chunks_sent: tally.forged_sent,
             forged_chunks_played: tally.forged_played,
             datagrams_sent: tally.datagrams_sent,

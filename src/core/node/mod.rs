@@ -687,6 +687,12 @@ impl Node {
         spare: u8,
         depth: u8,
     ) {
+        if self.cfg.role == Role::Seed
+            && crate::core::guard::claims_past_the_source(have.highest, self.highest)
+        {
+            self.refute_claim(now, from, have.highest);
+            return;
+        }
         let mut believed = true;
         if let Some(n) = self.neighbours.get_mut(&from) {
             believed = !n.ignores_us();

@@ -101,6 +101,26 @@ impl Node {
         sent
     }
 
+    /// Seed: `from` claims to hold seq `claimed`, past our newest chunk, which nobody can
+    /// ([`guard::claims_past_the_source`]): its claims are not believed (the Have is not
+    /// kept), it loses its root slots, and it may not take one for [`BARRED_US`]. A liar
+    /// claiming every seq took a stripe's only root slot 0.2 s into the stream and withheld
+    /// it; the stripe's members could show it starved only a second later (bl-sim, 1,000
+    /// peers, 5 % liars, seed 10). Barred, not banned: a peer still holding a restarted
+    /// broadcast's higher seqs is honest, and comes back once it has moved to ours.
+    pub(super) fn refute_claim(&mut self, now: u64, from: SocketAddr, claimed: u64) {
+        self.out.stats.counters.claims_refuted += 1;
+        let newest = self.highest.map_or(0, |s| s.0);
+        if !self.guard.is_barred(&from, now) {
+            self.out.warn(format!(
+                "barred {from} from root slots: it claims chunk seq {claimed}, past our newest ({newest})"
+            ));
+        }
+        self.guard.bar(from, now + BARRED_US);
+        self.tree
+            .let_go_every_stripe(from, &mut self.neighbours, &mut self.out);
+    }
+
     pub(super) fn on_subscribe_reply(
         &mut self,
         now: u64,

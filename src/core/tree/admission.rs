@@ -241,6 +241,22 @@ impl StripeTree {
         true
     }
 
+    /// `child` is fed no stripe any longer, and is told so for each.
+    pub fn let_go_every_stripe(
+        &mut self,
+        child: SocketAddr,
+        neighbours: &mut Neighbours,
+        out: &mut Outbox,
+    ) {
+        let fed = neighbours
+            .get(&child)
+            .map(|n| n.children)
+            .unwrap_or_default();
+        for stripe in fed.iter() {
+            self.let_go(child, stripe, neighbours, out);
+        }
+    }
+
     /// `child` is no longer fed `stripe`, and is told so.
     fn let_go(
         &mut self,

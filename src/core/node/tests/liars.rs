@@ -3,6 +3,7 @@
 //! stick.
 
 use super::*;
+use crate::core::config::CLAIM_SLACK_SEQS;
 
 /// A Have claiming every seq up to `highest`.
 fn lie(highest: u64) -> Vec<u8> {
@@ -153,4 +154,78 @@ fn a_seed_ranks_an_index_claimed_from_long_before_no_older_than_its_floor() {
     let floor = join_index_base(Some(Seq(4999 - 4096)));
     assert_eq!(n.seed_rank_index(), floor);
     assert_eq!(seed.stats().counters.positions_ignored, 1);
+}
+
+/// A stripe child of the seed claims chunks past the seed's newest, which nobody can hold:
+/// the seed lets it go from every stripe it fed, refuses its Subscribes for a while, and
+/// keeps its claim out of what it believes. A claim within the slack for a second seed is
+/// believed.
+#[test]
+fn a_seed_unseats_a_child_that_claims_chunks_past_its_newest() {
+    let key = StreamKey::from_seed([33; 32]);
+    let mut net = Net::new(&key, 3);
+    net.run_until(T0 + 300_000);
+    stream(&mut net, &key, 0..100);
+    let (liar, fed) = net
+        .seed()
+        .neighbours
+        .iter()
+        .find(|(_, n)| !n.children.is_empty())
+        .map(|(a, n)| (*a, n.children))
+        .expect("a stripe child of the seed");
+    let now = net.now;
+    drain(net.seed());
+    // Within the slack: believed, nothing changes.
+    net.seed()
+        .handle_datagram(now, liar, &lie(99 + CLAIM_SLACK_SEQS));
+    assert_eq!(net.seed().neighbours.get(&liar).unwrap().children, fed);
+    assert_eq!(net.seed().stats().counters.claims_refuted, 0);
+    // Past it: let go of every stripe, told so, and barred.
+    net.seed()
+        .handle_datagram(now, liar, &lie(100 + CLAIM_SLACK_SEQS));
+    let seed = net.seed();
+    assert!(seed.neighbours.get(&liar).unwrap().children.is_empty());
+    assert_eq!(seed.stats().counters.claims_refuted, 1);
+    assert_ne!(
+        seed.neighbours.get(&liar).unwrap().have.map(|h| h.highest),
+        Some(100 + CLAIM_SLACK_SEQS),
+        "the claim is not kept"
+    );
+    let (sent, events) = drain(seed);
+    let unsubscribed: Vec<u8> = sent
+        .iter()
+        .filter_map(|t| match t.message {
+            Message::Unsubscribe { stripe } if t.to == liar => Some(stripe),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(unsubscribed, fed.iter().collect::<Vec<_>>());
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Warning(w) if w.contains("barred"))));
+    let stripe = fed.iter().next().expect("a stripe");
+    let subscribe = wire::encode(&Message::Subscribe { stripe }).unwrap();
+    seed.handle_datagram(now + 1, liar, &subscribe);
+    let (sent, _) = drain(seed);
+    assert!(
+        sent.iter().any(|t| t.to == liar
+            && matches!(
+                t.message,
+                Message::SubscribeReply {
+                    accepted: false,
+                    ..
+                }
+            )),
+        "refused while barred"
+    );
+    // The swarm plays on.
+    stream(&mut net, &key, 100..200);
+    net.run_until(net.now + 1_000_000);
+    for i in 1..=3 {
+        assert_eq!(
+            net.played[&addr(i)],
+            (0..200).collect::<Vec<_>>(),
+            "peer {i}"
+        );
+    }
 }
