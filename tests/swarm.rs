@@ -416,6 +416,13 @@ fn peer_arguments_are_checked() {
         (vec![&*no_scheme], 2, "write bl://<stream-id>@host:port"),
         (vec![], 2, "<LINK>"),
         (vec![&*id, "--give-up=-1"], 2, "--give-up"),
+        // An option's address is checked as a link's is (it exited 1 once resolving failed).
+        (
+            vec![&*id, "--bootstrap", "127.0.0.1"],
+            2,
+            "'127.0.0.1' has no port",
+        ),
+        (vec![&*id, "--dht-bootstrap", "127.0.0.1:0"], 2, "port 0"),
     ] {
         let out = run("bl-peer", &args, b"");
         let err = stderr(&out);

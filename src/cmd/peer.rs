@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(value_name = "LINK")]
     pub link: Link,
     /// Extra bootstrap address (repeatable).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", value_parser = link::parse_host_port)]
     pub bootstrap: Vec<String>,
     /// Local UDP address.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0", value_parser = parse_listen)]

@@ -33,7 +33,7 @@ pub struct SwarmArgs {
     #[arg(long)]
     pub dht: bool,
     /// Join the DHT through this node instead of the public routers (repeatable; implies --dht).
-    #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_dht_node)]
     pub dht_bootstrap: Vec<String>,
     /// Serve HTTP players at ADDR: /stream.ts (MPEG-TS), /live.m3u8 (HLS), / (a page).
     #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
@@ -43,16 +43,20 @@ pub struct SwarmArgs {
     pub quiet: bool,
 }
 
-/// A `host:port` with a port from 1 to 65535; the host is resolved when used (mainline drops
-/// what it cannot use without a word, and a DHT of no nodes looked like an empty one).
-fn parse_host_port(text: &str) -> Result<String, String> {
-    match text.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>())) {
-        Some((h, Ok(p))) if !h.is_empty() && p != 0 => {
-            crate::proto::link::resolve_all(&[text.to_string()]).map_err(|e| format!("{e:#}"))?;
-            Ok(text.to_string())
-        }
-        _ => Err(format!("'{text}' is not host:port")),
+/// A `host:port` with a port from 1 to 65535 that resolves now: mainline drops what it cannot
+/// use without a word, and a DHT of no nodes looked like an empty one.
+fn parse_dht_node(text: &str) -> Result<String, String> {
+    let host = crate::proto::link::parse_host_port(text)?;
+    if host
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse() == Ok(0u16))
+    {
+        return Err(format!(
+            "'{text}' has port 0: a DHT node listens on a port of its own"
+        ));
     }
+    crate::proto::link::resolve_all(std::slice::from_ref(&host)).map_err(|e| format!("{e:#}"))?;
+    Ok(host)
 }
 
 /// A `--listen` address: host:port, where host may be a name (`localhost:7000`).

@@ -43,6 +43,36 @@ pub fn resolve_all(hosts: &[String]) -> Result<Vec<SocketAddr>> {
     Ok(out)
 }
 
+/// Whether `host` reads as `host:port` (an IPv6 address in brackets): the port is there and
+/// valid. Why not, if not. Resolving it is left for later: a name may not resolve yet.
+pub fn check_host_port(host: &str) -> Result<(), String> {
+    if host.matches(':').count() > 1 && !host.starts_with('[') {
+        return Err(format!(
+            "'{host}' is ambiguous: write an IPv6 address in brackets, [addr]:port"
+        ));
+    }
+    // "[::1]" is an IPv6 address without a port.
+    let port = host
+        .rsplit_once(':')
+        .filter(|_| !host.ends_with(']'))
+        .map(|(_, port)| port);
+    match port {
+        None | Some("") => Err(format!("'{host}' has no port (expected host:port)")),
+        Some(port) if port.parse::<u16>().is_err() => Err(format!(
+            "'{host}' has no valid port ('{port}': expected 0-65535)"
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// A `host:port` option (clap's value parser): checked as [`check_host_port`], so a missing
+/// port is a usage error (status 2), as it is in a link.
+pub fn parse_host_port(text: &str) -> Result<String, String> {
+    let host = text.trim();
+    check_host_port(host)?;
+    Ok(host.to_string())
+}
+
 impl FromStr for Link {
     type Err = anyhow::Error;
 
@@ -75,25 +105,8 @@ impl FromStr for Link {
             bail!("malformed link '{text}': no host:port after '@'");
         }
         for host in &hosts {
-            if host.matches(':').count() > 1 && !host.starts_with('[') {
-                bail!(
-                    "malformed link '{text}': '{host}' is ambiguous: write an IPv6 address in brackets, [addr]:port"
-                );
-            }
-            // "[::1]" is an IPv6 address without a port.
-            let port = host
-                .rsplit_once(':')
-                .filter(|_| !host.ends_with(']'))
-                .map(|(_, port)| port);
-            match port {
-                None | Some("") => {
-                    bail!("malformed link '{text}': '{host}' has no port (expected host:port)")
-                }
-                Some(port) if port.parse::<u16>().is_err() => bail!(
-                    "malformed link '{text}': '{host}' has no valid port ('{port}': expected 0-65535)"
-                ),
-                Some(_) => {}
-            }
+            check_host_port(host)
+                .map_err(|why| anyhow::anyhow!("malformed link '{text}': {why}"))?;
         }
         let mut trackers = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
