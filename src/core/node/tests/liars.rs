@@ -229,3 +229,41 @@ fn a_seed_unseats_a_child_that_claims_chunks_past_its_newest() {
         );
     }
 }
+
+/// A peer most of whose neighbours leave its requests unanswered (liars whose Peers lists
+/// name only liars) goes back to its bootstrap nodes for other contacts, as it does when
+/// short of neighbours; with neighbours that answer, it does not.
+#[test]
+fn a_peer_surrounded_by_neighbours_that_ignore_it_goes_back_to_its_bootstrap() {
+    let key = StreamKey::from_seed([34; 32]);
+    let mut net = Net::new(&key, 7);
+    let asked = std::rc::Rc::new(std::cell::Cell::new(0u32));
+    let count = asked.clone();
+    net.filter = Box::new(move |from, to, bytes| {
+        let asks = matches!(
+            wire::decode(bytes),
+            Ok(Message::GetPeers { .. } | Message::Hello(_))
+        );
+        if from == addr(1) && to == addr(0) && asks {
+            count.set(count.get() + 1);
+        }
+        true
+    });
+    net.run_until(T0 + 1_000_000);
+    stream(&mut net, &key, 0..100);
+    let peer = &net.nodes[1].1;
+    assert!(peer.neighbours.len() >= peer.cfg.tuning.target_neighbours / 2);
+    let before = asked.get();
+    net.run_until(net.now + 4_000_000);
+    assert_eq!(asked.get(), before, "enough neighbours that answer");
+    let peers: Vec<SocketAddr> = (2..=7).map(addr).collect();
+    let n = net.nodes[1].1.neighbours.len();
+    for a in peers.iter().take(n / 2 + 1) {
+        if let Some(nb) = net.nodes[1].1.neighbours.get_mut(a) {
+            nb.ignored = crate::core::neighbours::IGNORED_LIMIT;
+            nb.ignored_since = net.now;
+        }
+    }
+    net.run_until(net.now + 4_000_000);
+    assert!(asked.get() > before, "back to the bootstrap node");
+}
