@@ -236,3 +236,30 @@ impl Neighbours {
         (2 * rtt + 10_000).clamp(REPAIR_RETRY_MIN_US, REPAIR_RETRY_MAX_US)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A neighbour that answers slowly on purpose (or whose answers we time badly) inflates
+    /// only its own RTT: requests to it wait at most REPAIR_RETRY_MAX_US before going
+    /// elsewhere, and every other neighbour's wait is its own.
+    #[test]
+    fn a_slow_neighbour_makes_only_its_own_requests_wait_and_at_most_the_bound() {
+        let at = |i: u16| SocketAddr::from(([127, 0, 0, 1], 9000 + i));
+        let mut ns = Neighbours::default();
+        ns.insert(at(1), Neighbour::new(Role::Peer, 1, None, 0));
+        ns.insert(at(2), Neighbour::new(Role::Peer, 2, None, 0));
+        for _ in 0..64 {
+            ns.note_rtt(at(1), 20_000);
+            ns.note_rtt(at(2), 20_000);
+        }
+        let honest = ns.answer_wait(at(2));
+        assert_eq!(honest, 50_000);
+        for _ in 0..64 {
+            ns.note_rtt(at(1), 30_000_000);
+        }
+        assert_eq!(ns.answer_wait(at(1)), REPAIR_RETRY_MAX_US);
+        assert_eq!(ns.answer_wait(at(2)), honest);
+    }
+}

@@ -194,6 +194,27 @@ mod tests {
         );
     }
 
+    /// A neighbour that lies about the address it saw moves only our own label and public
+    /// IP, and a liar on our LAN is outvoted by any responder beyond it.
+    #[test]
+    fn a_lie_about_what_was_seen_moves_only_our_label_and_the_lan_is_outvoted() {
+        let mut r = Reach::default();
+        r.set_local(a("0.0.0.0:7101"));
+        r.observe(a("192.168.1.9:7000"), a("203.0.113.5:4444"), true);
+        assert_eq!(
+            r.public_addr(),
+            Some(a("203.0.113.5:4444")),
+            "alone, believed"
+        );
+        r.observe(a("10.77.0.1:7000"), a("10.77.0.11:7101"), false);
+        assert_eq!(r.classify(), Reachability::Nat);
+        assert_eq!(r.public_addr(), Some(a("10.77.0.11:7101")), "outvoted");
+        // Beyond the LAN, one liar against one honest responder: they disagree on the port,
+        // and we call ourselves symmetric (a label only reported, in --stats-json and bl-stat).
+        r.observe(a("10.77.0.12:7102"), a("10.77.0.11:5555"), false);
+        assert_eq!(r.classify(), Reachability::Symmetric);
+    }
+
     #[test]
     fn introductions_are_budgeted_per_second() {
         let mut r = Reach::default();
