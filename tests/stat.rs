@@ -258,3 +258,33 @@ fn watch_before_an_address_watches_it_and_limit_needs_swarm() {
     assert_eq!(limit.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&limit.stderr).contains("--swarm"));
 }
+
+/// A node bound to 0.0.0.0 reports that address of itself: bl-stat's JSON, like its table,
+/// gives the address it asked instead (they disagreed once), and the rate columns say kbit/s,
+/// which is what they hold.
+#[test]
+fn a_node_bound_to_every_address_is_named_as_asked_in_json_and_table() {
+    let dir = temp_dir("stat-any");
+    let (key, _) = key_file(&dir, 3);
+    let (_, source) = write_source(&dir, 8);
+    let port = free_addr().port();
+    let _seed = start_seed_at(&dir, &source, &key, &format!("0.0.0.0:{port}"), &[]);
+    let asked = format!("127.0.0.1:{port}");
+    let json = run("bl-stat", &[&asked, "--json"], b"");
+    let line = String::from_utf8_lossy(&json.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.trim())
+        .unwrap_or_else(|e| panic!("{e}: {line} {}", String::from_utf8_lossy(&json.stderr)));
+    assert_eq!(v["addr"], asked.as_str(), "{v}");
+    assert_eq!(v["role"], "seed", "{v}");
+    let table = run("bl-stat", &[&asked], b"");
+    let table = String::from_utf8_lossy(&table.stdout);
+    let header = table.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("IN_KBIT/S") && header.contains("OUT_KBIT/S"),
+        "{table}"
+    );
+    assert!(
+        table.lines().skip(1).any(|l| l.starts_with(&asked)),
+        "{table}"
+    );
+}
