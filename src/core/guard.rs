@@ -477,6 +477,25 @@ mod tests {
         n
     }
 
+    fn at(i: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9000 + i))
+    }
+
+    /// A seed's guard, and five members of stripe 1 among its neighbours (at(0) to at(4)):
+    /// the first three starved of it, the other two fed.
+    fn three_of_five_starved_of_stripe_one() -> (Guard, Neighbours) {
+        let key = StreamKey::from_seed([7; 32]);
+        let guard = Guard::new(key.id(), None);
+        let mut ns = Neighbours::default();
+        for i in 0..3 {
+            ns.insert(at(i), member(1, true, 0));
+        }
+        for i in 3..5 {
+            ns.insert(at(i), member(1, false, 0));
+        }
+        (guard, ns)
+    }
+
     /// Members whose Haves span too few of the stripe's chunks to tell (they have only just
     /// joined) count neither way: with four of them beside three starved members and two fed,
     /// the stripe is starved. Counted as fed, they kept a stripe below a liar in a root slot
@@ -484,16 +503,7 @@ mod tests {
     /// 10: half its members had joined within the last 32 seqs).
     #[test]
     fn members_that_only_just_joined_do_not_hide_a_starved_stripe() {
-        let key = StreamKey::from_seed([7; 32]);
-        let mut guard = Guard::new(key.id(), None);
-        let mut ns = Neighbours::default();
-        let at = |i: u16| SocketAddr::from(([127, 0, 0, 1], 9000 + i));
-        for i in 0..3 {
-            ns.insert(at(i), member(1, true, 0));
-        }
-        for i in 3..5 {
-            ns.insert(at(i), member(1, false, 0));
-        }
+        let (mut guard, mut ns) = three_of_five_starved_of_stripe_one();
         // Everything since it joined 30 seqs ago: its judged seqs (16 back and older) hold
         // three of stripe 1's chunks, one short of STARVED_JUDGED_CHUNKS.
         let just_joined = || {
@@ -534,16 +544,7 @@ mod tests {
     /// members of other stripes.
     #[test]
     fn a_stripe_is_starved_when_most_of_its_members_lack_it_attached_or_not() {
-        let key = StreamKey::from_seed([7; 32]);
-        let mut guard = Guard::new(key.id(), None);
-        let mut ns = Neighbours::default();
-        let at = |i: u16| SocketAddr::from(([127, 0, 0, 1], 9000 + i));
-        for i in 0..3 {
-            ns.insert(at(i), member(1, true, 0));
-        }
-        for i in 3..5 {
-            ns.insert(at(i), member(1, false, 0));
-        }
+        let (mut guard, mut ns) = three_of_five_starved_of_stripe_one();
         // Joining: detached, nothing held yet.
         let mut joining = Neighbour::new(Role::Peer, 60, Some(1), 0);
         joining.have = Some(crate::core::neighbours::HaveSummary {
