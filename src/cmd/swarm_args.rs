@@ -46,17 +46,14 @@ pub struct SwarmArgs {
 /// A `host:port` with a port from 1 to 65535 that resolves now: mainline drops what it cannot
 /// use without a word, and a DHT of no nodes looked like an empty one.
 fn parse_dht_node(text: &str) -> Result<String, String> {
-    let host = crate::proto::link::parse_host_port(text)?;
-    if host
-        .rsplit_once(':')
-        .is_some_and(|(_, port)| port.parse() == Ok(0u16))
-    {
+    let host = text.trim();
+    if crate::proto::link::check_host_port(host)? == 0 {
         return Err(format!(
-            "'{text}' has port 0: a DHT node listens on a port of its own"
+            "'{host}' has port 0: a DHT node listens on a port of its own"
         ));
     }
-    crate::proto::link::resolve_all(std::slice::from_ref(&host)).map_err(|e| format!("{e:#}"))?;
-    Ok(host)
+    crate::proto::link::resolve_all(&[host.to_string()]).map_err(|e| format!("{e:#}"))?;
+    Ok(host.to_string())
 }
 
 /// A `--listen` address: host:port, where host may be a name (`localhost:7000`).

@@ -527,9 +527,9 @@ mod tests {
         // One seq more and it can tell: fed, so 3 of 6 is no longer more than half.
         let mut n = just_joined();
         n.have = Some(crate::core::neighbours::HaveSummary {
-            first: 1_000 - 32,
+            first: 1_000 - 31,
             highest: 1_000,
-            recent: (1u128 << 33) - 1,
+            recent: (1u128 << 32) - 1,
         });
         ns.insert(at(5), n);
         let later = 10 * STARVED_FOR_US;

@@ -650,9 +650,10 @@ impl Membership {
         let RoleState::Peer(discovery) = &mut self.role else {
             return;
         };
-        let ignoring = neighbours.values().filter(|n| n.ignores_us()).count();
-        let surrounded = 2 * ignoring > neighbours.len();
-        if (neighbours.len() >= tuning.target_neighbours / 2 && !surrounded)
+        let short = neighbours.len() < tuning.target_neighbours / 2;
+        let surrounded =
+            || 2 * neighbours.values().filter(|n| n.ignores_us()).count() > neighbours.len();
+        if !(short || surrounded())
             || !self.hellos.is_empty()
             || finished
             || now < discovery.last_bootstrap + BOOTSTRAP_RETRY_US

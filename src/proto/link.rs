@@ -43,9 +43,9 @@ pub fn resolve_all(hosts: &[String]) -> Result<Vec<SocketAddr>> {
     Ok(out)
 }
 
-/// Whether `host` reads as `host:port` (an IPv6 address in brackets): the port is there and
-/// valid. Why not, if not. Resolving it is left for later: a name may not resolve yet.
-pub fn check_host_port(host: &str) -> Result<(), String> {
+/// The port of `host`, if it reads as `host:port` (an IPv6 address in brackets) with a valid
+/// port; why not, if not. Resolving it is left for later: a name may not resolve yet.
+pub fn check_host_port(host: &str) -> Result<u16, String> {
     if host.matches(':').count() > 1 && !host.starts_with('[') {
         return Err(format!(
             "'{host}' is ambiguous: write an IPv6 address in brackets, [addr]:port"
@@ -58,10 +58,9 @@ pub fn check_host_port(host: &str) -> Result<(), String> {
         .map(|(_, port)| port);
     match port {
         None | Some("") => Err(format!("'{host}' has no port (expected host:port)")),
-        Some(port) if port.parse::<u16>().is_err() => Err(format!(
-            "'{host}' has no valid port ('{port}': expected 0-65535)"
-        )),
-        Some(_) => Ok(()),
+        Some(port) => port
+            .parse::<u16>()
+            .map_err(|_| format!("'{host}' has no valid port ('{port}': expected 0-65535)")),
     }
 }
 
