@@ -8,7 +8,7 @@ use clap::Parser;
 
 use crate::cmd::cli;
 use crate::core::stripes::MAX_STRIPES;
-use crate::sim::{Outcome, Pulse, Sim, SimConfig};
+use crate::sim::{Outcome, Pulse, Sim, SimConfig, SETTLED_AFTER_US};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -202,6 +202,7 @@ fn summary(o: &Outcome, wall_s: f64) -> String {
         "{peers} peers, {rate} kbit/s for {secs} s, {k} stripes, loss {loss}% (burst {burst}), seed {seed}\n\
          continuity        {cont:.4}% (worst peer {worst:.4}%, {below} peers below 99.9%, {skipped} chunks skipped)\n\
          latency           p50 {lp50} ms, p99 {lp99} ms, max {lmax} ms\n\
+         latency, settled  p50 {tp50} ms, p99 {tp99} ms, max {tmax} ms (from {settle} s after each join)\n\
          startup           p50 {sp50} ms, p99 {sp99} ms, max {smax} ms ({never} peers never started)\n\
          source amplif.    {amp}\n\
          overhead          {ovh:.1}%\n\
@@ -222,6 +223,10 @@ fn summary(o: &Outcome, wall_s: f64) -> String {
         lp50 = o.latency_ms.p50,
         lp99 = o.latency_ms.p99,
         lmax = o.latency_ms.max,
+        tp50 = o.latency_settled_ms.p50,
+        tp99 = o.latency_settled_ms.p99,
+        tmax = o.latency_settled_ms.max,
+        settle = SETTLED_AFTER_US / 1_000_000,
         sp50 = o.startup_ms.p50,
         sp99 = o.startup_ms.p99,
         smax = o.startup_ms.max,

@@ -115,6 +115,9 @@ pub(crate) struct Tally {
     pub(crate) lies_sent: u64,
     /// How long datagrams waited at their sender's uplink.
     pub(crate) queue_delay: Histogram,
+    /// Play time − capture time of the chunks honest peers played from
+    /// [`SETTLED_AFTER_US`] after they joined.
+    pub(crate) settled_latency: Histogram,
 }
 
 impl Tally {
@@ -127,6 +130,7 @@ impl Tally {
         self.forged_played += o.forged_played;
         self.lies_sent += o.lies_sent;
         self.queue_delay.merge(&o.queue_delay);
+        self.settled_latency.merge(&o.settled_latency);
     }
 }
 
@@ -384,6 +388,15 @@ pub(crate) fn play(
             ),
         );
         return;
+    }
+    let honest = world
+        .places
+        .get(id as usize)
+        .is_some_and(|place| matches!(place.kind, Kind::Honest | Kind::FreeRider));
+    if honest && world.now >= p.joined_at + SETTLED_AFTER_US {
+        lane.tally
+            .settled_latency
+            .record(world.now.saturating_sub(chunk.capture_us));
     }
     p.last_seq = Some(seq);
     p.first_seq.get_or_insert(seq);

@@ -42,6 +42,7 @@ use adversary::Adversaries;
 use calendar::Calendar;
 pub use check::Violation;
 use lanes::*;
+pub use model::SETTLED_AFTER_US;
 pub use model::UPLOAD_QUEUE_US;
 use model::*;
 pub use outcome::{Depths, Outcome, Percentiles, Progress, Pulse};

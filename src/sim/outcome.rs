@@ -39,6 +39,9 @@ pub struct Outcome {
     /// All bytes sent by all nodes ÷ bytes the peers played − 1.
     pub overhead: f64,
     pub latency_ms: Percentiles,
+    /// The same, over the chunks honest peers played from [`SETTLED_AFTER_US`] after they
+    /// joined: the swarm without its peers' startups.
+    pub latency_settled_ms: Percentiles,
     /// Join → first chunk played.
     pub startup_ms: Percentiles,
     pub peers_never_started: usize,
@@ -230,6 +233,7 @@ impl Sim {
             source_amplification: round(seed_sent as f64 / stream_bytes.max(1) as f64, 4),
             overhead: round(total_sent as f64 / played_bytes.max(1) as f64 - 1.0, 4),
             latency_ms: Percentiles::of(&self.latency),
+            latency_settled_ms: Percentiles::of(&tally.settled_latency),
             startup_ms: Percentiles::of(&self.startup),
             tree_depth: Depths::of(&self.depth_samples),
             peers_never_started: never_started,
