@@ -330,24 +330,6 @@ impl MissingSet {
         self.chosen = chosen;
     }
 
-    /// Every entry is tried by `soon` at the latest.
-    pub fn bring_all_forward(&mut self, soon: Micros) {
-        self.put_off.clear();
-        let base = self.base;
-        for (i, &e) in (0u64..).zip(self.slots.iter()) {
-            let Some(m) = self.entries.get_mut(usize::from(e)).filter(|_| e != VACANT) else {
-                continue;
-            };
-            let seq = base + i;
-            m.put_off = false;
-            if m.next_try > soon {
-                m.next_try = soon;
-                self.by_time.push(Reverse((soon.0, seq)));
-            }
-        }
-        self.settle();
-    }
-
     /// Up to `limit` seqs at or above `floor` whose try is due at `now`, oldest try first.
     pub fn due(&mut self, now: Micros, floor: Seq, limit: usize) -> Vec<Seq> {
         let (now, floor) = (now.0, floor.0);
@@ -434,7 +416,7 @@ mod tests {
         assert_eq!(m.due(Micros(60), Seq(0), 10), vec![Seq(4)]);
         assert_eq!(m.get(Seq(5)).map(|e| e.next_try), Some(Micros(700)));
         assert_eq!(m.get(Seq(8)).map(|e| e.next_try), Some(Micros(700)));
-        m.bring_all_forward(Micros(80));
+        m.bring_forward(Seq(9), Micros(80), |_| true);
         assert_eq!(m.due(Micros(80), Seq(0), 10), vec![Seq(4), Seq(5), Seq(8)]);
         assert_eq!(m.remove(Seq(5)).map(|e| e.next_try), Some(Micros(80)));
         assert!(!m.contains(Seq(5)) && m.due(Micros(80), Seq(0), 10) == vec![Seq(4), Seq(8)]);

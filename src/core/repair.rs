@@ -309,13 +309,6 @@ impl Repair {
         }
     }
 
-    /// Nothing more is coming by push (the stream ended): whatever is absent is lost.
-    pub fn all_lost(&mut self, now: Micros, timers: &mut Timers) {
-        let soon = now + REPAIR_DELAY_US;
-        self.missing.bring_all_forward(soon);
-        timers.set_earlier(Timer::Repair, Some(soon));
-    }
-
     /// Chunks put off for a parent that has since gone quiet in their stripe (or is gone)
     /// will not come by push: ask for them now.
     pub fn stripes_gone_quiet(

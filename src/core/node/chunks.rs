@@ -448,8 +448,11 @@ impl Node {
             }
             Role::Peer => {
                 self.playout.lifecycle = Lifecycle::Ending { last };
+                // What is missing keeps its wait: the end record is flooded to every
+                // neighbour and outruns the tree's pushes of the last chunks, which were
+                // asked for 50 ms after it though on their way (bl-sim, 1,000 × 10 s, seeds
+                // 1-4: duplicates 3.93 -> 3.66 % of chunks played, continuity unchanged).
                 self.note_known_seq(now, Known::verified(last));
-                self.repair.all_lost(Micros(now), &mut self.timers);
                 let deadline = Micros(now) + self.cfg.tuning.latency_us;
                 self.timers.set(Timer::EndDeadline, deadline);
                 self.check_end_complete(now);
