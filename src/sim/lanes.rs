@@ -389,11 +389,13 @@ pub(crate) fn play(
         );
         return;
     }
-    let honest = world
-        .places
-        .get(id as usize)
-        .is_some_and(|place| matches!(place.kind, Kind::Honest | Kind::FreeRider));
-    if honest && world.now >= p.joined_at + SETTLED_AFTER_US {
+    let settled = world.now >= p.joined_at + SETTLED_AFTER_US;
+    if settled
+        && world
+            .places
+            .get(id as usize)
+            .is_some_and(|place| !place.kind.is_adversary())
+    {
         lane.tally
             .settled_latency
             .record(world.now.saturating_sub(chunk.capture_us));

@@ -56,6 +56,14 @@ pub(crate) enum Kind {
     Withholder,
 }
 
+impl Kind {
+    /// Whether its own figures stay out of the swarm's (continuity, latency): free riders
+    /// count, they watch and only do not upload.
+    pub(crate) fn is_adversary(self) -> bool {
+        matches!(self, Kind::Forger | Kind::Liar | Kind::Withholder)
+    }
+}
+
 /// What never changes about a node once it joined, read by both threads while cores run.
 /// Dense (~32 bytes a node): routing reads the receiver's place for every datagram.
 pub(crate) struct Place {

@@ -193,7 +193,7 @@ impl Sim {
             peer_counters.add(&stats.counters);
             // Adversaries' own figures are not the swarm's: continuity and latency are the
             // honest peers' (free riders count: they watch, they just do not upload).
-            let adversary = matches!(place.kind, Kind::Forger | Kind::Liar | Kind::Withholder);
+            let adversary = place.kind.is_adversary();
             if !adversary {
                 self.latency.merge(&stats.latency_us);
                 played_bytes += playback.played * MAX_PAYLOAD as u64;
