@@ -204,6 +204,7 @@ fn summary(o: &Outcome, wall_s: f64) -> String {
          latency           p50 {lp50} ms, p99 {lp99} ms, max {lmax} ms\n\
          latency, settled  p50 {tp50} ms, p99 {tp99} ms, max {tmax} ms (from {settle} s after each join)\n\
          startup           p50 {sp50} ms, p99 {sp99} ms, max {smax} ms ({never} peers never started)\n\
+         tree              depth p50 {dp50}, p99 {dp99}; one-way delay to a parent {hp} ms, a neighbour {hn} ms, any peer {ha} ms\n\
          source amplif.    {amp}\n\
          overhead          {ovh:.1}%\n\
          datagrams         {sent} sent, {lost} lost, {qd} dropped at full uplinks\n\
@@ -231,6 +232,11 @@ fn summary(o: &Outcome, wall_s: f64) -> String {
         sp99 = o.startup_ms.p99,
         smax = o.startup_ms.max,
         never = o.peers_never_started,
+        dp50 = o.tree_depth.p50,
+        dp99 = o.tree_depth.p99,
+        hp = o.link_delay_ms.parent,
+        hn = o.link_delay_ms.neighbour,
+        ha = o.link_delay_ms.any_pair,
         amp = o.source_amplification,
         ovh = o.overhead * 100.0,
         sent = o.datagrams_sent,

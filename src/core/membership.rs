@@ -362,6 +362,12 @@ impl Membership {
         }
     }
 
+    /// Asks neighbour `to` for peers (with the token it gave us).
+    pub fn ask_neighbour_for_peers(&mut self, now: u64, to: SocketAddr, out: &mut Outbox) {
+        let token = self.tokens.get(&to).copied().unwrap_or(0);
+        self.ask_for_peers(now, to, token, out);
+    }
+
     fn ask_for_peers(&mut self, now: u64, to: SocketAddr, token: u64, out: &mut Outbox) {
         self.asked_for_peers.insert(to, now);
         out.send(to, &Message::GetPeers { token });

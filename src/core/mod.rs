@@ -12,6 +12,7 @@ pub mod neighbours;
 pub mod node;
 pub mod outbox;
 pub mod playout;
+pub mod proximity;
 pub mod reachability;
 pub mod repair;
 pub mod rng;

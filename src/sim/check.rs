@@ -22,6 +22,14 @@ impl std::fmt::Display for Violation {
     }
 }
 
+/// Adds the one-way delay between `a` and `b` to sum `which` of `samples`.
+fn note_delay(samples: &mut [(u64, u64); 3], places: &[Place], which: usize, a: u32, b: u32) {
+    if let Some(d) = samples.get_mut(which) {
+        d.0 += model::propagation_us(places, a, b);
+        d.1 += 1;
+    }
+}
+
 impl Sim {
     pub(crate) fn check_buffers(&mut self) {
         // Tree figures only while the stream runs: after its end peers finish and leave.
@@ -35,6 +43,32 @@ impl Sim {
             }
             if joins_over && id > 0 && self.places[id].kind == Kind::Honest && !node.finished {
                 let parents = node.core.parents();
+                let far = (id + self.nodes.len() / 2) % self.nodes.len();
+                let pairs = parents
+                    .iter()
+                    .flatten()
+                    .map(|p| (0, *p))
+                    .chain(node.core.neighbour_addrs().map(|a| (1, a)));
+                for (which, addr) in pairs {
+                    if let Some(other) = id_of(addr) {
+                        note_delay(
+                            &mut self.delay_samples,
+                            &self.places,
+                            which,
+                            id as u32,
+                            other,
+                        );
+                    }
+                }
+                if far != 0 && far != id {
+                    note_delay(
+                        &mut self.delay_samples,
+                        &self.places,
+                        2,
+                        id as u32,
+                        far as u32,
+                    );
+                }
                 orphans.0 += parents.iter().filter(|p| p.is_none()).count() as u64;
                 orphans.1 += parents.len() as u64;
                 self.depth_samples[node.core.tree_depth() as usize] += 1;

@@ -84,12 +84,35 @@ pub struct Outcome {
     /// Hops from the seed in each peer's own stripe, over the same samples: latency grows
     /// with it.
     pub tree_depth: Depths,
+    /// Mean one-way delay before any queue, over the same samples, from honest peers to
+    /// their stripe parents, to their neighbours, and between any two peers: every tree hop
+    /// adds its delay to every chunk below it.
+    pub link_delay_ms: LinkDelays,
     /// Share of honest peers' neighbours that are liars, over the same samples (the liars'
     /// share of peers, unless eclipse lists pull them in).
     pub liar_neighbour_share: f64,
     /// Share of honest peers, over the same samples, with more liars than honest nodes among
     /// their neighbours.
     pub peers_mostly_among_liars: f64,
+}
+
+/// Mean one-way delays (ms) from a peer to its parents, its neighbours, and any peer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LinkDelays {
+    pub parent: f64,
+    pub neighbour: f64,
+    pub any_pair: f64,
+}
+
+impl LinkDelays {
+    fn of(samples: &[(u64, u64); 3]) -> Self {
+        let mean = |(sum, n): (u64, u64)| round(sum as f64 / n.max(1) as f64 / 1000.0, 1);
+        LinkDelays {
+            parent: mean(samples[0]),
+            neighbour: mean(samples[1]),
+            any_pair: mean(samples[2]),
+        }
+    }
 }
 
 /// Tree depth figures: percentiles over (peer, sample) pairs of attached members, and the
@@ -262,6 +285,7 @@ impl Sim {
                 self.orphan_samples.0 as f64 / self.orphan_samples.1.max(1) as f64,
                 4,
             ),
+            link_delay_ms: LinkDelays::of(&self.delay_samples),
             liar_neighbour_share: round(e.0 as f64 / e.1.max(1) as f64, 4),
             peers_mostly_among_liars: round(e.2 as f64 / e.3.max(1) as f64, 4),
             config: self.cfg,

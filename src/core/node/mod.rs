@@ -26,6 +26,7 @@ use crate::core::membership::{join_index_base, ConfirmOutcome, HelloAnswer, Memb
 use crate::core::neighbours::{HaveSummary, Neighbours};
 use crate::core::outbox::Outbox;
 use crate::core::playout::{Lifecycle, Playout};
+use crate::core::proximity::Proximity;
 use crate::core::reachability::{Reach, Reachability};
 use crate::core::repair::{self, Known, Repair};
 use crate::core::rng::Rng;
@@ -64,6 +65,7 @@ pub struct Node {
     place: Place,
     neighbours: Neighbours,
     membership: Membership,
+    proximity: Proximity,
     tree: StripeTree,
     repair: Repair,
     playout: Playout,
@@ -101,6 +103,7 @@ impl Node {
             },
             neighbours: Neighbours::default(),
             membership,
+            proximity: Proximity::default(),
             tree: StripeTree::new(stripes, now),
             repair: Repair::default(),
             playout: Playout::new(
@@ -361,6 +364,7 @@ impl Node {
                 &mut self.out,
             ),
             Message::Peers { peers } => {
+                self.probe_a_stranger(now, &peers);
                 let orphans = self.tree.orphans(&self.place);
                 let guard = &self.guard;
                 self.membership.on_peers(
@@ -585,6 +589,7 @@ impl Node {
             &mut self.neighbours,
             &mut self.out,
         );
+        self.judge_probe(now, from);
     }
 
     /// Peer: a first Welcome gives this peer its place: the seed assigns an index and member
@@ -740,6 +745,7 @@ impl Node {
     }
 
     fn drop_neighbour(&mut self, addr: SocketAddr) {
+        self.proximity.forget(&addr);
         self.tree.forget(addr);
         self.membership.forget(addr);
         self.neighbours.remove(&addr);
@@ -765,6 +771,7 @@ impl Node {
 }
 
 mod chunks;
+mod nearness;
 mod periodic;
 mod subscriptions;
 mod traversal;

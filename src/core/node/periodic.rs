@@ -61,6 +61,9 @@ impl Node {
             &mut self.rng,
             &mut self.out,
         );
+        if orphans.is_empty() {
+            self.ask_for_a_stranger(now);
+        }
         self.tree.forget_expired_refusals(now);
         self.membership.forget_unanswered(now);
         if self.cfg.role == Role::Seed && self.ticks % AUDIT_TICKS == 0 {
