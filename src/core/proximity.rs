@@ -15,7 +15,6 @@
 //!   a peer cannot take all of its neighbour slots (a round trip can be made longer, never
 //!   shorter, so nearness is hard to fake from afar).
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use crate::core::neighbours::Neighbours;
@@ -24,13 +23,15 @@ use crate::proto::wire::{PeerInfo, Role};
 
 /// How often a peer with its target of neighbours greets one stranger to compare, at first
 /// and after a stranger was kept; each stranger let go doubles the wait, up to
-/// [`PROBE_EVERY_MAX_US`]. Every 2 s instead of 1 s (bl-sim, 3,000 peers × 60 s, seed 1):
-/// latency p50 452 against 435 ms, 2.5 % of stripe slots without a parent against 1.9 %.
+/// [`PROBE_EVERY_MAX_US`]. Without backing off, every 2 s instead of every 1 s (bl-sim,
+/// 3,000 peers × 60 s, seed 1): latency p50 452 against 435 ms, 2.5 % of stripe slots
+/// without a parent against 1.9 %.
 pub const PROBE_EVERY_US: u64 = 1_000_000;
 /// The longest wait between probes: a swarm whose neighbours are as near as its strangers
 /// (a LAN, loopback) pays a Hello's round trip only this often. With 16 s (bl-sim, 3,000
-/// peers × 60 s, seeds 1-2), latency p50 was 452 / 435 ms against 435 / 435 ms, and the
-/// overhead no lower (13.62 / 13.64 % against 13.59 / 13.54 %).
+/// peers × 60 s, seeds 1-2, in a first form that counted each wait from the probe's Hello),
+/// latency p50 was 452 / 435 ms against 435 / 435 ms with 4 s, and the overhead no lower
+/// (13.62 / 13.64 % against 13.59 / 13.54 %).
 pub const PROBE_EVERY_MAX_US: u64 = 4_000_000;
 /// How long a probe's Welcome is waited for: past membership's four Hellos half a second
 /// apart (a Welcome to a retried Hello times no round trip, and its probe is let go).
@@ -50,8 +51,6 @@ pub struct Proximity {
     probing: Option<(SocketAddr, u64)>,
     /// Whether the next Peers answer may name a stranger to probe.
     wants_candidate: bool,
-    /// Neighbours kept for being near.
-    near: BTreeSet<SocketAddr>,
 }
 
 /// What to do with a probe that answered.
@@ -127,16 +126,19 @@ impl Proximity {
 
     /// The probe `probe` welcomed us (its round trip noted in `neighbours`): keep it in
     /// place of the farthest neighbour that may go (`busy`: parents and children stay), or
-    /// let it go.
+    /// let it go. A kept probe is marked [`Neighbour::near`](crate::core::neighbours::Neighbour::near).
     pub fn judge(
         &mut self,
         now: u64,
         probe: SocketAddr,
-        neighbours: &Neighbours,
+        neighbours: &mut Neighbours,
         busy: impl Fn(&SocketAddr) -> bool,
     ) -> Verdict {
         self.probing = None;
-        let verdict = self.compare(probe, neighbours, busy);
+        let verdict = compare(probe, neighbours, busy);
+        if let (Verdict::Replace(_), Some(n)) = (verdict, neighbours.get_mut(&probe)) {
+            n.near = true;
+        }
         self.every = match verdict {
             Verdict::Replace(_) => PROBE_EVERY_US,
             Verdict::DropProbe => self.every.saturating_mul(2).min(PROBE_EVERY_MAX_US),
@@ -145,46 +147,42 @@ impl Proximity {
         verdict
     }
 
-    fn compare(
-        &mut self,
-        probe: SocketAddr,
-        neighbours: &Neighbours,
-        busy: impl Fn(&SocketAddr) -> bool,
-    ) -> Verdict {
-        let Some(rtt) = neighbours.get(&probe).and_then(|n| n.rtt_us) else {
-            return Verdict::DropProbe;
-        };
-        let far_kept = neighbours
-            .keys()
-            .filter(|a| **a != probe && !self.near.contains(a))
-            .count();
-        let farthest = neighbours
-            .iter()
-            .filter(|(a, n)| {
-                **a != probe
-                    && n.role == Role::Peer
-                    && n.children.is_empty()
-                    && !busy(a)
-                    && (self.near.contains(a) || far_kept > KEEP_FAR)
-            })
-            .filter_map(|(a, n)| Some((n.rtt_us?, *a)))
-            .max();
-        match farthest {
-            Some((far, addr)) if far > rtt + PROBE_GAIN_US => {
-                self.near.remove(&addr);
-                self.near.insert(probe);
-                Verdict::Replace(addr)
-            }
-            _ => Verdict::DropProbe,
-        }
-    }
-
-    /// A Hello to the probe went unanswered, or a neighbour is gone.
+    /// A neighbour is gone: if it was the probe, no Welcome is awaited any more.
     pub fn forget(&mut self, addr: &SocketAddr) {
         if self.is_probe(addr) {
             self.probing = None;
         }
-        self.near.remove(addr);
+    }
+}
+
+/// The farthest neighbour that may give its place to `probe`, if `probe` is nearer by
+/// [`PROBE_GAIN_US`].
+fn compare(
+    probe: SocketAddr,
+    neighbours: &Neighbours,
+    busy: impl Fn(&SocketAddr) -> bool,
+) -> Verdict {
+    let Some(rtt) = neighbours.get(&probe).and_then(|n| n.rtt_us) else {
+        return Verdict::DropProbe;
+    };
+    let far_kept = neighbours
+        .iter()
+        .filter(|(a, n)| **a != probe && !n.near)
+        .count();
+    let farthest = neighbours
+        .iter()
+        .filter(|(a, n)| {
+            **a != probe
+                && n.role == Role::Peer
+                && n.children.is_empty()
+                && !busy(a)
+                && (n.near || far_kept > KEEP_FAR)
+        })
+        .filter_map(|(a, n)| Some((n.rtt_us?, *a)))
+        .max();
+    match farthest {
+        Some((far, addr)) if far > rtt + PROBE_GAIN_US => Verdict::Replace(addr),
+        _ => Verdict::DropProbe,
     }
 }
 
@@ -237,7 +235,7 @@ mod tests {
         ns.get_mut(&at(11)).unwrap().children.insert(2);
         let parent = |a: &SocketAddr| *a == at(12);
         let near = probe(&mut p, &mut ns, 1, 15_000, 0);
-        assert_eq!(p.judge(0, near, &ns, parent), Verdict::Replace(at(10)));
+        assert_eq!(p.judge(0, near, &mut ns, parent), Verdict::Replace(at(10)));
         // The seed (500 ms) is never let go for nearness either.
         assert!(!p.is_probe(&near));
     }
@@ -250,7 +248,7 @@ mod tests {
         for n in 0..5 {
             // 105 ms against the farthest idle neighbour's 120 ms: 15 ms nearer, under the gain.
             let far = probe(&mut p, &mut ns, n, 105_000, now);
-            assert_eq!(p.judge(now, far, &ns, |_| false), Verdict::DropProbe);
+            assert_eq!(p.judge(now, far, &mut ns, |_| false), Verdict::DropProbe);
             ns.remove(&far);
             let mut rng = Rng::new(1);
             let next = (now..now + 10_000_000)
@@ -270,7 +268,10 @@ mod tests {
         );
         // One kept brings the wait back to the shortest.
         let near = probe(&mut p, &mut ns, 9, 5_000, now);
-        assert_eq!(p.judge(now, near, &ns, |_| false), Verdict::Replace(at(12)));
+        assert_eq!(
+            p.judge(now, near, &mut ns, |_| false),
+            Verdict::Replace(at(12))
+        );
         let mut rng = Rng::new(1);
         assert!(p
             .ask_whom(now + PROBE_EVERY_US - 1, 12, &ns, &mut rng)
@@ -287,7 +288,7 @@ mod tests {
         let mut kept = 0;
         for n in 0..12 {
             let near = probe(&mut p, &mut ns, n, 1_000, now);
-            match p.judge(now, near, &ns, |_| false) {
+            match p.judge(now, near, &mut ns, |_| false) {
                 Verdict::Replace(far) => {
                     ns.remove(&far);
                     kept += 1;
@@ -299,7 +300,7 @@ mod tests {
             now += PROBE_EVERY_MAX_US;
         }
         // The seed and KEEP_FAR - 1 peers make the KEEP_FAR neighbours not kept for nearness.
-        let far_left = ns.keys().filter(|a| !p.near.contains(a)).count();
+        let far_left = ns.values().filter(|n| !n.near).count();
         assert_eq!(far_left, KEEP_FAR);
         assert_eq!(kept, 12 - (KEEP_FAR - 1));
         assert_eq!(ns.len(), 13, "a probe only ever takes a place");

@@ -55,7 +55,7 @@ impl Node {
         let tree = &self.tree;
         let verdict = self
             .proximity
-            .judge(now, from, &self.neighbours, |a| tree.is_parent(*a));
+            .judge(now, from, &mut self.neighbours, |a| tree.is_parent(*a));
         let gone = match verdict {
             Verdict::Replace(farther) => farther,
             Verdict::DropProbe => from,
