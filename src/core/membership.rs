@@ -195,6 +195,19 @@ impl Membership {
         self.myself.contains(addr)
     }
 
+    /// Neither us (by any address we know as ours), a neighbour, greeted already, nor
+    /// banned: an address from a Peers list worth a Hello.
+    pub fn is_stranger(
+        &self,
+        addr: &SocketAddr,
+        local_addr: Option<SocketAddr>,
+        neighbours: &Neighbours,
+        banned: impl Fn(&SocketAddr) -> bool,
+    ) -> bool {
+        let me = local_addr == Some(*addr) || self.lan == Some(*addr) || self.myself.contains(addr);
+        !me && !neighbours.contains_key(addr) && !self.hellos.contains_key(addr) && !banned(addr)
+    }
+
     /// The address token we hand `addr`: it proves, when it comes back, that `addr`
     /// receives at its address.
     pub fn token_for(&self, addr: SocketAddr) -> u64 {
@@ -524,21 +537,13 @@ impl Membership {
                     }
                 }
             }
-            let me = local_addr == Some(p.addr)
-                || self.lan == Some(p.addr)
-                || self.myself.contains(&p.addr);
             let contacts = neighbours.len() + self.hellos.len();
             let orphaned = orphans.contains(p.member);
             let older_of_ours = place.member == Some(p.member) && p.index < place.index;
             let extra = if older_of_ours { 12 } else { 4 };
             let open = contacts < tuning.target_neighbours
                 || (orphaned && contacts < tuning.target_neighbours + extra);
-            if open
-                && !me
-                && !neighbours.contains_key(&p.addr)
-                && !self.hellos.contains_key(&p.addr)
-                && !banned(&p.addr)
-            {
+            if open && self.is_stranger(&p.addr, local_addr, neighbours, &banned) {
                 self.send_hello(now, p.addr, place, rng, out);
                 if let Some(h) = self.hellos.get_mut(&p.addr) {
                     h.via = Some(from);
@@ -710,8 +715,7 @@ impl Membership {
         let Some(&pick) = addrs.get(rng.below(addrs.len())) else {
             return;
         };
-        let token = self.tokens.get(&pick).copied().unwrap_or(0);
-        self.ask_for_peers(now, pick, token, out);
+        self.ask_neighbour_for_peers(now, pick, out);
     }
 }
 

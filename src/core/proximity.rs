@@ -99,20 +99,25 @@ impl Proximity {
         pick
     }
 
-    /// A Peers answer came: the stranger to greet as the probe, if one is wanted (one not
-    /// `known`: a neighbour, greeted already, ourselves or banned).
+    /// A Peers answer came: the stranger to greet as the probe, if one is wanted (a listed
+    /// peer that is a `stranger`, not on our LAN: those are greeted at their LAN address by
+    /// membership, nearness aside).
     pub fn candidate(
         &mut self,
         now: u64,
         peers: &[PeerInfo],
-        known: impl Fn(&SocketAddr) -> bool,
+        stranger: impl Fn(&SocketAddr) -> bool,
         rng: &mut Rng,
     ) -> Option<SocketAddr> {
         if !self.wants_candidate || self.probing.is_some() {
             return None;
         }
-        let strangers: Vec<SocketAddr> =
-            peers.iter().map(|p| p.addr).filter(|a| !known(a)).collect();
+        let strangers: Vec<SocketAddr> = peers
+            .iter()
+            .filter(|p| p.lan.is_none())
+            .map(|p| p.addr)
+            .filter(|a| stranger(a))
+            .collect();
         let pick = strangers.get(rng.below(strangers.len())).copied()?;
         self.wants_candidate = false;
         self.probing = Some((pick, now));
@@ -221,7 +226,7 @@ mod tests {
             member: 1,
             lan: None,
         };
-        let greeted = p.candidate(now, &[stranger], |a| ns.contains_key(a), &mut rng);
+        let greeted = p.candidate(now, &[stranger], |a| !ns.contains_key(a), &mut rng);
         assert_eq!(greeted, Some(stranger.addr));
         ns.insert(stranger.addr, Neighbour::new(Role::Peer, 50, Some(1), now));
         ns.note_rtt(stranger.addr, rtt);

@@ -22,14 +22,6 @@ impl std::fmt::Display for Violation {
     }
 }
 
-/// Adds the one-way delay between `a` and `b` to sum `which` of `samples`.
-fn note_delay(samples: &mut [(u64, u64); 3], places: &[Place], which: usize, a: u32, b: u32) {
-    if let Some(d) = samples.get_mut(which) {
-        d.0 += model::propagation_us(places, a, b);
-        d.1 += 1;
-    }
-}
-
 impl Sim {
     pub(crate) fn check_buffers(&mut self) {
         // Tree figures only while the stream runs: after its end peers finish and leave.
@@ -43,31 +35,18 @@ impl Sim {
             }
             if joins_over && id > 0 && self.places[id].kind == Kind::Honest && !node.finished {
                 let parents = node.core.parents();
-                let far = (id + self.nodes.len() / 2) % self.nodes.len();
-                let pairs = parents
-                    .iter()
-                    .flatten()
-                    .map(|p| (0, *p))
-                    .chain(node.core.neighbour_addrs().map(|a| (1, a)));
-                for (which, addr) in pairs {
-                    if let Some(other) = id_of(addr) {
-                        note_delay(
-                            &mut self.delay_samples,
-                            &self.places,
-                            which,
-                            id as u32,
-                            other,
-                        );
-                    }
+                let delay = |other: u32| model::propagation_us(&self.places, id as u32, other);
+                let d = &mut self.delay_samples;
+                for parent in parents.iter().flatten().filter_map(|a| id_of(*a)) {
+                    d.parent.add(delay(parent));
                 }
+                for neighbour in node.core.neighbour_addrs().filter_map(id_of) {
+                    d.neighbour.add(delay(neighbour));
+                }
+                // Any pair: the peer half the swarm away in join order.
+                let far = (id + self.nodes.len() / 2) % self.nodes.len();
                 if far != 0 && far != id {
-                    note_delay(
-                        &mut self.delay_samples,
-                        &self.places,
-                        2,
-                        id as u32,
-                        far as u32,
-                    );
+                    d.any_pair.add(delay(far as u32));
                 }
                 orphans.0 += parents.iter().filter(|p| p.is_none()).count() as u64;
                 orphans.1 += parents.len() as u64;

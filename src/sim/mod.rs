@@ -156,10 +156,9 @@ pub struct Sim {
     /// Over the same samples: (honest peers' neighbours that are liars, their neighbours,
     /// honest peers with more liars than honest nodes among their neighbours, honest peers).
     eclipse_samples: (u64, u64, u64, u64),
-    /// Over the same samples, one-way delays summed (µs) and counted: honest peers to
-    /// their stripe parents, to their neighbours, and to the peer half the swarm away in
-    /// join order (any two peers).
-    delay_samples: [(u64, u64); 3],
+    /// Over the same samples, one-way delays from honest peers to their stripe parents,
+    /// their neighbours, and any peer.
+    delay_samples: outcome::LinkDelaySums,
     latency: Histogram,
     startup: Histogram,
     violation: Option<Violation>,
@@ -204,7 +203,7 @@ impl Sim {
             orphan_samples: (0, 0),
             depth_samples: [0; 256],
             eclipse_samples: (0, 0, 0, 0),
-            delay_samples: [(0, 0); 3],
+            delay_samples: outcome::LinkDelaySums::default(),
             latency: Histogram::default(),
             startup: Histogram::default(),
             violation: None,

@@ -104,13 +104,38 @@ pub struct LinkDelays {
     pub any_pair: f64,
 }
 
-impl LinkDelays {
-    fn of(samples: &[(u64, u64); 3]) -> Self {
-        let mean = |(sum, n): (u64, u64)| round(sum as f64 / n.max(1) as f64 / 1000.0, 1);
+/// One-way delays summed (µs) and counted.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct DelaySum {
+    sum_us: u64,
+    count: u64,
+}
+
+impl DelaySum {
+    pub(crate) fn add(&mut self, us: u64) {
+        self.sum_us += us;
+        self.count += 1;
+    }
+
+    fn mean_ms(self) -> f64 {
+        round(self.sum_us as f64 / self.count.max(1) as f64 / 1000.0, 1)
+    }
+}
+
+/// The sums behind [`LinkDelays`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LinkDelaySums {
+    pub(crate) parent: DelaySum,
+    pub(crate) neighbour: DelaySum,
+    pub(crate) any_pair: DelaySum,
+}
+
+impl LinkDelaySums {
+    fn means(&self) -> LinkDelays {
         LinkDelays {
-            parent: mean(samples[0]),
-            neighbour: mean(samples[1]),
-            any_pair: mean(samples[2]),
+            parent: self.parent.mean_ms(),
+            neighbour: self.neighbour.mean_ms(),
+            any_pair: self.any_pair.mean_ms(),
         }
     }
 }
@@ -285,7 +310,7 @@ impl Sim {
                 self.orphan_samples.0 as f64 / self.orphan_samples.1.max(1) as f64,
                 4,
             ),
-            link_delay_ms: LinkDelays::of(&self.delay_samples),
+            link_delay_ms: self.delay_samples.means(),
             liar_neighbour_share: round(e.0 as f64 / e.1.max(1) as f64, 4),
             peers_mostly_among_liars: round(e.2 as f64 / e.3.max(1) as f64, 4),
             config: self.cfg,

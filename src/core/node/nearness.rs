@@ -26,20 +26,13 @@ impl Node {
 
     /// A Peers answer came: if a stranger to probe is wanted, one of them is greeted.
     pub(super) fn probe_a_stranger(&mut self, now: u64, peers: &[PeerInfo]) {
-        let local = self.local_addr;
-        let (neighbours, membership, guard) = (&self.neighbours, &self.membership, &self.guard);
-        // Peers on our LAN are greeted at their LAN address by membership, nearness aside.
-        let known = |a: &SocketAddr| {
-            neighbours.contains_key(a)
-                || membership.greeting(a)
-                || membership.is_myself(a)
-                || local == Some(*a)
-                || guard.is_banned(a)
+        let (membership, guard) = (&self.membership, &self.guard);
+        let stranger = |a: &SocketAddr| {
+            membership.is_stranger(a, self.local_addr, &self.neighbours, |b| guard.is_banned(b))
         };
-        let strangers: Vec<PeerInfo> = peers.iter().filter(|p| p.lan.is_none()).copied().collect();
         if let Some(addr) = self
             .proximity
-            .candidate(now, &strangers, known, &mut self.rng)
+            .candidate(now, peers, stranger, &mut self.rng)
         {
             self.membership
                 .send_hello(now, addr, &self.place, &mut self.rng, &mut self.out);
