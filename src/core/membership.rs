@@ -552,12 +552,25 @@ impl Membership {
         }
     }
 
-    /// A neighbour is gone (or banned): not a peer to hand out any more, nor to greet.
+    /// A neighbour is gone (or banned): not a peer to hand out any more, nor to greet. Its
+    /// token goes too, unless it is a bootstrap node (a full seed answers GetPeers with it):
+    /// a peer greets a stranger every few seconds for nearness and lets most go, and kept
+    /// every token, so its memory grew with its uptime: a hundred strangers let go left a
+    /// hundred tokens (`a_peer_keeps_no_token_of_a_node_it_let_go`).
     pub fn forget(&mut self, addr: SocketAddr) {
         if let RoleState::Seed(tracker) = &mut self.role {
             tracker.sample.retain(|p| p.addr != addr);
         }
         self.hellos.remove(&addr);
+        if !self.bootstrap.contains(&addr) {
+            self.tokens.remove(&addr);
+        }
+    }
+
+    /// Tokens kept: at most one a neighbour and one a bootstrap node.
+    #[cfg(test)]
+    pub fn tokens_kept(&self) -> usize {
+        self.tokens.len()
     }
 
     /// Questions for peers unanswered for [`PEERS_ANSWER_US`] are forgotten.

@@ -9,10 +9,13 @@ use crate::proto::wire::KIND_NAMES;
 /// Log-bucketed histogram of non-negative values (µs), about 4 % resolution, bounded memory.
 #[derive(Debug, Clone, Default)]
 pub struct Histogram {
-    /// Up to the highest bucket recorded, at most [`BUCKETS`]: grown on demand, because
-    /// every node keeps two and a peer's latencies reach bucket ~400 while its ingest one
-    /// stays empty (two full ones were 9.6 KB a peer, 11 % of the simulator's heap).
+    /// Buckets `first..first + buckets.len()`: from the lowest to the highest bucket recorded,
+    /// at most [`BUCKETS`], grown on demand. Every node keeps two: a peer's ingest one stays
+    /// empty, and its latencies (in bl-sim 30 ms to a few seconds) fill buckets ~260–400
+    /// only, so the ~260 below its lowest are not kept (two full ones were 9.6 KB a peer,
+    /// 11 % of the simulator's heap).
     buckets: Vec<u64>,
+    first: usize,
     count: u64,
     max: u64,
 }
@@ -40,15 +43,44 @@ impl Histogram {
         }
     }
 
+    /// Makes the kept range cover buckets `lo..=hi`, exactly: a node's extremes move a few
+    /// dozen times, and doubling held twice the buckets (up to 8 KB) where latencies reached
+    /// the last ones.
+    fn cover(&mut self, lo: usize, hi: usize) {
+        if self.buckets.is_empty() {
+            self.first = lo;
+            self.buckets.reserve_exact(hi + 1 - lo);
+            self.buckets.resize(hi + 1 - lo, 0);
+            return;
+        }
+        let end = self.first + self.buckets.len();
+        if lo < self.first {
+            let mut grown = Vec::with_capacity(end.max(hi + 1) - lo);
+            grown.resize(self.first - lo, 0);
+            grown.extend_from_slice(&self.buckets);
+            self.buckets = grown;
+            self.first = lo;
+        }
+        if hi >= end {
+            self.buckets
+                .reserve_exact(hi + 1 - self.first - self.buckets.len());
+            self.buckets.resize(hi + 1 - self.first, 0);
+        }
+    }
+
+    /// (bucket index, count) of every kept bucket, lowest first.
+    fn indexed(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        let first = self.first;
+        self.buckets
+            .iter()
+            .enumerate()
+            .map(move |(i, n)| (first + i, *n))
+    }
+
     pub fn record(&mut self, value: u64) {
         let b = Self::bucket(value).min(BUCKETS - 1);
-        if self.buckets.len() <= b {
-            // Exactly: a node's maximum rises a few dozen times, and doubling held twice
-            // the buckets (up to 8 KB) where latencies reached the last ones.
-            self.buckets.reserve_exact(b + 1 - self.buckets.len());
-            self.buckets.resize(b + 1, 0);
-        }
-        if let Some(n) = self.buckets.get_mut(b) {
+        self.cover(b, b);
+        if let Some(n) = self.buckets.get_mut(b - self.first) {
             *n += 1;
         }
         self.count += 1;
@@ -70,7 +102,7 @@ impl Histogram {
         }
         let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
         let mut seen = 0;
-        for (i, n) in self.buckets.iter().enumerate() {
+        for (i, n) in self.indexed() {
             seen += n;
             if seen >= rank {
                 return Self::upper_bound(i).min(self.max);
@@ -81,22 +113,20 @@ impl Histogram {
 
     /// Non-empty buckets as (upper bound µs, count), for plots.
     pub fn buckets(&self) -> Vec<(u64, u64)> {
-        self.buckets
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| **n > 0)
-            .map(|(i, n)| (Self::upper_bound(i).min(self.max), *n))
+        self.indexed()
+            .filter(|(_, n)| *n > 0)
+            .map(|(i, n)| (Self::upper_bound(i).min(self.max), n))
             .collect()
     }
 
     pub fn merge(&mut self, other: &Histogram) {
-        if self.buckets.len() < other.buckets.len() {
-            self.buckets
-                .reserve_exact(other.buckets.len() - self.buckets.len());
-            self.buckets.resize(other.buckets.len(), 0);
-        }
-        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
-            *a += b;
+        if !other.buckets.is_empty() {
+            let other_end = other.first + other.buckets.len();
+            self.cover(other.first, other_end - 1);
+            let offset = other.first - self.first;
+            for (a, b) in self.buckets.iter_mut().skip(offset).zip(&other.buckets) {
+                *a += b;
+            }
         }
         self.count += other.count;
         self.max = self.max.max(other.max);
@@ -422,10 +452,21 @@ mod tests {
             large.record(v * 1_000_000);
         }
         assert!(small.buckets.len() <= Histogram::bucket(100) + 1);
+        // Only the range reached: 1 s to 100 s is ~118 buckets, not the ~470 below 100 s.
+        let (lo, hi) = (Histogram::bucket(1_000_000), Histogram::bucket(100_000_000));
+        assert_eq!(large.buckets.len(), hi - lo + 1);
         large.record(u64::MAX);
-        assert_eq!(large.buckets.len(), BUCKETS);
+        assert_eq!(large.buckets.len(), BUCKETS - lo);
+        // A lower value prepends exactly what it needs, and every count stays in its bucket.
+        large.record(1);
+        assert_eq!(large.buckets.len(), BUCKETS - Histogram::bucket(1));
+        assert_eq!(large.buckets().first(), Some(&(1, 1)));
+        assert_eq!(
+            large.quantile(0.5),
+            Histogram::upper_bound(Histogram::bucket(50_000_000))
+        );
         small.merge(&large);
-        assert_eq!((small.count(), small.max()), (201, u64::MAX));
+        assert_eq!((small.count(), small.max()), (202, u64::MAX));
         let p25 = small.quantile(0.25) as f64;
         assert!((p25 - 50.0).abs() / 50.0 < 0.05, "{p25}");
         let p75 = small.quantile(0.75) as f64;
