@@ -260,19 +260,20 @@ impl Membership {
         out.send_owned(to, hello);
     }
 
-    /// A Hello: answered only when padded, with a Welcome no larger than it (no
-    /// amplification). Returns what the Welcome carries of the handshake: the joiner's
+    /// A Hello of `len` bytes: answered only when padded to [`wire::HELLO_MIN_SIZE`], with
+    /// a Welcome no larger than it (no amplification). Returns what the Welcome carries of the handshake: the joiner's
     /// assigned index and member stripe (the seed's tracker hands them out to peers that
     /// have none), the echoed nonce and `from`'s token.
     pub fn on_hello(
         &mut self,
         from: SocketAddr,
         hello: &wire::Hello,
+        len: usize,
         stripes: u8,
         highest: Option<Seq>,
         out: &mut Outbox,
     ) -> Option<HelloAnswer> {
-        if hello.padding.len() + 64 < wire::HELLO_MIN_SIZE {
+        if len < wire::HELLO_MIN_SIZE {
             out.count_dropped();
             return None;
         }
@@ -293,7 +294,7 @@ impl Membership {
         }
         if hello.stream != self.stream {
             // Say which stream we serve, so a wrong link is reported at once rather than
-            // waited on. The Refuse is a tenth of the padded Hello: no amplification.
+            // waited on. The Refuse is smaller than the padded Hello: no amplification.
             let refuse = Message::Refuse {
                 nonce: hello.nonce,
                 stream: self.stream,

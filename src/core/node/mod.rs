@@ -349,7 +349,7 @@ impl Node {
             }
         }
         match message {
-            Message::Hello(hello) => self.on_hello(from, &hello),
+            Message::Hello(hello) => self.on_hello(from, &hello, len),
             Message::Welcome(welcome) => self.on_welcome(now, from, &welcome),
             Message::Confirm {
                 token,
@@ -531,10 +531,15 @@ impl Node {
 
     // ---- membership ----------------------------------------------------------------------
 
-    fn on_hello(&mut self, from: SocketAddr, hello: &wire::Hello) {
-        let answer =
-            self.membership
-                .on_hello(from, hello, self.place.stripes, self.highest, &mut self.out);
+    fn on_hello(&mut self, from: SocketAddr, hello: &wire::Hello, len: usize) {
+        let answer = self.membership.on_hello(
+            from,
+            hello,
+            len,
+            self.place.stripes,
+            self.highest,
+            &mut self.out,
+        );
         if let Some(HelloAnswer {
             assigned,
             nonce,
@@ -727,7 +732,7 @@ impl Node {
 
     fn answer_stats(&mut self, now: u64, from: SocketAddr, nonce: u64, padding: usize) {
         let local = from.ip().is_loopback();
-        if !(local || self.cfg.stats_from_anywhere) || padding + 64 < wire::HELLO_MIN_SIZE {
+        if !(local || self.cfg.stats_from_anywhere) || padding + 64 < wire::STATS_REQUEST_MIN_SIZE {
             self.out.count_dropped();
             return;
         }
