@@ -359,7 +359,7 @@ fn floods_of_random_and_truncated_datagrams_are_dropped_and_counted() {
                 }
                 1 => {
                     // Looks like bl: right prefix, random body.
-                    let mut d = b"bl\x01".to_vec();
+                    let mut d = vec![b'b', b'l', wire::WIRE_VERSION];
                     let n = rng.below(1200) as usize;
                     d.extend(rng.bytes(n));
                     d

@@ -29,8 +29,10 @@ const PREFIX_LEN: usize = 3;
 /// flight is kilobytes and a Welcome is not: the nearness probes' padded Hellos were 0.79
 /// points of the 16.2 % overhead of `bl-sim --peers 10000 --seconds 30` (docs/PERFORMANCE.md).
 pub const HELLO_MIN_SIZE: usize = 128;
-/// A StatsRequest is padded to this size: its reply is up to a whole datagram.
-pub const STATS_REQUEST_MIN_SIZE: usize = 1200;
+/// A StatsRequest is padded to this size, a whole datagram, as its reply may be: a node
+/// answers one only if it is this long, so the reply is never larger. (At 1,200 bytes, and
+/// checked as padding + 64, a 1,144-byte request could bring back 1,232.)
+pub const STATS_REQUEST_MIN_SIZE: usize = MAX_DATAGRAM;
 /// Most peers in one Peers message.
 pub const MAX_PEERS_PER_MESSAGE: usize = 24;
 /// Most seqs in one Request.
@@ -284,7 +286,7 @@ pub fn hello(
     Message::Hello(Box::new(hello))
 }
 
-/// A stats request padded like a Hello, so the (larger) reply never amplifies.
+/// A stats request padded to [`STATS_REQUEST_MIN_SIZE`], so the reply never amplifies.
 pub fn stats_request(nonce: u64) -> Message {
     let bare = encoded_len(&Message::StatsRequest {
         nonce,
@@ -459,6 +461,10 @@ mod tests {
         })
         .unwrap();
         assert!(refuse.len() < hello.len(), "{}", refuse.len());
+        // A stats request is a whole datagram, as its reply may be.
+        for nonce in [0, u64::MAX] {
+            assert_eq!(encode(&stats_request(nonce)).unwrap().len(), MAX_DATAGRAM);
+        }
     }
 
     #[test]
@@ -482,7 +488,7 @@ mod tests {
         assert!(decode(b"xx\x01\x00").is_err());
         assert!(decode(b"bl\x09\x00").is_err());
         // A Request claiming a huge list must not allocate it.
-        let mut evil = b"bl\x01".to_vec();
+        let mut evil = vec![MAGIC[0], MAGIC[1], WIRE_VERSION];
         evil.push(10); // variant index of Request
         evil.extend([253, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
         assert!(decode(&evil).is_err());

@@ -445,9 +445,7 @@ impl Node {
                 }
             }
             Message::Goodbye => self.drop_neighbour(from),
-            Message::StatsRequest { nonce, padding } => {
-                self.answer_stats(now, from, nonce, padding.len())
-            }
+            Message::StatsRequest { nonce, .. } => self.answer_stats(now, from, nonce, len),
             Message::StatsReply { .. } => {}
         }
     }
@@ -730,9 +728,11 @@ impl Node {
         }
     }
 
-    fn answer_stats(&mut self, now: u64, from: SocketAddr, nonce: u64, padding: usize) {
+    /// A StatsRequest of `len` bytes: answered only when a whole datagram long, so the
+    /// reply (at most a datagram) is never larger.
+    fn answer_stats(&mut self, now: u64, from: SocketAddr, nonce: u64, len: usize) {
         let local = from.ip().is_loopback();
-        if !(local || self.cfg.stats_from_anywhere) || padding + 64 < wire::STATS_REQUEST_MIN_SIZE {
+        if !(local || self.cfg.stats_from_anywhere) || len < wire::STATS_REQUEST_MIN_SIZE {
             self.out.count_dropped();
             return;
         }
