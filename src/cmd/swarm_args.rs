@@ -102,6 +102,9 @@ impl SwarmArgs {
     /// Copies the shared options into the core's configuration.
     pub fn apply(&self, cfg: &mut Config) -> anyhow::Result<()> {
         cfg.rng_seed = self.rng_seed()?;
+        // Never seeded from --rng-seed: tokens and nonces stay unguessable in a reproduced run.
+        getrandom::getrandom(&mut cfg.secret)
+            .map_err(|e| anyhow::anyhow!("cannot get random bytes: {e}"))?;
         cfg.stats_from_anywhere = self.stats_anywhere;
         if let Some(x) = self.max_upload {
             cfg.tuning.max_upload = x;

@@ -286,6 +286,12 @@ pub struct Config {
     pub tuning: Tuning,
     pub bootstrap: Vec<SocketAddr>,
     pub rng_seed: u64,
+    /// Keys the node's address tokens and Hello nonces; bl-seed and bl-peer fill it from the
+    /// OS's random source (tests and bl-sim leave it zero). The `rng_seed` generator is
+    /// xorshift64*: one output gives its state, so a Hello's nonce drawn from it alone
+    /// (seen by any stranger greeted) gave away the token secret drawn before it, and with
+    /// it tokens for any address (reflection: a 13-byte GetPeers for a 1.2 KB Peers).
+    pub secret: [u8; 32],
     /// Answer stats requests from any address, not only loopback.
     pub stats_from_anywhere: bool,
     /// Chunks already verified by another core in this process (the simulator runs thousands
@@ -301,6 +307,7 @@ impl Config {
             tuning: Tuning::for_role(role),
             bootstrap: Vec::new(),
             rng_seed: 1,
+            secret: [0; 32],
             stats_from_anywhere: false,
             verified: None,
         }

@@ -97,6 +97,9 @@ pub struct Membership {
     stream: StreamId,
     bootstrap: Vec<SocketAddr>,
     token_secret: [u8; 32],
+    /// Keys the Hello nonces: each is a keyed hash of a draw of the seeded generator, so
+    /// none gives away its state (see [`Config::secret`](crate::core::config::Config)).
+    nonce_key: [u8; 32],
     hellos: BTreeMap<SocketAddr, HelloAttempt>,
     /// Tokens other nodes gave us in their Welcome (for GetPeers as a non-neighbour).
     tokens: BTreeMap<SocketAddr, u64>,
@@ -123,16 +126,23 @@ impl Membership {
         stream: StreamId,
         bootstrap: Vec<SocketAddr>,
         now: u64,
+        secret: &[u8; 32],
         rng: &mut Rng,
     ) -> Membership {
-        let mut token_secret = [0u8; 32];
-        for b in token_secret.chunks_mut(8) {
+        let mut drawn = [0u8; 32];
+        for b in drawn.chunks_mut(8) {
             b.copy_from_slice(&rng.next_u64().to_le_bytes());
         }
+        let key = |purpose: &[u8]| {
+            let mut hasher = blake3::Hasher::new_keyed(secret);
+            hasher.update(purpose).update(&drawn);
+            *hasher.finalize().as_bytes()
+        };
         Membership {
             stream,
             bootstrap,
-            token_secret,
+            token_secret: key(b"bl address tokens"),
+            nonce_key: key(b"bl hello nonces"),
             hellos: BTreeMap::new(),
             tokens: BTreeMap::new(),
             refused_by: BTreeSet::new(),
@@ -251,7 +261,11 @@ impl Membership {
             once: false,
         });
         if entry.attempts == 0 {
-            entry.nonce = rng.next_u64();
+            let drawn = rng.next_u64().to_le_bytes();
+            let hash = blake3::keyed_hash(&self.nonce_key, &drawn);
+            let mut nonce = [0u8; 8];
+            nonce.copy_from_slice(&hash.as_bytes()[..8]);
+            entry.nonce = u64::from_le_bytes(nonce);
         }
         entry.last_sent = now;
         entry.attempts += 1;

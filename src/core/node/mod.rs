@@ -85,8 +85,14 @@ pub struct Node {
 impl Node {
     pub fn new(cfg: Config, now: u64) -> Self {
         let mut rng = Rng::new(cfg.rng_seed);
-        let membership =
-            Membership::new(cfg.role, cfg.stream, cfg.bootstrap.clone(), now, &mut rng);
+        let membership = Membership::new(
+            cfg.role,
+            cfg.stream,
+            cfg.bootstrap.clone(),
+            now,
+            &cfg.secret,
+            &mut rng,
+        );
         let stripes = cfg.tuning.stripes.max(1);
         let mut timers = Timers::default();
         timers.set(Timer::Tick, Micros(now));
