@@ -221,10 +221,7 @@ impl Membership {
     /// The address token we hand `addr`: it proves, when it comes back, that `addr`
     /// receives at its address.
     pub fn token_for(&self, addr: SocketAddr) -> u64 {
-        let hash = blake3::keyed_hash(&self.token_secret, addr.to_string().as_bytes());
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&hash.as_bytes()[..8]);
-        u64::from_le_bytes(first)
+        keyed_u64(&self.token_secret, addr.to_string().as_bytes())
     }
 
     /// Whether `message` from `from` is read at all. Only the handshake and stats requests
@@ -261,11 +258,7 @@ impl Membership {
             once: false,
         });
         if entry.attempts == 0 {
-            let drawn = rng.next_u64().to_le_bytes();
-            let hash = blake3::keyed_hash(&self.nonce_key, &drawn);
-            let mut nonce = [0u8; 8];
-            nonce.copy_from_slice(&hash.as_bytes()[..8]);
-            entry.nonce = u64::from_le_bytes(nonce);
+            entry.nonce = keyed_u64(&self.nonce_key, &rng.next_u64().to_le_bytes());
         }
         entry.last_sent = now;
         entry.attempts += 1;
@@ -275,9 +268,9 @@ impl Membership {
     }
 
     /// A Hello of `len` bytes: answered only when padded to [`wire::HELLO_MIN_SIZE`], with
-    /// a Welcome no larger than it (no amplification). Returns what the Welcome carries of the handshake: the joiner's
-    /// assigned index and member stripe (the seed's tracker hands them out to peers that
-    /// have none), the echoed nonce and `from`'s token.
+    /// a Welcome no larger than it (no amplification). Returns what the Welcome carries of
+    /// the handshake: the joiner's assigned index and member stripe (the seed's tracker
+    /// hands them out to peers that have none), the echoed nonce and `from`'s token.
     pub fn on_hello(
         &mut self,
         from: SocketAddr,
@@ -758,4 +751,11 @@ pub fn confirm(token: u64, place: &Place, lan: Option<SocketAddr>) -> Message {
         member: place.member,
         lan,
     }
+}
+
+/// The first 8 bytes (LE) of the keyed blake3 hash of `data`: tokens and nonces.
+fn keyed_u64(key: &[u8; 32], data: &[u8]) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&blake3::keyed_hash(key, data).as_bytes()[..8]);
+    u64::from_le_bytes(first)
 }
