@@ -49,6 +49,12 @@ fn thousand_peers_over_several_seeds_stay_within_bounds() {
         ]);
         assert_eq!(f(&o, &["forged_chunks_played"]), 0.0);
         assert_eq!(f(&o, &["peers_measured"]), 1000.0, "seed {seed}");
+        // Extra roots for stripes still forming are let go once the swarm is calm (seeds 1
+        // and 2 take one each; kept, source amplification was 1.75 against 1.57-1.58).
+        assert!(
+            f(&o, &["extra_roots_released"]) >= f(&o, &["extra_roots"]),
+            "seed {seed}: {o}"
+        );
         assert!(f(&o, &["latency_ms", "p50"]) > 0.0, "seed {seed}: {o}");
         // Settled: the chunks played from 5 s after each join, a part of all of them.
         let settled = f(&o, &["latency_settled_ms", "p50"]);
@@ -245,6 +251,8 @@ fn withholders_in_the_seeds_root_slots_get_their_stripes_extra_roots() {
     let args = "--peers 500 --seconds 15 --join-over 2 --withholders 4 --seed 1 --json -q";
     let (o, _) = sim(&args.split(' ').collect::<Vec<_>>());
     assert!(f(&o, &["extra_roots"]) >= 1.0, "{o}");
+    // Its stripes' starved members still hung below the withholders: the roots are kept.
+    assert_eq!(f(&o, &["extra_roots_released"]), 0.0, "{o}");
     // Measured 0.9979 (seed 1); 0.592 before the seed took extra roots, with two of the four
     // stripes rooted at withholders for the whole run, 0.936 while the seed counted only
     // detached members as starved (it found out a second later), 0.987 while it waited for a

@@ -78,6 +78,12 @@ pub const STARVED_JUDGED_CHUNKS: u32 = 4;
 /// third one for honest stripes still forming (bl-sim, 1,000 peers × 10 s, seeds 1-8: 0.75
 /// extra roots a run and 1.73 stream copies of seed upload, against 0.38 and 1.68 at 2 s).
 pub const EXTRA_ROOT_GAP_US: u64 = 2_000_000;
+/// Seed: once no stripe has looked starved for this long (and as long since the last
+/// release), it lets go of one root slot beyond its budget ([`crate::core::root_release`]).
+pub const EXTRA_ROOT_CALM_US: u64 = 4_000_000;
+/// Seed: an extra root it lets go is still pushed its stripe this long, while it finds a
+/// parent among the stripe's members: its subtree is not left without the stripe meanwhile.
+pub const HANDOVER_US: u64 = 1_000_000;
 /// Seed: a member it makes a root of a starved stripe (an extra root, or a slot within the
 /// budget) is sent at once the stripe's chunks captured within this long of the seed's
 /// newest that its Have does not show, at most [`BACKLOG_MAX_CHUNKS`]. Until the stripe was

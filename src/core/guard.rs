@@ -18,7 +18,7 @@ use crate::core::config::{
 use crate::core::history::History;
 use crate::core::neighbours::{Neighbour, Neighbours};
 use crate::core::outbox::Outbox;
-use crate::core::stripes::stripe_of;
+use crate::core::stripes::{stripe_of, StripeSet};
 use crate::core::units::Seq;
 use crate::media::chunk::{Chunk, Rejection};
 use crate::media::identity::StreamId;
@@ -54,6 +54,8 @@ pub struct Guard {
     starved_since: Vec<Option<u64>>,
     /// Seed: per stripe, when it last got an extra root.
     last_extra_root: Vec<Option<u64>>,
+    /// Seed: stripes that look withheld ([`Guard::looks_withheld`]).
+    looks_withheld: StripeSet,
 }
 
 impl Guard {
@@ -66,6 +68,7 @@ impl Guard {
             barred: BTreeMap::new(),
             starved_since: Vec::new(),
             last_extra_root: Vec::new(),
+            looks_withheld: StripeSet::EMPTY,
         }
     }
 
@@ -224,8 +227,8 @@ impl Guard {
         let k = usize::from(stripes);
         self.starved_since.resize(k, None);
         self.last_extra_root.resize(k, None);
-        // (members, starved) per stripe, in one pass over the neighbours.
-        let mut counts = vec![(0usize, 0usize); k];
+        // (members, starved, starved below a parent) per stripe, in one pass.
+        let mut counts = vec![(0usize, 0usize, 0usize); k];
         for n in neighbours.values() {
             let Some(stripe) = n.member else {
                 continue;
@@ -241,15 +244,43 @@ impl Guard {
             if let Some(c) = counts.get_mut(usize::from(stripe)) {
                 c.0 += 1;
                 c.1 += usize::from(starved);
+                c.2 += usize::from(starved && n.depth != u8::MAX);
             }
         }
-        for (since, (members, starved)) in self.starved_since.iter_mut().zip(counts) {
+        let stripe_counts = self.starved_since.iter_mut().zip(counts).enumerate();
+        for (stripe, (since, (members, starved, below_a_parent))) in stripe_counts {
+            let stripe = stripe as u8;
             if members < STARVED_MIN_MEMBERS || 2 * starved <= members {
                 *since = None;
-            } else {
-                since.get_or_insert(now);
+                self.looks_withheld.remove(stripe);
+                continue;
+            }
+            since.get_or_insert(now);
+            if below_a_parent >= STARVED_MIN_MEMBERS && 2 * below_a_parent >= starved {
+                self.looks_withheld.insert(stripe);
             }
         }
+    }
+
+    /// Seed: whether `stripe`, starved, looks withheld: at a tick since it starved, half of
+    /// its starved members (and [`STARVED_MIN_MEMBERS`]) hung below a parent. An honest
+    /// stripe still forming starves members with no parent yet: at honest runs' extra roots,
+    /// 0-8 of 12-37 starved members had a parent; below withholders, 10-38 of 12-51 (bl-sim,
+    /// 500-3,000 peers). Such a stripe keeps its extra roots ([`crate::core::root_release`]).
+    pub fn looks_withheld(&self, stripe: u8) -> bool {
+        self.looks_withheld.contains(stripe)
+    }
+
+    /// Seed: the stripes that look starved now, however briefly.
+    pub fn starved_now(&self) -> StripeSet {
+        let mut set = StripeSet::EMPTY;
+        let starved = self
+            .starved_since
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_some());
+        starved.for_each(|(stripe, _)| set.insert(stripe as u8));
+        set
     }
 
     /// Seed: whether `stripe` has been starved for [`STARVED_FOR_US`], and got no extra root
@@ -494,6 +525,34 @@ mod tests {
             ns.insert(at(i), member(1, false, 0));
         }
         (guard, ns)
+    }
+
+    /// A stripe starved while most of its starved members have no parent looks forming; one
+    /// starved while at least half of them hang below a parent looks withheld.
+    #[test]
+    fn a_stripe_looks_withheld_when_half_its_starved_members_hang_below_a_parent() {
+        let (mut guard, mut ns) = three_of_five_starved_of_stripe_one();
+        for i in 5..10 {
+            ns.insert(at(i), member(1, true, 0));
+        }
+        guard.note_starved_stripes(&ns, 4, 0);
+        assert!(
+            guard.starved_now().contains(1) && !guard.looks_withheld(1),
+            "forming"
+        );
+        for i in [0, 1, 2, 5] {
+            if let Some(n) = ns.get_mut(&at(i)) {
+                n.depth = 2;
+            }
+        }
+        guard.note_starved_stripes(&ns, 4, 100);
+        assert!(guard.looks_withheld(1) && !guard.looks_withheld(0));
+        // Until the stripe is fed again: 8 starved of 16.
+        for i in 10..16 {
+            ns.insert(at(i), member(1, false, 100));
+        }
+        guard.note_starved_stripes(&ns, 4, 200);
+        assert!(guard.starved_now().is_empty() && !guard.looks_withheld(1));
     }
 
     /// Members whose Haves span too few of the stripe's chunks to tell (they have only just

@@ -16,6 +16,7 @@ pub mod proximity;
 pub mod reachability;
 pub mod repair;
 pub mod rng;
+pub mod root_release;
 pub mod stats;
 pub mod stripes;
 pub mod timers;

@@ -218,6 +218,10 @@ pub struct Counters {
     /// neighbours were starved of it (a withholder in a root slot).
     #[serde(default)]
     pub extra_roots: u64,
+    /// Seed: root slots beyond its budget it let go once no stripe had looked starved for a
+    /// while (`core::root_release`).
+    #[serde(default)]
+    pub extra_roots_released: u64,
     /// Seed: Haves claiming chunks past its newest (it is the source): their senders lose
     /// their root slots for a while.
     #[serde(default)]
@@ -247,6 +251,7 @@ impl Counters {
         self.repairs_crossed += o.repairs_crossed;
         self.positions_ignored += o.positions_ignored;
         self.extra_roots += o.extra_roots;
+        self.extra_roots_released += o.extra_roots_released;
         self.claims_refuted += o.claims_refuted;
         self.chunk_bytes_from_seed += o.chunk_bytes_from_seed;
         self.chunk_bytes_from_peers += o.chunk_bytes_from_peers;

@@ -51,6 +51,8 @@ pub struct Outcome {
     pub bans: u64,
     /// Root slots the seed took beyond its budget for a stripe starved below it.
     pub extra_roots: u64,
+    /// Of those, the ones it let go once its stripes had been calm a while.
+    pub extra_roots_released: u64,
     /// Haves the seed refuted: they claimed chunks past its newest (their senders lost their
     /// root slots for a while).
     pub claims_refuted: u64,
@@ -217,6 +219,7 @@ impl Sim {
         let mut played_bytes = 0u64;
         let mut seed_sent = 0;
         let mut extra_roots = 0;
+        let mut extra_roots_released = 0;
         let mut claims_refuted = 0;
         let mut peer_counters = Counters::default();
         let mut sent_by_kind = TrafficByKind::default();
@@ -235,6 +238,7 @@ impl Sim {
                 seed_sent = stats.bytes_sent();
                 seed_sent_by_kind = stats.sent;
                 extra_roots = stats.counters.extra_roots;
+                extra_roots_released = stats.counters.extra_roots_released;
                 claims_refuted = stats.counters.claims_refuted;
                 continue;
             }
@@ -289,6 +293,7 @@ impl Sim {
             departures: self.departures,
             bans,
             extra_roots,
+            extra_roots_released,
             claims_refuted,
             forged_chunks_sent: tally.forged_sent,
             forged_chunks_played: tally.forged_played,

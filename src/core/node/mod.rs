@@ -30,6 +30,7 @@ use crate::core::proximity::Proximity;
 use crate::core::reachability::{Reach, Reachability};
 use crate::core::repair::{self, Known, Repair};
 use crate::core::rng::Rng;
+use crate::core::root_release::RootRelease;
 use crate::core::stats::{LatencyReport, NodeStats, Report};
 use crate::core::stripes::{stripe_of, StripeSet};
 use crate::core::timers::{Timer, Timers};
@@ -70,6 +71,8 @@ pub struct Node {
     repair: Repair,
     playout: Playout,
     guard: Guard,
+    /// Seed: when to let root slots beyond its budget go.
+    root_release: RootRelease,
     /// Verified chunks kept for repairs and joiners.
     history: History,
     highest: Option<Seq>,
@@ -119,6 +122,7 @@ impl Node {
                 now,
             ),
             guard: Guard::new(cfg.stream, cfg.verified.clone()),
+            root_release: RootRelease::default(),
             history: History::new(cfg.tuning.history),
             highest: None,
             latest_keyframe: None,

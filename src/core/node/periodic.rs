@@ -79,6 +79,7 @@ impl Node {
             self.guard
                 .note_starved_stripes(&self.neighbours, self.place.stripes, now);
             self.offer_extra_roots(now);
+            self.release_extra_root(now);
         }
         self.guard.forget_expired(now);
         if self.cfg.role == Role::Peer {

@@ -74,7 +74,37 @@ impl Node {
         }
     }
 
+    /// Seed, every tick: once its stripes have been calm long enough, a root of the stripe
+    /// it took its oldest remembered extra root for is let go ([`crate::core::root_release`]).
+    pub(super) fn release_extra_root(&mut self, now: u64) {
+        self.root_release.note(self.guard.starved_now(), now);
+        if !self.root_release.due(now) {
+            return;
+        }
+        while let Some(stripe) = self.root_release.take_oldest() {
+            let released = self.tree.release_extra_root(
+                now,
+                stripe,
+                &self.place,
+                self.cfg.tuning.max_upload,
+                &mut self.neighbours,
+                &mut self.out,
+            );
+            if let Some(root) = released {
+                self.root_release.released(stripe, now);
+                self.out.stats.counters.extra_roots_released += 1;
+                let calm_s = self.root_release.calm_us() / 1_000_000;
+                self.out.warn(format!(
+                    "let {root} go as a root of stripe {stripe} (the seed took an extra root for it): no stripe looked starved for {calm_s} s"
+                ));
+                return;
+            }
+        }
+    }
+
     fn note_extra_root(&mut self, now: u64, to: SocketAddr, stripe: u8) {
+        let withheld = self.guard.looks_withheld(stripe);
+        self.root_release.taken(stripe, withheld);
         self.guard.extra_root_taken(stripe, now);
         self.out.stats.counters.extra_roots += 1;
         let sent = self.send_backlog(to, stripe);

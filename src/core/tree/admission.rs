@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use super::{is_silent, Place, StripeTree};
-use crate::core::config::MEMBER_SILENT_FOR_LEAF_US;
+use crate::core::config::{HANDOVER_US, MEMBER_SILENT_FOR_LEAF_US};
 use crate::core::guard::is_barren;
 use crate::core::neighbours::{Neighbour, Neighbours};
 use crate::core::outbox::Outbox;
@@ -307,6 +307,51 @@ impl StripeTree {
             },
         );
         Some(total >= budget)
+    }
+
+    /// Seed: lets go of one root of `stripe`, for which it took an extra root
+    /// ([`crate::core::root_release`]), if it still feeds more than its budget and the stripe
+    /// has another root: the one it ranks worst ([`child_rank`]: silent, barren, a leaf, or
+    /// the youngest). The extra root itself was often the stripe's oldest member (the seed
+    /// offers the slot to its oldest starved member); let go, it had no older member to feed
+    /// it, asked the seed again and displaced the stripe's other root (bl-sim, 1,000 peers ×
+    /// 20 s, seed 1). The root let go finds a parent among the stripe's members, as after
+    /// any Unsubscribe, and its subtree goes with it; the seed still pushes it the stripe for
+    /// [`HANDOVER_US`] meanwhile. Whom it let go.
+    pub fn release_extra_root(
+        &mut self,
+        now: u64,
+        stripe: u8,
+        place: &Place,
+        max_upload: f64,
+        neighbours: &mut Neighbours,
+        out: &mut Outbox,
+    ) -> Option<SocketAddr> {
+        let budget = Self::slots(place, max_upload);
+        let total = usize::from(neighbours.children_count());
+        if place.role != Role::Seed || total <= budget {
+            return None;
+        }
+        let roots = || {
+            neighbours
+                .iter()
+                .filter(|(_, n)| n.children.contains(stripe))
+        };
+        if roots().count() < 2 {
+            return None;
+        }
+        let (worst, _) = roots()
+            .map(|(addr, n)| (*addr, child_rank(n, stripe, now)))
+            .max_by_key(|(addr, rank)| (*rank, *addr))?;
+        self.let_go(worst, stripe, neighbours, out);
+        self.handovers
+            .retain(|h| h.to != worst || h.stripe != stripe);
+        self.handovers.push(super::Handover {
+            to: worst,
+            stripe,
+            until: now + HANDOVER_US,
+        });
+        Some(worst)
     }
 
     /// `from` is fed `stripe` from now on.

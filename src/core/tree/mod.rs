@@ -119,6 +119,17 @@ pub struct StripeTree {
     children_stale: bool,
     /// When the first chunk of any stripe came: a parent cannot have withheld before.
     first_heard: Option<u64>,
+    /// Seed: extra roots let go, still pushed their stripe until the time given while they
+    /// find a parent ([`StripeTree::release_extra_root`]).
+    handovers: Vec<Handover>,
+}
+
+/// Seed: an extra root let go of `stripe`, still pushed it until `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Handover {
+    to: SocketAddr,
+    stripe: u8,
+    until: u64,
 }
 
 /// A member of `stripe` fed by the seed itself: its stripe's root. When it dies, its children
@@ -152,6 +163,7 @@ impl StripeTree {
             children_of: Vec::new(),
             children_stale: true,
             first_heard: None,
+            handovers: Vec::new(),
         }
     }
 
@@ -238,6 +250,13 @@ impl StripeTree {
                     }
                 }
             }
+            for h in &self.handovers {
+                if let Some(list) = by_stripe.get_mut(usize::from(h.stripe)) {
+                    if !list.contains(&h.to) {
+                        list.push(h.to);
+                    }
+                }
+            }
             self.children_of = by_stripe;
         }
         self.children_of
@@ -255,6 +274,7 @@ impl StripeTree {
     /// A neighbour is gone: it is nobody's parent any more, and any Subscribe to it is void.
     pub fn forget(&mut self, addr: SocketAddr) {
         self.children_stale = true;
+        self.handovers.retain(|h| h.to != addr);
         for s in self.stripes.iter_mut() {
             if s.parent == Some(addr) {
                 s.parent = None;
@@ -267,6 +287,11 @@ impl StripeTree {
 
     pub fn forget_expired_refusals(&mut self, now: u64) {
         self.refused.retain(|_, until| *until > now);
+        let before = self.handovers.len();
+        self.handovers.retain(|h| h.until > now);
+        if self.handovers.len() != before {
+            self.children_stale = true;
+        }
     }
 
     fn refused_now(&self, addr: SocketAddr, stripe: u8, now: u64) -> bool {

@@ -2,6 +2,7 @@
 //! the seed's extra roots.
 
 use super::*;
+use crate::core::config::HANDOVER_US;
 
 #[test]
 fn at_the_seed_a_member_displaces_a_leaf_and_anyone_displaces_a_barren_child() {
@@ -314,4 +315,70 @@ fn a_subscribe_from_a_child_already_fed_displaces_nobody() {
     let mut fed = tree.take_children(0, &ns);
     fed.sort();
     assert_eq!(fed, vec![addr(1), addr(2)]);
+}
+
+/// The seed lets a root of a stripe it took an extra root for go only while it feeds more
+/// than its budget and the stripe keeps another root: the one it ranks worst (here the
+/// younger), told with an Unsubscribe and still pushed the stripe for [`HANDOVER_US`].
+#[test]
+fn a_seed_lets_its_worst_root_of_a_stripe_go_only_beyond_its_budget_and_never_the_last() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 0, 255, 0)); // stripe 0's oldest member, made an extra root
+    ns.insert(addr(2), peer(20, 0, 1, 0)); // stripe 0's root
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    // max_upload 0.25: one subscription in the budget.
+    assert!(subscribe(&mut tree, 0, addr(2), 0, &SEED, &mut ns, &mut out).accepted);
+    assert_eq!(
+        tree.offer_extra_root(1_000, addr(1), 0, &SEED, 0.25, &mut ns, &mut out),
+        Some(true)
+    );
+    sent(&mut out);
+    let release = |tree: &mut StripeTree, ns: &mut Neighbours, out: &mut Outbox, stripe, max| {
+        tree.release_extra_root(3_000, stripe, &SEED, max, ns, out)
+    };
+    assert_eq!(
+        release(&mut tree, &mut ns, &mut out, 1, 0.25),
+        None,
+        "no root"
+    );
+    assert_eq!(
+        release(&mut tree, &mut ns, &mut out, 0, 1.0),
+        None,
+        "budget 4"
+    );
+    assert_eq!(
+        tree.release_extra_root(3_000, 0, &LEAF_OF_1, 0.25, &mut ns, &mut out),
+        None,
+        "only the seed"
+    );
+    assert!(sent(&mut out).is_empty());
+    assert_eq!(
+        release(&mut tree, &mut ns, &mut out, 0, 0.25),
+        Some(addr(2)),
+        "the younger root, not the extra root itself"
+    );
+    assert_eq!(
+        sent(&mut out),
+        vec![(addr(2), Message::Unsubscribe { stripe: 0 })]
+    );
+    // Still pushed the stripe while it finds a parent, then no more.
+    let mut fed = tree.take_children(0, &ns);
+    fed.sort();
+    assert_eq!(fed, vec![addr(1), addr(2)]);
+    tree.put_back_children(0, fed);
+    tree.forget_expired_refusals(3_000 + HANDOVER_US - 1);
+    let fed = tree.take_children(0, &ns);
+    assert_eq!(fed.len(), 2);
+    tree.put_back_children(0, fed);
+    tree.forget_expired_refusals(3_000 + HANDOVER_US);
+    assert_eq!(tree.take_children(0, &ns), vec![addr(1)]);
+    // Beyond the budget through another stripe, a stripe's last root is kept.
+    ns.insert(addr(3), peer(30, 1, 1, 0));
+    assert_eq!(
+        tree.offer_extra_root(4_000, addr(3), 1, &SEED, 0.25, &mut ns, &mut out),
+        Some(true)
+    );
+    assert_eq!(release(&mut tree, &mut ns, &mut out, 0, 0.25), None);
+    assert_eq!(release(&mut tree, &mut ns, &mut out, 1, 0.25), None);
 }

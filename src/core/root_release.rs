@@ -1,0 +1,185 @@
+//! The seed's release of root slots it took beyond its budget. An extra root is taken for a
+//! stripe whose members look starved ([`crate::core::guard::Guard::is_starved`]): below a
+//! withholder, or in an honest stripe whose tree is still forming while peers join fast.
+//! Kept for good, each cost a quarter of a stream copy of the seed's upload for the rest of
+//! the broadcast, and the honest kind is the common one (bl-sim, 1,000 peers × 20 s, seed 1:
+//! two extra roots 1.2 and 1.6 s into the stream, source amplification 1.44 → 2.00).
+//!
+//! So the seed remembers the stripes it took extra roots for, and once no stripe has looked
+//! starved for a calm spell it lets one root of the oldest such stripe go, unless the stripe
+//! looked withheld when it took one ([`crate::core::guard::Guard::looks_withheld`]); after
+//! another calm spell, the next. Letting
+//! go of any root beyond the budget instead let go of an honest root beside a withholder
+//! (bl-sim, 1,000 peers, `--withholders 4`, seeds 1 and 2: its stripe starved a second
+//! later). A stripe that looks starved again within a calm spell of a release doubles the
+//! spell, up to [`MAX_STRIKES`] times.
+
+use crate::core::config::EXTRA_ROOT_CALM_US;
+use crate::core::stripes::StripeSet;
+
+/// Doublings of the calm spell at most: 4 s grows to 64 s.
+pub const MAX_STRIKES: u8 = 4;
+/// Extra roots remembered at most: the seed takes at most K beyond its budget at once.
+const REMEMBERED: usize = crate::core::stripes::MAX_STRIPES as usize;
+
+#[derive(Debug, Default)]
+pub struct RootRelease {
+    /// When a stripe last looked starved.
+    last_unrest: u64,
+    /// When a root was last let go.
+    last_release: Option<u64>,
+    /// Releases followed by a starved stripe within the calm spell.
+    strikes: u8,
+    /// A release was made and no starved stripe has been seen since.
+    watching: bool,
+    /// The stripes of the extra roots taken and not yet answered by a release, oldest first.
+    taken: Vec<u8>,
+    /// Stripes that looked withheld when an extra root was taken for them, or starved again
+    /// soon after a release.
+    withheld: StripeSet,
+    /// The stripe of the last release.
+    released_stripe: Option<u8>,
+}
+
+impl RootRelease {
+    /// The calm spell now: [`EXTRA_ROOT_CALM_US`], doubled per strike.
+    pub fn calm_us(&self) -> u64 {
+        EXTRA_ROOT_CALM_US << self.strikes.min(MAX_STRIKES)
+    }
+
+    /// Every tick: the stripes that look starved now. The stripe of the last release starved
+    /// again within the calm spell is taken for withheld from then on (one of its remaining
+    /// roots withholds it, as the stripe's starved members did not show when the extra root
+    /// was taken): bl-sim, 1,000 peers × 20 s, `--withholders 4`, seed 6, released a root of
+    /// a withheld stripe whose members had all left the withholder before the stripe looked
+    /// starved.
+    pub fn note(&mut self, starved: StripeSet, now: u64) {
+        if starved.is_empty() {
+            return;
+        }
+        let soon_after_release = self
+            .last_release
+            .is_some_and(|at| now < at + self.calm_us());
+        if self.watching && soon_after_release {
+            self.strikes = self.strikes.saturating_add(1).min(MAX_STRIKES);
+            if let Some(stripe) = self.released_stripe.filter(|s| starved.contains(*s)) {
+                self.withheld.insert(stripe);
+                self.taken.retain(|s| *s != stripe);
+            }
+        }
+        self.watching = false;
+        self.last_unrest = now;
+    }
+
+    /// Whether a root beyond the budget may be let go now.
+    pub fn due(&self, now: u64) -> bool {
+        let calm = self.calm_us();
+        now >= self.last_unrest + calm && self.last_release.is_none_or(|at| now >= at + calm)
+    }
+
+    /// An extra root was taken for `stripe`, which looked `withheld` then
+    /// ([`crate::core::guard::Guard::looks_withheld`]): that stripe's extra roots are kept
+    /// from then on.
+    pub fn taken(&mut self, stripe: u8, withheld: bool) {
+        if withheld {
+            self.withheld.insert(stripe);
+        }
+        if self.withheld.contains(stripe) {
+            self.taken.retain(|s| *s != stripe);
+            return;
+        }
+        if self.taken.len() >= REMEMBERED {
+            self.taken.remove(0);
+        }
+        self.taken.push(stripe);
+    }
+
+    /// The stripe of the oldest extra root remembered, forgotten now.
+    pub fn take_oldest(&mut self) -> Option<u8> {
+        (!self.taken.is_empty()).then(|| self.taken.remove(0))
+    }
+
+    /// A root of `stripe` was let go.
+    pub fn released(&mut self, stripe: u8, now: u64) {
+        self.last_release = Some(now);
+        self.released_stripe = Some(stripe);
+        self.watching = true;
+    }
+
+    /// Whether `stripe`'s extra roots are kept for good.
+    pub fn keeps(&self, stripe: u8) -> bool {
+        self.withheld.contains(stripe)
+    }
+
+    pub fn strikes(&self) -> u8 {
+        self.strikes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CALM: u64 = EXTRA_ROOT_CALM_US;
+
+    fn set(stripe: u8) -> StripeSet {
+        let mut s = StripeSet::EMPTY;
+        s.insert(stripe);
+        s
+    }
+
+    /// Extra roots of a stripe that looked withheld are kept; so are a stripe's that starved
+    /// again soon after one of its roots was let go. Others are let go oldest first.
+    #[test]
+    fn a_withheld_stripe_keeps_its_extra_roots() {
+        let mut r = RootRelease::default();
+        r.taken(0, false);
+        r.taken(1, true);
+        r.taken(2, false);
+        r.taken(1, false);
+        assert!(r.keeps(1) && !r.keeps(0));
+        assert_eq!(r.take_oldest(), Some(0));
+        r.released(0, 1_000);
+        // Stripe 0 starves again within the calm spell: kept from now on.
+        r.note(set(0), 1_000 + CALM / 2);
+        assert!(r.keeps(0));
+        r.taken(0, false);
+        assert_eq!(r.take_oldest(), Some(2));
+        assert_eq!(r.take_oldest(), None);
+    }
+
+    /// A release waits for a calm spell after the last starved stripe and after the last
+    /// release; a stripe starved again soon after a release doubles the spell, and a starved
+    /// stripe long after one does not.
+    #[test]
+    fn a_release_waits_for_calm_and_a_starved_stripe_soon_after_doubles_the_wait() {
+        let mut r = RootRelease::default();
+        r.note(set(2), 1_000_000);
+        assert!(!r.due(1_000_000 + CALM - 1));
+        assert!(r.due(1_000_000 + CALM));
+        let first = 1_000_000 + CALM;
+        r.released(1, first);
+        assert!(!r.due(first + CALM - 1), "one release per calm spell");
+        // Starved again within the spell: a strike, and the spell doubles from then.
+        r.note(set(2), first + CALM / 2);
+        assert_eq!(r.strikes(), 1);
+        r.note(set(2), first + CALM / 2 + 100_000);
+        assert_eq!(r.strikes(), 1, "one strike per release");
+        let calm_again = first + CALM / 2 + 100_000;
+        assert!(!r.due(calm_again + CALM));
+        assert!(r.due(calm_again + 2 * CALM));
+        // Starved long after the next release: no strike.
+        let second = calm_again + 2 * CALM;
+        r.released(1, second);
+        r.note(set(2), second + 3 * CALM);
+        assert_eq!(r.strikes(), 1);
+        // Strikes stop doubling at MAX_STRIKES.
+        for i in 0..10u64 {
+            let at = second + 3 * CALM + (i + 1) * 100 * CALM;
+            r.released(1, at);
+            r.note(set(2), at + 1);
+        }
+        assert_eq!(r.strikes(), MAX_STRIKES);
+        assert_eq!(r.calm_us(), CALM << MAX_STRIKES);
+    }
+}
