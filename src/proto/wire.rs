@@ -21,7 +21,8 @@ pub const MAGIC: &[u8; 2] = b"bl";
 /// 3: a Welcome names the address the Hello came from (`observed`); Introduce and Introduced
 /// punch holes through NATs.
 /// 4: a Hello is padded to [`HELLO_MIN_SIZE`] (128 bytes), no longer to 1,200.
-pub const WIRE_VERSION: u8 = 4;
+/// 5: a Have's `recent` bitmap goes complemented ([`complemented`]).
+pub const WIRE_VERSION: u8 = 5;
 const PREFIX_LEN: usize = 3;
 /// A Hello is padded to this size so the reply to an unverified address (a Welcome, at most
 /// 95 bytes, or a 45-byte Refuse; checked by a test below) is never larger than what it sent:
@@ -131,6 +132,7 @@ pub enum Message {
     Have {
         first: u64,
         highest: u64,
+        #[serde(with = "complemented")]
         recent: u128,
         children: u8,
         spare: u8,
@@ -220,6 +222,23 @@ pub const KIND_NAMES: [&str; 17] = [
     "introduce",
     "introduced",
 ];
+
+/// A Have's `recent` bitmap on the wire: complemented (bit set ⇔ seq not held). A peer holds
+/// most of its newest 128 seqs, so the bitmap itself has its top bits set and its varint took
+/// 17 bytes of a 30-byte Have; complemented it is mostly zeros and short: 29.8 → 23.1 bytes a
+/// Have (bl-sim, 3,000 peers × 30 s, seeds 1–4), Haves 1.39 → 1.11 points of overhead at
+/// 10,000 peers (docs/PERFORMANCE.md, "A Have's bitmap sent complemented").
+mod complemented {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(recent: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u128(!*recent)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        u128::deserialize(d).map(|wire| !wire)
+    }
+}
 
 /// bincode's limit on what one datagram may claim while it decodes. It counts in-memory
 /// sizes, not wire bytes: a u64 claims 8 bytes even when its varint took 1, so a datagram
@@ -464,6 +483,31 @@ mod tests {
         // A stats request is a whole datagram, as its reply may be.
         for nonce in [0, u64::MAX] {
             assert_eq!(encode(&stats_request(nonce)).unwrap().len(), MAX_DATAGRAM);
+        }
+    }
+
+    /// A Have's bitmap goes complemented: a peer holding all of its newest 128 seqs sends
+    /// them in one byte, not 17, and the receiver reads back the bitmap that was sent.
+    #[test]
+    fn a_have_of_everything_recent_is_short_and_reads_back() {
+        let have = |recent| Message::Have {
+            first: 1_000,
+            highest: 100_000,
+            recent,
+            children: 3,
+            spare: 2,
+            depth: 4,
+        };
+        let all = encode(&have(u128::MAX)).unwrap();
+        let none = encode(&have(0)).unwrap();
+        assert_eq!(all.len() + 16, none.len());
+        assert_eq!(all.len(), encoded_len(&have(u128::MAX)));
+        let one_missing = !(1u128 << 5);
+        for recent in [u128::MAX, 0, one_missing] {
+            assert_eq!(
+                decode(&encode(&have(recent)).unwrap()).unwrap(),
+                have(recent)
+            );
         }
     }
 
