@@ -78,15 +78,28 @@ impl Node {
     /// it took its oldest remembered extra root for is let go ([`crate::core::root_release`]).
     pub(super) fn release_extra_root(&mut self, now: u64) {
         self.root_release.note(self.guard.starved_now(), now);
-        if !self.root_release.due(now) {
+        for stripe in 0..self.place.stripes {
+            if self.guard.looks_withheld(stripe) {
+                self.root_release.keep(stripe);
+            }
+        }
+        let max_upload = self.cfg.tuning.max_upload;
+        // Within the budget for now (a root left): every stripe stays remembered.
+        if !self.root_release.due(now)
+            || !self
+                .tree
+                .beyond_budget(&self.place, max_upload, &self.neighbours)
+        {
             return;
         }
-        while let Some(stripe) = self.root_release.take_oldest() {
+        for stripe in self.root_release.remembered() {
+            // Let go, or its last root: either way that extra root is answered.
+            self.root_release.forget_one(stripe);
             let released = self.tree.release_extra_root(
                 now,
                 stripe,
                 &self.place,
-                self.cfg.tuning.max_upload,
+                max_upload,
                 &mut self.neighbours,
                 &mut self.out,
             );

@@ -309,6 +309,11 @@ impl StripeTree {
         Some(total >= budget)
     }
 
+    /// Seed: whether it feeds more subscriptions than its budget.
+    pub fn beyond_budget(&self, place: &Place, max_upload: f64, neighbours: &Neighbours) -> bool {
+        usize::from(neighbours.children_count()) > Self::slots(place, max_upload)
+    }
+
     /// Seed: lets go of one root of `stripe`, for which it took an extra root
     /// ([`crate::core::root_release`]), if it still feeds more than its budget and the stripe
     /// has another root: the one it ranks worst ([`child_rank`]: silent, barren, a leaf, or
@@ -327,9 +332,7 @@ impl StripeTree {
         neighbours: &mut Neighbours,
         out: &mut Outbox,
     ) -> Option<SocketAddr> {
-        let budget = Self::slots(place, max_upload);
-        let total = usize::from(neighbours.children_count());
-        if place.role != Role::Seed || total <= budget {
+        if place.role != Role::Seed || !self.beyond_budget(place, max_upload, neighbours) {
             return None;
         }
         let roots = || {
