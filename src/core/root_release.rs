@@ -35,8 +35,8 @@ pub struct RootRelease {
     watching: bool,
     /// The stripes of the extra roots taken and not yet answered by a release, oldest first.
     taken: Vec<u8>,
-    /// Stripes that looked withheld when an extra root was taken for them, or starved again
-    /// soon after a release.
+    /// Stripes whose extra roots are kept: they looked withheld at some tick, or starved
+    /// again soon after a release.
     withheld: StripeSet,
     /// The stripe of the last release.
     released_stripe: Option<u8>,
@@ -64,8 +64,7 @@ impl RootRelease {
         if self.watching && soon_after_release {
             self.strikes = self.strikes.saturating_add(1).min(MAX_STRIKES);
             if let Some(stripe) = self.released_stripe.filter(|s| starved.contains(*s)) {
-                self.withheld.insert(stripe);
-                self.taken.retain(|s| *s != stripe);
+                self.keep(stripe);
             }
         }
         self.watching = false;
@@ -78,15 +77,9 @@ impl RootRelease {
         now >= self.last_unrest + calm && self.last_release.is_none_or(|at| now >= at + calm)
     }
 
-    /// An extra root was taken for `stripe`, which looked `withheld` then
-    /// ([`crate::core::guard::Guard::looks_withheld`]): that stripe's extra roots are kept
-    /// from then on.
-    pub fn taken(&mut self, stripe: u8, withheld: bool) {
-        if withheld {
-            self.withheld.insert(stripe);
-        }
+    /// An extra root was taken for `stripe`: remembered, unless the stripe's are kept.
+    pub fn taken(&mut self, stripe: u8) {
         if self.withheld.contains(stripe) {
-            self.taken.retain(|s| *s != stripe);
             return;
         }
         if self.taken.len() >= REMEMBERED {
@@ -149,10 +142,11 @@ mod tests {
     #[test]
     fn a_withheld_stripe_keeps_its_extra_roots() {
         let mut r = RootRelease::default();
-        r.taken(0, false);
-        r.taken(1, true);
-        r.taken(2, false);
-        r.taken(1, false);
+        r.taken(0);
+        r.taken(1);
+        r.keep(1);
+        r.taken(2);
+        r.taken(1);
         assert!(r.keeps(1) && !r.keeps(0));
         assert_eq!(r.remembered(), vec![0, 2]);
         r.forget_one(0);
@@ -160,7 +154,7 @@ mod tests {
         // Stripe 0 starves again within the calm spell: kept from now on.
         r.note(set(0), 1_000 + CALM / 2);
         assert!(r.keeps(0));
-        r.taken(0, false);
+        r.taken(0);
         assert_eq!(r.remembered(), vec![2]);
         // Stripe 2 looks withheld only later: kept all the same.
         r.keep(2);

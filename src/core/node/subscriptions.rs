@@ -116,8 +116,8 @@ impl Node {
     }
 
     fn note_extra_root(&mut self, now: u64, to: SocketAddr, stripe: u8) {
-        let withheld = self.guard.looks_withheld(stripe);
-        self.root_release.taken(stripe, withheld);
+        // A stripe that looks withheld is kept by release_extra_root's latch, every tick.
+        self.root_release.taken(stripe);
         self.guard.extra_root_taken(stripe, now);
         self.out.stats.counters.extra_roots += 1;
         let sent = self.send_backlog(to, stripe);
