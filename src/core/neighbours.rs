@@ -118,6 +118,9 @@ pub struct Neighbour {
     /// beside the table, which allocated for every peer: bl-sim at 100,000 peers × 20 s
     /// peaked 49 MB higher with the set (5,993 → 6,042 MB; runs differ by up to 20 MB).
     pub near: bool,
+    /// Until when chunks it pushes us of a stripe it does not feed us are let be: we asked it
+    /// for a chunk lately, or told it to stop lately ([`crate::core::config::STRAY_STOP_EVERY_US`]).
+    pub strays_let_be_until: u64,
 }
 
 /// Unanswered requests after which a neighbour is no longer asked (see [`Neighbour::ignored`]).
@@ -156,6 +159,7 @@ impl Neighbour {
             ignored_since: 0,
             index_floor: 0,
             near: false,
+            strays_let_be_until: 0,
             lan: None,
             introductions: 0,
             introductions_since: 0,

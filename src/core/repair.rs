@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use crate::core::config::{
     Tuning, CHILD_OVERDRAFT, DEFAULT_RTT_US, IDLE_HAVE_TICKS_PEER, IDLE_HAVE_TICKS_SEED,
     IN_FLIGHT_WAIT_US, PARENT_QUIET_US, PARENT_REPAIR_EXTRA_US, REPAIR_DELAY_US, REPAIR_SHARE_MIN,
-    REPAIR_SHARE_SEED, SEED_AFTER_TRIES, TREE_HAVE_TICKS_PEER, UNPUSHED_CREDIT_MAX,
+    REPAIR_SHARE_SEED, SEED_AFTER_TRIES, STRAY_ASKED_GRACE_US, TREE_HAVE_TICKS_PEER,
+    UNPUSHED_CREDIT_MAX,
 };
 use crate::core::history::History;
 pub use crate::core::missing::Arrival;
@@ -399,6 +400,10 @@ impl Repair {
         let mut batches: Vec<(SocketAddr, Vec<u64>)> = batches.into_iter().collect();
         batches.sort();
         for (to, seqs) in batches {
+            // Its answer may come after the chunk came from elsewhere: not a stray feed.
+            if let Some(n) = neighbours.get_mut(&to) {
+                n.strays_let_be_until = n.strays_let_be_until.max(now.0 + STRAY_ASKED_GRACE_US);
+            }
             out.send(to, &Message::Request { seqs });
         }
         // Anything below what playout still wants is no longer worth asking for.

@@ -209,6 +209,10 @@ pub struct Counters {
     /// answered, the push was on its way.
     #[serde(default)]
     pub repairs_crossed: u64,
+    /// Unsubscribes sent to neighbours that pushed a stripe they do not feed us (a lost
+    /// Unsubscribe or acceptance had left them pushing it beside our parent).
+    #[serde(default)]
+    pub stray_feeds_stopped: u64,
     /// Start positions from a Welcome that no verified chunk reached, and Welcome indices
     /// from long before the first verified chunk: ignored as lies; at the seed, indices
     /// claimed from more than a history before a newcomer first reached it.
@@ -249,6 +253,7 @@ impl Counters {
         self.repairs_refused += o.repairs_refused;
         self.repairs_served += o.repairs_served;
         self.repairs_crossed += o.repairs_crossed;
+        self.stray_feeds_stopped += o.stray_feeds_stopped;
         self.positions_ignored += o.positions_ignored;
         self.extra_roots += o.extra_roots;
         self.extra_roots_released += o.extra_roots_released;

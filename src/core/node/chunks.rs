@@ -33,6 +33,9 @@ impl Node {
                 true => counters.chunk_bytes_from_seed += bytes,
                 false => counters.chunk_bytes_from_peers += bytes,
             }
+            if let Some(addr) = from.addr() {
+                self.stop_stray_feed(now, addr, stripe_of(seq.0, self.place.stripes));
+            }
         }
         if let Some(held) = self.history.get(seq.0) {
             let peer = self.cfg.role == Role::Peer;

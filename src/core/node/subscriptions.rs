@@ -4,11 +4,47 @@
 use std::net::SocketAddr;
 
 use super::Node;
-use crate::core::config::BARRED_US;
+use crate::core::config::{BARRED_US, STRAY_STOP_EVERY_US};
 use crate::core::guard;
 use crate::proto::wire::{self, Message, Role};
 
 impl Node {
+    /// `from` pushed us a chunk of `stripe`. If it feeds us the stripe without our asking
+    /// ([`StripeTree::is_stray_feed`]) and is not our child in it (a chunk it sends up the
+    /// tree is an answer), it is told to stop (the seed's push is taken as its acceptance). Our Unsubscribe, or its acceptance of our
+    /// Subscribe, was lost: it still counts us as its child, our Haves keep it from calling
+    /// us silent, and it would push the stripe beside our parent for as long as both lived.
+    ///
+    /// [`StripeTree::is_stray_feed`]: crate::core::tree::StripeTree::is_stray_feed
+    pub(super) fn stop_stray_feed(&mut self, now: u64, from: SocketAddr, stripe: u8) {
+        // While our parent withholds the stripe, a neighbour still feeding it is all that
+        // carries it: stopped, members below a withholder that had left an honest parent
+        // lost the stripe for the second it took to find out (bl-sim, 1,000 peers, 4
+        // withholders, seed 6: honest continuity 99.30 -> 98.89 %).
+        if !self.tree.is_stray_feed(stripe, from) || self.tree.parent_withholds(stripe, now) {
+            return;
+        }
+        let Some(n) = self.neighbours.get_mut(&from) else {
+            return;
+        };
+        if n.children.contains(stripe) || now < n.strays_let_be_until {
+            return;
+        }
+        n.strays_let_be_until = now + STRAY_STOP_EVERY_US;
+        if n.role == Role::Seed {
+            // The seed pushes only children it took, or offered a root slot: its push is its
+            // acceptance, whose SubscribeReply was lost, and is taken or declined as one (an
+            // offer to a member adrift in its stripe is taken, as the reply would have been).
+            self.on_subscribe_reply(now, from, stripe, true);
+            if self.tree.parent(stripe) == Some(from) {
+                return;
+            }
+        } else {
+            self.out.send(from, &Message::Unsubscribe { stripe });
+        }
+        self.out.stats.counters.stray_feeds_stopped += 1;
+    }
+
     pub(super) fn on_subscribe(&mut self, now: u64, from: SocketAddr, stripe: u8) {
         let barred = self.guard.is_barred(&from, now);
         let stripes = self.place.stripes;

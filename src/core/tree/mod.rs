@@ -199,6 +199,15 @@ impl StripeTree {
         self.first_heard.get_or_insert(now);
     }
 
+    /// Whether `from`, which pushed us a chunk of `stripe`, feeds it to us without our asking:
+    /// the stripe has another parent and `from` is not the one we are asking to be it. A
+    /// stripe without a parent takes what comes.
+    pub fn is_stray_feed(&self, stripe: u8, from: SocketAddr) -> bool {
+        self.stripes.get(stripe as usize).is_some_and(|s| {
+            s.parent.is_some_and(|p| p != from) && s.pending.is_none_or(|p| p.to != from)
+        })
+    }
+
     /// A chunk of `stripe`, new or not, came from `from`: if that is the stripe's parent, it
     /// forwards. Repairs keep a stripe flowing whatever its parent does, so without this a
     /// parent that took a subscription and withheld every chunk was never replaced.
@@ -371,6 +380,11 @@ impl StripeTree {
             n.children.remove(stripe);
             self.children_stale = true;
         }
+        // A root let go that found its parent says so: the handover's copies are duplicates.
+        let handovers = self.handovers.len();
+        self.handovers
+            .retain(|h| !(h.to == from && h.stripe == stripe));
+        self.children_stale |= self.handovers.len() != handovers;
         if let Some(s) = self.stripes.get_mut(stripe as usize) {
             if s.parent == Some(from) {
                 s.parent = None;

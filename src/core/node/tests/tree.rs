@@ -105,3 +105,140 @@ fn a_seed_takes_no_parent_from_an_unasked_acceptance() {
         "ignored, not answered"
     );
 }
+
+/// A neighbour left feeding us a stripe beside our parent is told to stop when its next push
+/// comes. Here a peer's Unsubscribe to it is lost; a lost acceptance of a Subscribe we gave
+/// up on leaves it the same. Our Haves keep it from calling us silent, so before, it pushed
+/// the stripe for as long as both lived, every chunk a duplicate (bl-sim, 1,000 peers × 20 s:
+/// such feeds were half of all duplicates).
+#[test]
+fn a_neighbour_left_feeding_us_a_stripe_is_told_to_stop() {
+    let key = StreamKey::from_seed([12; 32]);
+    let mut net = Net::new(&key, 6);
+    net.run_until(T0 + 1_500_000);
+    stream(&mut net, &key, 0..100);
+    let feeds = |net: &Net, from: usize, to: SocketAddr| {
+        net.nodes[from]
+            .1
+            .neighbours
+            .get(&to)
+            .is_some_and(|n| n.children.contains(0))
+    };
+    // A leaf of stripe 0 with a parent, and a member of the stripe (which takes leaves as
+    // children) that is not that parent.
+    let member = |i: usize| net.nodes[i].1.place.member == Some(0);
+    let pairs = (1..=6usize).flat_map(|i| (1..=6usize).map(move |x| (i, x)));
+    let found = pairs.clone().find(|&(i, x)| {
+        let parent = net.nodes[i].1.tree.parent(0);
+        !member(i) && member(x) && parent.is_some() && parent != Some(addr(x as u16))
+    });
+    let Some((i, x)) = found else {
+        panic!("no such pair: {:?}", parents(&net));
+    };
+    let (me, parent) = (addr(i as u16), net.nodes[i].1.tree.parent(0));
+    // The first Unsubscribe from the peer to x is lost.
+    let lost = std::rc::Rc::new(std::cell::Cell::new(false));
+    let lose = lost.clone();
+    let to_x = addr(x as u16);
+    net.filter = Box::new(move |from, to, bytes| {
+        let unsubscribe = matches!(wire::decode(bytes), Ok(Message::Unsubscribe { .. }));
+        if from == me && to == to_x && unsubscribe && !lose.get() {
+            lose.set(true);
+            return false;
+        }
+        true
+    });
+    // x takes the peer as its child in stripe 0; the peer, which did not ask, declines.
+    let now = net.now;
+    let subscribe = wire::encode(&Message::Subscribe { stripe: 0 }).unwrap();
+    net.nodes[x].1.handle_datagram(now, me, &subscribe);
+    net.collect();
+    net.run_until(now + 5_000);
+    assert!(lost.get(), "the peer declined, and that was lost");
+    assert!(feeds(&net, x, me), "x still feeds the peer stripe 0");
+    let before = net.nodes[i].1.stats().counters;
+    stream(&mut net, &key, 100..300);
+    let after = net.nodes[i].1.stats().counters;
+    assert!(!feeds(&net, x, me), "x was told to stop");
+    assert_eq!(after.stray_feeds_stopped - before.stray_feeds_stopped, 1);
+    // 50 chunks of stripe 0 came; x pushed one of them before it was told.
+    let duplicates = after.chunks_duplicate - before.chunks_duplicate;
+    assert!(duplicates <= 2, "{duplicates} duplicates");
+    assert_eq!(
+        net.nodes[i].1.tree.parent(0),
+        parent,
+        "the peer kept its parent"
+    );
+}
+
+/// The seed's push of a stripe it was not asked for is its acceptance, whose SubscribeReply
+/// was lost (it pushes only children it took or offered a root slot): a member adrift in
+/// its own stripe takes the seed as its parent, as it would have taken the offer; anyone else
+/// declines it with an Unsubscribe.
+#[test]
+fn the_seeds_push_is_taken_as_its_lost_offer_only_by_a_member_adrift() {
+    let key = StreamKey::from_seed([13; 32]);
+    let mut net = Net::new(&key, 8);
+    net.run_until(T0 + 1_500_000);
+    stream(&mut net, &key, 0..100);
+    let seed = addr(0);
+    // A member whose parent in its own stripe is a peer, and a leaf of that stripe fed by a
+    // peer.
+    let member_stripe = |i: usize| net.nodes[i].1.place.member;
+    let fed_by_a_peer = |i: usize, stripe: u8| {
+        net.nodes[i]
+            .1
+            .tree
+            .parent(stripe)
+            .is_some_and(|p| p != seed)
+    };
+    let Some((m, stripe)) = (1..=8usize)
+        .filter_map(|i| member_stripe(i).map(|s| (i, s)))
+        .find(|&(i, s)| fed_by_a_peer(i, s))
+    else {
+        panic!("no member fed by a peer: {:?}", parents(&net));
+    };
+    let Some(leaf) =
+        (1..=8usize).find(|&i| member_stripe(i) != Some(stripe) && fed_by_a_peer(i, stripe))
+    else {
+        panic!(
+            "no leaf of stripe {stripe} fed by a peer: {:?}",
+            parents(&net)
+        );
+    };
+    let now = net.now;
+    let seq = (100..).find(|s| s % 4 == u64::from(stripe)).unwrap_or(100);
+    let push = wire::encode(&Message::Chunk(Arc::new(chunk(&key, seq, now)))).unwrap();
+    // The member's parent says it is detached: the member is adrift in its own stripe.
+    let Some(parent) = net.nodes[m].1.tree.parent(stripe) else {
+        panic!("member {m} has a parent");
+    };
+    let detached = wire::encode(&Message::Have {
+        first: 0,
+        highest: seq - 1,
+        recent: 0,
+        children: 1,
+        spare: 0,
+        depth: u8::MAX,
+    })
+    .unwrap();
+    net.nodes[m].1.handle_datagram(now, parent, &detached);
+    net.nodes[m].1.handle_datagram(now, seed, &push);
+    assert_eq!(net.nodes[m].1.tree.parent(stripe), Some(seed), "taken");
+    let (sent, _) = drain(&mut net.nodes[m].1);
+    assert!(
+        sent.iter()
+            .any(|t| t.to == parent && t.message == Message::Unsubscribe { stripe }),
+        "the old parent is let go"
+    );
+    let fed_leaf = net.nodes[leaf].1.tree.parent(stripe);
+    net.nodes[leaf].1.handle_datagram(now, seed, &push);
+    assert_eq!(net.nodes[leaf].1.tree.parent(stripe), fed_leaf, "declined");
+    let (sent, _) = drain(&mut net.nodes[leaf].1);
+    assert!(
+        sent.iter()
+            .any(|t| t.to == seed && t.message == Message::Unsubscribe { stripe }),
+        "the seed is told to stop"
+    );
+    assert_eq!(net.nodes[leaf].1.stats().counters.stray_feeds_stopped, 1);
+}

@@ -382,3 +382,28 @@ fn a_seed_lets_its_worst_root_of_a_stripe_go_only_beyond_its_budget_and_never_th
     assert_eq!(release(&mut tree, &mut ns, &mut out, 0, 0.25), None);
     assert_eq!(release(&mut tree, &mut ns, &mut out, 1, 0.25), None);
 }
+
+/// A root the seed let go is pushed the stripe while it finds a parent; its Unsubscribe, once
+/// it has one, ends that at once: what the seed would still push are duplicates.
+#[test]
+fn a_released_roots_unsubscribe_ends_its_handover() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 0, 255, 0));
+    ns.insert(addr(2), peer(20, 0, 1, 0));
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    assert!(subscribe(&mut tree, 0, addr(2), 0, &SEED, &mut ns, &mut out).accepted);
+    tree.offer_extra_root(1_000, addr(1), 0, &SEED, 0.25, &mut ns, &mut out);
+    let released = tree.release_extra_root(3_000, 0, &SEED, 0.25, &mut ns, &mut out);
+    assert_eq!(released, Some(addr(2)));
+    let fed = tree.take_children(0, &ns);
+    assert_eq!(fed.len(), 2, "handed over");
+    tree.put_back_children(0, fed);
+    // Another stripe's Unsubscribe ends nothing.
+    tree.on_unsubscribe(3_100, addr(2), 1, &mut ns);
+    let fed = tree.take_children(0, &ns);
+    assert_eq!(fed.len(), 2);
+    tree.put_back_children(0, fed);
+    tree.on_unsubscribe(3_200, addr(2), 0, &mut ns);
+    assert_eq!(tree.take_children(0, &ns), vec![addr(1)]);
+}
