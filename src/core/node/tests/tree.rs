@@ -127,8 +127,8 @@ fn a_neighbour_left_feeding_us_a_stripe_is_told_to_stop() {
     // A leaf of stripe 0 with a parent, and a member of the stripe (which takes leaves as
     // children) that is not that parent.
     let member = |i: usize| net.nodes[i].1.place.member == Some(0);
-    let pairs = (1..=6usize).flat_map(|i| (1..=6usize).map(move |x| (i, x)));
-    let found = pairs.clone().find(|&(i, x)| {
+    let mut pairs = (1..=6usize).flat_map(|i| (1..=6usize).map(move |x| (i, x)));
+    let found = pairs.find(|&(i, x)| {
         let parent = net.nodes[i].1.tree.parent(0);
         !member(i) && member(x) && parent.is_some() && parent != Some(addr(x as u16))
     });
