@@ -33,8 +33,8 @@ impl Node {
         n.strays_let_be_until = now + STRAY_STOP_EVERY_US;
         if n.role == Role::Seed {
             // The seed pushes only children it took, or offered a root slot: its push is its
-            // acceptance, whose SubscribeReply was lost, and is taken or declined as one (an
-            // offer to a member adrift in its stripe is taken, as the reply would have been).
+            // acceptance, whose SubscribeReply was lost, and is taken or declined as one (a
+            // member detached in its stripe takes it, as it would have taken the reply).
             self.on_subscribe_reply(now, from, stripe, true);
             if self.tree.parent(stripe) == Some(from) {
                 return;
