@@ -200,11 +200,15 @@ impl StripeTree {
     }
 
     /// Whether `from`, which pushed us a chunk of `stripe`, feeds it to us without our asking:
-    /// the stripe has another parent and `from` is not the one we are asking to be it. A
-    /// stripe without a parent takes what comes.
+    /// the stripe has another parent, which has pushed us some of it since it took us, and
+    /// `from` is not the one we are asking to be it. A stripe without a parent takes what
+    /// comes, and so does one whose new parent has not yet sent a chunk: until it does, the
+    /// other feed may be all that carries the stripe.
     pub fn is_stray_feed(&self, stripe: u8, from: SocketAddr) -> bool {
         self.stripes.get(stripe as usize).is_some_and(|s| {
-            s.parent.is_some_and(|p| p != from) && s.pending.is_none_or(|p| p.to != from)
+            s.parent.is_some_and(|p| p != from)
+                && s.pushes > 0
+                && s.pending.is_none_or(|p| p.to != from)
         })
     }
 

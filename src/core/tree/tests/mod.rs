@@ -493,3 +493,30 @@ fn a_parent_that_pushes_too_little_of_its_stripe_withholds() {
 }
 
 mod admission;
+
+/// Another neighbour's push of a stripe is a stray feed only once the stripe's parent has
+/// pushed some of it since taking us: before that, the other feed may be all that carries
+/// it, and telling it to stop would leave a gap for repairs to fill.
+#[test]
+fn a_feed_beside_a_parent_that_has_not_yet_pushed_is_let_be() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 1, 1, 4));
+    let mut tree = StripeTree::new(4, 0);
+    let mut rng = Rng::new(1);
+    let mut out = Outbox::default();
+    tree.maintain(0, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
+    assert!(sent(&mut out).contains(&(addr(1), Message::Subscribe { stripe: 1 })));
+    // While we ask addr(1), its pushes and anyone else's are taken.
+    assert!(!tree.is_stray_feed(1, addr(1)));
+    assert!(!tree.is_stray_feed(1, addr(2)));
+    tree.on_subscribe_reply(1_000, addr(1), 1, true, false, false, &mut out);
+    assert_eq!(tree.parent(1), Some(addr(1)));
+    assert!(
+        !tree.is_stray_feed(1, addr(2)),
+        "the parent has pushed nothing yet"
+    );
+    tree.pushed(1, addr(1));
+    assert!(tree.is_stray_feed(1, addr(2)), "the parent now feeds us");
+    assert!(!tree.is_stray_feed(1, addr(1)));
+    assert!(!tree.is_stray_feed(0, addr(2)), "stripe 0 has no parent");
+}
