@@ -145,10 +145,10 @@ pub const HELLO_ATTEMPTS: u32 = 4;
 /// order; a peer that joined through another peer draws one at random from its block, so the
 /// many joiners of one moment rarely tie.
 pub const INDICES_PER_CHUNK: u64 = 1024;
-/// From this try on, a missing chunk is asked of the seed even if peers' Haves claim it (the
-/// first try goes to the stripe's parent, the next ones to peers that announced it): a Have
-/// claims everything older than its 128-seq bitmap, so a chunk that only a seed read looked
-/// held by every peer.
+/// On this try, and again at each doubling of it, a missing chunk that no peer's bitmap shows
+/// is asked of the seed even if peers' Haves claim it (the first try goes to the stripe's
+/// parent, the next ones to peers that announced it): a Have claims everything older than
+/// its 128-seq bitmap, so a chunk that only a seed read looked held by every peer.
 pub const SEED_AFTER_TRIES: u32 = 4;
 /// A parent that sent us no datagram at all for this long (its Haves come every 100–200 ms)
 /// is gone: replaced at once. Two seeds serving one stream lost 2 chunks to the survivor's

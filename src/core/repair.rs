@@ -334,8 +334,8 @@ impl Repair {
     /// Sends the requests that are due. The first for a chunk goes to its stripe's parent: it
     /// lost the chunk on our link (it answers at once) or upstream (it is repairing it and
     /// pushes it down to us anyway), so a subtree does not storm its neighbours for one chunk
-    /// lost near the root. Then any peer that announced it; the seed only when no peer has it
-    /// after two tries.
+    /// lost near the root. Then any peer that announced it; the seed when no peer has it
+    /// after two tries, or when no peer's bitmap shows it (see `pick_source`).
     #[allow(clippy::too_many_arguments)]
     pub fn request_due(
         &mut self,
@@ -464,8 +464,21 @@ fn pick_source(
         // to the seed. (Every try from then on, whatever the bitmaps said, swamped the seed's
         // budget: bl-sim, 1,000 peers × 10 s, seeds 1–8, chunks skipped 40 → 1,826 a run;
         // every other try, 40 → 171; every other try while no bitmap shows it, 40 → 58 and
-        // source amplification 1.59 → 1.69.)
-        _ if tries == SEED_AFTER_TRIES && seed.is_some() && !announced() => ask_seed(),
+        // source amplification 1.59 → 1.69.) The seed leaves requests beyond its repair
+        // budget unanswered, and a viewer's first seconds are when every joiner fetches its
+        // backlog from it: asked once, a chunk it left unanswered was asked of peers until
+        // its deadline passed (tests/lifecycle.rs, two seeds, once in CI: the two viewers
+        // that joined at the stream's start skipped the same two chunks, while the surviving
+        // seed had left 254 requests unanswered). So it is asked again at tries 8, 16, 32, ...: on loopback, where a try takes 20 ms,
+        // that is 5 more asks in a 3 s playout latency; where a try takes a few hundred ms,
+        // as in bl-sim, seldom any.
+        _ if tries >= SEED_AFTER_TRIES
+            && tries.is_power_of_two()
+            && seed.is_some()
+            && !announced() =>
+        {
+            ask_seed()
+        }
         _ if peer_count > 0 => {
             let pick = rng.below(peer_count);
             match peer_holders().nth(pick) {
@@ -587,10 +600,11 @@ mod tests {
     use crate::core::neighbours::{HaveSummary, Neighbour};
 
     /// A chunk every peer lost, older than the Haves' 128-seq bitmaps, so presumed held by
-    /// every peer: the seed is asked on try [`SEED_AFTER_TRIES`], unless a peer's bitmap
-    /// shows the chunk.
+    /// every peer: the seed is asked on try [`SEED_AFTER_TRIES`] and again at every doubling
+    /// of the tries (it may have left the first ask unanswered, beyond its budget), unless a
+    /// peer's bitmap shows the chunk.
     #[test]
-    fn a_chunk_only_presumed_held_by_peers_is_asked_of_the_seed_once() {
+    fn a_chunk_only_presumed_held_by_peers_is_asked_of_the_seed_at_doubling_tries() {
         let addr = |i: u16| SocketAddr::from(([127, 0, 0, 1], 9000 + i));
         let (seed, peer) = (addr(1), addr(2));
         let mut ns = Neighbours::default();
@@ -611,6 +625,10 @@ mod tests {
         assert_eq!(ask(old, SEED_AFTER_TRIES - 1, &ns), Some(peer));
         assert_eq!(ask(old, SEED_AFTER_TRIES, &ns), Some(seed));
         assert_eq!(ask(old, SEED_AFTER_TRIES + 1, &ns), Some(peer));
+        assert_eq!(ask(old, 2 * SEED_AFTER_TRIES - 1, &ns), Some(peer));
+        assert_eq!(ask(old, 2 * SEED_AFTER_TRIES, &ns), Some(seed));
+        assert_eq!(ask(old, 4 * SEED_AFTER_TRIES, &ns), Some(seed));
+        assert_eq!(ask(old, 4 * SEED_AFTER_TRIES + 2, &ns), Some(peer));
         // A peer whose bitmap shows it: peers only.
         if let Some(n) = ns.get_mut(&peer) {
             n.have = Some(HaveSummary {
