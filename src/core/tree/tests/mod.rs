@@ -93,17 +93,24 @@ fn in_its_own_stripe_a_member_is_fed_only_by_older_members() {
     assert_eq!(parent, Some(addr(2)));
 }
 
-/// Stripe 1 flows at 50 chunks a second (20 ms apart), over 4 s. Its parent (`addr(1)`, the
-/// only candidate) sends the share of them `from_parent` picks, and a Have every 200 ms;
-/// whether it was replaced is returned.
-fn parent_replaced(from_parent: impl Fn(u64) -> bool) -> bool {
+/// A leaf of stripe 0 whose only neighbour, `addr(1)`, is a member of stripe 1 at `depth`
+/// with `spare` room: its first maintenance asked `addr(1)` for stripe 1.
+fn leaf_asking_a_member_of_stripe_1(depth: u8, spare: u8) -> (Neighbours, StripeTree, Rng, Outbox) {
     let mut ns = Neighbours::default();
-    ns.insert(addr(1), peer(10, 1, 1, 4));
+    ns.insert(addr(1), peer(10, 1, depth, spare));
     let mut tree = StripeTree::new(4, 0);
     let mut rng = Rng::new(1);
     let mut out = Outbox::default();
     tree.maintain(0, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
     assert!(sent(&mut out).contains(&(addr(1), Message::Subscribe { stripe: 1 })));
+    (ns, tree, rng, out)
+}
+
+/// Stripe 1 flows at 50 chunks a second (20 ms apart), over 4 s. Its parent (`addr(1)`, the
+/// only candidate) sends the share of them `from_parent` picks, and a Have every 200 ms;
+/// whether it was replaced is returned.
+fn parent_replaced(from_parent: impl Fn(u64) -> bool) -> bool {
+    let (mut ns, mut tree, mut rng, mut out) = leaf_asking_a_member_of_stripe_1(1, 4);
     tree.on_subscribe_reply(0, addr(1), 1, true, false, false, &mut out);
     assert_eq!(tree.parent(1), Some(addr(1)));
     for i in 1..=200u64 {
@@ -242,12 +249,7 @@ fn with_only_detached_members_the_seed_is_asked_first() {
 
 #[test]
 fn a_fed_stripe_moves_up_to_a_shallower_parent_with_room() {
-    let mut ns = Neighbours::default();
-    ns.insert(addr(1), peer(10, 1, 4, 4));
-    let mut tree = StripeTree::new(4, 0);
-    let mut rng = Rng::new(1);
-    let mut out = Outbox::default();
-    tree.maintain(0, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
+    let (mut ns, mut tree, mut rng, mut out) = leaf_asking_a_member_of_stripe_1(4, 4);
     tree.on_subscribe_reply(0, addr(1), 1, true, false, false, &mut out);
     sent(&mut out);
     ns.insert(addr(2), peer(11, 1, 1, 0)); // shallower, but full
@@ -499,13 +501,7 @@ mod admission;
 /// it, and telling it to stop would leave a gap for repairs to fill.
 #[test]
 fn a_feed_beside_a_parent_that_has_not_yet_pushed_is_let_be() {
-    let mut ns = Neighbours::default();
-    ns.insert(addr(1), peer(10, 1, 1, 4));
-    let mut tree = StripeTree::new(4, 0);
-    let mut rng = Rng::new(1);
-    let mut out = Outbox::default();
-    tree.maintain(0, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
-    assert!(sent(&mut out).contains(&(addr(1), Message::Subscribe { stripe: 1 })));
+    let (_, mut tree, _, mut out) = leaf_asking_a_member_of_stripe_1(1, 4);
     // While we ask addr(1), its pushes and anyone else's are taken.
     assert!(!tree.is_stray_feed(1, addr(1)));
     assert!(!tree.is_stray_feed(1, addr(2)));
