@@ -371,18 +371,6 @@ impl MissingSet {
         }
     }
 
-    /// `seq` was due but did not fit in the Request to whom it was for: due again at once,
-    /// not counted as a try (its try number decides whether the seed is asked), and with
-    /// nobody asked (whoever was asked before has already been counted as not answering).
-    pub fn not_sent(&mut self, seq: Seq, now: Micros) {
-        let seq = seq.0;
-        self.clear_put_off(seq);
-        self.set_next_try(seq, now);
-        if let Some(m) = self.get_mut(seq) {
-            m.asked = None;
-        }
-    }
-
     /// When the earliest try is due.
     pub fn earliest(&self) -> Option<Micros> {
         self.by_time.peek().map(|&Reverse((t, _))| Micros(t))

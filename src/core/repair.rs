@@ -384,20 +384,26 @@ impl Repair {
             if !self.missing.contains(seq) {
                 continue;
             }
+            let mut next_try = now + wait;
             if let Some(to) = target {
                 let batch = batches.entry(to).or_default();
-                if batch.len() >= MAX_REQUEST_SEQS {
-                    // Counted as a try, a seq left out of a full Request moved past the try
-                    // that goes to the seed: a joiner's backlog reaches each try together,
-                    // and all but 32 of it skipped every ask of the seed.
-                    self.missing.not_sent(seq, now);
-                    continue;
+                if batch.len() < MAX_REQUEST_SEQS {
+                    batch.push(seq.0);
+                } else {
+                    // Left out of a full Request, it moves on to its next try at once, and
+                    // counts against whom it was meant for if it stays missing: a large gap
+                    // is spread over several neighbours, and a liar, which claims every
+                    // chunk and is picked for many, is soon ignored. (Held at its try
+                    // instead: bl-sim, 1,000 peers × 20 s, seeds 1-8, chunks skipped 414 ->
+                    // 444-526 in all; counted against nobody, 500 peers with 5 % liars, seed
+                    // 3, the worst honest peer played 73.6 % against 95.8 %.) So a seq left
+                    // out of a full Request to the seed skips that ask of the seed.
+                    next_try = now;
                 }
-                batch.push(seq.0);
             }
             // A round with nobody to ask counts as a try too: it leads to the seed.
             let asked = target.map(|to| Asked { to, at: now });
-            self.missing.tried(seq, now + wait, asked);
+            self.missing.tried(seq, next_try, asked);
         }
         let mut batches: Vec<(SocketAddr, Vec<u64>)> = batches.into_iter().collect();
         batches.sort();
@@ -640,81 +646,6 @@ mod tests {
             });
         }
         assert_eq!(ask(old, SEED_AFTER_TRIES, &ns), Some(peer));
-    }
-
-    /// A joiner's backlog of chunks presumed held by every peer, more than one Request holds:
-    /// every seq of it is asked of the seed on its seed tries (4 and 8). A seq left out of a
-    /// full Request once counted as a try, and could move past the seed's.
-    #[test]
-    fn a_backlog_larger_than_a_request_reaches_the_seed_whole() {
-        let addr = |i: u16| SocketAddr::from(([127, 0, 0, 1], 9000 + i));
-        let seed = addr(1);
-        let mut ns = Neighbours::default();
-        ns.insert(seed, Neighbour::new(Role::Seed, 0, None, 0));
-        // Peers whose Haves presume them to hold the backlog, and whose bitmaps show none of
-        // it: enough of them that none is ignored within a round for leaving it unanswered.
-        let peers: Vec<SocketAddr> = (2..42).map(addr).collect();
-        for (i, p) in peers.iter().enumerate() {
-            let mut n = Neighbour::new(Role::Peer, 5 + i as u64, Some(1), 0);
-            n.have = Some(HaveSummary {
-                first: 0,
-                highest: 1000,
-                recent: 0,
-            });
-            ns.insert(*p, n);
-        }
-        let mut repair = Repair::default();
-        let backlog = 100..300u64;
-        for seq in backlog.clone() {
-            repair.missing.note(Seq(seq), Micros(0), Arrival::Lost);
-        }
-        let (mut rng, mut timers, mut out) = (Rng::new(1), Timers::default(), Outbox::default());
-        timers.set(Timer::Repair, Micros(0));
-        let mut of_seed = std::collections::BTreeMap::<u64, u32>::new();
-        let mut now = Micros(0);
-        for _ in 0..10_000 {
-            let lowest_try = backlog
-                .clone()
-                .filter_map(|s| repair.missing.get(Seq(s)).map(|m| m.tries))
-                .min();
-            if lowest_try.is_none_or(|t| t > 2 * SEED_AFTER_TRIES) {
-                break;
-            }
-            // The peers stay worth asking (their other answers come), so the seed is asked
-            // only on its tries.
-            for p in &peers {
-                if let Some(n) = ns.get_mut(p) {
-                    n.ignored = 0;
-                }
-            }
-            repair.request_due(
-                now,
-                None,
-                |_| None,
-                4,
-                &mut ns,
-                &mut rng,
-                &mut timers,
-                &mut out,
-            );
-            while let Some(t) = out.pop_transmit() {
-                if let (true, Message::Request { seqs }) = (t.to == seed, t.message) {
-                    for seq in seqs {
-                        *of_seed.entry(seq).or_default() += 1;
-                    }
-                }
-            }
-            now = repair.missing.earliest().unwrap_or(now).max(now);
-        }
-        let asks = |s: &u64| of_seed.get(s).copied().unwrap_or(0);
-        let missed: Vec<(u64, u32)> = backlog
-            .map(|s| (s, asks(&s)))
-            .filter(|(_, n)| *n != 2)
-            .collect();
-        assert!(
-            missed.is_empty(),
-            "seqs not asked of the seed twice: {missed:?}"
-        );
     }
 
     #[test]
