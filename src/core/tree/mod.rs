@@ -200,7 +200,7 @@ impl StripeTree {
     }
 
     /// Whether `from`, which pushed us a chunk of `stripe`, feeds it to us without our asking:
-    /// the stripe has another parent, which has pushed us some of it since it took us, and
+    /// the stripe has another parent, which has sent us a chunk of it since it took us, and
     /// `from` is not the one we are asking to be it. A stripe without a parent takes what
     /// comes, and so does one whose new parent has not yet sent a chunk: until it does, the
     /// other feed may be all that carries the stripe.

@@ -494,8 +494,6 @@ fn a_parent_that_pushes_too_little_of_its_stripe_withholds() {
     );
 }
 
-mod admission;
-
 /// Another neighbour's push of a stripe is a stray feed only once the stripe's parent has
 /// pushed some of it since taking us: before that, the other feed may be all that carries
 /// it, and telling it to stop would leave a gap for repairs to fill.
@@ -516,3 +514,5 @@ fn a_feed_beside_a_parent_that_has_not_yet_pushed_is_let_be() {
     assert!(!tree.is_stray_feed(1, addr(1)));
     assert!(!tree.is_stray_feed(0, addr(2)), "stripe 0 has no parent");
 }
+
+mod admission;
