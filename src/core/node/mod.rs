@@ -714,6 +714,10 @@ impl Node {
         let mut believed = true;
         if let Some(n) = self.neighbours.get_mut(&from) {
             believed = !n.ignores_us();
+            // A child that now feeds more or fewer moves in the push order.
+            if !n.children.is_empty() && n.feeding != children {
+                self.tree.children_changed();
+            }
             // Only the seed is at depth 0: a peer that says so lies to attract children.
             n.depth = match (n.role, depth) {
                 (Role::Peer, 0) => u8::MAX,

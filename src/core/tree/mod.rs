@@ -184,7 +184,8 @@ impl StripeTree {
         self.stripes.iter().any(|s| s.parent == Some(addr))
     }
 
-    /// Someone's subscriptions changed: the per-stripe child lists are rebuilt when next used.
+    /// Someone's subscriptions changed, or how many a child feeds (the push order): the
+    /// per-stripe child lists are rebuilt when next used.
     pub fn children_changed(&mut self) {
         self.children_stale = true;
     }
@@ -269,6 +270,9 @@ impl StripeTree {
                         list.push(h.to);
                     }
                 }
+            }
+            for (s, list) in by_stripe.iter_mut().enumerate() {
+                list.sort_by_key(|a| push_rank(neighbours.get(a), s as u8));
             }
             self.children_of = by_stripe;
         }
@@ -636,6 +640,19 @@ impl StripeTree {
 fn delay_via(n: &Neighbour) -> u64 {
     let rtt = n.rtt_us.unwrap_or(DEFAULT_RTT_US);
     u64::from(n.depth) * HOP_DELAY_US + rtt / 2
+}
+
+/// Where a child comes in a chunk's pushes, lowest first: members of the stripe that feed
+/// others, most first, then other members, then leaves. A parent's uplink sends one copy after
+/// another, so the copy to its last child leaves several serialisation times after the first
+/// (1.6 ms each for a 1.2 KB chunk at the model's median 6.3 Mb/s uplink); a child that
+/// forwards passes that wait on to its whole subtree, a leaf to nobody. Ties keep address
+/// order, so runs stay deterministic.
+fn push_rank(child: Option<&Neighbour>, stripe: u8) -> (bool, std::cmp::Reverse<u8>) {
+    match child {
+        Some(n) if n.member == Some(stripe) => (false, std::cmp::Reverse(n.feeding)),
+        _ => (true, std::cmp::Reverse(0)),
+    }
 }
 
 #[cfg(test)]

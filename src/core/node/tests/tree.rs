@@ -242,3 +242,73 @@ fn the_seeds_push_is_taken_as_its_lost_offer_only_by_a_member_adrift() {
     );
     assert_eq!(net.nodes[leaf].1.stats().counters.stray_feeds_stopped, 1);
 }
+
+/// A chunk's copies leave one after another, so a child whose Have says it feeds more is
+/// pushed before the others as soon as the Have comes.
+#[test]
+fn a_child_that_comes_to_feed_more_is_pushed_first() {
+    let key = StreamKey::from_seed([13; 32]);
+    let mut net = Net::new(&key, 16);
+    net.run_until(T0 + 1_500_000);
+    stream(&mut net, &key, 0..100);
+    // A node that feeds a stripe to two members of it or more.
+    let members_fed = |net: &Net, x: usize, s: u8| {
+        net.nodes[x]
+            .1
+            .neighbours
+            .iter()
+            .filter(|(_, n)| n.children.contains(s) && n.member == Some(s))
+            .count()
+    };
+    let found = (0..net.nodes.len())
+        .flat_map(|x| (0..4u8).map(move |s| (x, s)))
+        .find(|&(x, s)| members_fed(&net, x, s) >= 2);
+    let Some((x, stripe)) = found else {
+        panic!("no node feeds two members: {:?}", parents(&net));
+    };
+    // What x pushes of a chunk of the stripe, in order (from its parent, or its input).
+    let from = net.nodes[x].1.tree.parent(stripe);
+    let pushed_to = |net: &mut Net, seq: u64| {
+        let now = net.now;
+        let c = chunk(&key, seq, now);
+        let node = &mut net.nodes[x].1;
+        match from {
+            Some(parent) => {
+                let push = wire::encode(&Message::Chunk(Arc::new(c))).unwrap();
+                node.handle_datagram(now, parent, &push);
+            }
+            None => node.handle_chunk(now, c),
+        }
+        let (sent, _) = drain(node);
+        sent.into_iter()
+            .filter(|t| matches!(t.message, Message::Chunk(_)))
+            .map(|t| t.to)
+            .collect::<Vec<_>>()
+    };
+    let seq = (100..).find(|s| s % 4 == u64::from(stripe)).unwrap_or(100);
+    let before = pushed_to(&mut net, seq);
+    let member = |net: &Net, a: &SocketAddr| {
+        net.nodes[x].1.neighbours.get(a).and_then(|n| n.member) == Some(stripe)
+    };
+    let Some(&last) = before.iter().rev().find(|a| member(&net, a)) else {
+        panic!("no member pushed: {before:?}");
+    };
+    assert_ne!(before.first(), Some(&last), "{before:?}");
+    let feeds_most = wire::encode(&Message::Have {
+        first: 0,
+        highest: seq,
+        recent: 0,
+        children: u8::MAX,
+        spare: 0,
+        depth: 2,
+    })
+    .unwrap();
+    let now = net.now;
+    net.nodes[x].1.handle_datagram(now, last, &feeds_most);
+    let after = pushed_to(&mut net, seq + 4);
+    assert_eq!(after.first(), Some(&last), "{after:?}");
+    assert_eq!(after.len(), before.len(), "every child still pushed");
+    // Members of the stripe before its leaves.
+    let ranks: Vec<bool> = after.iter().map(|a| !member(&net, a)).collect();
+    assert!(ranks.is_sorted(), "{after:?}");
+}

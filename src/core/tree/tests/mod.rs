@@ -515,4 +515,30 @@ fn a_feed_beside_a_parent_that_has_not_yet_pushed_is_let_be() {
     assert!(!tree.is_stray_feed(0, addr(2)), "stripe 0 has no parent");
 }
 
+#[test]
+fn pushes_go_first_to_the_children_that_pass_them_on() {
+    let mut ns = Neighbours::default();
+    // Fed stripe 2: a leaf (member of 0) that feeds 3 in its own stripe, a member of 2 that
+    // feeds nobody, and members of 2 that feed 1 and 4; in address order, leaf first.
+    for (i, member, feeding) in [(1u16, 0u8, 3u8), (2, 2, 0), (3, 2, 1), (4, 2, 4)] {
+        let mut n = peer(u64::from(i), member, 2, 0);
+        n.feeding = feeding;
+        n.children.insert(2);
+        ns.insert(addr(i), n);
+    }
+    let mut tree = StripeTree::new(4, 0);
+    let order = tree.take_children(2, &ns);
+    assert_eq!(order, vec![addr(4), addr(3), addr(2), addr(1)]);
+    tree.put_back_children(2, order);
+    // The member that fed nobody now feeds 5: it comes first once the lists are rebuilt.
+    if let Some(n) = ns.get_mut(&addr(2)) {
+        n.feeding = 5;
+    }
+    tree.children_changed();
+    assert_eq!(
+        tree.take_children(2, &ns),
+        vec![addr(2), addr(4), addr(3), addr(1)]
+    );
+}
+
 mod admission;
