@@ -646,8 +646,8 @@ fn delay_via(n: &Neighbour) -> u64 {
 /// others, most first, then other members, then leaves. A parent's uplink sends one copy after
 /// another, so the copy to its last child leaves several serialisation times after the first
 /// (1.6 ms each for a 1.2 KB chunk at the model's median 6.3 Mb/s uplink); a child that
-/// forwards passes that wait on to its whole subtree, a leaf to nobody. Ties keep address
-/// order, so runs stay deterministic.
+/// forwards passes that wait on to its whole subtree, a leaf to nobody. Ties keep the list's
+/// order (address order, the seed's handovers last), so runs stay deterministic.
 fn push_rank(child: Option<&Neighbour>, stripe: u8) -> (bool, std::cmp::Reverse<u8>) {
     match child {
         Some(n) if n.member == Some(stripe) => (false, std::cmp::Reverse(n.feeding)),
