@@ -714,9 +714,8 @@ impl Node {
         let mut believed = true;
         if let Some(n) = self.neighbours.get_mut(&from) {
             believed = !n.ignores_us();
-            // A member child that now feeds more or fewer moves in its stripe's push order
-            // (a leaf's place does not hang on it: tree::push_rank).
-            if n.member.is_some_and(|m| n.children.contains(m)) && n.feeding != children {
+            // A child that now feeds more or fewer moves in the push order.
+            if !n.children.is_empty() && n.feeding != children {
                 self.tree.children_changed();
             }
             // Only the seed is at depth 0: a peer that says so lies to attract children.
