@@ -81,7 +81,7 @@ fn rogue(socket: UdpSocket, victim: SocketAddr, stream: StreamId, stop: Arc<Atom
                     member: Some(0),
                     lan: None,
                 }),
-                Ok(Message::Subscribe { stripe }) => Some(Message::SubscribeReply {
+                Ok(Message::Subscribe { stripe, .. }) => Some(Message::SubscribeReply {
                     stripe,
                     accepted: true,
                 }),

@@ -226,6 +226,9 @@ pub const CATCH_UP_MAX_CHUNKS: u64 = 64;
 /// received 916 chunks in 8 s and never started). Fetching from the first chunk on found it
 /// too, but cost 1.73× the stream at the seed instead of 1.56× (seed 1).
 pub const AWAIT_KEYFRAME_PUSHED_US: u64 = 2_500_000;
+/// A parent holds a joiner's pushes until a keyframe (`core::tree::hold`) at most this long:
+/// ffmpeg's libx264 puts keyframes 250 frames apart by default, 10 s at 25 frames a second.
+pub const KEYFRAME_HOLD_MAX_US: u64 = 10_000_000;
 /// How many peers the seed remembers for its tracker answers: a uniform sample of every
 /// peer that confirmed.
 pub const TRACKER_SAMPLE: usize = 1024;

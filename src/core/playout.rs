@@ -173,6 +173,15 @@ impl Playout {
         }
     }
 
+    /// The seq a peer that joined mid-GOP waits for the first keyframe after, while nothing
+    /// has played.
+    pub fn awaits_keyframe_after(&self) -> Option<Seq> {
+        match self.start {
+            Start::AwaitKeyframeAfter(after) if self.first_play_at.is_none() => Some(after),
+            _ => None,
+        }
+    }
+
     /// Whether keyframe `seq` is the one a peer that joined mid-GOP waits for.
     pub fn awaited_keyframe(&self, seq: Seq) -> bool {
         matches!(self.start, Start::AwaitKeyframeAfter(after) if seq > after)

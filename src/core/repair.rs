@@ -228,20 +228,29 @@ impl Repair {
     }
 
     /// Playout starts at `start`: what lies between it and `last` that we lack is missing
-    /// now.
+    /// now, or, where `arrival` says its parent may still push it (a parent that held our
+    /// pushes until this keyframe and has not released yet: `core::tree::hold`), once it
+    /// has had the time a chunk in flight gets.
+    #[allow(clippy::too_many_arguments)]
     pub fn note_gap(
         &mut self,
         now: Micros,
         start: Seq,
         last: Seq,
         history: &History,
-        history_len: usize,
+        tuning: &Tuning,
+        arrival: impl Fn(Seq) -> Arrival,
         timers: &mut Timers,
     ) {
-        for seq in start.through(last.min(start.ahead(history_len as u64))) {
+        for seq in start.through(last.min(start.ahead(tuning.history as u64))) {
             if !history.contains(seq.0) {
-                self.missing.note(seq, now, Arrival::Lost);
-                timers.set(Timer::Repair, now);
+                let arrival = arrival(seq);
+                let at = match arrival {
+                    Arrival::MayStillBePushed => now + IN_FLIGHT_WAIT_US.min(tuning.latency_us / 2),
+                    Arrival::Lost => now,
+                };
+                self.missing.note(seq, at, arrival);
+                timers.set_earlier(Timer::Repair, Some(at));
             }
         }
     }

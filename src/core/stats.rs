@@ -213,6 +213,10 @@ pub struct Counters {
     /// Unsubscribe or acceptance had left them pushing it beside our parent).
     #[serde(default)]
     pub stray_feeds_stopped: u64,
+    /// Children held until a keyframe (their Subscribe asked it: `core::tree::hold`) and
+    /// released at one: sent it and their stripes from it.
+    #[serde(default)]
+    pub holds_released: u64,
     /// Start positions from a Welcome that no verified chunk reached, and Welcome indices
     /// from long before the first verified chunk: ignored as lies; at the seed, indices
     /// claimed from more than a history before a newcomer first reached it.
@@ -254,6 +258,7 @@ impl Counters {
         self.repairs_served += o.repairs_served;
         self.repairs_crossed += o.repairs_crossed;
         self.stray_feeds_stopped += o.stray_feeds_stopped;
+        self.holds_released += o.holds_released;
         self.positions_ignored += o.positions_ignored;
         self.extra_roots += o.extra_roots;
         self.extra_roots_released += o.extra_roots_released;

@@ -22,7 +22,8 @@ pub const MAGIC: &[u8; 2] = b"bl";
 /// punch holes through NATs.
 /// 4: a Hello is padded to [`HELLO_MIN_SIZE`] (128 bytes), no longer to 1,200.
 /// 5: a Have's `recent` bitmap goes complemented ([`complemented`]).
-pub const WIRE_VERSION: u8 = 5;
+/// 6: a Subscribe may ask the parent to hold its pushes until a keyframe (`hold_after`).
+pub const WIRE_VERSION: u8 = 6;
 const PREFIX_LEN: usize = 3;
 /// A Hello is padded to this size so the reply to an unverified address (a Welcome, at most
 /// 95 bytes, or a 45-byte Refuse; checked by a test below) is never larger than what it sent:
@@ -111,9 +112,13 @@ pub enum Message {
     Peers {
         peers: Vec<PeerInfo>,
     },
-    /// Ask to be fed every chunk of `stripe`.
+    /// Ask to be fed every chunk of `stripe`. A joiner that waits for the first keyframe
+    /// after seq `hold_after` asks the parent to push nothing before a keyframe past it: the
+    /// parent then sends that keyframe and the stripe's chunks from it on (see
+    /// [`crate::core::tree::hold`]).
     Subscribe {
         stripe: u8,
+        hold_after: Option<u64>,
     },
     SubscribeReply {
         stripe: u8,
@@ -380,7 +385,7 @@ pub fn validate(message: &Message) -> Result<()> {
         Message::Confirm { member, .. } if !member_ok(*member) => {
             bail!("confirm names stripe {member:?}")
         }
-        Message::Subscribe { stripe }
+        Message::Subscribe { stripe, .. }
         | Message::SubscribeReply { stripe, .. }
         | Message::Unsubscribe { stripe }
             if !stripe_ok(*stripe) =>
@@ -565,10 +570,12 @@ mod tests {
         assert!(!decodes(&welcome(MAX_STRIPES + 1, None)));
         assert!(!decodes(&welcome(4, Some(MAX_STRIPES))));
         assert!(decodes(&Message::Subscribe {
-            stripe: MAX_STRIPES - 1
+            stripe: MAX_STRIPES - 1,
+            hold_after: Some(u64::MAX),
         }));
         assert!(!decodes(&Message::Subscribe {
-            stripe: MAX_STRIPES
+            stripe: MAX_STRIPES,
+            hold_after: None,
         }));
         assert!(!decodes(&Message::Unsubscribe { stripe: 255 }));
         let addr = "127.0.0.1:1".parse().unwrap();

@@ -12,6 +12,7 @@ use crate::core::playout::{Lifecycle, Start};
 use crate::core::repair::{Arrival, Known};
 use crate::core::stripes::stripe_of;
 use crate::core::timers::Timer;
+use crate::core::tree::StripeTree;
 use crate::core::units::{Micros, Seq};
 use crate::media::chunk::Chunk;
 use crate::proto::wire::{self, Message, Role};
@@ -33,7 +34,12 @@ impl Node {
                 true => counters.chunk_bytes_from_seed += bytes,
                 false => counters.chunk_bytes_from_peers += bytes,
             }
-            if let Some(addr) = from.addr() {
+            // The keyframe we wait for, or started at, is how a parent that held our pushes
+            // releases them, whatever its stripe (core::tree::hold): not a stray feed.
+            let release = chunk.is_keyframe()
+                && (self.playout.awaits_keyframe_after().is_some()
+                    || self.playout.play_from() == Some(seq));
+            if let Some(addr) = from.addr().filter(|_| !release) {
                 self.stop_stray_feed(now, addr, stripe_of(seq.0, self.place.stripes));
             }
         }
@@ -167,7 +173,13 @@ impl Node {
         self.push_to_children(now, stripe, from, &chunk);
         self.playout.offer(now, &chunk);
         let is_end = chunk.is_end();
+        let is_keyframe = chunk.is_keyframe();
         self.history.insert(chunk);
+        if is_keyframe {
+            for child in self.tree.release_holds(seq.0) {
+                self.release_hold(child, seq);
+            }
+        }
         self.drain_playout(now);
         if is_end {
             self.learn_end(now, seq, from);
@@ -335,12 +347,15 @@ impl Node {
     /// Peer: what we lack from `start` to `last` (or the newest chunk held) is missing now.
     pub(super) fn fetch_gap(&mut self, now: u64, start: Seq, last: Seq) {
         let last = last.max(self.highest.unwrap_or_default());
+        let tree = &self.tree;
+        let stripes = self.place.stripes;
         self.repair.note_gap(
             Micros(now),
             start,
             last,
             &self.history,
-            self.cfg.tuning.history,
+            &self.cfg.tuning,
+            |s| arrival(tree, stripes, now, s),
             &mut self.timers,
         );
     }
@@ -349,6 +364,7 @@ impl Node {
     /// drain).
     fn begin_playout(&mut self, now: u64, start: Seq) {
         self.playout.begin(now, start, self.history.from(start.0));
+        self.tree.started(now);
         // Fetched while waiting for this keyframe: what precedes it will not play.
         self.repair.missing.remove_below(start);
     }
@@ -368,15 +384,7 @@ impl Node {
         };
         let tree = &self.tree;
         let stripes = self.place.stripes;
-        // A parent still sending a stripe may bring its chunks; one gone quiet will not.
-        let arrival = |s: Seq| {
-            let stripe = stripe_of(s.0, stripes);
-            if tree.flowing(now, stripe) && tree.newest(stripe).is_none_or(|newest| newest < s.0) {
-                Arrival::MayStillBePushed
-            } else {
-                Arrival::Lost
-            }
-        };
+        let arrival = |s: Seq| arrival(tree, stripes, now, s);
         self.repair.note_known(
             Micros(now),
             known,
@@ -492,4 +500,15 @@ const REPLAY_LOOKBACK: u64 = 64;
 /// [`REPLAY_SLACK_US`] before it (bl-chunk's captures never go back within a broadcast).
 fn is_earlier_broadcast(a: &Chunk, b: &Chunk) -> bool {
     a.capture_us.saturating_add(REPLAY_SLACK_US) < b.capture_us
+}
+
+/// Whether a missing `seq` may still come by push: its stripe's parent is still sending it
+/// and has sent nothing later. One gone quiet will not bring it.
+fn arrival(tree: &StripeTree, stripes: u8, now: u64, seq: Seq) -> Arrival {
+    let stripe = stripe_of(seq.0, stripes);
+    if tree.flowing(now, stripe) && tree.newest(stripe).is_none_or(|newest| newest < seq.0) {
+        Arrival::MayStillBePushed
+    } else {
+        Arrival::Lost
+    }
 }

@@ -394,14 +394,13 @@ impl Node {
             }
             Message::Introduce { peer } => self.on_introduce(now, from, peer),
             Message::Introduced { peer } => self.on_introduced(now, from, peer),
-            Message::Subscribe { stripe } => self.on_subscribe(now, from, stripe),
+            Message::Subscribe { stripe, hold_after } => {
+                self.on_subscribe(now, from, stripe, hold_after)
+            }
             Message::SubscribeReply { stripe, accepted } => {
                 self.on_subscribe_reply(now, from, stripe, accepted)
             }
-            Message::Unsubscribe { stripe } => {
-                self.tree
-                    .on_unsubscribe(now, from, stripe, &mut self.neighbours)
-            }
+            Message::Unsubscribe { stripe } => self.on_unsubscribe(now, from, stripe),
             Message::Chunk(chunk) => self.on_chunk(now, Source::Neighbour(from), chunk),
             Message::Have {
                 first,

@@ -98,6 +98,9 @@ impl Node {
             .repair
             .corroborated
             .is_some_and(|p| self.highest.is_none_or(|h| p > h.ahead(ahead)));
+        self.tree.expire_holds(now);
+        self.tree
+            .set_hold_after(self.playout.awaits_keyframe_after().map(|s| s.0));
         self.tree.maintain(
             now,
             moved_on,

@@ -4,8 +4,11 @@
 use std::net::SocketAddr;
 
 use super::Node;
-use crate::core::config::{BARRED_US, STRAY_STOP_EVERY_US};
+use crate::core::config::{BACKLOG_MAX_CHUNKS, BARRED_US, STRAY_STOP_EVERY_US};
 use crate::core::guard;
+use crate::core::stripes::stripe_of;
+use crate::core::tree::HoldStart;
+use crate::core::units::Seq;
 use crate::proto::wire::{self, Message, Role};
 
 impl Node {
@@ -45,7 +48,13 @@ impl Node {
         self.out.stats.counters.stray_feeds_stopped += 1;
     }
 
-    pub(super) fn on_subscribe(&mut self, now: u64, from: SocketAddr, stripe: u8) {
+    pub(super) fn on_subscribe(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        stripe: u8,
+        hold_after: Option<u64>,
+    ) {
         let barred = self.guard.is_barred(&from, now);
         let stripes = self.place.stripes;
         let extra_root = self.cfg.role == Role::Seed
@@ -70,6 +79,50 @@ impl Node {
         }
         if outcome.extra_root {
             self.note_extra_root(now, from, stripe);
+        }
+        // The seed pushes at once: its audits and barren rules judge its children by what
+        // they pass on, and few joiners get a root slot.
+        if outcome.accepted && self.cfg.role == Role::Peer {
+            let start = self.tree.hold_for(
+                now,
+                from,
+                hold_after,
+                self.latest_keyframe.map(|k| k.0),
+                self.highest.map(|h| h.0),
+                self.cfg.tuning.history as u64 / 4,
+            );
+            if let HoldStart::ReleaseAt(keyframe) = start {
+                self.release_hold(from, Seq(keyframe));
+            }
+        }
+    }
+
+    /// `from` stops feeding us `stripe`, or stops being fed it by us.
+    pub(super) fn on_unsubscribe(&mut self, now: u64, from: SocketAddr, stripe: u8) {
+        self.tree
+            .on_unsubscribe(now, from, stripe, &mut self.neighbours);
+    }
+
+    /// A child held until a keyframe is released at `keyframe`: it is sent that keyframe
+    /// (whatever its stripe: the first parent to release starts the joiner's playout) and
+    /// the chunks from it on of the stripes we feed it, at most [`BACKLOG_MAX_CHUNKS`].
+    pub(super) fn release_hold(&mut self, to: SocketAddr, keyframe: Seq) {
+        let stripes = self.place.stripes;
+        let Some(fed) = self.neighbours.get(&to).map(|n| n.children) else {
+            return;
+        };
+        let chunks: Vec<_> = self
+            .history
+            .from(keyframe.0)
+            .filter(|c| c.seq == keyframe.0 || fed.contains(stripe_of(c.seq, stripes)))
+            .take(BACKLOG_MAX_CHUNKS)
+            .cloned()
+            .collect();
+        self.out.stats.counters.holds_released += 1;
+        for chunk in chunks {
+            let message = Message::Chunk(chunk);
+            let len = wire::encoded_len(&message);
+            self.out.send_sized(to, message, len);
         }
     }
 

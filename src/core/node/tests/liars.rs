@@ -204,7 +204,11 @@ fn a_seed_unseats_a_child_that_claims_chunks_past_its_newest() {
         .iter()
         .any(|e| matches!(e, Event::Warning(w) if w.contains("barred"))));
     let stripe = fed.iter().next().expect("a stripe");
-    let subscribe = wire::encode(&Message::Subscribe { stripe }).unwrap();
+    let subscribe = wire::encode(&Message::Subscribe {
+        stripe,
+        hold_after: None,
+    })
+    .unwrap();
     seed.handle_datagram(now + 1, liar, &subscribe);
     let (sent, _) = drain(seed);
     assert!(

@@ -7,6 +7,7 @@ use crate::proto::wire::MAX_REQUEST_SEQS;
 
 mod contacts;
 mod ending;
+mod holds;
 mod liars;
 mod net;
 mod replays;

@@ -150,7 +150,11 @@ fn a_neighbour_left_feeding_us_a_stripe_is_told_to_stop() {
     });
     // x takes the peer as its child in stripe 0; the peer, which did not ask, declines.
     let now = net.now;
-    let subscribe = wire::encode(&Message::Subscribe { stripe: 0 }).unwrap();
+    let subscribe = wire::encode(&Message::Subscribe {
+        stripe: 0,
+        hold_after: None,
+    })
+    .unwrap();
     net.nodes[x].1.handle_datagram(now, me, &subscribe);
     net.collect();
     net.run_until(now + 5_000);

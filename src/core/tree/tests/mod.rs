@@ -102,7 +102,13 @@ fn leaf_asking_a_member_of_stripe_1(depth: u8, spare: u8) -> (Neighbours, Stripe
     let mut rng = Rng::new(1);
     let mut out = Outbox::default();
     tree.maintain(0, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
-    assert!(sent(&mut out).contains(&(addr(1), Message::Subscribe { stripe: 1 })));
+    assert!(sent(&mut out).contains(&(
+        addr(1),
+        Message::Subscribe {
+            stripe: 1,
+            hold_after: None
+        }
+    )));
     (ns, tree, rng, out)
 }
 
@@ -162,7 +168,13 @@ fn the_children_of_a_dead_root_ask_the_seed_for_its_slot() {
         let mut rng = Rng::new(1);
         let mut out = Outbox::default();
         tree.maintain(0, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
-        assert!(sent(&mut out).contains(&(addr(1), Message::Subscribe { stripe: 1 })));
+        assert!(sent(&mut out).contains(&(
+            addr(1),
+            Message::Subscribe {
+                stripe: 1,
+                hold_after: None
+            }
+        )));
         tree.on_subscribe_reply(0, addr(1), 1, true, false, false, &mut out);
         // addr(1) is killed at 0; the others keep talking.
         let mut now = 0;
@@ -178,7 +190,12 @@ fn the_children_of_a_dead_root_ask_the_seed_for_its_slot() {
         assert!(now <= PARENT_GONE_US + TICK_US, "replaced after {now} µs");
         sent(&mut out)
             .into_iter()
-            .find(|(_, m)| *m == Message::Subscribe { stripe: 1 })
+            .find(|(_, m)| {
+                *m == Message::Subscribe {
+                    stripe: 1,
+                    hold_after: None,
+                }
+            })
             .map(|(to, _)| to)
     };
     assert_eq!(run(1), Some(addr(4)), "a dead root's heir asks the seed");
@@ -277,7 +294,16 @@ fn a_fed_stripe_moves_up_to_a_shallower_parent_with_room() {
     ns.insert(addr(4), peer(13, 1, 2, 1)); // room, and two hops shallower
                                            // Looked for once a second (last at tick 20): at tick 30, one Subscribe.
     let moving = run(&mut tree, &mut ns, 30, 32);
-    assert_eq!(moving, vec![(addr(4), Message::Subscribe { stripe: 1 })]);
+    assert_eq!(
+        moving,
+        vec![(
+            addr(4),
+            Message::Subscribe {
+                stripe: 1,
+                hold_after: None
+            }
+        )]
+    );
     assert_eq!(
         tree.parent(1),
         Some(addr(1)),
@@ -347,10 +373,12 @@ fn an_unasked_acceptance_is_declined_unless_the_seed_offers_a_detached_member_a_
     let mut out = Outbox::default();
     tree.maintain(0, false, &member_of_0, &ns, &mut rng, &mut out);
     let asked = sent(&mut out);
-    let Some((first, _)) = asked
-        .iter()
-        .find(|(_, m)| *m == Message::Subscribe { stripe: 0 })
-    else {
+    let Some((first, _)) = asked.iter().find(|(_, m)| {
+        *m == Message::Subscribe {
+            stripe: 0,
+            hold_after: None,
+        }
+    }) else {
         panic!("no Subscribe for stripe 0: {asked:?}");
     };
     let (first, other) = match *first == addr(1) {
@@ -426,7 +454,12 @@ fn a_late_answer_to_our_last_subscribe_is_taken_while_we_have_no_parent() {
     tree.maintain(0, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
     let asked: Vec<SocketAddr> = sent(&mut out)
         .into_iter()
-        .filter(|(_, m)| *m == Message::Subscribe { stripe: 1 })
+        .filter(|(_, m)| {
+            *m == Message::Subscribe {
+                stripe: 1,
+                hold_after: None,
+            }
+        })
         .map(|(to, _)| to)
         .collect();
     assert_eq!(asked.len(), 1);
@@ -464,7 +497,13 @@ fn a_parent_that_pushes_too_little_of_its_stripe_withholds() {
     let mut tree = StripeTree::new(4, 0);
     let mut out = Outbox::default();
     tree.maintain(0, false, &member_of_0, &ns, &mut Rng::new(1), &mut out);
-    assert!(sent(&mut out).contains(&(addr(1), Message::Subscribe { stripe: 0 })));
+    assert!(sent(&mut out).contains(&(
+        addr(1),
+        Message::Subscribe {
+            stripe: 0,
+            hold_after: None
+        }
+    )));
     tree.on_subscribe_reply(0, addr(1), 0, true, false, false, &mut out);
     assert_eq!(tree.parent(0), Some(addr(1)));
     assert!(
@@ -542,3 +581,4 @@ fn pushes_go_first_to_the_children_that_pass_them_on() {
 }
 
 mod admission;
+mod hold;

@@ -1,0 +1,79 @@
+//! Holds (`core::tree::hold`): a joiner's parents push it nothing of the stripes it only
+//! plays before the keyframe it waits for.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::*;
+
+/// Eight peers watch a stream with a keyframe every 200 chunks (1 s); a ninth joins 100
+/// chunks after one, so it waits for the next. No peer pushes it a chunk of a stripe it only
+/// plays before that keyframe (they were half a GOP of chunks thrown away per join), and it
+/// plays every chunk from the keyframe to the end, in order.
+#[test]
+fn a_joiner_is_pushed_nothing_it_only_plays_before_the_keyframe_it_waits_for() {
+    let key = StreamKey::from_seed([29; 32]);
+    let mut net = Net::new(&key, 8);
+    let joiner = addr(9);
+    // Every chunk a peer sent the joiner: (from, seq).
+    let received = Rc::new(RefCell::new(Vec::new()));
+    let log = received.clone();
+    net.filter = Box::new(move |from, to, bytes| {
+        if let (true, Ok(Message::Chunk(c))) = (to == joiner, wire::decode(bytes)) {
+            log.borrow_mut().push((from, c.seq));
+        }
+        true
+    });
+    let gop_stream = |net: &mut Net, seqs: std::ops::Range<u64>| {
+        for seq in seqs {
+            let now = net.now;
+            let flags = if seq % 200 == 0 { FLAG_KEYFRAME } else { 0 };
+            let c = Chunk::sign(&key, seq, now, flags, vec![0x47; 188]);
+            net.seed().handle_chunk(now, c);
+            net.collect();
+            net.run_until(now + 5_000);
+        }
+    };
+    net.run_until(T0 + 300_000);
+    gop_stream(&mut net, 0..300);
+    let mut cfg = Config::new(Role::Peer, key.id());
+    cfg.bootstrap = vec![addr(0)];
+    cfg.rng_seed = 9;
+    cfg.tuning.latency_us = 500_000;
+    let mut node = Node::new(cfg, net.now);
+    node.set_local_addr(joiner);
+    net.nodes.push((joiner, node));
+    net.collect();
+    gop_stream(&mut net, 300..1000);
+    end_stream(&mut net, &key, 1000);
+    let now = net.now;
+    net.run_until(now + 3_000_000);
+
+    let played = net.played.get(&joiner).cloned().unwrap_or_default();
+    let first = *played.first().expect("the joiner never started playing");
+    assert_eq!(
+        first, 400,
+        "started at {first}, not at the keyframe after its join"
+    );
+    assert_eq!(played, (first..=1000).collect::<Vec<_>>());
+    let Some((_, node)) = net.nodes.iter().find(|(a, _)| *a == joiner) else {
+        panic!("the joiner is gone");
+    };
+    let member = node.place.member;
+    let stripes = node.place.stripes;
+    let plays_only = |seq: u64| Some(stripe_of(seq, stripes)) != member;
+    let early: Vec<(SocketAddr, u64)> = received
+        .borrow()
+        .iter()
+        .filter(|(from, seq)| *from != addr(0) && *seq < first && plays_only(*seq))
+        .copied()
+        .collect();
+    assert!(early.is_empty(), "pushed before the keyframe: {early:?}");
+    // Peers did hold for it: they released it at the keyframe.
+    let released: u64 = net
+        .nodes
+        .iter()
+        .map(|(_, n)| n.stats().counters.holds_released)
+        .sum();
+    assert!(released >= 1, "no peer held for the joiner");
+}
