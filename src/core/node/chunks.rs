@@ -37,8 +37,7 @@ impl Node {
             // The keyframe we wait for, or started at, is how a parent that held our pushes
             // releases them, whatever its stripe (core::tree::hold): not a stray feed.
             let release = chunk.is_keyframe()
-                && (self.playout.awaits_keyframe_after().is_some()
-                    || self.playout.play_from() == Some(seq));
+                && (self.playout.awaited_keyframe(seq) || self.playout.play_from() == Some(seq));
             if let Some(addr) = from.addr().filter(|_| !release) {
                 self.stop_stray_feed(now, addr, stripe_of(seq.0, self.place.stripes));
             }
@@ -177,7 +176,9 @@ impl Node {
         self.history.insert(chunk);
         if is_keyframe {
             for child in self.tree.release_holds(seq.0) {
-                self.release_hold(child, seq);
+                if Some(child) != from.addr() {
+                    self.release_hold(now, child, seq);
+                }
             }
         }
         self.drain_playout(now);

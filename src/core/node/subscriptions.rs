@@ -63,6 +63,13 @@ impl Node {
                 .neighbours
                 .get(&from)
                 .is_some_and(|n| guard::is_starved_member(n, stripe, stripes));
+        // Asked again while fed (a lost reply): the hold, or its release, was settled when
+        // the subscription was taken. Honoured again, every repeated Subscribe fetched a
+        // keyframe and the stripe's chunks from it.
+        let fed_already = self
+            .neighbours
+            .get(&from)
+            .is_some_and(|n| n.children.contains(stripe));
         let outcome = self.tree.on_subscribe(
             now,
             from,
@@ -82,7 +89,7 @@ impl Node {
         }
         // The seed pushes at once: its audits and barren rules judge its children by what
         // they pass on, and few joiners get a root slot.
-        if outcome.accepted && self.cfg.role == Role::Peer {
+        if outcome.accepted && !fed_already && self.cfg.role == Role::Peer {
             let start = self.tree.hold_for(
                 now,
                 from,
@@ -92,7 +99,7 @@ impl Node {
                 self.cfg.tuning.history as u64 / 4,
             );
             if let HoldStart::ReleaseAt(keyframe) = start {
-                self.release_hold(from, Seq(keyframe));
+                self.release_hold(now, from, Seq(keyframe));
             }
         }
     }
@@ -105,8 +112,11 @@ impl Node {
 
     /// A child held until a keyframe is released at `keyframe`: it is sent that keyframe
     /// (whatever its stripe: the first parent to release starts the joiner's playout) and
-    /// the chunks from it on of the stripes we feed it, at most [`BACKLOG_MAX_CHUNKS`].
-    pub(super) fn release_hold(&mut self, to: SocketAddr, keyframe: Seq) {
+    /// the chunks from it on of the stripes we feed it, oldest first (playout needs them in
+    /// order), at most [`BACKLOG_MAX_CHUNKS`]. Those are charged to the repair budget, as a
+    /// child's: a child that unsubscribes and subscribes again gets no more than its
+    /// requests would.
+    pub(super) fn release_hold(&mut self, now: u64, to: SocketAddr, keyframe: Seq) {
         let stripes = self.place.stripes;
         let Some(fed) = self.neighbours.get(&to).map(|n| n.children) else {
             return;
@@ -120,6 +130,10 @@ impl Node {
             .collect();
         self.out.stats.counters.holds_released += 1;
         for chunk in chunks {
+            if chunk.seq != keyframe.0 && !self.repair.budget.spend(true) {
+                break;
+            }
+            self.repair.pushes.note(chunk.seq, now);
             let message = Message::Chunk(chunk);
             let len = wire::encoded_len(&message);
             self.out.send_sized(to, message, len);

@@ -267,6 +267,9 @@ impl StripeTree {
     ) {
         if let Some(n) = neighbours.get_mut(&child) {
             n.children.remove(stripe);
+            if n.children.is_empty() {
+                self.end_hold(child);
+            }
         }
         self.children_stale = true;
         out.send(child, &Message::Unsubscribe { stripe });

@@ -7,9 +7,12 @@
 //! the stripe's chunks from it on. The joiner does not judge a parent by its pushes while it
 //! waits ([`Stripe::awaits_release`]).
 //!
-//! Bounds: a hold lasts at most [`KEYFRAME_HOLD_MAX_US`], then the parent pushes without a
-//! keyframe; a hold past what the parent believes exists (a lie in the joiner's Welcome) is
-//! not kept; at most one hold per child, and only for children.
+//! Bounds: a hold lasts at most [`KEYFRAME_HOLD_MAX_US`] from the Subscribe that asked it,
+//! then the parent pushes without a keyframe; a hold past what the parent believes exists
+//! (a lie in the joiner's Welcome) is not kept; at most one hold per child, and only while it
+//! is a child; only a Subscribe the parent newly accepts asks one (the node's
+//! `on_subscribe`), and the chunks a release sends beyond the keyframe are charged to the
+//! parent's repair budget.
 
 use std::net::SocketAddr;
 
@@ -45,7 +48,8 @@ impl Stripe {
 }
 
 impl StripeTree {
-    /// Joiner: what our Subscribes ask parents to hold for (see [`StripeTree::hold_after`]).
+    /// Joiner: the seq our Subscribes ask parents to hold until a keyframe past, while we
+    /// wait for one (`None`: push at once).
     pub fn set_hold_after(&mut self, after: Option<u64>) {
         self.hold_after = after;
     }

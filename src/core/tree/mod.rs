@@ -60,9 +60,9 @@ struct Stripe {
     window: PushWindow,
     /// When we last looked for a shallower parent.
     looked_up_at: u64,
-    /// Whom our last Subscribe went to, if it went void unanswered (see
+    /// Our last Subscribe, if it went void unanswered (see
     /// [`StripeTree::on_subscribe_reply`]).
-    voided: Option<SocketAddr>,
+    voided: Option<PendingSubscribe>,
     /// The parent took us holding its pushes until a keyframe, and playout has not started
     /// ([`hold`]).
     held: bool,
@@ -378,12 +378,20 @@ impl StripeTree {
             .get(&(from, stripe))
             .is_some_and(|until| *until > now + REFUSAL_BACKOFF_US);
         let offered = from_seed && adrift && !left_for_withholding;
-        let late = s.parent.is_none() && s.pending.is_none() && s.voided == Some(from);
+        let late =
+            s.parent.is_none() && s.pending.is_none() && s.voided.is_some_and(|v| v.to == from);
         if !(asked || offered || late) {
             out.send(from, &Message::Unsubscribe { stripe });
             return;
         }
-        s.held = asked && s.pending.is_some_and(|p| p.hold);
+        // Held only while we still wait for a keyframe: an answer that comes after playout
+        // started is judged on its pushes at once.
+        let asked_to_hold = match (asked, late) {
+            (true, _) => s.pending.is_some_and(|p| p.hold),
+            (false, true) => s.voided.is_some_and(|v| v.hold),
+            _ => false,
+        };
+        s.held = asked_to_hold && self.hold_after.is_some();
         s.pending = None;
         s.voided = None;
         if let Some(old) = s.parent.replace(from) {
@@ -512,7 +520,7 @@ impl StripeTree {
                     continue;
                 }
                 s.pending = None;
-                s.voided = Some(pending.to);
+                s.voided = Some(pending);
             }
             let mut heir = false;
             let awaits_release = s.awaits_release(now);

@@ -77,3 +77,51 @@ fn a_joiner_is_pushed_nothing_it_only_plays_before_the_keyframe_it_waits_for() {
         .sum();
     assert!(released >= 1, "no peer held for the joiner");
 }
+
+/// A Subscribe from a child already fed the stripe (its reply was lost, or it asks again on
+/// purpose) settles no hold again: asking to be held until a keyframe long past fetches
+/// nothing, however often it asks. Honoured, each such Subscribe fetched the newest keyframe
+/// and the stripe's chunks from it.
+#[test]
+fn asking_again_while_fed_fetches_no_keyframe_and_no_backlog() {
+    let key = StreamKey::from_seed([31; 32]);
+    let mut net = Net::new(&key, 8);
+    net.run_until(T0 + 1_500_000);
+    stream(&mut net, &key, 0..120);
+    // A peer that feeds another peer a stripe.
+    let fed = net
+        .nodes
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find_map(|(i, (_, n))| {
+            n.neighbours
+                .iter()
+                .find(|(a, c)| **a != addr(0) && !c.children.is_empty())
+                .map(|(a, c)| (i, *a, c.children.iter().next()))
+        });
+    let Some((parent, child, Some(stripe))) = fed else {
+        panic!("no peer feeds another");
+    };
+    let now = net.now;
+    let _ = drain(&mut net.nodes[parent].1);
+    let again = wire::encode(&Message::Subscribe {
+        stripe,
+        hold_after: Some(0),
+    })
+    .unwrap();
+    for _ in 0..20 {
+        net.nodes[parent].1.handle_datagram(now, child, &again);
+    }
+    let (sent, _) = drain(&mut net.nodes[parent].1);
+    let chunks = sent
+        .iter()
+        .filter(|t| t.to == child && matches!(t.message, Message::Chunk(_)))
+        .count();
+    assert_eq!(chunks, 0, "a repeated Subscribe fetched {chunks} chunks");
+    let replies = sent
+        .iter()
+        .filter(|t| t.to == child && matches!(t.message, Message::SubscribeReply { .. }))
+        .count();
+    assert_eq!(replies, 20, "each Subscribe is answered");
+}

@@ -470,7 +470,11 @@ fn a_late_answer_to_our_last_subscribe_is_taken_while_we_have_no_parent() {
     // Void after 4 ticks; both are refused-free, so the next Subscribe goes out at once.
     if let Some(s) = tree.stripes.get_mut(1) {
         s.pending = None;
-        s.voided = Some(asked);
+        s.voided = Some(PendingSubscribe {
+            to: asked,
+            sent: 0,
+            hold: false,
+        });
     }
     tree.on_subscribe_reply(5 * TICK_US, other, 1, true, false, false, &mut out);
     assert_eq!(tree.parent(1), None, "not asked");
