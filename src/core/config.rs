@@ -229,6 +229,11 @@ pub const AWAIT_KEYFRAME_PUSHED_US: u64 = 2_500_000;
 /// A parent holds a joiner's pushes until a keyframe (`core::tree::hold`) at most this long:
 /// ffmpeg's libx264 puts keyframes 250 frames apart by default, 10 s at 25 frames a second.
 pub const KEYFRAME_HOLD_MAX_US: u64 = 10_000_000;
+/// A joiner's playout started at a keyframe one parent released: another parent that held
+/// for it and pushes nothing within this long is let go. The keyframe reaches parents at
+/// different times, but a parent that holds and never releases is a withholder the joiner
+/// cannot otherwise tell while it waits.
+pub const RELEASE_GRACE_US: u64 = 500_000;
 /// How many peers the seed remembers for its tracker answers: a uniform sample of every
 /// peer that confirmed.
 pub const TRACKER_SAMPLE: usize = 1024;

@@ -5,7 +5,8 @@
 //! pushes it nothing until the parent holds a keyframe past that seq: then it sends that
 //! keyframe (whatever its stripe, so the joiner starts at the first parent to release) and
 //! the stripe's chunks from it on. The joiner does not judge a parent by its pushes while it
-//! waits ([`Stripe::awaits_release`]).
+//! waits ([`Stripe::awaits_release`]); once it has started, a parent that has pushed nothing
+//! within [`RELEASE_GRACE_US`] is let go.
 //!
 //! Bounds: a hold lasts at most [`KEYFRAME_HOLD_MAX_US`] from the Subscribe that asked it,
 //! then the parent pushes without a keyframe; a hold past what the parent believes exists
@@ -17,7 +18,7 @@
 use std::net::SocketAddr;
 
 use super::{PushWindow, Stripe, StripeTree};
-use crate::core::config::{KEYFRAME_HOLD_MAX_US, STALL_US};
+use crate::core::config::{KEYFRAME_HOLD_MAX_US, RELEASE_GRACE_US, STALL_US};
 
 /// A child fed nothing until a keyframe past `after`, or until `until`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +67,7 @@ impl StripeTree {
             s.subscribed_at = now;
             s.heard = now;
             s.window = PushWindow::starting(now);
+            s.release_due = s.parent.map(|_| now + RELEASE_GRACE_US);
         }
     }
 

@@ -1,7 +1,7 @@
 //! Holds: a parent pushes a joiner nothing before the keyframe it waits for, within bounds.
 
 use super::*;
-use crate::core::config::KEYFRAME_HOLD_MAX_US;
+use crate::core::config::{KEYFRAME_HOLD_MAX_US, RELEASE_GRACE_US};
 
 const MEMBER_OF_2: Place = Place {
     role: Role::Peer,
@@ -132,10 +132,12 @@ fn a_joiner_asks_to_hold_only_the_stripes_it_does_not_pass_on() {
         tree.maintain(now, true, &member_of_0, &ns, &mut Rng::new(1), &mut out);
     }
     assert_eq!(tree.parent(1), Some(addr(1)), "a holding parent was let go");
-    // Started: from now on it is judged on its pushes.
+    // Started at a keyframe another parent released: this one has the grace a keyframe
+    // needs to reach it, then goes, to be asked again after a refusal's back-off (it may
+    // be honest and far), not a withholder's.
     tree.started(now);
     let started = now;
-    while now < started + 3 * STALL_US {
+    while tree.parent(1) == Some(addr(1)) && now < started + 3 * STALL_US {
         now += TICK_US;
         tree.heard(0, now / 1_000, now);
         if let Some(n) = ns.get_mut(&addr(1)) {
@@ -148,4 +150,41 @@ fn a_joiner_asks_to_hold_only_the_stripes_it_does_not_pass_on() {
         Some(addr(1)),
         "a parent that never released was kept"
     );
+    assert_eq!(
+        now,
+        started + RELEASE_GRACE_US,
+        "let go at the end of its grace"
+    );
+    assert_eq!(
+        tree.refused.get(&(addr(1), 1)),
+        Some(&(now + REFUSAL_BACKOFF_US))
+    );
+}
+
+/// A parent that releases within the grace stays.
+#[test]
+fn a_parent_that_releases_after_the_start_is_kept() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 1, 1, 4));
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    tree.set_hold_after(Some(500));
+    tree.maintain(0, false, &LEAF_OF_1, &ns, &mut Rng::new(1), &mut out);
+    tree.on_subscribe_reply(0, addr(1), 1, true, false, false, &mut out);
+    tree.started(STALL_US);
+    let mut now = STALL_US;
+    while now < 4 * STALL_US {
+        now += TICK_US;
+        for stripe in 0..4 {
+            tree.heard(stripe, now / 1_000 + u64::from(stripe), now);
+        }
+        if now >= STALL_US + RELEASE_GRACE_US - TICK_US {
+            tree.pushed(1, addr(1));
+        }
+        if let Some(n) = ns.get_mut(&addr(1)) {
+            n.last_heard = now;
+        }
+        tree.maintain(now, true, &LEAF_OF_1, &ns, &mut Rng::new(1), &mut out);
+    }
+    assert_eq!(tree.parent(1), Some(addr(1)));
 }
