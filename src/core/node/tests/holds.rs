@@ -24,27 +24,10 @@ fn a_joiner_is_pushed_nothing_it_only_plays_before_the_keyframe_it_waits_for() {
         }
         true
     });
-    let gop_stream = |net: &mut Net, seqs: std::ops::Range<u64>| {
-        for seq in seqs {
-            let now = net.now;
-            let flags = if seq % 200 == 0 { FLAG_KEYFRAME } else { 0 };
-            let c = Chunk::sign(&key, seq, now, flags, vec![0x47; 188]);
-            net.seed().handle_chunk(now, c);
-            net.collect();
-            net.run_until(now + 5_000);
-        }
-    };
     net.run_until(T0 + 300_000);
-    gop_stream(&mut net, 0..300);
-    let mut cfg = Config::new(Role::Peer, key.id());
-    cfg.bootstrap = vec![addr(0)];
-    cfg.rng_seed = 9;
-    cfg.tuning.latency_us = 500_000;
-    let mut node = Node::new(cfg, net.now);
-    node.set_local_addr(joiner);
-    net.nodes.push((joiner, node));
-    net.collect();
-    gop_stream(&mut net, 300..1000);
+    gop_stream(&mut net, &key, 0..300);
+    join_peer(&mut net, &key, joiner);
+    gop_stream(&mut net, &key, 300..1000);
     end_stream(&mut net, &key, 1000);
     let now = net.now;
     net.run_until(now + 3_000_000);

@@ -158,6 +158,30 @@ pub(super) fn stream(net: &mut Net, key: &StreamKey, seqs: std::ops::Range<u64>)
     }
 }
 
+/// Feeds `seqs` from the seed, one every 5 ms, with a keyframe every 200 chunks (1 s).
+pub(super) fn gop_stream(net: &mut Net, key: &StreamKey, seqs: std::ops::Range<u64>) {
+    for seq in seqs {
+        let now = net.now;
+        let flags = if seq % 200 == 0 { FLAG_KEYFRAME } else { 0 };
+        let c = Chunk::sign(key, seq, now, flags, vec![0x47; 188]);
+        net.seed().handle_chunk(now, c);
+        net.collect();
+        net.run_until(now + 5_000);
+    }
+}
+
+/// A peer at `at`, knowing only the seed, joins now.
+pub(super) fn join_peer(net: &mut Net, key: &StreamKey, at: SocketAddr) {
+    let mut cfg = Config::new(Role::Peer, key.id());
+    cfg.bootstrap = vec![addr(0)];
+    cfg.rng_seed = 9;
+    cfg.tuning.latency_us = 500_000;
+    let mut node = Node::new(cfg, net.now);
+    node.set_local_addr(at);
+    net.nodes.push((at, node));
+    net.collect();
+}
+
 /// Ends the stream as bl-chunk does: the signed end record at `seq`, then the seed's input
 /// ends.
 pub(super) fn end_stream(net: &mut Net, key: &StreamKey, seq: u64) {
