@@ -529,7 +529,9 @@ impl StripeTree {
                 s.voided = Some(pending);
             }
             let mut heir = false;
-            let awaits_release = s.awaits_release(now);
+            // A parent that holds for us while we wait for a keyframe pushes nothing by
+            // design: it is judged only on being gone.
+            let judged = !s.awaits_release(now);
             if let Some(parent) = s.parent {
                 // Quiet since the stream's first chunk at the earliest, as `withheld` below.
                 let quiet =
@@ -546,21 +548,21 @@ impl StripeTree {
                 if window_over {
                     s.window = PushWindow::starting(now);
                 }
-                let starved = starved && !awaits_release;
-                let withheld = !awaits_release
-                    && (starved || s.pushed_nothing_for(STALL_US, first_heard, now));
-                let quiet = if awaits_release { 0 } else { quiet };
+                let withheld =
+                    judged && (starved || s.pushed_nothing_for(STALL_US, first_heard, now));
                 // Held for us and still silent well after our playout started: a parent
                 // that holds is honest only if it releases, and the stripe meanwhile lives
-                // on repairs (bl-sim, 1,000 peers, 5 % liars: chunks skipped 285 -> 1,457
-                // while such a parent was judged only a full stall after the start). It may
-                // just be far from the keyframe, so it is asked again after a refusal's
-                // back-off, not a withholder's.
+                // on repairs (bl-sim, 1,000 peers, 5 % liars, seeds 1 and 2: chunks skipped
+                // 1,457 -> 1,276 and 1,125 -> 989 with this, against a full stall after the
+                // start). It may just be far from the keyframe, so it is asked again after a
+                // refusal's back-off, not a withholder's.
                 let unreleased = s.release_due.is_some_and(|t| now >= t);
                 // Sent us nothing at all, not even a Have, for [`PARENT_GONE_US`]: it is gone
                 // (a seed killed by SIGKILL), whether or not the stream flows elsewhere.
                 let gone = neighbours.get(&parent).is_none_or(|n| is_gone(n, now));
-                if gone || starved || unreleased || flows && (withheld || quiet > STALL_US) {
+                if gone
+                    || judged && (starved || unreleased || flows && (withheld || quiet > STALL_US))
+                {
                     heir = gone
                         && neighbours
                             .get(&parent)
