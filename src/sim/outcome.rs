@@ -146,6 +146,8 @@ impl LinkDelaySums {
 /// share not attached to their stripe's tree.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Depths {
+    /// Over attached samples: the p50 moves in whole hops, and one hop is ~50 ms of latency.
+    pub mean: f64,
     pub p50: u8,
     pub p99: u8,
     pub max: u8,
@@ -168,7 +170,9 @@ impl Depths {
         };
         let max = counts[..255].iter().rposition(|&n| n > 0).unwrap_or(0) as u8;
         let all = attached + counts[255];
+        let hops: u64 = counts[..255].iter().zip(0u64..).map(|(n, d)| n * d).sum();
         Depths {
+            mean: (hops as f64 / attached.max(1) as f64 * 100.0).round() / 100.0,
             p50: quantile(0.5),
             p99: quantile(0.99),
             max,
