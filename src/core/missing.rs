@@ -330,6 +330,18 @@ impl MissingSet {
         self.chosen = chosen;
     }
 
+    /// `seq` was lost on the way from a sender that holds it: if it was never asked for, its
+    /// first try comes forward to `now`, put off or not.
+    pub fn ask_now(&mut self, seq: Seq, now: Micros) {
+        if self
+            .entry(seq.0)
+            .is_some_and(|m| m.asked.is_none() && m.next_try > now)
+        {
+            self.clear_put_off(seq.0);
+            self.set_next_try(seq.0, now);
+        }
+    }
+
     /// Up to `limit` seqs at or above `floor` whose try is due at `now`, oldest try first.
     pub fn due(&mut self, now: Micros, floor: Seq, limit: usize) -> Vec<Seq> {
         let (now, floor) = (now.0, floor.0);

@@ -13,6 +13,7 @@ pub mod node;
 pub mod outbox;
 pub mod playout;
 pub mod proximity;
+pub mod push_log;
 pub mod reachability;
 pub mod repair;
 pub mod rng;

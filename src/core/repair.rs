@@ -7,15 +7,16 @@ use std::net::SocketAddr;
 
 use crate::core::config::{
     Tuning, CHILD_OVERDRAFT, DEFAULT_RTT_US, IDLE_HAVE_TICKS_PEER, IDLE_HAVE_TICKS_SEED,
-    IN_FLIGHT_WAIT_US, PARENT_QUIET_US, PARENT_REPAIR_EXTRA_US, REPAIR_DELAY_US, REPAIR_SHARE_MIN,
-    REPAIR_SHARE_SEED, SEED_AFTER_TRIES, STRAY_ASKED_GRACE_US, TREE_HAVE_TICKS_PEER,
-    UNPUSHED_CREDIT_MAX,
+    IN_FLIGHT_WAIT_US, LATE_UPSTREAM_WAIT_US, PARENT_QUIET_US, PARENT_REPAIR_EXTRA_US,
+    REPAIR_DELAY_US, REPAIR_SHARE_MIN, REPAIR_SHARE_SEED, SEED_AFTER_TRIES, STRAY_ASKED_GRACE_US,
+    TREE_HAVE_TICKS_PEER, UNPUSHED_CREDIT_MAX,
 };
 use crate::core::history::History;
 pub use crate::core::missing::Arrival;
 use crate::core::missing::{Asked, Missing, MissingSet};
 use crate::core::neighbours::Neighbours;
 use crate::core::outbox::Outbox;
+use crate::core::push_log::PushLog;
 use crate::core::rng::Rng;
 use crate::core::stripes::{stripe_of, StripeSet};
 use crate::core::timers::{Timer, Timers};
@@ -164,17 +165,13 @@ impl Repair {
         stripes: u8,
         out: &mut Outbox,
     ) {
-        let crossing_us = (child_min_rtt_us + CROSSING_MARGIN_US).min(CROSSING_MAX_US);
         for seq in seqs {
             if let Some(chunk) = history.get(seq).cloned() {
                 let stripe = stripe_of(seq, stripes);
-                // Pushed to it only if it was our child then: a child that subscribed after
-                // the push asks for what it never got.
                 let crossed = children.contains(stripe)
                     && self
                         .pushes
-                        .pushed_at(seq)
-                        .is_some_and(|t| t >= child_since && now < t + crossing_us);
+                        .crossed(seq, stripes, now, child_since, child_min_rtt_us);
                 if crossed {
                     out.stats.counters.repairs_crossed += 1;
                     continue;
@@ -223,8 +220,21 @@ impl Repair {
         let stripe = stripe_of(seq.0, stripes);
         let of_stripe = |s: Seq| stripe_of(s.0, stripes) == stripe;
         self.missing
-            .bring_forward(seq, now + REPAIR_DELAY_US, of_stripe);
+            .bring_forward(seq, now + LATE_UPSTREAM_WAIT_US, of_stripe);
         timers.set_earlier(Timer::Repair, self.missing.earliest());
+    }
+
+    /// The sender of chunk `seq` pushed us the chunk before it in its stripe too (a
+    /// ChunkPrevPushed): if we lack that one, it was lost on the link, and the sender can
+    /// answer for it, so it is asked for at once. After a plain Chunk it may be late upstream
+    /// and come down by push, and the ask waits [`LATE_UPSTREAM_WAIT_US`]. A lost chunk holds
+    /// back every chunk behind it until its repair comes, which made 1 % loss cost 140 ms of the latency p50 at 3,000
+    /// peers (docs/PERFORMANCE.md, "What 1 % loss costs the latency aims").
+    pub fn prev_lost_on_link(&mut self, now: Micros, seq: Seq, stripes: u8, timers: &mut Timers) {
+        if let Some(prev) = seq.0.checked_sub(u64::from(stripes)) {
+            self.missing.ask_now(Seq(prev), now);
+            timers.set_earlier(Timer::Repair, self.missing.earliest());
+        }
     }
 
     /// Playout starts at `start`: what lies between it and `last` that we lack is missing
@@ -538,50 +548,6 @@ pub fn have(
     }
 }
 
-/// A child's request for a chunk we pushed to it less than its least RTT plus this margin ago
-/// crossed the push: the push is on its way, and answering sent the chunk twice. In bl-sim
-/// (1,000 × 10 s, seed 1) 73 % of the duplicates a parent sent came after its own first
-/// copy: a chunk an ancestor was still repairing came to the parent after later ones of its
-/// stripe, the child asked for it 50 ms ([`REPAIR_DELAY_US`]) after the later one came, and
-/// the push arrived while the request was in flight. A crossing request reaches us less than
-/// an RTT after the push left; a request for a push that was lost, at least an RTT plus those
-/// 50 ms after it (it waited for a later push): half of that gap is the margin. A window of
-/// 1.5 × RTT also refused requests for lost pushes, which then waited a retry round (latency
-/// p50 over seeds 1–3 rose from 674 to 773 ms). The least RTT, not the smoothed one: on a
-/// loaded machine scheduling inflated the smoothed RTT of loopback neighbours, lost pushes
-/// were refused as crossed, and a 20-peer swarm whose third was killed skipped a stripe for
-/// 270 ms in one run of four (tests/swarm.rs).
-///
-/// [`REPAIR_DELAY_US`]: crate::core::config::REPAIR_DELAY_US
-const CROSSING_MARGIN_US: u64 = 25_000;
-const CROSSING_MAX_US: u64 = 500_000;
-/// Seqs whose push time is remembered: more than the stream sends in [`CROSSING_MAX_US`] at
-/// a few Mb/s, and small, since every simulated node has one.
-const PUSH_LOG_SLOTS: usize = 128;
-
-/// When each recent chunk was pushed to the stripe's children (a ring by seq).
-#[derive(Debug, Default)]
-pub struct PushLog {
-    /// (seq + 1, when): 0 is an empty slot.
-    slots: Vec<(u64, u64)>,
-}
-
-impl PushLog {
-    pub fn note(&mut self, seq: u64, now: u64) {
-        if self.slots.is_empty() {
-            self.slots = vec![(0, 0); PUSH_LOG_SLOTS];
-        }
-        if let Some(slot) = self.slots.get_mut(seq as usize % PUSH_LOG_SLOTS) {
-            *slot = (seq.wrapping_add(1), now);
-        }
-    }
-
-    pub fn pushed_at(&self, seq: u64) -> Option<u64> {
-        let (s, at) = *self.slots.get(seq as usize % PUSH_LOG_SLOTS)?;
-        (s == seq.wrapping_add(1)).then_some(at)
-    }
-}
-
 /// Haves double as keepalives: on tick number `ticks` they go often to the tree around us
 /// (parents and children), less often to the rest. Peers' Haves go every
 /// [`TREE_HAVE_TICKS_PEER`] ticks to the tree and every [`IDLE_HAVE_TICKS_PEER`] to others
@@ -708,76 +674,5 @@ mod tests {
         seed.owe_unpushed();
         seed.owe_unpushed();
         assert!(seed.spend(false) && seed.spend(false) && !seed.spend(false));
-    }
-}
-
-#[cfg(test)]
-mod crossing_tests {
-    //! A child's request that crossed its parent's push.
-
-    use std::sync::Arc;
-
-    use super::*;
-    use crate::media::chunk::Chunk;
-    use crate::media::identity::StreamKey;
-
-    #[test]
-    fn a_childs_request_that_crossed_the_push_is_not_answered_twice() {
-        let key = StreamKey::from_seed([3; 32]);
-        let mut history = History::new(64);
-        let mut payload = vec![0u8; 188];
-        payload[0] = 0x47;
-        history.insert(Arc::new(Chunk::sign(&key, 8, 1, 0, payload)));
-        let mut repair = Repair::default();
-        repair.budget.credit = 100.0;
-        let (child, other) = ("127.0.0.1:7001", "127.0.0.1:7002");
-        let (child, other): (SocketAddr, SocketAddr) =
-            (child.parse().unwrap(), other.parse().unwrap());
-        let mut feeds = StripeSet::EMPTY;
-        feeds.insert(stripe_of(8, 4));
-        let rtt = 100_000;
-        let pushed = 5_000_000;
-        repair.pushes.note(8, pushed);
-        let mut out = Outbox::default();
-        let mut ask = |repair: &mut Repair, at: u64, from: SocketAddr, children: StripeSet| {
-            repair.serve(
-                at,
-                from,
-                vec![8],
-                false,
-                (children, 0),
-                rtt,
-                &history,
-                4,
-                &mut out,
-            );
-            let c = &out.stats.counters;
-            (c.repairs_served, c.repairs_crossed)
-        };
-        // Sent before the push reached the child: it comes within an RTT of the push.
-        assert_eq!(ask(&mut repair, pushed + rtt / 2, child, feeds), (0, 1));
-        // Anyone else asking is served.
-        assert_eq!(
-            ask(&mut repair, pushed + rtt / 2, other, StripeSet::EMPTY),
-            (1, 1)
-        );
-        // The push was lost: the child asked only after a later push came, past the window.
-        let late = pushed + rtt + REPAIR_DELAY_US;
-        assert_eq!(ask(&mut repair, late, child, feeds), (2, 1));
-        // A child that subscribed after the push never got it: served at once.
-        let mut out = Outbox::default();
-        let newcomer = (feeds, pushed + 1);
-        repair.serve(
-            pushed + rtt / 2,
-            child,
-            vec![8],
-            false,
-            newcomer,
-            rtt,
-            &history,
-            4,
-            &mut out,
-        );
-        assert_eq!(out.stats.counters.repairs_served, 1);
     }
 }

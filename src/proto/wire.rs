@@ -23,7 +23,9 @@ pub const MAGIC: &[u8; 2] = b"bl";
 /// 4: a Hello is padded to [`HELLO_MIN_SIZE`] (128 bytes), no longer to 1,200.
 /// 5: a Have's `recent` bitmap goes complemented ([`complemented`]).
 /// 6: a Subscribe may ask the parent to hold its pushes until a keyframe (`hold_after`).
-pub const WIRE_VERSION: u8 = 6;
+/// 7: a push whose sender pushed the chunk before it in its stripe to the same child goes as
+/// [`Message::ChunkPrevPushed`].
+pub const WIRE_VERSION: u8 = 7;
 const PREFIX_LEN: usize = 3;
 /// A Hello is padded to this size so the reply to an unverified address (a Welcome, at most
 /// 95 bytes, or a 45-byte Refuse; checked by a test below) is never larger than what it sent:
@@ -173,9 +175,22 @@ pub enum Message {
     Introduced {
         peer: SocketAddr,
     },
+    /// A chunk pushed by a sender that pushed us the chunk before it in its stripe (seq −
+    /// stripes) too: if we lack that one, it was lost on the way to us, not late upstream,
+    /// and the sender can answer for it at once. Otherwise the same as [`Message::Chunk`], and just as
+    /// long on the wire: the kind is one varint byte either way.
+    ChunkPrevPushed(Arc<Chunk>),
 }
 
 impl Message {
+    /// The chunk a Chunk or ChunkPrevPushed carries.
+    pub fn chunk(&self) -> Option<&Arc<Chunk>> {
+        match self {
+            Message::Chunk(chunk) | Message::ChunkPrevPushed(chunk) => Some(chunk),
+            _ => None,
+        }
+    }
+
     /// A short name for counters and logs.
     /// The kind's name, as counted in stats and printed in reports.
     pub fn kind(&self) -> &'static str {
@@ -194,7 +209,7 @@ impl Message {
             Message::Subscribe { .. } => 5,
             Message::SubscribeReply { .. } => 6,
             Message::Unsubscribe { .. } => 7,
-            Message::Chunk(_) => 8,
+            Message::Chunk(_) | Message::ChunkPrevPushed(_) => 8,
             Message::Have { .. } => 9,
             Message::Request { .. } => 10,
             Message::Refuse { .. } => 11,
@@ -408,11 +423,17 @@ mod tests {
         let mut payload = vec![0xff; MAX_PAYLOAD];
         payload[0] = 0x47;
         let chunk = Chunk::sign(&key, u64::MAX, u64::MAX, FLAG_KEYFRAME, payload);
-        let message = Message::Chunk(Arc::new(chunk));
+        let chunk = Arc::new(chunk);
+        let message = Message::Chunk(chunk.clone());
         let bytes = encode(&message).unwrap();
         assert!(bytes.len() <= MAX_DATAGRAM, "{} bytes", bytes.len());
         assert_eq!(encoded_len(&message), bytes.len());
         assert_eq!(decode(&bytes).unwrap(), message);
+        // A parent sizes a push once for all its children, whichever kind each gets.
+        let after_pushed = Message::ChunkPrevPushed(chunk);
+        let other = encode(&after_pushed).unwrap();
+        assert_eq!(other.len(), bytes.len());
+        assert_eq!(decode(&other).unwrap(), after_pushed);
     }
 
     /// What `encode` accepts, `decode` accepts: at every length up to the largest, and with

@@ -51,7 +51,7 @@ pub(crate) enum Lie {
 pub(crate) fn lie(message: Message, from: u32, world: &World) -> Lie {
     let lane = lane_of(from).0;
     match message {
-        Message::Chunk(_) => Lie::Withhold,
+        Message::Chunk(_) | Message::ChunkPrevPushed(_) => Lie::Withhold,
         Message::Have {
             highest, children, ..
         } => {
@@ -67,7 +67,10 @@ pub(crate) fn lie(message: Message, from: u32, world: &World) -> Lie {
             let old = highest.saturating_sub(300);
             if let Some(chunk) = world.authentic[lane].get(old as usize) {
                 out.push((
-                    Payload::Authentic(old),
+                    Payload::Authentic {
+                        seq: old,
+                        prev_pushed: false,
+                    },
                     wire::encoded_len(&Message::Chunk(chunk.clone())),
                 ));
             }
@@ -105,7 +108,7 @@ fn sized(message: Message) -> (Payload, usize) {
 /// child's claim that it feeds others).
 pub(crate) fn withhold(mut message: Message, to: u32) -> Option<(Payload, usize)> {
     match &mut message {
-        Message::Chunk(_) if to != 0 => return None,
+        Message::Chunk(_) | Message::ChunkPrevPushed(_) if to != 0 => return None,
         Message::Have {
             children, depth, ..
         } => {

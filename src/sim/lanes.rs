@@ -77,7 +77,11 @@ pub(crate) struct SimNode {
 /// A datagram in flight. The seed's chunks travel by seq and the receiver takes its own
 /// lane's copy: no reference count is shared between the threads.
 pub(crate) enum Payload {
-    Authentic(u64),
+    /// The seed's chunk at `seq`, sent as a [`Message::ChunkPrevPushed`] if `prev_pushed`.
+    Authentic {
+        seq: u64,
+        prev_pushed: bool,
+    },
     Message(Message),
 }
 
@@ -190,10 +194,13 @@ pub(crate) fn step(node: &mut SimNode, id: u32, ev: Ev, world: &World, lane: &mu
             }
             let message = match payload {
                 Payload::Message(message) => message,
-                Payload::Authentic(seq) => match world.authentic[lane_of(id).0].get(seq as usize) {
-                    Some(chunk) => Message::Chunk(chunk.clone()),
-                    None => return,
-                },
+                Payload::Authentic { seq, prev_pushed } => {
+                    match world.authentic[lane_of(id).0].get(seq as usize) {
+                        Some(chunk) if prev_pushed => Message::ChunkPrevPushed(chunk.clone()),
+                        Some(chunk) => Message::Chunk(chunk.clone()),
+                        None => return,
+                    }
+                }
             };
             node.core
                 .handle_message(world.now, addr_of(from), message, len)
@@ -290,7 +297,13 @@ pub(crate) fn route(sender: &mut SimNode, from: u32, t: Transmit, world: &World,
         }
         return;
     }
-    if let Payload::Message(Message::Chunk(chunk)) = &payload {
+    let chunk = match &payload {
+        Payload::Message(m) => m
+            .chunk()
+            .map(|c| (c, matches!(m, Message::ChunkPrevPushed(_)))),
+        Payload::Authentic { .. } => None,
+    };
+    if let Some((chunk, prev_pushed)) = chunk {
         match place.kind {
             Kind::FreeRider => {
                 lane.tally.withheld += 1;
@@ -310,7 +323,7 @@ pub(crate) fn route(sender: &mut SimNode, from: u32, t: Transmit, world: &World,
                     .get(seq as usize)
                     .is_some_and(|c| Arc::ptr_eq(c, chunk))
                 {
-                    payload = Payload::Authentic(seq);
+                    payload = Payload::Authentic { seq, prev_pushed };
                 }
             }
         }

@@ -20,7 +20,15 @@ use crate::proto::wire::{self, Message, Role};
 impl Node {
     // ---- chunks --------------------------------------------------------------------------
 
-    pub(super) fn on_chunk(&mut self, now: u64, from: Source, chunk: Arc<Chunk>) {
+    /// `prev_pushed`: the sender pushed us the chunk before this one in its stripe (a push
+    /// sent as [`Message::ChunkPrevPushed`]).
+    pub(super) fn on_chunk(
+        &mut self,
+        now: u64,
+        from: Source,
+        chunk: Arc<Chunk>,
+        prev_pushed: bool,
+    ) {
         let seq = Seq(chunk.seq);
         if from != Source::Input {
             self.out.stats.counters.chunks_received += 1;
@@ -166,6 +174,12 @@ impl Node {
                 self.check_index(seq);
             }
             self.note_known_seq(now, Known::verified(seq.back(1)));
+            if prev_pushed {
+                let stripes = self.place.stripes;
+                let timers = &mut self.timers;
+                self.repair
+                    .prev_lost_on_link(Micros(now), seq, stripes, timers);
+            }
         }
         self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));
         // Forward first (latency), then keep and play.
@@ -294,12 +308,34 @@ impl Node {
             self.repair.budget.owe_unpushed();
         }
         if pushes > 0 {
+            let stripes = u64::from(self.place.stripes);
+            // When we pushed the chunk before this one in its stripe, read before this push
+            // is noted (the log is a ring by seq).
+            let prev_pushed_at = chunk
+                .seq
+                .checked_sub(stripes)
+                .and_then(|prev| self.repair.pushes.pushed_at(prev));
             self.repair.pushes.note(chunk.seq, now);
-            // One size for every child: the per-chunk path encodes nothing twice.
-            let message = Message::Chunk(chunk.clone());
-            let len = wire::encoded_len(&message);
+            // A child we pushed the chunk before this one to, and that lacks it, knows it was
+            // lost on the way and asks us at once, not REPAIR_DELAY_US later (core::repair).
+            // Only if it was our child then: a child that moved to us since may still get it
+            // from its old parent. (Told whenever we held it: bl-sim, 3,000 × 20 s, 1 % loss,
+            // seed 1, duplicates rose from 2.06 to 2.87 % of chunks played.)
+            let plain = Message::Chunk(chunk.clone());
+            let after_pushed = Message::ChunkPrevPushed(chunk.clone());
+            // One size for every child, and both kinds are one byte: the per-chunk path
+            // encodes nothing twice.
+            let len = wire::encoded_len(&plain);
             for &to in children.iter().filter(|a| Some(**a) != sender) {
-                self.out.send_sized(to, message.clone(), len);
+                let since = self
+                    .neighbours
+                    .get(&to)
+                    .map_or(u64::MAX, |n| n.subscribed_at);
+                let message = match prev_pushed_at.is_some_and(|t| t >= since) {
+                    true => after_pushed.clone(),
+                    false => plain.clone(),
+                };
+                self.out.send_sized(to, message, len);
             }
         }
         self.tree.put_back_children(stripe, children);

@@ -401,7 +401,8 @@ impl Node {
                 self.on_subscribe_reply(now, from, stripe, accepted)
             }
             Message::Unsubscribe { stripe } => self.on_unsubscribe(now, from, stripe),
-            Message::Chunk(chunk) => self.on_chunk(now, Source::Neighbour(from), chunk),
+            Message::Chunk(chunk) => self.on_chunk(now, Source::Neighbour(from), chunk, false),
+            Message::ChunkPrevPushed(c) => self.on_chunk(now, Source::Neighbour(from), c, true),
             Message::Have {
                 first,
                 highest,
@@ -461,7 +462,7 @@ impl Node {
 
     /// Seed: a chunk read from stdin.
     pub fn handle_chunk(&mut self, now: u64, chunk: impl Into<Arc<Chunk>>) {
-        self.on_chunk(now, Source::Input, chunk.into());
+        self.on_chunk(now, Source::Input, chunk.into(), false);
     }
 
     /// Seed: stdin ended. After the stream's signed end record (bl-chunk writes one) the seed

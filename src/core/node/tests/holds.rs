@@ -19,7 +19,9 @@ fn a_joiner_is_pushed_nothing_it_only_plays_before_the_keyframe_it_waits_for() {
     let received = Rc::new(RefCell::new(Vec::new()));
     let log = received.clone();
     net.filter = Box::new(move |from, to, bytes| {
-        if let (true, Ok(Message::Chunk(c))) = (to == joiner, wire::decode(bytes)) {
+        if let (true, Ok(Message::Chunk(c) | Message::ChunkPrevPushed(c))) =
+            (to == joiner, wire::decode(bytes))
+        {
             log.borrow_mut().push((from, c.seq));
         }
         true
@@ -99,7 +101,9 @@ fn asking_again_while_fed_fetches_no_keyframe_and_no_backlog() {
     let (sent, _) = drain(&mut net.nodes[parent].1);
     let chunks = sent
         .iter()
-        .filter(|t| t.to == child && matches!(t.message, Message::Chunk(_)))
+        .filter(|t| {
+            t.to == child && matches!(t.message, Message::Chunk(_) | Message::ChunkPrevPushed(_))
+        })
         .count();
     assert_eq!(chunks, 0, "a repeated Subscribe fetched {chunks} chunks");
     let replies = sent

@@ -9,6 +9,7 @@ mod contacts;
 mod ending;
 mod holds;
 mod liars;
+mod lost_pushes;
 mod net;
 mod replays;
 mod tree;
@@ -71,7 +72,7 @@ fn a_chunk_playout_gave_up_on_is_no_longer_asked_for() {
     );
     let now_seen = clock.clone();
     net.filter = Box::new(move |from, to, bytes| match wire::decode(bytes) {
-        Ok(Message::Chunk(c)) => !(to == peer && c.seq == 0),
+        Ok(Message::Chunk(c) | Message::ChunkPrevPushed(c)) => !(to == peer && c.seq == 0),
         Ok(Message::Request { seqs }) if from == peer && seqs.contains(&0) => {
             if now_seen.get() > 0 {
                 asked.set(asked.get() + 1);
@@ -117,7 +118,7 @@ fn a_chunk_nobody_holds_any_longer_is_not_asked_for() {
     );
     let count_now = counting.clone();
     net.filter = Box::new(move |from, to, bytes| match wire::decode(bytes) {
-        Ok(Message::Chunk(c)) => !(to == peer && c.seq >= 200),
+        Ok(Message::Chunk(c) | Message::ChunkPrevPushed(c)) => !(to == peer && c.seq >= 200),
         Ok(Message::Request { seqs }) if from == peer && count_now.get() => {
             let least = seqs.iter().copied().min().unwrap_or(u64::MAX);
             lowest.set(lowest.get().min(least));
@@ -163,7 +164,10 @@ fn lost_datagrams_are_repaired_by_pull() {
     // Lose every 7th chunk datagram on every link; Requests recover them.
     let counter = std::cell::Cell::new(0u32);
     net.filter = Box::new(move |_, _, bytes| {
-        if matches!(wire::decode(bytes), Ok(Message::Chunk(_))) {
+        if matches!(
+            wire::decode(bytes),
+            Ok(Message::Chunk(_) | Message::ChunkPrevPushed(_))
+        ) {
             counter.set(counter.get() + 1);
             return counter.get() % 7 != 0;
         }
@@ -518,7 +522,7 @@ fn an_end_record_replayed_from_an_earlier_broadcast_ends_nothing() {
     let hold = Rc::new(Cell::new(true));
     let held = hold.clone();
     net.filter = Box::new(move |_, to, bytes| {
-        let is_35 = matches!(wire::decode(bytes), Ok(Message::Chunk(c)) if c.seq == 35);
+        let is_35 = matches!(wire::decode(bytes), Ok(Message::Chunk(c) | Message::ChunkPrevPushed(c)) if c.seq == 35);
         !(held.get() && to == addr(1) && is_35)
     });
     net.run_until(T0 + 300_000);
@@ -551,7 +555,7 @@ fn a_have_naming_the_end_of_u64_drops_nothing_and_asks_for_little() {
     let hold = Rc::new(Cell::new(true));
     let held = hold.clone();
     net.filter = Box::new(move |_, to, bytes| {
-        let is_30 = matches!(wire::decode(bytes), Ok(Message::Chunk(c)) if c.seq == 30);
+        let is_30 = matches!(wire::decode(bytes), Ok(Message::Chunk(c) | Message::ChunkPrevPushed(c)) if c.seq == 30);
         !(held.get() && to == addr(1) && is_30)
     });
     net.run_until(T0 + 300_000);
@@ -619,7 +623,7 @@ fn a_joiner_awaiting_a_keyframe_whose_push_is_lost_fetches_it_and_plays() {
     // Every keyframe's first copy to the joiner is lost: it must ask for one.
     let lost = std::rc::Rc::new(std::cell::RefCell::new(std::collections::BTreeSet::new()));
     net.filter = Box::new(move |_, to, bytes| match wire::decode(bytes) {
-        Ok(Message::Chunk(c)) if to == joiner && c.is_keyframe() => {
+        Ok(Message::Chunk(c) | Message::ChunkPrevPushed(c)) if to == joiner && c.is_keyframe() => {
             !lost.borrow_mut().insert(c.seq)
         }
         _ => true,

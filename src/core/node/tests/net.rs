@@ -141,7 +141,7 @@ pub(super) fn hold_chunk_30_from_peer_1(net: &mut Net) -> std::rc::Rc<std::cell:
     let hold = std::rc::Rc::new(std::cell::Cell::new(true));
     let held = hold.clone();
     net.filter = Box::new(move |_, to, bytes| {
-        let is_30 = matches!(wire::decode(bytes), Ok(Message::Chunk(c)) if c.seq == 30);
+        let is_30 = matches!(wire::decode(bytes), Ok(Message::Chunk(c) | Message::ChunkPrevPushed(c)) if c.seq == 30);
         !(held.get() && to == addr(1) && is_30)
     });
     hold

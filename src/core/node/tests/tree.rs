@@ -285,7 +285,7 @@ fn a_child_that_comes_to_feed_more_is_pushed_first() {
         }
         let (sent, _) = drain(node);
         sent.into_iter()
-            .filter(|t| matches!(t.message, Message::Chunk(_)))
+            .filter(|t| matches!(t.message, Message::Chunk(_) | Message::ChunkPrevPushed(_)))
             .map(|t| t.to)
             .collect::<Vec<_>>()
     };
