@@ -88,8 +88,9 @@ mod tests {
     use crate::media::chunk::Chunk;
     use crate::media::identity::StreamKey;
 
-    #[test]
-    fn a_childs_request_that_crossed_the_push_is_not_answered_twice() {
+    /// A parent that holds chunk 8 and has budget to answer, and a child's subscriptions
+    /// that include 8's stripe (of 4).
+    fn parent_holding_8() -> (History, Repair, StripeSet) {
         let key = StreamKey::from_seed([3; 32]);
         let mut history = History::new(64);
         let mut payload = vec![0u8; 188];
@@ -97,11 +98,17 @@ mod tests {
         history.insert(Arc::new(Chunk::sign(&key, 8, 1, 0, payload)));
         let mut repair = Repair::default();
         repair.budget.credit = 100.0;
+        let mut feeds = StripeSet::EMPTY;
+        feeds.insert(stripe_of(8, 4));
+        (history, repair, feeds)
+    }
+
+    #[test]
+    fn a_childs_request_that_crossed_the_push_is_not_answered_twice() {
+        let (history, mut repair, feeds) = parent_holding_8();
         let (child, other) = ("127.0.0.1:7001", "127.0.0.1:7002");
         let (child, other): (SocketAddr, SocketAddr) =
             (child.parse().unwrap(), other.parse().unwrap());
-        let mut feeds = StripeSet::EMPTY;
-        feeds.insert(stripe_of(8, 4));
         let rtt = 100_000;
         let pushed = 5_000_000;
         // We were repairing 8 and pushed it after 12, the next of its stripe.
@@ -154,16 +161,8 @@ mod tests {
     /// push of its stripe comes (with ChunkPrevPushed: at once) lost it, and is answered.
     #[test]
     fn a_childs_request_for_a_push_sent_in_order_is_answered_at_once() {
-        let key = StreamKey::from_seed([3; 32]);
-        let mut history = History::new(64);
-        let mut payload = vec![0u8; 188];
-        payload[0] = 0x47;
-        history.insert(Arc::new(Chunk::sign(&key, 8, 1, 0, payload)));
-        let mut repair = Repair::default();
-        repair.budget.credit = 100.0;
+        let (history, mut repair, feeds) = parent_holding_8();
         let child: SocketAddr = "127.0.0.1:7001".parse().unwrap();
-        let mut feeds = StripeSet::EMPTY;
-        feeds.insert(stripe_of(8, 4));
         let (rtt, pushed) = (100_000, 5_000_000);
         repair.pushes.note(8, pushed);
         repair.pushes.note(12, pushed + 18_000);
