@@ -6,9 +6,9 @@
 /// (1,000 × 10 s, seed 1) 73 % of the duplicates a parent sent came after its own first
 /// copy: a chunk an ancestor was still repairing came to the parent after later ones of its
 /// stripe, the child asked for it 50 ms (now [`LATE_UPSTREAM_WAIT_US`]) after the later one
-/// came, and the push arrived while the request was in flight. A crossing request reaches us less than
-/// an RTT after the push left; a request for a push that was lost, at least an RTT plus those
-/// 50 ms after it (it waited for a later push): half of that gap is the margin. A window of
+/// came, and the push arrived while the request was in flight. A crossing request reaches us
+/// less than an RTT after the push left; a request for a push that was lost, at least an RTT
+/// plus those 50 ms after it (it waited for a later push): half of that gap is the margin. A window of
 /// 1.5 × RTT also refused requests for lost pushes, which then waited a retry round (latency
 /// p50 over seeds 1–3 rose from 674 to 773 ms). The least RTT, not the smoothed one: on a
 /// loaded machine scheduling inflated the smoothed RTT of loopback neighbours, lost pushes
@@ -75,10 +75,8 @@ impl PushLog {
 
 #[cfg(test)]
 mod tests {
-
-    use std::sync::Arc;
-
     use std::net::SocketAddr;
+    use std::sync::Arc;
 
     use crate::core::config::REPAIR_DELAY_US;
     use crate::core::history::History;

@@ -317,7 +317,7 @@ impl Node {
                 .and_then(|prev| self.repair.pushes.pushed_at(prev));
             self.repair.pushes.note(chunk.seq, now);
             // A child we pushed the chunk before this one to, and that lacks it, knows it was
-            // lost on the way and asks us at once, not REPAIR_DELAY_US later (core::repair).
+            // lost on the way and asks us at once, not LATE_UPSTREAM_WAIT_US later (core::repair).
             // Only if it was our child then: a child that moved to us since may still get it
             // from its old parent. (Told whenever we held it: bl-sim, 3,000 × 20 s, 1 % loss,
             // seed 1, duplicates rose from 2.06 to 2.87 % of chunks played.)
