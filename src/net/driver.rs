@@ -3,7 +3,8 @@
 //! One `Poll` holds the UDP socket and a `Waker`. Helper threads own the blocking ends (stdin
 //! reader, stdout writer, signal listener) and talk to the loop over a channel plus the waker,
 //! so the loop itself never blocks on a slow player or a regular file. The socket is read until
-//! `WouldBlock` on every wake-up; all timers live in the core.
+//! `WouldBlock` on every wake-up, and what the core queued for each datagram (or input chunk)
+//! is sent and played before the next is taken; all timers live in the core.
 
 use std::io::{self, BufWriter, Read, Write};
 use std::net::{SocketAddr, UdpSocket};
@@ -248,7 +249,7 @@ pub fn run<R: Read + Send + 'static>(
     if let Some(reader) = input {
         spawn_chunk_reader(reader, opts.pace, tx.clone(), waker.clone())?;
     }
-    let mut http = match opts.http {
+    let http = match opts.http {
         Some(addr) => {
             let server = HttpServer::start(addr)?;
             let a = server.local_addr();
@@ -288,7 +289,7 @@ pub fn run<R: Read + Send + 'static>(
             },
         )?)
     };
-    let (mut out_tx, writer) = match output {
+    let (out_tx, writer) = match output {
         Some(mode) => {
             let (out_tx, out_rx) = mpsc::sync_channel::<Vec<u8>>(OUTPUT_QUEUE_CHUNKS);
             if mode == OutputMode::Chunks {
@@ -304,12 +305,17 @@ pub fn run<R: Read + Send + 'static>(
         None => (None, None),
     };
 
+    let mut outlets = Outlets {
+        http,
+        player: out_tx,
+        drops_warned: 0,
+        finished: None,
+    };
     let mut events = Events::with_capacity(256);
     let mut buf = vec![0u8; 2048];
     let mut next_stats = opts
         .stats_interval
         .map(|i| cli::mono_micros() + i.as_micros() as u64);
-    let mut output_drops_warned = 0u64;
     let exit = 'run: loop {
         let now = cli::mono_micros();
         let mut wake_at = node.poll_timeout();
@@ -329,15 +335,15 @@ pub fn run<R: Read + Send + 'static>(
             std::sync::atomic::Ordering::Relaxed,
         );
         if events.iter().any(|e| e.token() == SOCKET) {
-            receive(&socket, &mut buf, &mut node, now);
+            receive(&socket, &mut buf, &mut node, now, &mut outlets)?;
         }
-        match take_controls(&rx, &mut node, &socket, http.as_mut(), now)? {
+        match take_controls(&rx, &mut node, &socket, &mut outlets, now)? {
             Controls::Continue => {}
             Controls::Exit(exit) => break 'run exit,
-            Controls::OutputClosed if http.is_some() => {
+            Controls::OutputClosed if outlets.http.is_some() => {
                 // HTTP players are still watching: only stdout's player went away.
                 cli::notice("stdout closed; still serving HTTP players");
-                out_tx = None;
+                outlets.player = None;
             }
             Controls::OutputClosed => {
                 node.leave();
@@ -347,24 +353,8 @@ pub fn run<R: Read + Send + 'static>(
         if now >= node.poll_timeout() {
             node.handle_timeout(now);
         }
-        let mut finished = None;
-        loop {
-            match node.poll_output() {
-                Output::Transmit(t) => send(&socket, &t),
-                Output::Event(Event::Play(chunk)) => {
-                    if let Some(h) = http.as_mut() {
-                        h.play(chunk.clone());
-                    }
-                    if let Some((out, mode)) = &out_tx {
-                        play(&mut node, out, *mode, &chunk, &mut output_drops_warned)?;
-                    }
-                }
-                Output::Event(Event::Warning(w) | Event::Internal(w)) => cli::warn(w),
-                Output::Event(Event::Finished(how)) => finished = Some(how),
-                Output::Timeout(_) => break,
-            }
-        }
-        if let Some(h) = http.as_mut() {
+        outlets.drain(&mut node, &socket)?;
+        if let Some(h) = outlets.http.as_mut() {
             if now >= next_http_stats {
                 if let Ok(v) = serde_json::to_value(node.report(now)) {
                     h.stats(v);
@@ -378,20 +368,20 @@ pub fn run<R: Read + Send + 'static>(
                 next_stats = opts.stats_interval.map(|i| now + i.as_micros() as u64);
             }
         }
-        if let Some(how) = finished {
+        if let Some(how) = outlets.finished.take() {
             break exit_code(how);
         }
     };
     flush_transmits(&mut node, &socket);
     // Let the player have everything that was played before exiting.
-    drop(out_tx);
+    drop(outlets.player.take());
     if let Some(handle) = writer {
         let _ = handle.join();
     }
     // HTTP players get a moment to take the end of a stream that ended; on a signal or an
     // error their connections are cut, so none mistakes it for the end of the broadcast.
     let ended = exit == ExitCode::SUCCESS && cli::received_signal().is_none();
-    let http = http.map(|h| h.finish(ended));
+    let http = outlets.http.take().map(|h| h.finish(ended));
     if let Some(d) = discovery {
         d.stop();
     }
@@ -430,17 +420,19 @@ fn take_controls(
     rx: &mpsc::Receiver<Control>,
     node: &mut Node,
     socket: &mio::net::UdpSocket,
-    mut http: Option<&mut HttpServer>,
+    outlets: &mut Outlets,
     now: u64,
 ) -> Result<Controls> {
     while let Ok(control) = rx.try_recv() {
         match control {
             Control::Chunk(chunk) => {
-                if let Some(h) = http.as_deref_mut() {
+                if let Some(h) = outlets.http.as_mut() {
                     // The seed previews what it sends, in its input order.
                     h.play(Arc::new(chunk.clone()));
                 }
-                node.handle_chunk(now, chunk)
+                node.handle_chunk(now, chunk);
+                // Each chunk goes out before the next is taken: see `receive`.
+                outlets.drain(node, socket)?;
             }
             Control::InputEnd => node.handle_input_end(now),
             Control::Found(addrs) => {
@@ -477,16 +469,61 @@ fn take_controls(
     Ok(Controls::Continue)
 }
 
-/// Reads the socket until it would block, handing each datagram to the core.
-fn receive(socket: &mio::net::UdpSocket, buf: &mut [u8], node: &mut Node, now: u64) {
+/// Reads the socket until it would block, handing each datagram to the core and sending and
+/// playing what it queued before the next is read. A chunk is forwarded the moment it came,
+/// not after the whole burst it came in: bl-chunk signs what ffmpeg wrote in one go (up to
+/// 50 KB, ~40 chunks, 5 times a second with `-re`), and each hop that read a burst to its
+/// end before forwarding any of it added the burst's length to every chunk's latency.
+fn receive(
+    socket: &mio::net::UdpSocket,
+    buf: &mut [u8],
+    node: &mut Node,
+    now: u64,
+    outlets: &mut Outlets,
+) -> Result<()> {
     loop {
         match socket.recv_from(buf) {
-            Ok((n, from)) => node.handle_datagram(now, from, buf.get(..n).unwrap_or_default()),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Ok((n, from)) => {
+                node.handle_datagram(now, from, buf.get(..n).unwrap_or_default());
+                outlets.drain(node, socket)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // ICMP errors (a neighbour's port closed) surface here; the core's timeouts
             // deal with the neighbour.
-            Err(_) => break,
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
+/// Where the core's output goes: datagrams to the socket, played chunks to the player's
+/// queue and the HTTP players, and how the node's work ended, for the loop to act on.
+struct Outlets {
+    http: Option<HttpServer>,
+    /// The stdout writer's queue; gone once stdout closed while HTTP players watch.
+    player: Option<(mpsc::SyncSender<Vec<u8>>, OutputMode)>,
+    drops_warned: u64,
+    finished: Option<Finish>,
+}
+
+impl Outlets {
+    /// Sends and plays everything the core has queued.
+    fn drain(&mut self, node: &mut Node, socket: &mio::net::UdpSocket) -> Result<()> {
+        loop {
+            match node.poll_output() {
+                Output::Transmit(t) => send(socket, &t),
+                Output::Event(Event::Play(chunk)) => {
+                    if let Some(h) = self.http.as_mut() {
+                        h.play(chunk.clone());
+                    }
+                    if let Some((out, mode)) = &self.player {
+                        play(node, out, *mode, &chunk, &mut self.drops_warned)?;
+                    }
+                }
+                Output::Event(Event::Warning(w) | Event::Internal(w)) => cli::warn(w),
+                Output::Event(Event::Finished(how)) => self.finished = Some(how),
+                Output::Timeout(_) => return Ok(()),
+            }
         }
     }
 }
