@@ -13,7 +13,7 @@ use ed25519_dalek::VerifyingKey;
 use crate::core::config::{
     AUDIT_AGE_CHUNKS, AUDIT_MISSES_BARREN, BACKLOG_MAX_CHUNKS, BACKLOG_US, BARREN_AFTER_US,
     CHILD_SILENT_US, CLAIM_SLACK_SEQS, EXTRA_ROOT_GAP_US, STARVED_FOR_US, STARVED_HEARD_US,
-    STARVED_MIN_MEMBERS,
+    STARVED_MIN_MEMBERS, WITHHELD_JUDGED_AFTER_US,
 };
 use crate::core::history::History;
 use crate::core::neighbours::{Neighbour, Neighbours};
@@ -254,7 +254,7 @@ impl Guard {
                 continue;
             }
             since.get_or_insert(now);
-            let settled = extra.is_none_or(|t| now >= t + EXTRA_ROOT_GAP_US);
+            let settled = extra.is_none_or(|t| now >= t + WITHHELD_JUDGED_AFTER_US);
             if settled && below_a_parent >= STARVED_MIN_MEMBERS && 2 * below_a_parent >= starved {
                 self.looks_withheld.insert(stripe);
             }

@@ -118,9 +118,10 @@ fn a_stripe_looks_withheld_when_half_its_starved_members_hang_below_a_parent() {
 }
 
 /// The members an extra root just took hang below it while their Haves still show the
-/// starvation it ends: within [`EXTRA_ROOT_GAP_US`] of it they do not make the stripe look
-/// withheld (an honest stripe still forming kept its extra root for good so: bl-sim, 1,000
-/// peers × 20 s, seed 2); starved below a parent after that, they do.
+/// starvation it ends: within [`WITHHELD_JUDGED_AFTER_US`] of it they do not make the stripe
+/// look withheld (honest stripes still forming kept their extra roots for good so: bl-sim,
+/// 1,000 peers × 20 s, seed 2, and 100,000 peers); starved below a parent after that, they
+/// do.
 #[test]
 fn members_just_taken_by_an_extra_root_do_not_make_the_stripe_look_withheld() {
     let (mut guard, mut ns) = three_of_five_starved_of_stripe_one();
@@ -131,7 +132,7 @@ fn members_just_taken_by_an_extra_root_do_not_make_the_stripe_look_withheld() {
     assert!(guard.starved_now().contains(1) && !guard.looks_withheld(1));
     guard.extra_root_taken(1, 100);
     // Five starved and two fed, all now below a parent.
-    let soon = 100 + EXTRA_ROOT_GAP_US - 1;
+    let soon = 100 + WITHHELD_JUDGED_AFTER_US - 1;
     for i in 0..7 {
         if let Some(n) = ns.get_mut(&at(i)) {
             n.depth = 2;
