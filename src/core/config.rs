@@ -98,14 +98,16 @@ pub const EXTRA_ROOT_GAP_US: u64 = 2_000_000;
 /// release), it lets go of one root slot beyond its budget ([`crate::core::root_release`]).
 pub const EXTRA_ROOT_CALM_US: u64 = 4_000_000;
 /// Seed: a starved stripe is not judged withheld
-/// ([`crate::core::guard::Guard::looks_withheld`]) within this long of an extra root for
-/// it: the members the new root takes, and those still joining, hang below parents while
-/// their Haves show the starvation it ends. At 2 s, 100,000 peers joining 10,000 a second
-/// kept an honest stripe's two extra roots for the whole run: at the first tick 2 s after
-/// its extra root, 88 of the 166 members starved of it at the seed hung below a parent,
-/// and 0.4 s later it was no longer starved (bl-sim, 100,000 × 20 s, seed 1; source
-/// amplification 1.80 at 60 s). Withholders' stripes looked withheld before any extra root
-/// for them (1,000 peers, `--withholders 4`, seeds 1, 2, 6, 8: 0.8–1.7 s into the stream).
+/// ([`crate::core::guard::Guard::looks_withheld`]) within this long of the first extra root
+/// of its starved spell (nor within [`EXTRA_ROOT_GAP_US`] of the last): the members the new
+/// root takes, and those still joining, hang below parents while their Haves show the
+/// starvation it ends. Judged from 2 s after it, 100,000 peers joining 10,000 a second kept
+/// an honest stripe's two extra roots for the whole run: at the first tick 2 s after its
+/// extra root, 88 of the 166 members starved of it at the seed hung below a parent, and
+/// 0.2 s later it was no longer starved (bl-sim, 100,000 × 20 s, seed 1; source
+/// amplification 1.80 at 60 s). Withholders' stripes looked withheld within 1.7 s of the
+/// stream's start, before 2 s could pass after any extra root (1,000 peers, `--withholders
+/// 4`, seeds 1, 2, 6, 8).
 pub const WITHHELD_JUDGED_AFTER_US: u64 = 4_000_000;
 /// Seed: an extra root it lets go is still pushed its stripe this long, while it finds a
 /// parent among the stripe's members: its subtree is not left without the stripe meanwhile.
