@@ -49,11 +49,10 @@ fn thousand_peers_over_several_seeds_stay_within_bounds() {
         ]);
         assert_eq!(f(&o, &["forged_chunks_played"]), 0.0);
         assert_eq!(f(&o, &["peers_measured"]), 1000.0, "seed {seed}");
-        // Extra roots for stripes still forming are let go once the swarm is calm (seeds 1
-        // and 2 take one or two, and let one go; kept, source amplification was 1.75).
-        if f(&o, &["extra_roots"]) > 0.0 {
-            assert!(f(&o, &["extra_roots_released"]) >= 1.0, "seed {seed}: {o}");
-        }
+        // Extra roots for stripes still forming are let go once the swarm is calm, or fall
+        // within the seed's budget as other stripe children leave it: kept beyond it, source
+        // amplification was 1.75 (seeds 1 and 2 take one or two; 1.51-1.58 on seeds 1-3).
+        assert!(f(&o, &["source_amplification"]) <= 1.65, "seed {seed}: {o}");
         assert!(f(&o, &["latency_ms", "p50"]) > 0.0, "seed {seed}: {o}");
         // Settled: the chunks played from 5 s after each join, a part of all of them.
         let settled = f(&o, &["latency_settled_ms", "p50"]);

@@ -43,10 +43,12 @@ impl Node {
                 false => counters.chunk_bytes_from_peers += bytes,
             }
             // The keyframe we wait for, or started at, is how a parent that held our pushes
-            // releases them, whatever its stripe (core::tree::hold): not a stray feed.
+            // releases them, whatever its stripe (core::tree::hold): not a stray feed. Nor is
+            // the end record, flooded to every neighbour (taken for one, every peer told all
+            // its neighbours to stop at the end: loopback, 50 peers, 20-40 Unsubscribes each).
             let release = chunk.is_keyframe()
                 && (self.playout.awaited_keyframe(seq) || self.playout.play_from() == Some(seq));
-            if let Some(addr) = from.addr().filter(|_| !release) {
+            if let Some(addr) = from.addr().filter(|_| !release && !chunk.is_end()) {
                 self.stop_stray_feed(now, addr, stripe_of(seq.0, self.place.stripes));
             }
         }

@@ -34,3 +34,45 @@ fn the_last_chunk_pushed_after_the_end_record_is_not_asked_for() {
     assert_eq!(asked.get(), 0, "requests for a chunk on its way");
     assert_eq!(net.played[&peer], (0..=200).collect::<Vec<_>>());
 }
+
+/// The end record is flooded to every neighbour, so it comes from neighbours that do not
+/// feed us its stripe: that is no stray feed, and none is told to stop. Taken for one, it
+/// sent an Unsubscribe to every neighbour at the end of every run (loopback, 50 peers: 20–40
+/// from each peer, all for the end record's stripe, in the stream's last second).
+#[test]
+fn the_flooded_end_record_stops_no_feed() {
+    let key = StreamKey::from_seed([2; 32]);
+    let mut net = Net::new(&key, 6);
+    let unsubscribes = std::rc::Rc::new(std::cell::Cell::new(0u32));
+    let counted = unsubscribes.clone();
+    net.filter = Box::new(move |_, _, bytes| {
+        if matches!(wire::decode(bytes), Ok(Message::Unsubscribe { .. })) {
+            counted.set(counted.get() + 1);
+        }
+        true
+    });
+    net.run_until(T0 + 1_500_000);
+    stream(&mut net, &key, 0..200);
+    let strays = |net: &Net| -> u64 {
+        let nodes = net.nodes.iter().map(|(_, node)| node.stats().counters);
+        nodes.map(|c| c.stray_feeds_stopped).sum()
+    };
+    let (strays_before, unsubscribes_before) = (strays(&net), unsubscribes.get());
+    end_stream(&mut net, &key, 200);
+    let now = net.now;
+    net.run_until(now + 2_000_000);
+    assert_eq!(
+        strays(&net) - strays_before,
+        0,
+        "stray feeds stopped at the end"
+    );
+    // Each peer leaves its four parents when the stream is over, and that is all.
+    assert!(unsubscribes.get() - unsubscribes_before <= 6 * 4);
+    for p in 1..=6u16 {
+        assert_eq!(
+            net.played[&addr(p)].last(),
+            Some(&200),
+            "peer {p} played the end"
+        );
+    }
+}
