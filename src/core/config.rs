@@ -206,6 +206,10 @@ pub const IN_FLIGHT_WAIT_US: u64 = 750_000;
 pub const INTRODUCED_EXTRA: usize = 4;
 /// Introductions one neighbour may ask of us, or make us act on, per second.
 pub const INTRODUCTIONS_PER_NEIGHBOUR: u8 = 4;
+/// Verified chunks a node's guard remembers when no memo is shared with it: a batch checked
+/// ahead of handling ([`crate::core::node::Node::verify_ahead`]: the driver reads at most 16
+/// datagrams together) must still be there when each of its chunks is handled.
+pub const OWN_MEMO: usize = 64;
 /// Addresses taken from one tracker or DHT answer (a tracker lists up to 50; more would only
 /// be Hellos to strangers, and a lying tracker could aim us at a victim).
 pub const MAX_CANDIDATES: usize = 50;

@@ -240,6 +240,15 @@ pub struct Counters {
     pub chunk_bytes_from_seed: u64,
     #[serde(default)]
     pub chunk_bytes_from_peers: u64,
+    /// Chunks whose signatures were checked in a batch with others read from the socket
+    /// together (`Node::verify_ahead`). Left out of JSON while zero: bl-sim, which reads no
+    /// socket, prints what it printed before.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub chunks_verified_in_batches: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Counters {
@@ -248,6 +257,7 @@ impl Counters {
         self.datagrams_dropped += o.datagrams_dropped;
         self.chunks_received += o.chunks_received;
         self.chunks_duplicate += o.chunks_duplicate;
+        self.chunks_verified_in_batches += o.chunks_verified_in_batches;
         self.chunks_late += o.chunks_late;
         self.chunks_forged += o.chunks_forged;
         self.chunks_skipped += o.chunks_skipped;

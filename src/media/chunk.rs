@@ -185,35 +185,40 @@ pub fn codec() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_ENCODED_CHUNK>()
 }
 
-/// Verifies many chunks of one stream at once. Ed25519 batch verification is about twice as
-/// fast per signature; when a batch fails, chunks are checked one by one to find the culprits.
-/// Returns one result per chunk, in order.
+/// Whether every chunk has a valid shape and all their signatures verify, checked as one
+/// Ed25519 batch (about half the cost per signature from 8 chunks on). False says nothing of
+/// which chunk failed: check them one by one to find it.
+pub fn all_verify(chunks: &[&Chunk], stream: &StreamId, key: &VerifyingKey) -> bool {
+    if chunks.iter().any(|c| c.check_shape().is_err()) {
+        return false;
+    }
+    let messages: Vec<Vec<u8>> = chunks.iter().map(|c| c.signed_message(stream)).collect();
+    let message_refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let signatures: Vec<Signature> = chunks
+        .iter()
+        .map(|c| Signature::from_bytes(&c.signature))
+        .collect();
+    let keys = vec![*key; chunks.len()];
+    // The batch equation may accept a signature that verify_strict refuses only if its R or
+    // the key has a small-order component. The key is refused at parse if weak
+    // (`StreamId::verifying_key`), and such an R can only be made by whoever holds the
+    // signing key, which a forger does not: a broadcaster that wants its own chunks refused
+    // can stop sending them.
+    ed25519_dalek::verify_batch(&message_refs, &signatures, &keys).is_ok()
+}
+
+/// Verifies many chunks of one stream at once ([`all_verify`]); when the batch fails, chunks
+/// are checked one by one to find the culprits. Returns one result per chunk, in order.
 pub fn verify_batch(
     chunks: &[Chunk],
     stream: &StreamId,
     key: &VerifyingKey,
 ) -> Vec<Result<(), Rejection>> {
-    let shapes: Vec<Result<(), Rejection>> = chunks.iter().map(Chunk::check_shape).collect();
-    if chunks.len() > 1 && shapes.iter().all(Result::is_ok) {
-        let messages: Vec<Vec<u8>> = chunks.iter().map(|c| c.signed_message(stream)).collect();
-        let message_refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-        let signatures: Vec<Signature> = chunks
-            .iter()
-            .map(|c| Signature::from_bytes(&c.signature))
-            .collect();
-        let keys = vec![*key; chunks.len()];
-        // Batch verification accepts what verify_strict accepts except small-order edge
-        // cases; bl-chunk never produces those, and a forger gains nothing from them because
-        // the stream key itself is checked to be a valid, non-weak point at parse time.
-        if ed25519_dalek::verify_batch(&message_refs, &signatures, &keys).is_ok() {
-            return vec![Ok(()); chunks.len()];
-        }
+    let refs: Vec<&Chunk> = chunks.iter().collect();
+    if chunks.len() > 1 && all_verify(&refs, stream, key) {
+        return vec![Ok(()); chunks.len()];
     }
-    chunks
-        .iter()
-        .zip(shapes)
-        .map(|(c, shape)| shape.and_then(|()| c.verify(stream, key)))
-        .collect()
+    chunks.iter().map(|c| c.verify(stream, key)).collect()
 }
 
 #[cfg(test)]

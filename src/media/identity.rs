@@ -24,9 +24,16 @@ pub const STREAM_ID_TEXT_LEN: usize = 52;
 pub struct StreamId(pub [u8; 32]);
 
 impl StreamId {
+    /// The key chunks are checked against. A weak key (a point of small order, which no key
+    /// pair made by bl-chunk has) is refused: every signature checked one by one would fail
+    /// against it, and a batch check could pass a forgery.
     pub fn verifying_key(&self) -> Result<VerifyingKey> {
-        VerifyingKey::from_bytes(&self.0)
-            .map_err(|_| anyhow::anyhow!("stream id {self} is not a valid ed25519 public key"))
+        let key = VerifyingKey::from_bytes(&self.0)
+            .map_err(|_| anyhow::anyhow!("stream id {self} is not a valid ed25519 public key"))?;
+        if key.is_weak() {
+            bail!("stream id {self} is a weak ed25519 public key (of small order)");
+        }
+        Ok(key)
     }
 }
 
@@ -214,5 +221,12 @@ mod tests {
         assert!(err.contains("expected 52"), "{err}");
         let err = "1".repeat(52).parse::<StreamId>().unwrap_err().to_string();
         assert!(err.contains("not base32"), "{err}");
+        // The identity point, of order 1: a valid encoding, but a weak key.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let text = StreamId(identity).to_string();
+        let err = text.parse::<StreamId>().unwrap_err().to_string();
+        assert!(err.contains("not a valid public key"), "{err}");
+        assert!(StreamId(identity).verifying_key().is_err());
     }
 }

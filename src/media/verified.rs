@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::media::chunk::{Chunk, Rejection};
+use crate::media::chunk::{all_verify, Chunk, Rejection};
 use crate::media::identity::StreamId;
 
 #[derive(Debug)]
@@ -43,14 +43,56 @@ impl VerifiedChunks {
         key: &VerifyingKey,
         chunk: &Arc<Chunk>,
     ) -> Result<(), Rejection> {
-        if let Some((known_stream, known)) = self.by_signature.get(&chunk.signature) {
-            if known_stream == stream && (Arc::ptr_eq(known, chunk) || **known == **chunk) {
-                self.remembered += 1;
-                return Ok(());
-            }
+        if self.knows(stream, chunk) {
+            self.remembered += 1;
+            return Ok(());
         }
         self.checked += 1;
         chunk.verify(stream, key)?;
+        self.remember(stream, chunk);
+        Ok(())
+    }
+
+    /// Checks the signatures of those of `chunks` not yet remembered as one batch
+    /// ([`all_verify`]), and remembers them all if the batch holds, so that
+    /// [`VerifiedChunks::verify`] finds them. A failed batch remembers nothing: each chunk is
+    /// then checked alone when it is verified, which names the forgery. Fewer than two new
+    /// chunks are left to that single check, which costs the same. Returns how many chunks
+    /// the batch verified.
+    pub fn verify_ahead(
+        &mut self,
+        stream: &StreamId,
+        key: &VerifyingKey,
+        chunks: &[&Arc<Chunk>],
+    ) -> usize {
+        let new: Vec<&Arc<Chunk>> = chunks
+            .iter()
+            .copied()
+            .filter(|c| !self.knows(stream, c))
+            .collect();
+        if new.len() < 2 {
+            return 0;
+        }
+        let plain: Vec<&Chunk> = new.iter().map(|c| &***c).collect();
+        if !all_verify(&plain, stream, key) {
+            return 0;
+        }
+        self.checked += new.len() as u64;
+        for &chunk in &new {
+            self.remember(stream, chunk);
+        }
+        new.len()
+    }
+
+    fn knows(&self, stream: &StreamId, chunk: &Arc<Chunk>) -> bool {
+        self.by_signature
+            .get(&chunk.signature)
+            .is_some_and(|(s, known)| {
+                s == stream && (Arc::ptr_eq(known, chunk) || **known == **chunk)
+            })
+    }
+
+    fn remember(&mut self, stream: &StreamId, chunk: &Arc<Chunk>) {
         if self
             .by_signature
             .insert(chunk.signature, (*stream, chunk.clone()))
@@ -63,7 +105,6 @@ impl VerifiedChunks {
                 self.by_signature.remove(&oldest);
             }
         }
-        Ok(())
     }
 }
 
@@ -102,5 +143,44 @@ mod tests {
             memo.verify(&id, &vk, &Arc::new(chunk(&key, seq))).unwrap();
         }
         assert!(memo.by_signature.len() <= 2 && memo.order.len() <= 2);
+    }
+
+    #[test]
+    fn a_batch_checked_ahead_is_remembered_only_when_every_chunk_holds() {
+        let key = StreamKey::from_seed([3; 32]);
+        let id = key.id();
+        let vk = id.verifying_key().unwrap();
+        let mut memo = VerifiedChunks::new(64);
+        let good: Vec<Arc<Chunk>> = (1..=8).map(|seq| Arc::new(chunk(&key, seq))).collect();
+        let refs: Vec<&Arc<Chunk>> = good.iter().collect();
+        assert_eq!(memo.verify_ahead(&id, &vk, &refs), 8);
+        assert_eq!(memo.checked, 8);
+        for c in &good {
+            assert_eq!(memo.verify(&id, &vk, c), Ok(()));
+        }
+        assert_eq!((memo.checked, memo.remembered), (8, 8));
+
+        // One forgery among them: nothing is remembered, each is checked alone, and the
+        // forgery fails there.
+        let mut memo = VerifiedChunks::new(64);
+        let mut forged = chunk(&key, 9);
+        forged.payload[5] ^= 1;
+        let forged = Arc::new(forged);
+        let mut mixed = refs.clone();
+        mixed.insert(3, &forged);
+        assert_eq!(memo.verify_ahead(&id, &vk, &mixed), 0);
+        assert_eq!((memo.checked, memo.by_signature.len()), (0, 0));
+        assert_eq!(memo.verify(&id, &vk, &forged), Err(Rejection::BadSignature));
+        assert_eq!(memo.verify(&id, &vk, &good[0]), Ok(()));
+        assert_eq!(memo.remembered, 0);
+
+        // A malformed chunk (not whole TS packets) fails the batch as its own check would.
+        let mut memo = VerifiedChunks::new(64);
+        let mut bent = chunk(&key, 10);
+        bent.payload.push(0);
+        let bent = Arc::new(bent);
+        memo.verify_ahead(&id, &vk, &[&good[0], &good[1], &bent]);
+        assert_eq!(memo.by_signature.len(), 0);
+        assert_eq!(memo.verify(&id, &vk, &bent), Err(Rejection::Malformed));
     }
 }

@@ -312,7 +312,7 @@ pub fn run<R: Read + Send + 'static>(
         finished: None,
     };
     let mut events = Events::with_capacity(256);
-    let mut buf = vec![0u8; 2048];
+    let mut inbox = Inbox::new();
     let mut next_stats = opts
         .stats_interval
         .map(|i| cli::mono_micros() + i.as_micros() as u64);
@@ -335,7 +335,7 @@ pub fn run<R: Read + Send + 'static>(
             std::sync::atomic::Ordering::Relaxed,
         );
         if events.iter().any(|e| e.token() == SOCKET) {
-            receive(&socket, &mut buf, &mut node, now, &mut outlets)?;
+            receive(&socket, &mut inbox, &mut node, now, &mut outlets)?;
         }
         match take_controls(&rx, &mut node, &socket, &mut outlets, now)? {
             Controls::Continue => {}
@@ -469,29 +469,80 @@ fn take_controls(
     Ok(Controls::Continue)
 }
 
+/// Datagrams read from the socket together, at most [`READ_AHEAD`].
+struct Inbox {
+    buffers: Vec<Vec<u8>>,
+}
+
+/// The most datagrams read before the first is handled. Their chunks' signatures are checked
+/// as one batch (`Node::verify_ahead`), which halves the cost per signature from 8 on; a batch
+/// of 16 takes ~0.4 ms, the most the first chunk of a burst waits for the others.
+const READ_AHEAD: usize = 16;
+/// Room for any datagram bl sends (chunks are at most 1,232 bytes, Peers lists less).
+const DATAGRAM_ROOM: usize = 2048;
+
+impl Inbox {
+    fn new() -> Inbox {
+        Inbox {
+            buffers: (0..READ_AHEAD).map(|_| vec![0u8; DATAGRAM_ROOM]).collect(),
+        }
+    }
+}
+
 /// Reads the socket until it would block, handing each datagram to the core and sending and
-/// playing what it queued before the next is read. A chunk is forwarded the moment it came,
-/// not after the whole burst it came in: bl-chunk signs what ffmpeg wrote in one go (up to
-/// 50 KB, ~40 chunks, 5 times a second with `-re`), and each hop that read a burst to its
-/// end before forwarding any of it added the burst's length to every chunk's latency.
+/// playing what it queued before the next is handled. A chunk is forwarded once the few
+/// datagrams that came with it are read, not after the whole burst it came in: bl-chunk signs
+/// what ffmpeg wrote in one go (up to 50 KB, ~40 chunks, 5 times a second with `-re`), and
+/// each hop that read a burst to its end before forwarding any of it added the burst's length
+/// to every chunk's latency. What the socket holds at once, up to [`READ_AHEAD`], is read
+/// together so that the chunks' signatures are checked as one batch.
 fn receive(
     socket: &mio::net::UdpSocket,
-    buf: &mut [u8],
+    inbox: &mut Inbox,
     node: &mut Node,
     now: u64,
     outlets: &mut Outlets,
 ) -> Result<()> {
+    let mut read: Vec<(SocketAddr, usize)> = Vec::with_capacity(READ_AHEAD);
     loop {
-        match socket.recv_from(buf) {
-            Ok((n, from)) => {
-                node.handle_datagram(now, from, buf.get(..n).unwrap_or_default());
-                outlets.drain(node, socket)?;
+        read.clear();
+        let mut blocked = false;
+        while let Some(buf) = inbox.buffers.get_mut(read.len()) {
+            match socket.recv_from(buf) {
+                Ok((n, from)) => read.push((from, n)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // WouldBlock, or an ICMP error (a neighbour's port closed): the core's
+                // timeouts deal with the neighbour.
+                Err(_) => {
+                    blocked = true;
+                    break;
+                }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // ICMP errors (a neighbour's port closed) surface here; the core's timeouts
-            // deal with the neighbour.
-            Err(_) => return Ok(()),
+        }
+        // What a banned sender sends is not even decoded.
+        let datagrams = read.iter().zip(&inbox.buffers).map(|(&(from, n), buf)| {
+            let bytes = buf.get(..n).unwrap_or_default();
+            let message = match node.is_banned(&from) {
+                true => None,
+                false => wire::decode(bytes).ok(),
+            };
+            (from, message, n)
+        });
+        let datagrams: Vec<(SocketAddr, Option<wire::Message>, usize)> = datagrams.collect();
+        node.verify_ahead(
+            datagrams
+                .iter()
+                .filter_map(|(from, m, _)| Some((*from, m.as_ref()?.chunk()?))),
+        );
+        for (from, message, len) in datagrams {
+            match message {
+                Some(message) => node.handle_message(now, from, message, len),
+                None => node.count_dropped(),
+            }
+            outlets.drain(node, socket)?;
+        }
+        if blocked {
+            return Ok(());
         }
     }
 }

@@ -12,8 +12,8 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::core::config::{
     AUDIT_AGE_CHUNKS, AUDIT_MISSES_BARREN, BACKLOG_MAX_CHUNKS, BACKLOG_US, BARREN_AFTER_US,
-    CHILD_SILENT_US, CLAIM_SLACK_SEQS, EXTRA_ROOT_GAP_US, STARVED_FOR_US, STARVED_HEARD_US,
-    STARVED_MIN_MEMBERS, WITHHELD_JUDGED_AFTER_US,
+    CHILD_SILENT_US, CLAIM_SLACK_SEQS, EXTRA_ROOT_GAP_US, OWN_MEMO, STARVED_FOR_US,
+    STARVED_HEARD_US, STARVED_MIN_MEMBERS, WITHHELD_JUDGED_AFTER_US,
 };
 use crate::core::history::History;
 use crate::core::neighbours::{Neighbour, Neighbours};
@@ -61,11 +61,14 @@ pub struct Guard {
 }
 
 impl Guard {
+    /// `memo`: chunks other cores of this process verified (bl-sim); without one the guard
+    /// keeps its own, for the chunks [`Guard::verify_ahead`] checks in batches.
     pub fn new(stream: StreamId, memo: Option<Arc<Mutex<VerifiedChunks>>>) -> Guard {
+        let memo = memo.unwrap_or_else(|| Arc::new(Mutex::new(VerifiedChunks::new(OWN_MEMO))));
         Guard {
             stream,
             key: stream.verifying_key().ok(),
-            memo,
+            memo: Some(memo),
             banned: BTreeSet::new(),
             barred: BTreeMap::new(),
             starved_since: Vec::new(),
@@ -82,6 +85,18 @@ impl Guard {
 
     pub fn is_banned(&self, addr: &SocketAddr) -> bool {
         self.banned.contains(addr)
+    }
+
+    /// Checks the signatures of chunks that came together as one batch, ahead of their
+    /// handling: those that hold are remembered, and [`Guard::verify`] finds them. Returns
+    /// how many the batch verified.
+    pub fn verify_ahead(&self, chunks: &[&Arc<Chunk>]) -> usize {
+        match (&self.key, &self.memo) {
+            (Some(key), Some(memo)) => memo
+                .lock()
+                .map_or(0, |mut memo| memo.verify_ahead(&self.stream, key, chunks)),
+            _ => 0,
+        }
     }
 
     /// Checks the chunk's signature (once per process where a memo is shared).
