@@ -45,7 +45,8 @@ impl Source {
 pub struct Guard {
     stream: StreamId,
     key: Option<VerifyingKey>,
-    memo: Option<Arc<Mutex<VerifiedChunks>>>,
+    /// Chunks already verified: shared by the simulator's cores, else the guard's own.
+    memo: Arc<Mutex<VerifiedChunks>>,
     banned: BTreeSet<SocketAddr>,
     /// Seed: children displaced for passing nothing on, refused until the time given (else
     /// a forger with a low index takes its root slot straight back).
@@ -68,7 +69,7 @@ impl Guard {
         Guard {
             stream,
             key: stream.verifying_key().ok(),
-            memo: Some(memo),
+            memo,
             banned: BTreeSet::new(),
             barred: BTreeMap::new(),
             starved_since: Vec::new(),
@@ -91,23 +92,24 @@ impl Guard {
     /// handling: those that hold are remembered, and [`Guard::verify`] finds them. Returns
     /// how many the batch verified.
     pub fn verify_ahead(&self, chunks: &[&Arc<Chunk>]) -> usize {
-        match (&self.key, &self.memo) {
-            (Some(key), Some(memo)) => memo
+        match &self.key {
+            Some(key) => self
+                .memo
                 .lock()
                 .map_or(0, |mut memo| memo.verify_ahead(&self.stream, key, chunks)),
-            _ => 0,
+            None => 0,
         }
     }
 
-    /// Checks the chunk's signature (once per process where a memo is shared).
+    /// Checks the chunk's signature (once per process where a memo is shared, once per batch
+    /// checked ahead).
     pub fn verify(&self, chunk: &Arc<Chunk>) -> Result<(), Rejection> {
-        match (&self.key, &self.memo) {
-            (Some(key), Some(memo)) => match memo.lock() {
+        match &self.key {
+            Some(key) => match self.memo.lock() {
                 Ok(mut memo) => memo.verify(&self.stream, key, chunk),
                 Err(_) => chunk.verify(&self.stream, key),
             },
-            (Some(key), None) => chunk.verify(&self.stream, key),
-            (None, _) => Err(Rejection::BadSignature),
+            None => Err(Rejection::BadSignature),
         }
     }
 
