@@ -519,26 +519,20 @@ fn receive(
                 }
             }
         }
-        // What a banned sender sends is not even decoded.
-        let datagrams = read.iter().zip(&inbox.buffers).map(|(&(from, n), buf)| {
+        let mut datagrams: Vec<(SocketAddr, wire::Message, usize)> = Vec::new();
+        for (&(from, n), buf) in read.iter().zip(&inbox.buffers) {
             let bytes = buf.get(..n).unwrap_or_default();
-            let message = match node.is_banned(&from) {
-                true => None,
-                false => wire::decode(bytes).ok(),
-            };
-            (from, message, n)
-        });
-        let datagrams: Vec<(SocketAddr, Option<wire::Message>, usize)> = datagrams.collect();
+            if let Some(message) = node.decode_datagram(from, bytes) {
+                datagrams.push((from, message, n));
+            }
+        }
         node.verify_ahead(
             datagrams
                 .iter()
-                .filter_map(|(from, m, _)| Some((*from, m.as_ref()?.chunk()?))),
+                .filter_map(|(from, m, _)| Some((*from, m.chunk()?))),
         );
         for (from, message, len) in datagrams {
-            match message {
-                Some(message) => node.handle_message(now, from, message, len),
-                None => node.count_dropped(),
-            }
+            node.handle_message(now, from, message, len);
             outlets.drain(node, socket)?;
         }
         if blocked {

@@ -21,14 +21,19 @@ use crate::proto::wire::{self, Message, Role};
 impl Node {
     // ---- chunks --------------------------------------------------------------------------
 
-    /// Whether datagrams from `from` are dropped unread (it sent a forgery).
-    pub fn is_banned(&self, from: &SocketAddr) -> bool {
-        self.guard.is_banned(from)
-    }
-
-    /// A datagram the driver dropped unread (its sender banned) or could not decode.
-    pub fn count_dropped(&mut self) {
-        self.out.count_dropped();
+    /// A datagram from `from`, decoded; `None`, counted as dropped, if it does not decode or
+    /// its sender is banned (a forger's datagrams are not even decoded). The driver decodes
+    /// what it read together with this, for [`Node::verify_ahead`], then hands each message
+    /// to [`Node::handle_message`].
+    pub fn decode_datagram(&mut self, from: SocketAddr, bytes: &[u8]) -> Option<Message> {
+        let message = match self.guard.is_banned(&from) {
+            true => None,
+            false => wire::decode(bytes).ok(),
+        };
+        if message.is_none() {
+            self.out.count_dropped();
+        }
+        message
     }
 
     /// Datagrams read together (the driver reads what the socket holds, up to 16): the

@@ -327,13 +327,8 @@ impl Node {
 
     /// A datagram arrived from `from`.
     pub fn handle_datagram(&mut self, now: u64, from: SocketAddr, bytes: &[u8]) {
-        if self.guard.is_banned(&from) {
-            self.out.count_dropped();
-            return;
-        }
-        match wire::decode(bytes) {
-            Ok(message) => self.handle_message(now, from, message, bytes.len()),
-            Err(_) => self.out.count_dropped(),
+        if let Some(message) = self.decode_datagram(from, bytes) {
+            self.handle_message(now, from, message, bytes.len());
         }
     }
 
