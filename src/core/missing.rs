@@ -330,14 +330,6 @@ impl MissingSet {
         self.chosen = chosen;
     }
 
-    /// The neighbour asked for `seq` said it will not answer: its next try comes forward to
-    /// `now`.
-    pub fn retry_now(&mut self, seq: Seq, now: Micros) {
-        if self.entry(seq.0).is_some_and(|m| m.next_try > now) {
-            self.set_next_try(seq.0, now);
-        }
-    }
-
     /// `seq` was lost on the way from a sender that holds it: if it was never asked for, its
     /// first try comes forward to `now`, put off or not.
     pub fn ask_now(&mut self, seq: Seq, now: Micros) {

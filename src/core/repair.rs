@@ -152,15 +152,6 @@ impl Repair {
     /// left unanswered counts against us, and with churn, roots that spent their budget on
     /// orphans were taken for withholders (bl-sim, 1,000 peers, churn, seed 8: 146 → 4,436
     /// chunks skipped).
-    ///
-    /// With `rejects` (a peer), the seqs it lacks or has no budget for go back in one
-    /// Reject, and the requester asks elsewhere at once instead of after 2 × RTT + 10 ms. In
-    /// a flash crowd most asks go to joiners that lack the chunk or are busy, and a viewer's
-    /// first seconds were spent waiting out such silences (bl-sim, 10,000 × 30 s, seed 1:
-    /// docs/PERFORMANCE.md, "Requests refused out loud"). A request that crossed our push
-    /// gets no Reject: the push is on its way. The seed sends none: it is asked last, it
-    /// refuses thousands of joiners' asks while they fetch their backlogs, and Rejects for
-    /// them were 0.05 stream copies of its upload (10,000 × 20 s).
     #[allow(clippy::too_many_arguments)]
     pub fn serve(
         &mut self,
@@ -172,53 +163,27 @@ impl Repair {
         child_min_rtt_us: u64,
         history: &History,
         stripes: u8,
-        rejects: bool,
         out: &mut Outbox,
     ) {
-        let mut rejected = Vec::new();
         for seq in seqs {
-            let Some(chunk) = history.get(seq).cloned() else {
-                rejected.push(seq);
-                continue;
-            };
-            let stripe = stripe_of(seq, stripes);
-            let crossed = children.contains(stripe)
-                && self
-                    .pushes
-                    .crossed(seq, stripes, now, child_since, child_min_rtt_us);
-            if crossed {
-                out.stats.counters.repairs_crossed += 1;
-                continue;
-            }
-            if !self.budget.spend(children.contains(stripe) || from_seed) {
-                out.stats.counters.repairs_refused += 1;
-                rejected.push(seq);
-                continue;
-            }
-            out.stats.counters.repairs_served += 1;
-            out.send_owned(from, Message::Chunk(chunk));
-        }
-        if rejects && !rejected.is_empty() {
-            out.send_owned(from, Message::Reject { seqs: rejected });
-        }
-    }
-
-    /// `from` rejected our Request for `seqs`: those we last asked of it (and only those: a
-    /// Reject for anything else moves nothing) are tried again at once, elsewhere if anyone
-    /// else's Have shows them. Whether `from` counts as having left them unanswered is
-    /// judged at that try, as for a silence.
-    pub fn on_reject(&mut self, now: Micros, from: SocketAddr, seqs: &[u64], timers: &mut Timers) {
-        for &seq in seqs {
-            let asked_them = self
-                .missing
-                .get(Seq(seq))
-                .and_then(|m| m.asked)
-                .is_some_and(|a| a.to == from);
-            if asked_them {
-                self.missing.retry_now(Seq(seq), now);
+            if let Some(chunk) = history.get(seq).cloned() {
+                let stripe = stripe_of(seq, stripes);
+                let crossed = children.contains(stripe)
+                    && self
+                        .pushes
+                        .crossed(seq, stripes, now, child_since, child_min_rtt_us);
+                if crossed {
+                    out.stats.counters.repairs_crossed += 1;
+                    continue;
+                }
+                if !self.budget.spend(children.contains(stripe) || from_seed) {
+                    out.stats.counters.repairs_refused += 1;
+                    continue;
+                }
+                out.stats.counters.repairs_served += 1;
+                out.send_owned(from, Message::Chunk(chunk));
             }
         }
-        timers.set_earlier(Timer::Repair, self.missing.earliest());
     }
 
     /// Chunk `seq` of `stripe` arrived from `from` (None: stdin): it is no longer missing
@@ -710,38 +675,5 @@ mod tests {
         seed.owe_unpushed();
         seed.owe_unpushed();
         assert!(seed.spend(false) && seed.spend(false) && !seed.spend(false));
-    }
-
-    /// A Reject brings forward the next try of what we asked of its sender, and of nothing
-    /// else: a neighbour cannot move the asks we sent to others.
-    #[test]
-    fn a_reject_retries_at_once_only_what_was_asked_of_its_sender() {
-        let addr = |i: u16| SocketAddr::from(([127, 0, 0, 1], 9100 + i));
-        let (asked, other) = (addr(1), addr(2));
-        let mut repair = Repair::default();
-        let mut timers = Timers::default();
-        let now = Micros(1_000_000);
-        let later = now + 300_000;
-        for seq in [5, 6, 7] {
-            repair.missing.note(Seq(seq), now, Arrival::Lost);
-        }
-        let to = |to| Some(Asked { to, at: now });
-        repair.missing.tried(Seq(5), later, to(asked));
-        repair.missing.tried(Seq(6), later, to(other));
-        repair.missing.tried(Seq(7), later, to(asked));
-        let next = |r: &Repair, seq| r.missing.get(Seq(seq)).map(|m| m.next_try);
-        let at = now + 1_000;
-        repair.on_reject(at, asked, &[5, 6, 99], &mut timers);
-        assert_eq!(next(&repair, 5), Some(at), "asked of it: tried again now");
-        assert_eq!(next(&repair, 6), Some(later), "asked of another: untouched");
-        assert_eq!(
-            next(&repair, 7),
-            Some(later),
-            "not in the Reject: untouched"
-        );
-        assert_eq!(timers.get(Timer::Repair), Some(at));
-        // Someone else rejecting seq 7 moves nothing.
-        repair.on_reject(at, other, &[7], &mut timers);
-        assert_eq!(next(&repair, 7), Some(later));
     }
 }
