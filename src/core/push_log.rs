@@ -123,6 +123,7 @@ mod tests {
                 rtt,
                 &history,
                 4,
+                true,
                 &mut out,
             );
             let c = &out.stats.counters;
@@ -150,6 +151,7 @@ mod tests {
             rtt,
             &history,
             4,
+            true,
             &mut out,
         );
         assert_eq!(out.stats.counters.repairs_served, 1);
@@ -178,9 +180,86 @@ mod tests {
             rtt,
             history,
             4,
+            true,
             &mut out,
         );
         assert_eq!(out.stats.counters.repairs_crossed, 0);
         assert_eq!(out.stats.counters.repairs_served, 1);
+    }
+
+    /// A peer's answer names in one Reject what it will not send: a seq it lacks, and one
+    /// beyond its budget. A request that crossed our push gets none (the push is on its
+    /// way), nor a child's for a chunk of its stripe that we lack (we push it once we have
+    /// it), and the seed never rejects.
+    #[test]
+    fn a_peer_rejects_what_it_lacks_or_has_no_budget_for_but_not_a_childs_stripe_and_the_seed_nothing(
+    ) {
+        use crate::proto::wire::Message;
+        let (history, mut repair, feeds) = parent_holding_8();
+        let asker: SocketAddr = "127.0.0.1:7003".parse().unwrap();
+        let rejects = |out: &mut Outbox| -> Vec<Vec<u64>> {
+            std::iter::from_fn(|| out.pop_transmit())
+                .filter_map(|t| match t.message {
+                    Message::Reject { seqs } => Some(seqs),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut out = Outbox::default();
+        let ask = |repair: &mut Repair, out: &mut Outbox, seqs: Vec<u64>, peer: bool| {
+            let none = (StripeSet::EMPTY, 0);
+            repair.serve(
+                1_000, asker, seqs, false, none, 50_000, &history, 4, peer, out,
+            );
+        };
+        ask(&mut repair, &mut out, vec![7, 8, 9], true);
+        assert_eq!(out.stats.counters.repairs_served, 1);
+        assert_eq!(rejects(&mut out), vec![vec![7, 9]], "the two it lacks");
+        repair.budget.credit = 0.0;
+        ask(&mut repair, &mut out, vec![8], true);
+        assert_eq!(rejects(&mut out), vec![vec![8]], "no budget left");
+        ask(&mut repair, &mut out, vec![7, 8], false);
+        assert_eq!(
+            rejects(&mut out),
+            Vec::<Vec<u64>>::new(),
+            "the seed is silent"
+        );
+        // The child's request crossed the push: no Reject, the push is coming.
+        repair.budget.credit = 100.0;
+        repair.pushes.note(12, 900);
+        repair.pushes.note(8, 950);
+        repair.serve(
+            1_000,
+            asker,
+            vec![8],
+            false,
+            (feeds, 0),
+            50_000,
+            &history,
+            4,
+            true,
+            &mut out,
+        );
+        assert_eq!(out.stats.counters.repairs_crossed, 1);
+        assert_eq!(rejects(&mut out), Vec::<Vec<u64>>::new());
+        // A child's ask for a chunk of its stripe that we lack: no Reject, we push it down
+        // once our own repair brings it.
+        repair.serve(
+            1_000,
+            asker,
+            vec![12, 13],
+            false,
+            (feeds, 0),
+            50_000,
+            &history,
+            4,
+            true,
+            &mut out,
+        );
+        assert_eq!(
+            rejects(&mut out),
+            vec![vec![13]],
+            "13 is of a stripe it does not feed"
+        );
     }
 }

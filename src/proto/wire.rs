@@ -25,7 +25,8 @@ pub const MAGIC: &[u8; 2] = b"bl";
 /// 6: a Subscribe may ask the parent to hold its pushes until a keyframe (`hold_after`).
 /// 7: a push whose sender pushed the chunk before it in its stripe to the same child goes as
 /// [`Message::ChunkPrevPushed`].
-pub const WIRE_VERSION: u8 = 7;
+/// 8: a peer answers the seqs of a Request it will not serve with a [`Message::Reject`].
+pub const WIRE_VERSION: u8 = 8;
 const PREFIX_LEN: usize = 3;
 /// A Hello is padded to this size so the reply to an unverified address (a Welcome, at most
 /// 95 bytes, or a 45-byte Refuse; checked by a test below) is never larger than what it sent:
@@ -180,6 +181,12 @@ pub enum Message {
     /// and the sender can answer for it at once. Otherwise the same as [`Message::Chunk`], and just as
     /// long on the wire: the kind is one varint byte either way.
     ChunkPrevPushed(Arc<Chunk>),
+    /// A peer's answer to a Request: these seqs will not come from it (it does not hold them,
+    /// or its repair budget is spent), so the requester asks elsewhere at once instead of
+    /// waiting out the answer's timeout. As BitTorrent's Reject Request (BEP 6).
+    Reject {
+        seqs: Vec<u64>,
+    },
 }
 
 impl Message {
@@ -218,12 +225,13 @@ impl Message {
             Message::StatsReply { .. } => 14,
             Message::Introduce { .. } => 15,
             Message::Introduced { .. } => 16,
+            Message::Reject { .. } => 17,
         }
     }
 }
 
 /// Names of the message kinds, indexed by [`Message::kind_index`].
-pub const KIND_NAMES: [&str; 17] = [
+pub const KIND_NAMES: [&str; 18] = [
     "hello",
     "welcome",
     "confirm",
@@ -241,6 +249,7 @@ pub const KIND_NAMES: [&str; 17] = [
     "stats_reply",
     "introduce",
     "introduced",
+    "reject",
 ];
 
 /// A Have's `recent` bitmap on the wire: complemented (bit set ⇔ seq not held). A peer holds
@@ -385,6 +394,9 @@ pub fn validate(message: &Message) -> Result<()> {
         Message::Request { seqs } if seqs.len() > MAX_REQUEST_SEQS => {
             bail!("too many seqs requested ({})", seqs.len())
         }
+        Message::Reject { seqs } if seqs.len() > MAX_REQUEST_SEQS => {
+            bail!("too many seqs rejected ({})", seqs.len())
+        }
         Message::Welcome(w)
             if w.stripes == 0
                 || w.stripes > MAX_STRIPES
@@ -460,6 +472,18 @@ mod tests {
             seqs: vec![0; MAX_REQUEST_SEQS],
         };
         assert_eq!(decode(&encode(&request).unwrap()).unwrap(), request);
+        // A Reject names at most what a Request asked for, at the widest seqs.
+        let reject = Message::Reject {
+            seqs: vec![u64::MAX; MAX_REQUEST_SEQS],
+        };
+        let bytes = encode(&reject).unwrap();
+        assert!(bytes.len() <= MAX_DATAGRAM);
+        assert_eq!(decode(&bytes).unwrap(), reject);
+        let longer = Message::Reject {
+            seqs: vec![1; MAX_REQUEST_SEQS + 1],
+        };
+        let bytes = encode(&longer).unwrap();
+        assert!(decode(&bytes).is_err(), "a Reject of 33 seqs is refused");
         let v6: SocketAddr = "[ffff::1]:65535".parse().unwrap();
         let peers = Message::Peers {
             peers: vec![

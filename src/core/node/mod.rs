@@ -434,8 +434,13 @@ impl Node {
                     rtt.unwrap_or(DEFAULT_RTT_US),
                     &self.history,
                     self.place.stripes,
+                    self.cfg.role == Role::Peer,
                     &mut self.out,
                 );
+            }
+            Message::Reject { seqs } => {
+                self.repair
+                    .on_reject(Micros(now), from, &seqs, &mut self.timers);
             }
             Message::Refuse { nonce, stream } => {
                 let wrong_link = self
