@@ -449,15 +449,16 @@ impl Repair {
             // runs under scripts/stress, with 248-362 neighbours ignored a viewer against
             // 4-14 in the runs that passed).
             let mut rejecter = None;
+            let rejected = entry.is_some_and(|m| m.rejected);
             if let Some(asked) = entry.and_then(|m| m.asked) {
-                let claimed = |n: &Neighbour| match asked.rejected {
+                let claimed = |n: &Neighbour| match rejected {
                     true => n.have.is_some_and(|h| h.announces(seq.0)),
                     false => n.holds(seq.0),
                 };
                 if neighbours.get(&asked.to).is_some_and(claimed) {
                     neighbours.note_unanswered(now.0, asked.to);
                 }
-                rejecter = asked.rejected.then_some(asked.to);
+                rejecter = rejected.then_some(asked.to);
             }
             let (target, wait) =
                 pick_source(seq, tries, stripe_parent, seed, rejecter, neighbours, rng);
@@ -482,11 +483,7 @@ impl Repair {
                 }
             }
             // A round with nobody to ask counts as a try too: it leads to the seed.
-            let asked = target.map(|to| Asked {
-                to,
-                at: now,
-                rejected: false,
-            });
+            let asked = target.map(|to| Asked { to, at: now });
             self.missing.tried(seq, next_try, asked);
         }
         let mut batches: Vec<(SocketAddr, Vec<u64>)> = batches.into_iter().collect();

@@ -110,13 +110,7 @@ fn a_reject_retries_at_once_only_what_was_asked_of_its_sender() {
     for seq in [5, 6, 7] {
         repair.missing.note(Seq(seq), now, Arrival::Lost);
     }
-    let to = |to| {
-        Some(Asked {
-            to,
-            at: now,
-            rejected: false,
-        })
-    };
+    let to = |to| Some(Asked { to, at: now });
     repair.missing.tried(Seq(5), later, to(asked));
     repair.missing.tried(Seq(6), later, to(other));
     repair.missing.tried(Seq(7), later, to(asked));
