@@ -228,34 +228,18 @@ mod tests {
         repair.budget.credit = 100.0;
         repair.pushes.note(12, 900);
         repair.pushes.note(8, 950);
-        repair.serve(
-            1_000,
-            asker,
-            vec![8],
-            false,
-            (feeds, 0),
-            50_000,
-            &history,
-            4,
-            true,
-            &mut out,
-        );
+        let ask_as_child = |repair: &mut Repair, out: &mut Outbox, seqs: Vec<u64>| {
+            let feeds = (feeds, 0);
+            repair.serve(
+                1_000, asker, seqs, false, feeds, 50_000, &history, 4, true, out,
+            );
+        };
+        ask_as_child(&mut repair, &mut out, vec![8]);
         assert_eq!(out.stats.counters.repairs_crossed, 1);
         assert_eq!(rejects(&mut out), Vec::<Vec<u64>>::new());
         // A child's ask for a chunk of its stripe that we lack: no Reject, we push it down
         // once our own repair brings it.
-        repair.serve(
-            1_000,
-            asker,
-            vec![12, 13],
-            false,
-            (feeds, 0),
-            50_000,
-            &history,
-            4,
-            true,
-            &mut out,
-        );
+        ask_as_child(&mut repair, &mut out, vec![12, 13]);
         assert_eq!(
             rejects(&mut out),
             vec![vec![13]],
