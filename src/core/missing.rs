@@ -39,7 +39,7 @@ pub struct Missing {
     /// Whom the last request went to sent a Reject for it: it answered, it did not fall
     /// silent. (Here, not in [`Asked`]: there it made an entry 64 bytes instead of 56.)
     pub rejected: bool,
-    /// A Reject has brought a try forward already (see [`MissingSet::retry_now`]).
+    /// A Reject has brought a try forward already (see [`MissingSet::rejected_by`]).
     retried_at_once: bool,
 }
 
@@ -337,19 +337,23 @@ impl MissingSet {
         self.chosen = chosen;
     }
 
-    /// The neighbour asked for `seq` said it will not answer: the ask is marked rejected,
-    /// and the first time, its next try comes forward to `now`. Only the first: when every
+    /// `from` sent a Reject for `seq`: if it is whom we last asked (else nothing moves), the
+    /// ask is marked rejected, and the first time, its next try comes forward to `now`.
+    /// Only the first: when every
     /// neighbour's Have only presumes a chunk held (a seed died before anyone had it), each
     /// Reject brought the next ask of the next neighbour a round trip later, and on loopback
     /// viewers sent up to 3,561 Rejects to each other in 20 s (tests/lifecycle.rs, two
     /// seeds, 12 runs; at most 63 with this bound). In bl-sim the bound cost nothing:
     /// 10,000 × 30 s, seeds 1-3, chunks skipped 1,124 / 881 / 1,455 without it, 924 / 669 /
     /// 1,116 with it.
-    pub fn retry_now(&mut self, seq: Seq, now: Micros) {
+    pub fn rejected_by(&mut self, seq: Seq, from: SocketAddr, now: Micros) {
         let Some(m) = self.get_mut(seq.0) else {
             return;
         };
-        m.rejected = m.asked.is_some();
+        if m.asked.is_none_or(|a| a.to != from) {
+            return;
+        }
+        m.rejected = true;
         if std::mem::replace(&mut m.retried_at_once, true) || m.next_try <= now {
             return;
         }

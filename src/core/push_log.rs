@@ -206,19 +206,20 @@ mod tests {
                 .collect()
         };
         let mut out = Outbox::default();
-        let ask = |repair: &mut Repair, out: &mut Outbox, seqs: Vec<u64>, peer: bool| {
-            let none = (StripeSet::EMPTY, 0);
+        let ask = |repair: &mut Repair, out: &mut Outbox, seqs, fed: StripeSet, peer| {
+            let fed = (fed, 0);
             repair.serve(
-                1_000, asker, seqs, false, none, 50_000, &history, 4, peer, out,
+                1_000, asker, seqs, false, fed, 50_000, &history, 4, peer, out,
             );
         };
-        ask(&mut repair, &mut out, vec![7, 8, 9], true);
+        let none = StripeSet::EMPTY;
+        ask(&mut repair, &mut out, vec![7, 8, 9], none, true);
         assert_eq!(out.stats.counters.repairs_served, 1);
         assert_eq!(rejects(&mut out), vec![vec![7, 9]], "the two it lacks");
         repair.budget.credit = 0.0;
-        ask(&mut repair, &mut out, vec![8], true);
+        ask(&mut repair, &mut out, vec![8], none, true);
         assert_eq!(rejects(&mut out), vec![vec![8]], "no budget left");
-        ask(&mut repair, &mut out, vec![7, 8], false);
+        ask(&mut repair, &mut out, vec![7, 8], none, false);
         assert_eq!(
             rejects(&mut out),
             Vec::<Vec<u64>>::new(),
@@ -228,18 +229,12 @@ mod tests {
         repair.budget.credit = 100.0;
         repair.pushes.note(12, 900);
         repair.pushes.note(8, 950);
-        let ask_as_child = |repair: &mut Repair, out: &mut Outbox, seqs: Vec<u64>| {
-            let feeds = (feeds, 0);
-            repair.serve(
-                1_000, asker, seqs, false, feeds, 50_000, &history, 4, true, out,
-            );
-        };
-        ask_as_child(&mut repair, &mut out, vec![8]);
+        ask(&mut repair, &mut out, vec![8], feeds, true);
         assert_eq!(out.stats.counters.repairs_crossed, 1);
         assert_eq!(rejects(&mut out), Vec::<Vec<u64>>::new());
         // A child's ask for a chunk of its stripe that we lack: no Reject, we push it down
         // once our own repair brings it.
-        ask_as_child(&mut repair, &mut out, vec![12, 13]);
+        ask(&mut repair, &mut out, vec![12, 13], feeds, true);
         assert_eq!(
             rejects(&mut out),
             vec![vec![13]],

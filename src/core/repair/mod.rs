@@ -159,9 +159,9 @@ impl Repair {
     /// first seconds were spent waiting out such silences (bl-sim, 10,000 × 30 s, seed 1:
     /// docs/PERFORMANCE.md, "Requests refused out loud"). A request that crossed our push
     /// gets no Reject: the push is on its way; nor a child's for a chunk of its stripe that
-    /// we lack (below). The seed sends none: it is asked last, it
-    /// refuses thousands of joiners' asks while they fetch their backlogs, and Rejects for
-    /// them were 0.05 stream copies of its upload (10,000 × 20 s).
+    /// we lack (below). The seed sends none: it is asked last, it refuses thousands of
+    /// joiners' asks while they fetch their backlogs, and Rejects for them were 0.05 stream
+    /// copies of its upload (10,000 × 20 s).
     #[allow(clippy::too_many_arguments)]
     pub fn serve(
         &mut self,
@@ -176,7 +176,8 @@ impl Repair {
         rejects: bool,
         out: &mut Outbox,
     ) {
-        let mut rejected = Vec::new();
+        // The seed collects nothing: it refuses thousands of asks in a flash crowd.
+        let mut rejected = rejects.then(Vec::new);
         for seq in seqs {
             let stripe = stripe_of(seq, stripes);
             let Some(chunk) = history.get(seq).cloned() else {
@@ -187,8 +188,8 @@ impl Repair {
                 // (tests/lifecycle.rs, two seeds, scripts/stress: 2 runs of 12 skipped
                 // chunks of three stripes to the end, their viewers sending up to 11,049
                 // Requests in 20 s against 90-1,300; none of 12 without these Rejects).
-                if !children.contains(stripe) {
-                    rejected.push(seq);
+                if let Some(r) = rejected.as_mut().filter(|_| !children.contains(stripe)) {
+                    r.push(seq);
                 }
                 continue;
             };
@@ -202,14 +203,16 @@ impl Repair {
             }
             if !self.budget.spend(children.contains(stripe) || from_seed) {
                 out.stats.counters.repairs_refused += 1;
-                rejected.push(seq);
+                if let Some(r) = rejected.as_mut() {
+                    r.push(seq);
+                }
                 continue;
             }
             out.stats.counters.repairs_served += 1;
             out.send_owned(from, Message::Chunk(chunk));
         }
-        if rejects && !rejected.is_empty() {
-            out.send_owned(from, Message::Reject { seqs: rejected });
+        if let Some(seqs) = rejected.filter(|r| !r.is_empty()) {
+            out.send_owned(from, Message::Reject { seqs });
         }
     }
 
@@ -220,14 +223,7 @@ impl Repair {
     /// `request_due`).
     pub fn on_reject(&mut self, now: Micros, from: SocketAddr, seqs: &[u64], timers: &mut Timers) {
         for &seq in seqs {
-            let asked_them = self
-                .missing
-                .get(Seq(seq))
-                .and_then(|m| m.asked)
-                .is_some_and(|a| a.to == from);
-            if asked_them {
-                self.missing.retry_now(Seq(seq), now);
-            }
+            self.missing.rejected_by(Seq(seq), from, now);
         }
         timers.set_earlier(Timer::Repair, self.missing.earliest());
     }
@@ -451,9 +447,12 @@ impl Repair {
             let mut rejecter = None;
             let rejected = entry.is_some_and(|m| m.rejected);
             if let Some(asked) = entry.and_then(|m| m.asked) {
-                let claimed = |n: &Neighbour| match rejected {
-                    true => n.have.is_some_and(|h| h.announces(seq.0)),
-                    false => n.holds(seq.0),
+                let claimed = |n: &Neighbour| {
+                    if rejected {
+                        n.have.is_some_and(|h| h.announces(seq.0))
+                    } else {
+                        n.holds(seq.0)
+                    }
                 };
                 if neighbours.get(&asked.to).is_some_and(claimed) {
                     neighbours.note_unanswered(now.0, asked.to);
