@@ -383,6 +383,30 @@ impl Membership {
         }
     }
 
+    /// `from`'s Have says it is attached in its member stripe (`depth` below 255), so it has
+    /// a place, but it never told us which: it greeted us, or welcomed our Hello, before any
+    /// Welcome placed it. Taken for a leaf of every stripe, it was never asked to feed one:
+    /// three viewers started together through a tracker each asked only the seed for every
+    /// stripe, and its budget left stripes to repairs (tests/discovery.rs: one run in about
+    /// ten skipped chunks). A Hello asks it again, and its Welcome carries its place
+    /// ([`Membership::welcomed`]).
+    pub fn ask_place(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        place: &Place,
+        neighbours: &Neighbours,
+        rng: &mut Rng,
+        out: &mut Outbox,
+    ) {
+        let placed_unsaid = neighbours.get(&from).is_some_and(|n| {
+            n.role == Role::Peer && n.index == 0 && n.member.is_none() && n.depth != u8::MAX
+        });
+        if placed_unsaid && !self.hellos.contains_key(&from) {
+            self.send_hello(now, from, place, rng, out);
+        }
+    }
+
     /// Asks neighbour `to` for peers (with the token it gave us).
     pub fn ask_neighbour_for_peers(&mut self, now: u64, to: SocketAddr, out: &mut Outbox) {
         let token = self.tokens.get(&to).copied().unwrap_or(0);

@@ -80,8 +80,7 @@ pub struct Node {
     timers: Timers,
     ticks: u64,
     out: Outbox,
-    /// Wall clock − `now`, µs: `now` is the driver's monotonic clock, but capture times (and
-    /// so latency) are wall clock.
+    /// Wall clock − `now`, µs: `now` is the driver's monotonic clock, capture times wall clock.
     wall_offset: i64,
 }
 
@@ -617,17 +616,16 @@ impl Node {
             (Role::Seed, Some((index, member))) => {
                 self.place.index = index;
                 self.place.member = Some(member);
-                self.set_stripes(welcome.stripes);
             }
             (Role::Peer, _) if welcome.index > 0 && welcome.member.is_some() => {
                 let slot = self.rng.next_u64() % INDICES_PER_CHUNK;
                 let own = join_index_base(welcome.latest_seq.map(Seq)).saturating_add(1 + slot);
                 self.place.index = own;
                 self.place.member = Some(stripe_of(own, welcome.stripes));
-                self.set_stripes(welcome.stripes);
             }
-            _ => {}
+            _ => return,
         }
+        self.set_stripes(welcome.stripes);
     }
 
     /// A Welcome's index is unsigned (the seed's assignment, or the newest seq a peer named,
@@ -727,6 +725,9 @@ impl Node {
             n.spare = spare;
             n.feeding = children;
         }
+        let (place, neighbours, rng) = (&self.place, &self.neighbours, &mut self.rng);
+        self.membership
+            .ask_place(now, from, place, neighbours, rng, &mut self.out);
         if self.cfg.role == Role::Peer {
             let proven = self
                 .repair

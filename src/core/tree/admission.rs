@@ -180,7 +180,12 @@ impl StripeTree {
             .is_some_and(|n| now <= n.last_heard + MEMBER_SILENT_FOR_LEAF_US);
         let leaf_for_member = requester_rank.2 && !rank.2 && !rank.1 && member_alive;
         if requester_rank >= rank || leaf_for_member {
-            return no;
+            let Some((leaf, its_stripe)) = Self::leaf_a_member_can_feed(now, stripe, neighbours)
+            else {
+                return no;
+            };
+            self.let_go(leaf, its_stripe, neighbours, out);
+            return SubscribeOutcome::plain(true);
         }
         self.let_go(worst, stripe, neighbours, out);
         SubscribeOutcome {
@@ -188,6 +193,34 @@ impl StripeTree {
             displaced_barren: rank.1.then_some(worst),
             extra_root: false,
         }
+    }
+
+    /// Seed, full, asked for `stripe` by a leaf that may not displace its children: if no
+    /// neighbour is a member of `stripe`, nobody else can feed it, and a leaf we feed in a
+    /// stripe whose member has room (its last Have) gives its slot up and goes to that
+    /// member. Without this, three viewers that had all asked the seed first (members were
+    /// detached then) kept its six slots with leaves of member stripes, and the two left
+    /// without the stripe no viewer was a member of lived on repairs (tests/discovery.rs).
+    /// A swarm with members of every stripe among the seed's neighbours never gets here.
+    fn leaf_a_member_can_feed(
+        now: u64,
+        stripe: u8,
+        neighbours: &Neighbours,
+    ) -> Option<(SocketAddr, u8)> {
+        let members = |s: u8| {
+            neighbours
+                .values()
+                .filter(move |m| m.role == Role::Peer && m.member == Some(s) && !is_silent(m, now))
+        };
+        if members(stripe).next().is_some() {
+            return None;
+        }
+        neighbours
+            .iter()
+            .flat_map(|(addr, n)| n.children.iter().map(move |s| (*addr, n, s)))
+            .filter(|(_, n, s)| n.member != Some(*s) && members(*s).any(|m| m.spare > 0))
+            .max_by_key(|(_, n, s)| child_rank(n, *s, now))
+            .map(|(addr, _, s)| (addr, s))
     }
 
     fn peer_accepts(

@@ -316,3 +316,61 @@ fn a_child_that_comes_to_feed_more_is_pushed_first() {
     let ranks: Vec<bool> = after.iter().map(|a| !member(&net, a)).collect();
     assert!(ranks.is_sorted(), "{after:?}");
 }
+
+/// A tracker names the seed and the other viewers to three viewers started together: they
+/// greet one another, and each other's Welcomes come before the seed's. Until the seed
+/// places them they have no place to tell, and once it does, each must learn the others':
+/// taken for leaves of every stripe, they asked only the seed for every stripe, and its
+/// budget left stripes to repairs (tests/discovery.rs, one run in about ten), and the
+/// seed's slots, full of leaves of stripes a viewer is a member of, left the stripe no viewer
+/// is a member of to those who had it first.
+#[test]
+fn viewers_that_met_before_the_seed_placed_them_learn_each_others_places() {
+    let key = StreamKey::from_seed([31; 32]);
+    let mut net = Net::new(&key, 3);
+    for i in 1..=3u16 {
+        let mut cfg = Config::new(Role::Peer, key.id());
+        cfg.bootstrap = (0..=3).filter(|j| *j != i).map(addr).collect();
+        cfg.rng_seed = u64::from(i) + 1;
+        cfg.tuning.latency_us = 500_000;
+        let mut peer = Node::new(cfg, T0);
+        peer.set_local_addr(addr(i));
+        net.nodes[usize::from(i)] = (addr(i), peer);
+    }
+    // The seed's first Welcomes are lost: the viewers' Hellos to it go again 0.5 s later.
+    let seed_mute = std::rc::Rc::new(std::cell::Cell::new(true));
+    let mute = seed_mute.clone();
+    net.filter = Box::new(move |from, _, bytes| {
+        !(mute.get() && from == addr(0) && matches!(wire::decode(bytes), Ok(Message::Welcome(_))))
+    });
+    net.run_until(T0 + 100_000);
+    for i in 1..=3 {
+        let n = &net.nodes[i].1;
+        assert_eq!(n.index(), 0, "viewer {i} placed before the seed's Welcome");
+        assert_eq!(n.neighbours.len(), 2, "viewer {i} met the other two");
+    }
+    seed_mute.set(false);
+    net.run_until(T0 + 1_500_000);
+    stream(&mut net, &key, 0..400);
+    for i in 1..=3u16 {
+        let me = &net.nodes[usize::from(i)].1;
+        for j in (1..=3u16).filter(|j| *j != i) {
+            let other = &net.nodes[usize::from(j)].1;
+            let known = me.neighbours.get(&addr(j)).expect("a neighbour");
+            assert_eq!(
+                (known.index, known.member),
+                (other.index(), other.member()),
+                "viewer {i} holds viewer {j}'s place"
+            );
+        }
+    }
+    // The seed's budget (6 stripe copies) covers a root per stripe the viewers are members
+    // of and the fourth stripe, which has no member, to each: the rest must come from peers.
+    // The viewers asked the seed for every stripe before they knew each other's places, and
+    // the viewer left without the memberless stripe takes a slot a member's leaf gives up.
+    let chosen = parents(&net);
+    assert!(
+        chosen.iter().flatten().all(Option::is_some),
+        "every stripe of every viewer has a parent: {chosen:?}"
+    );
+}
