@@ -407,3 +407,33 @@ fn a_released_roots_unsubscribe_ends_its_handover() {
     tree.on_unsubscribe(3_200, addr(2), 0, &mut ns);
     assert_eq!(tree.take_children(0, &ns), vec![addr(1)]);
 }
+
+#[test]
+fn a_full_seed_gives_a_stripe_without_members_the_slot_of_a_leaf_a_member_can_feed() {
+    // max_upload 0.25: one subscription in the budget, and the first child of each stripe.
+    let mut ns = Neighbours::default();
+    // Nobody is a member of stripe 3. addr(1), younger than addr(2), would be let go first
+    // were it not that its stripe-1 slot has no member with room to go to.
+    ns.insert(addr(1), peer(40, 0, 1, 2)); // a member of stripe 0 with room
+    ns.insert(addr(2), peer(20, 1, 1, 0)); // a member of stripe 1, full
+    ns.insert(addr(3), peer(50, 2, 1, 2)); // the youngest, a member of stripe 2
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    for (child, stripe) in [(addr(2), 0), (addr(1), 1), (addr(1), 3)] {
+        assert!(subscribe(&mut tree, 0, child, stripe, &SEED, &mut ns, &mut out).accepted);
+    }
+    sent(&mut out);
+    // Stripe 1 has a member: a leaf asking for it displaces nobody.
+    assert!(!subscribe(&mut tree, 0, addr(3), 1, &SEED, &mut ns, &mut out).accepted);
+    // Stripe 3 has none: only the seed can feed it. Its leaf addr(2) gives up stripe 0,
+    // whose member has room; addr(1) keeps stripe 1, whose member is full.
+    let taken = subscribe(&mut tree, 0, addr(3), 3, &SEED, &mut ns, &mut out);
+    assert!(taken.accepted);
+    let messages = sent(&mut out);
+    assert!(messages.contains(&(addr(2), Message::Unsubscribe { stripe: 0 })));
+    assert!(!messages
+        .iter()
+        .any(|(to, m)| *to == addr(1) && matches!(m, Message::Unsubscribe { .. })));
+    assert!(ns.get(&addr(2)).is_some_and(|n| n.children.is_empty()));
+    assert!(ns.get(&addr(1)).is_some_and(|n| n.children.contains(1)));
+}
