@@ -7,12 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use crate::core::config::{
-    Tuning, BOOTSTRAP_RETRY_US, HELLO_ATTEMPTS, HELLO_RETRY_US, INDICES_PER_CHUNK,
-    NEIGHBOUR_TIMEOUT_US, PEERS_ANSWER_US, PEER_EXCHANGE_US, SEED_PEERS_PER_ANSWER,
-    SEED_TIMEOUT_US, TRACKER_SAMPLE,
+    Tuning, BOOTSTRAP_RETRY_US, HELLO_ATTEMPTS, HELLO_RETRY_US, NEIGHBOUR_TIMEOUT_US,
+    PEERS_ANSWER_US, PEER_EXCHANGE_US, SEED_PEERS_PER_ANSWER, SEED_TIMEOUT_US, TRACKER_SAMPLE,
 };
 use crate::core::neighbours::{Neighbour, Neighbours};
 use crate::core::outbox::Outbox;
+use crate::core::place::join_index_base;
 use crate::core::rng::Rng;
 use crate::core::stripes::StripeSet;
 use crate::core::tree::Place;
@@ -83,13 +83,6 @@ pub enum ConfirmOutcome {
     Added,
     /// We are full and said Goodbye.
     Full,
-}
-
-/// Where the indices of peers joining when `newest` is the stream's newest chunk begin.
-pub fn join_index_base(newest: Option<Seq>) -> u64 {
-    newest
-        .map_or(0, |seq| seq.0.saturating_add(1))
-        .saturating_mul(INDICES_PER_CHUNK)
 }
 
 #[derive(Debug)]

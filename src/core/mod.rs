@@ -11,6 +11,7 @@ pub mod missing;
 pub mod neighbours;
 pub mod node;
 pub mod outbox;
+pub mod place;
 pub mod playout;
 pub mod proximity;
 pub mod push_log;

@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::Node;
-use crate::core::config::{FIRST_CHUNK_FRESH_US, REPLAY_SLACK_US};
+use crate::core::config::{FIRST_CHUNK_FRESH_US, INDICES_PER_CHUNK, REPLAY_SLACK_US};
 use crate::core::guard::{self, CopyVerdict, Source};
 use crate::core::outbox::Finish;
+use crate::core::place::join_index_base;
 use crate::core::playout::{Lifecycle, Start};
 use crate::core::repair::{Arrival, Known};
 use crate::core::stripes::stripe_of;
@@ -19,6 +20,25 @@ use crate::media::chunk::Chunk;
 use crate::proto::wire::{self, Message, Role};
 
 impl Node {
+    /// A Welcome's index is unsigned (the seed's assignment, or the newest seq a peer named,
+    /// ours drawn after it): a liar can number a joiner among the stream's first members,
+    /// where it refuses every younger parent in its stripe and displaces the true roots at
+    /// the seed. Indices count the stream's own clock, [`INDICES_PER_CHUNK`] to a seq, so the
+    /// first verified chunk exposes such an index: one from more than a history (the chunks
+    /// we keep; 4,096 by default, 18 s at 2 Mb/s) before it is drawn again in that chunk's
+    /// block. Only ever later: neighbours that still believe
+    /// the old index take us for older than we are, so no stripe tree can loop through us.
+    pub(super) fn check_index(&mut self, first: Seq) {
+        let told = (self.place.index / INDICES_PER_CHUNK).saturating_sub(1);
+        let window = self.cfg.tuning.history as u64;
+        if self.place.index == 0 || told.saturating_add(window) >= first.0 {
+            return;
+        }
+        let slot = self.rng.next_u64() % INDICES_PER_CHUNK;
+        self.place.index = join_index_base(Some(first)).saturating_add(1 + slot);
+        self.out.stats.counters.positions_ignored += 1;
+    }
+
     // ---- chunks --------------------------------------------------------------------------
 
     /// A datagram from `from`, decoded; `None`, counted as dropped, if it does not decode or

@@ -22,9 +22,10 @@ use std::sync::Arc;
 use crate::core::config::{DEFAULT_RTT_US, INDICES_PER_CHUNK, QUIET_WARN_US, TICK_US};
 use crate::core::guard::{Guard, Source};
 use crate::core::history::History;
-use crate::core::membership::{join_index_base, ConfirmOutcome, HelloAnswer, Membership};
+use crate::core::membership::{ConfirmOutcome, HelloAnswer, Membership};
 use crate::core::neighbours::{HaveSummary, Neighbours};
 use crate::core::outbox::Outbox;
+use crate::core::place::{join_index_base, member_stripe};
 use crate::core::playout::{Lifecycle, Playout};
 use crate::core::proximity::Proximity;
 use crate::core::reachability::{Reach, Reachability};
@@ -32,7 +33,7 @@ use crate::core::repair::{self, Known, Repair};
 use crate::core::rng::Rng;
 use crate::core::root_release::RootRelease;
 use crate::core::stats::{LatencyReport, NodeStats, Report};
-use crate::core::stripes::{stripe_of, StripeSet};
+use crate::core::stripes::StripeSet;
 use crate::core::timers::{Timer, Timers};
 use crate::core::tree::{Place, StripeTree};
 use crate::core::units::{Micros, Seq};
@@ -621,30 +622,12 @@ impl Node {
                 let slot = self.rng.next_u64() % INDICES_PER_CHUNK;
                 let own = join_index_base(welcome.latest_seq.map(Seq)).saturating_add(1 + slot);
                 self.place.index = own;
-                self.place.member = Some(stripe_of(own, welcome.stripes));
+                let member = member_stripe(own, welcome.stripes, &self.neighbours);
+                self.place.member = Some(member);
             }
             _ => return,
         }
         self.set_stripes(welcome.stripes);
-    }
-
-    /// A Welcome's index is unsigned (the seed's assignment, or the newest seq a peer named,
-    /// ours drawn after it): a liar can number a joiner among the stream's first members,
-    /// where it refuses every younger parent in its stripe and displaces the true roots at
-    /// the seed. Indices count the stream's own clock, [`INDICES_PER_CHUNK`] to a seq, so the
-    /// first verified chunk exposes such an index: one from more than a history (the chunks
-    /// we keep; 4,096 by default, 18 s at 2 Mb/s) before it is drawn again in that chunk's
-    /// block. Only ever later: neighbours that still believe
-    /// the old index take us for older than we are, so no stripe tree can loop through us.
-    pub(super) fn check_index(&mut self, first: Seq) {
-        let told = (self.place.index / INDICES_PER_CHUNK).saturating_sub(1);
-        let window = self.cfg.tuning.history as u64;
-        if self.place.index == 0 || told.saturating_add(window) >= first.0 {
-            return;
-        }
-        let slot = self.rng.next_u64() % INDICES_PER_CHUNK;
-        self.place.index = join_index_base(Some(first)).saturating_add(1 + slot);
-        self.out.stats.counters.positions_ignored += 1;
     }
 
     fn on_confirm(

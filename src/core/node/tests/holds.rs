@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::*;
+use crate::core::stripes::stripe_of;
 
 /// Eight peers watch a stream with a keyframe every 200 chunks (1 s); a ninth joins 100
 /// chunks after one, so it waits for the next. No peer pushes it a chunk of a stripe it only
