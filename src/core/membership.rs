@@ -380,8 +380,8 @@ impl Membership {
     /// a place, but it never told us which: it greeted us, or welcomed our Hello, before any
     /// Welcome placed it. Taken for a leaf of every stripe, it was never asked to feed one:
     /// three viewers started together through a tracker each asked only the seed for every
-    /// stripe, and its budget left stripes to repairs (tests/discovery.rs: one run in about
-    /// ten skipped chunks). A Hello asks it again, and its Welcome carries its place
+    /// stripe, and its budget left stripes to repairs (tests/discovery.rs: chunks skipped in
+    /// 2 runs of 51). A Hello asks it again, and its Welcome carries its place
     /// ([`Membership::welcomed`]).
     pub fn ask_place(
         &mut self,
