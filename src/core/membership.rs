@@ -376,27 +376,22 @@ impl Membership {
         }
     }
 
-    /// `from`'s Have says it is attached in its member stripe (`depth` below 255), so it has
-    /// a place, but it never told us which: it greeted us, or welcomed our Hello, before any
-    /// Welcome placed it. Taken for a leaf of every stripe, it was never asked to feed one:
-    /// three viewers started together through a tracker each asked only the seed for every
-    /// stripe, and its budget left stripes to repairs (tests/discovery.rs: chunks skipped in
-    /// 2 runs of 51). A Hello asks it again, and its Welcome carries its place
+    /// Neighbour `to` has a place it never told us ([`Neighbour::place_unheard`]). Taken for
+    /// a leaf of every stripe, it was never asked to feed one: three viewers started together
+    /// through a tracker each asked only the seed for every stripe, and its budget left
+    /// stripes to repairs (tests/discovery.rs: chunks skipped in 2 runs of 51). A Hello asks
+    /// it again, unless one is pending, and its Welcome carries its place
     /// ([`Membership::welcomed`]).
     pub fn ask_place(
         &mut self,
         now: u64,
-        from: SocketAddr,
+        to: SocketAddr,
         place: &Place,
-        neighbours: &Neighbours,
         rng: &mut Rng,
         out: &mut Outbox,
     ) {
-        let placed_unsaid = neighbours.get(&from).is_some_and(|n| {
-            n.role == Role::Peer && n.index == 0 && n.member.is_none() && n.depth != u8::MAX
-        });
-        if placed_unsaid && !self.hellos.contains_key(&from) {
-            self.send_hello(now, from, place, rng, out);
+        if !self.hellos.contains_key(&to) {
+            self.send_hello(now, to, place, rng, out);
         }
     }
 

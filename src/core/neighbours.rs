@@ -170,6 +170,13 @@ impl Neighbour {
         self.have.is_some_and(|h| h.holds(seq))
     }
 
+    /// A peer whose Have says it is attached in its member stripe, so it has a place, which
+    /// it never told us: it greeted us, or welcomed our Hello, before any Welcome placed it
+    /// (see [`crate::core::membership::Membership::ask_place`]).
+    pub fn place_unheard(&self) -> bool {
+        self.role == Role::Peer && self.index == 0 && self.member.is_none() && self.depth != u8::MAX
+    }
+
     /// Whether its claims have stopped being worth acting on (see [`Neighbour::ignored`]).
     pub fn ignores_us(&self) -> bool {
         self.ignored >= IGNORED_LIMIT

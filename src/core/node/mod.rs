@@ -692,7 +692,7 @@ impl Node {
             self.refute_claim(now, from, have.highest);
             return;
         }
-        let mut believed = true;
+        let (mut believed, mut place_unheard) = (true, false);
         if let Some(n) = self.neighbours.get_mut(&from) {
             believed = !n.ignores_us();
             // A child that now feeds more or fewer moves in the push order.
@@ -707,10 +707,12 @@ impl Node {
             n.have = Some(have);
             n.spare = spare;
             n.feeding = children;
+            place_unheard = n.place_unheard();
         }
-        let (place, neighbours, rng) = (&self.place, &self.neighbours, &mut self.rng);
-        self.membership
-            .ask_place(now, from, place, neighbours, rng, &mut self.out);
+        if place_unheard {
+            let (place, rng, out) = (&self.place, &mut self.rng, &mut self.out);
+            self.membership.ask_place(now, from, place, rng, out);
+        }
         if self.cfg.role == Role::Peer {
             let proven = self
                 .repair

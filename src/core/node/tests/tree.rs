@@ -319,11 +319,11 @@ fn a_child_that_comes_to_feed_more_is_pushed_first() {
 
 /// A tracker names the seed and the other viewers to three viewers started together: they
 /// greet one another, and each other's Welcomes come before the seed's. Until the seed
-/// places them they have no place to tell, and once it does, each must learn the others':
-/// taken for leaves of every stripe, they asked only the seed for every stripe, and its
-/// budget left stripes to repairs (tests/discovery.rs: viewers skipped chunks in 2 runs of 51), and the
-/// seed's slots, full of leaves of stripes a viewer is a member of, left the stripe no viewer
-/// is a member of to those who had it first.
+/// places them they have no place to tell, and once it does, each must learn the others'.
+/// Taken for leaves of every stripe, they asked only the seed for every stripe; its slots,
+/// full of leaves of stripes a viewer is a member of, left the stripe no viewer is a member
+/// of to those who had it first, and the rest to repairs (tests/discovery.rs: viewers
+/// skipped chunks in 2 runs of 51).
 #[test]
 fn viewers_that_met_before_the_seed_placed_them_learn_each_others_places() {
     let key = StreamKey::from_seed([31; 32]);
