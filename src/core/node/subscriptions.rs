@@ -74,6 +74,7 @@ impl Node {
             now,
             from,
             stripe,
+            hold_after.is_some(),
             barred,
             extra_root,
             &self.place,

@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use crate::core::config::{
-    CHILD_SILENT_US, DEFAULT_RTT_US, HOP_DELAY_US, MOVE_UP_EVERY_US, MOVE_UP_GAIN_US,
-    PARENT_GONE_US, PARENT_QUIET_US, REFUSAL_BACKOFF_US, STALLED_BACKOFF_US, STALL_US,
-    STARVED_MIN_CHUNKS, TICK_US,
+    ADOPTION_HEADROOM, CHILD_SILENT_US, DEFAULT_RTT_US, HOP_DELAY_US, MOVE_UP_EVERY_US,
+    MOVE_UP_GAIN_US, PARENT_GONE_US, PARENT_QUIET_US, REFUSAL_BACKOFF_US, STALLED_BACKOFF_US,
+    STALL_US, STARVED_MIN_CHUNKS, TICK_US,
 };
 use crate::core::neighbours::{Neighbour, Neighbours};
 use crate::core::outbox::Outbox;
@@ -443,7 +443,9 @@ impl StripeTree {
     /// delay, at 3,000 peers trees were 8 deep), the roomiest, then at random. In its own
     /// stripe a member asks full members too: a full member lets a leaf go for it, and a
     /// member's place sets the depth of its whole subtree (at 2,000 peers in bl-sim, members
-    /// at depth 2 had spent 60 % of their slots on leaves). Without a member, the seed.
+    /// at depth 2 had spent 60 % of their slots on leaves). A leaf whose members with room
+    /// all refused it asks next a peer of another stripe with room beyond its headroom, which
+    /// may adopt it (admission), then a full member; without any, the seed.
     pub fn choose_parent(
         &self,
         now: u64,
@@ -455,7 +457,7 @@ impl StripeTree {
         let own = place.member == Some(stripe);
         // Whether every eligible member's Have says it is detached (see below).
         let mut detached = true;
-        let mut members: Vec<((bool, u64, u8), SocketAddr)> = neighbours
+        let mut members: Vec<((u8, u64, u8), SocketAddr)> = neighbours
             .iter()
             .filter(|(addr, n)| {
                 n.role == Role::Peer
@@ -468,7 +470,7 @@ impl StripeTree {
             .map(|(addr, n)| {
                 detached &= n.have.is_some() && n.depth == u8::MAX;
                 let full = n.spare == 0 && !own;
-                ((full, delay_via(n), u8::MAX - n.spare), *addr)
+                ((2 * u8::from(full), delay_via(n), u8::MAX - n.spare), *addr)
             })
             .collect();
         // Only members whose Haves say they are detached (no path to the seed, depth 255):
@@ -480,6 +482,26 @@ impl StripeTree {
             if let Some(seed) = self.seed_for(now, stripe, neighbours) {
                 return Some(seed);
             }
+        }
+        // A leaf whose members are full asks an attached peer of another stripe with room,
+        // which may adopt it (admission: `adopts`) before a full member refuses it, or the
+        // seed spends a root slot on a leaf. Not while we wait for a keyframe: adopters do
+        // not hold (see `adopts`).
+        if !own && self.hold_after.is_none() {
+            members.extend(
+                neighbours
+                    .iter()
+                    .filter(|(addr, n)| {
+                        n.role == Role::Peer
+                            && !n.ignores_us()
+                            && n.member.is_some_and(|m| m != stripe)
+                            && usize::from(n.spare) > ADOPTION_HEADROOM
+                            && n.depth != u8::MAX
+                            && !self.refused_now(**addr, stripe, now)
+                            && !is_gone(n, now)
+                    })
+                    .map(|(addr, n)| ((1, delay_via(n), u8::MAX - n.spare), *addr)),
+            );
         }
         if let Some(least) = members.iter().map(|(rank, _)| *rank).min() {
             members.retain(|(rank, _)| *rank == least);
@@ -613,9 +635,11 @@ impl StripeTree {
             return;
         }
         s.looked_up_at = now;
+        // An adopter's depth in this stripe is not known: any member with room is better.
         let current = match s.parent.and_then(|p| neighbours.get(&p)) {
             Some(n) if n.role == Role::Seed => return,
-            Some(n) => delay_via(n),
+            Some(n) if n.member == Some(stripe) => delay_via(n),
+            Some(_) => u64::MAX / 2,
             None => return,
         };
         let Some(to) = self.choose_parent(now, stripe, place, neighbours, rng) else {
@@ -623,7 +647,8 @@ impl StripeTree {
         };
         let better = neighbours.get(&to).is_some_and(|n| {
             let room = n.spare > 0 || place.member == Some(stripe);
-            n.role == Role::Peer && room && delay_via(n) + MOVE_UP_GAIN_US < current
+            let member = n.member == Some(stripe);
+            n.role == Role::Peer && member && room && delay_via(n) + MOVE_UP_GAIN_US < current
         });
         if better {
             self.subscribe(now, to, stripe, place, out);

@@ -2,7 +2,7 @@
 //! the seed's extra roots.
 
 use super::*;
-use crate::core::config::HANDOVER_US;
+use crate::core::config::{ADOPTION_HEADROOM, HANDOVER_US};
 
 #[test]
 fn at_the_seed_a_member_displaces_a_leaf_and_anyone_displaces_a_barren_child() {
@@ -46,6 +46,7 @@ fn at_the_seed_a_member_displaces_a_leaf_and_anyone_displaces_a_barren_child() {
         later,
         addr(1),
         1,
+        false,
         true,
         false,
         &SEED,
@@ -74,7 +75,7 @@ fn a_full_peer_takes_a_member_of_its_stripe_by_displacing_a_leaf() {
     assert!(subscribe(&mut tree, 0, addr(1), 2, &me, &mut ns, &mut out).accepted);
     assert!(
         !subscribe(&mut tree, 0, addr(1), 1, &me, &mut ns, &mut out).accepted,
-        "a peer feeds only its member stripe"
+        "another stripe is adopted only below a parent in it, and with room to spare"
     );
     assert!(!subscribe(&mut tree, 0, addr(3), 2, &me, &mut ns, &mut out).accepted);
     assert!(subscribe(&mut tree, 0, addr(2), 2, &me, &mut ns, &mut out).accepted);
@@ -105,7 +106,7 @@ fn a_silent_child_gives_its_slot_to_whoever_asks() {
         }
     };
     let ask = |tree: &mut StripeTree, ns: &mut Neighbours, out: &mut Outbox, now: u64| {
-        tree.on_subscribe(now, addr(2), 2, false, false, &SEED, 0.25, ns, out)
+        tree.on_subscribe(now, addr(2), 2, false, false, false, &SEED, 0.25, ns, out)
     };
     let heard_lately = CHILD_SILENT_US;
     alive(&mut ns, heard_lately);
@@ -141,7 +142,7 @@ fn a_silent_child_gives_its_slot_to_whoever_asks() {
     let mut tree = StripeTree::new(4, 0);
     assert!(subscribe(&mut tree, 0, addr(1), 2, &me, &mut ns, &mut out).accepted);
     let ask_me = |tree: &mut StripeTree, ns: &mut Neighbours, out: &mut Outbox, now: u64| {
-        tree.on_subscribe(now, addr(2), 2, false, false, &me, 0.25, ns, out)
+        tree.on_subscribe(now, addr(2), 2, false, false, false, &me, 0.25, ns, out)
     };
     alive(&mut ns, heard_lately);
     assert!(!ask_me(&mut tree, &mut ns, &mut out, heard_lately).accepted);
@@ -162,7 +163,7 @@ fn a_seed_takes_an_extra_root_for_a_starved_stripe_displacing_nobody() {
     let mut tree = StripeTree::new(4, 0);
     let mut out = Outbox::default();
     let ask = |tree: &mut StripeTree, ns: &mut Neighbours, out: &mut Outbox, a: u16, extra| {
-        tree.on_subscribe(1_000, addr(a), 0, false, extra, &SEED, 0.25, ns, out)
+        tree.on_subscribe(1_000, addr(a), 0, false, false, extra, &SEED, 0.25, ns, out)
     };
     assert!(ask(&mut tree, &mut ns, &mut out, 1, false).accepted);
     assert!(
@@ -436,4 +437,99 @@ fn a_full_seed_gives_a_stripe_without_members_the_slot_of_a_leaf_a_member_can_fe
         .any(|(to, m)| *to == addr(1) && matches!(m, Message::Unsubscribe { .. })));
     assert!(ns.get(&addr(2)).is_some_and(|n| n.children.is_empty()));
     assert!(ns.get(&addr(1)).is_some_and(|n| n.children.contains(1)));
+}
+
+/// Adoption: a peer with room feeds a leaf of a stripe not its own, but only below a member
+/// of that stripe whose pushes flow (so no chain of adopters closes a loop), never a member
+/// of that stripe (it belongs in its own tree), and keeping [`ADOPTION_HEADROOM`] slots free;
+/// a member of its own stripe takes an adopted leaf's slot first.
+#[test]
+fn a_peer_with_room_adopts_a_leaf_of_another_stripe_below_a_member_of_it() {
+    let me = Place {
+        role: Role::Peer,
+        index: 10,
+        member: Some(2),
+        stripes: 4,
+    };
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(50, 0, 3, 0)); // a leaf of stripe 1
+    ns.insert(addr(2), peer(5, 1, 1, 0)); // a member of stripe 1: our parent in it
+    ns.insert(addr(3), peer(60, 3, 2, 0)); // a member of stripe 3: an adopter of ours
+    ns.insert(addr(4), peer(70, 1, 3, 0)); // a member of stripe 1
+    ns.insert(addr(5), peer(80, 2, 3, 0)); // a younger member of our stripe
+    ns.insert(addr(6), peer(90, 3, 3, 0)); // another leaf of stripe 1
+    ns.insert(addr(7), peer(95, 0, 3, 0)); // a third leaf of stripe 1
+    ns.insert(addr(8), peer(97, 0, 3, 0)); // a fourth leaf of stripe 1
+    ns.insert(addr(9), peer(99, 2, 3, 0)); // the youngest member of our stripe
+    let now = 1_000_000;
+    for (_, n) in ns.iter_mut() {
+        n.last_heard = now;
+    }
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    // max_upload 1.0 × 4 stripes: four slots, of which adoption leaves one free.
+    let mut ask = |tree: &mut StripeTree, ns: &mut Neighbours, from: u16, stripe: u8, hold| {
+        tree.on_subscribe(
+            now,
+            addr(from),
+            stripe,
+            hold,
+            false,
+            false,
+            &me,
+            1.0,
+            ns,
+            &mut out,
+        )
+        .accepted
+    };
+    assert!(
+        !ask(&mut tree, &mut ns, 1, 1, false),
+        "no parent in stripe 1: nothing to adopt it with"
+    );
+    tree.stripes[1].parent = Some(addr(2));
+    assert!(
+        !ask(&mut tree, &mut ns, 1, 1, false),
+        "a parent that has pushed nothing yet"
+    );
+    tree.heard(1, 1, now);
+    assert!(
+        !ask(&mut tree, &mut ns, 4, 1, false),
+        "a member of stripe 1 is not adopted"
+    );
+    tree.stripes[1].parent = Some(addr(3));
+    assert!(
+        !ask(&mut tree, &mut ns, 1, 1, false),
+        "below an adopter, no adoption: its chain might come back to us"
+    );
+    tree.stripes[1].parent = Some(addr(2));
+    assert!(
+        !ask(&mut tree, &mut ns, 1, 1, true),
+        "a joiner waiting for a keyframe: its release would overfill a small uplink"
+    );
+    assert!(
+        ask(&mut tree, &mut ns, 1, 1, false),
+        "below a member of stripe 1"
+    );
+    assert!(ask(&mut tree, &mut ns, 6, 1, false));
+    assert!(ask(&mut tree, &mut ns, 7, 1, false));
+    assert!([1, 6, 7]
+        .iter()
+        .all(|i| ns.get(&addr(*i)).is_some_and(|n| n.children.contains(1))));
+    assert_eq!(ADOPTION_HEADROOM, 1);
+    assert!(
+        !ask(&mut tree, &mut ns, 8, 1, false),
+        "the last slot is kept for our own stripe and repairs"
+    );
+    assert!(
+        ask(&mut tree, &mut ns, 5, 2, false),
+        "our own stripe, in the last slot"
+    );
+    // Full: a member of our stripe takes the youngest adopted leaf's slot.
+    assert!(ask(&mut tree, &mut ns, 9, 2, false));
+    assert!(ns.get(&addr(7)).is_some_and(|n| n.children.is_empty()));
+    assert!([1, 6]
+        .iter()
+        .all(|i| ns.get(&addr(*i)).is_some_and(|n| n.children.contains(1))));
+    assert!(sent(&mut out).contains(&(addr(7), Message::Unsubscribe { stripe: 1 })));
 }

@@ -21,6 +21,7 @@ fn parent_holding_for_addr_1(now: u64) -> (StripeTree, Neighbours, HoldStart) {
         now,
         addr(1),
         2,
+        true,
         false,
         false,
         &MEMBER_OF_2,

@@ -34,7 +34,7 @@ fn subscribe(
     ns: &mut Neighbours,
     out: &mut Outbox,
 ) -> SubscribeOutcome {
-    tree.on_subscribe(now, from, stripe, false, false, place, 0.25, ns, out)
+    tree.on_subscribe(now, from, stripe, false, false, false, place, 0.25, ns, out)
 }
 
 const SEED: Place = Place {
@@ -52,13 +52,15 @@ const LEAF_OF_1: Place = Place {
 };
 
 #[test]
-fn a_parent_is_a_member_with_room_then_the_shallowest_then_the_seed() {
+fn a_parent_is_a_member_with_room_then_an_adopter_then_a_full_member_then_the_seed() {
     let mut ns = Neighbours::default();
     ns.insert(addr(1), peer(10, 1, 3, 2));
     ns.insert(addr(2), peer(11, 1, 1, 0)); // shallowest, but full
     ns.insert(addr(3), peer(12, 1, 2, 1)); // room, and shallower than addr(1)
     ns.insert(addr(4), Neighbour::new(Role::Seed, 0, None, 0));
-    ns.insert(addr(5), peer(13, 2, 0, 9)); // another stripe's member
+    ns.insert(addr(5), peer(13, 2, 1, 9)); // another stripe's member, room to spare
+    ns.insert(addr(6), peer(14, 3, 1, 1)); // another's, no room beyond its headroom
+    ns.insert(addr(7), peer(15, 3, u8::MAX, 9)); // another's, detached
     let mut tree = StripeTree::new(4, 0);
     let mut rng = Rng::new(1);
     let pick = |tree: &StripeTree, rng: &mut Rng| tree.choose_parent(0, 1, &LEAF_OF_1, &ns, rng);
@@ -67,6 +69,19 @@ fn a_parent_is_a_member_with_room_then_the_shallowest_then_the_seed() {
     tree.refused.insert((addr(3), 1), REFUSAL_BACKOFF_US);
     assert_eq!(pick(&tree, &mut rng), Some(addr(1)));
     tree.refused.insert((addr(1), 1), REFUSAL_BACKOFF_US);
+    tree.set_hold_after(Some(7));
+    assert_eq!(
+        pick(&tree, &mut rng),
+        Some(addr(2)),
+        "a joiner waiting for a keyframe asks no adopter: adopters do not hold"
+    );
+    tree.set_hold_after(None);
+    assert_eq!(
+        pick(&tree, &mut rng),
+        Some(addr(5)),
+        "an attached peer of another stripe with room may adopt us: before a full member"
+    );
+    tree.refused.insert((addr(5), 1), REFUSAL_BACKOFF_US);
     assert_eq!(
         pick(&tree, &mut rng),
         Some(addr(2)),
@@ -284,7 +299,13 @@ fn a_fed_stripe_moves_up_to_a_shallower_parent_with_room() {
                 }
             }
             tree.maintain(now, false, &LEAF_OF_1, ns, &mut rng, &mut out);
-            messages.extend(sent(&mut out));
+            // Stripe 1's only: stripes 2 and 3 ask addr(1) to adopt us, unanswered here.
+            messages.extend(sent(&mut out).into_iter().filter(|(_, m)| {
+                matches!(
+                    m,
+                    Message::Subscribe { stripe: 1, .. } | Message::Unsubscribe { stripe: 1 }
+                )
+            }));
         }
         messages
     };
@@ -586,3 +607,69 @@ fn pushes_go_first_to_the_children_that_pass_them_on() {
 
 mod admission;
 mod hold;
+
+/// An adopted leaf's parent is not in the stripe's tree, and its depth there is unknown: a
+/// member of the stripe with room, however deep, is asked as soon as one appears, and an
+/// adopter never takes an adopted leaf from a member.
+#[test]
+fn an_adopted_leaf_moves_to_a_member_of_its_stripe_with_room() {
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(10, 2, 1, 5)); // a member of stripe 2 with room
+    let mut tree = StripeTree::new(4, 0);
+    let mut rng = Rng::new(1);
+    let mut out = Outbox::default();
+    let stripe_1 = |m: &(SocketAddr, Message)| {
+        matches!(
+            m.1,
+            Message::Subscribe { stripe: 1, .. } | Message::Unsubscribe { stripe: 1 }
+        )
+    };
+    tree.maintain(0, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
+    let asked: Vec<_> = sent(&mut out).into_iter().filter(stripe_1).collect();
+    assert_eq!(
+        asked,
+        vec![(
+            addr(1),
+            Message::Subscribe {
+                stripe: 1,
+                hold_after: None
+            }
+        )],
+        "no member of stripe 1 known: the peer of stripe 2 is asked to adopt us"
+    );
+    tree.on_subscribe_reply(0, addr(1), 1, true, false, false, &mut out);
+    assert_eq!(tree.parent(1), Some(addr(1)));
+    ns.insert(addr(2), peer(11, 1, 6, 1)); // a deep member of stripe 1, with room
+    let mut moved = Vec::new();
+    for tick in 1..40 {
+        let now = tick * TICK_US;
+        tree.heard(1, tick * 4 + 1, now);
+        tree.pushed(1, addr(1));
+        for a in [addr(1), addr(2)] {
+            if let Some(n) = ns.get_mut(&a) {
+                n.last_heard = now;
+            }
+        }
+        tree.maintain(now, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
+        moved.extend(sent(&mut out).into_iter().filter(stripe_1));
+        if !moved.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        moved,
+        vec![(
+            addr(2),
+            Message::Subscribe {
+                stripe: 1,
+                hold_after: None
+            }
+        )]
+    );
+    tree.on_subscribe_reply(4 * TICK_US, addr(2), 1, true, false, false, &mut out);
+    assert_eq!(tree.parent(1), Some(addr(2)));
+    assert_eq!(
+        sent(&mut out),
+        vec![(addr(1), Message::Unsubscribe { stripe: 1 })]
+    );
+}
