@@ -59,12 +59,7 @@ fn at_the_seed_a_member_displaces_a_leaf_and_anyone_displaces_a_barren_child() {
 
 #[test]
 fn a_full_peer_takes_a_member_of_its_stripe_by_displacing_a_leaf() {
-    let me = Place {
-        role: Role::Peer,
-        index: 10,
-        member: Some(2),
-        stripes: 4,
-    };
+    let me = MEMBER_OF_2;
     let mut ns = Neighbours::default();
     ns.insert(addr(1), peer(50, 0, 3, 0)); // a leaf of stripe 2
     ns.insert(addr(2), peer(60, 2, 3, 0)); // a younger member of stripe 2
@@ -445,12 +440,7 @@ fn a_full_seed_gives_a_stripe_without_members_the_slot_of_a_leaf_a_member_can_fe
 /// a member of its own stripe takes an adopted leaf's slot first.
 #[test]
 fn a_peer_with_room_adopts_a_leaf_of_another_stripe_below_a_member_of_it() {
-    let me = Place {
-        role: Role::Peer,
-        index: 10,
-        member: Some(2),
-        stripes: 4,
-    };
+    let me = MEMBER_OF_2;
     let mut ns = Neighbours::default();
     ns.insert(addr(1), peer(50, 0, 3, 0)); // a leaf of stripe 1
     ns.insert(addr(2), peer(5, 1, 1, 0)); // a member of stripe 1: our parent in it
@@ -468,65 +458,51 @@ fn a_peer_with_room_adopts_a_leaf_of_another_stripe_below_a_member_of_it() {
     let mut tree = StripeTree::new(4, 0);
     let mut out = Outbox::default();
     // max_upload 1.0 × 4 stripes: four slots, of which adoption leaves one free.
-    let mut ask = |tree: &mut StripeTree, ns: &mut Neighbours, from: u16, stripe: u8, hold| {
-        tree.on_subscribe(
-            now,
-            addr(from),
-            stripe,
-            hold,
-            false,
-            false,
-            &me,
-            1.0,
-            ns,
-            &mut out,
-        )
-        .accepted
-    };
-    assert!(
-        !ask(&mut tree, &mut ns, 1, 1, false),
-        "no parent in stripe 1: nothing to adopt it with"
-    );
+    // A Subscribe from addr(from) for `stripe`, asking to be held or not: taken or not.
+    let mut ask =
+        |tree: &mut StripeTree, ns: &mut Neighbours, from: u16, stripe: u8, hold, taken, why| {
+            let outcome = tree.on_subscribe(
+                now,
+                addr(from),
+                stripe,
+                hold,
+                false,
+                false,
+                &me,
+                1.0,
+                ns,
+                &mut out,
+            );
+            assert_eq!(outcome.accepted, taken, "{why}");
+        };
+    // No parent in stripe 1.
+    ask(&mut tree, &mut ns, 1, 1, false, false, "no parent");
     tree.stripes[1].parent = Some(addr(2));
-    assert!(
-        !ask(&mut tree, &mut ns, 1, 1, false),
-        "a parent that has pushed nothing yet"
-    );
+    // Its parent in stripe 1 has pushed nothing yet.
+    ask(&mut tree, &mut ns, 1, 1, false, false, "not flowing");
     tree.heard(1, 1, now);
-    assert!(
-        !ask(&mut tree, &mut ns, 4, 1, false),
-        "a member of stripe 1 is not adopted"
-    );
+    // A member of stripe 1 belongs in its own tree.
+    ask(&mut tree, &mut ns, 4, 1, false, false, "a member");
     tree.stripes[1].parent = Some(addr(3));
-    assert!(
-        !ask(&mut tree, &mut ns, 1, 1, false),
-        "below an adopter, no adoption: its chain might come back to us"
-    );
+    // Below an adopter: its chain might come back to us.
+    ask(&mut tree, &mut ns, 1, 1, false, false, "below an adopter");
     tree.stripes[1].parent = Some(addr(2));
-    assert!(
-        !ask(&mut tree, &mut ns, 1, 1, true),
-        "a joiner waiting for a keyframe: its release would overfill a small uplink"
-    );
-    assert!(
-        ask(&mut tree, &mut ns, 1, 1, false),
-        "below a member of stripe 1"
-    );
-    assert!(ask(&mut tree, &mut ns, 6, 1, false));
-    assert!(ask(&mut tree, &mut ns, 7, 1, false));
+    // A joiner waiting for a keyframe is left to members and the seed.
+    ask(&mut tree, &mut ns, 1, 1, true, false, "held");
+    // Below a member of stripe 1: adopted.
+    ask(&mut tree, &mut ns, 1, 1, false, true, "adopted");
+    ask(&mut tree, &mut ns, 6, 1, false, true, "");
+    ask(&mut tree, &mut ns, 7, 1, false, true, "");
     assert!([1, 6, 7]
         .iter()
         .all(|i| ns.get(&addr(*i)).is_some_and(|n| n.children.contains(1))));
     assert_eq!(ADOPTION_HEADROOM, 1);
-    assert!(
-        !ask(&mut tree, &mut ns, 8, 1, false),
-        "the last slot is kept for our own stripe and repairs"
-    );
-    assert!(
-        ask(&mut tree, &mut ns, 5, 2, false),
-        "our own stripe, in the last slot"
-    );
+    // The last slot is kept for our own stripe and repairs.
+    ask(&mut tree, &mut ns, 8, 1, false, false, "headroom");
+    // Our own stripe takes the last slot.
+    ask(&mut tree, &mut ns, 5, 2, false, true, "own stripe");
     // Full: a member of our stripe takes the youngest adopted leaf's slot.
-    assert!(ask(&mut tree, &mut ns, 9, 2, false));
+    ask(&mut tree, &mut ns, 9, 2, false, true, "");
     assert!(ns.get(&addr(7)).is_some_and(|n| n.children.is_empty()));
     assert!([1, 6]
         .iter()

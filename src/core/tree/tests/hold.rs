@@ -3,13 +3,6 @@
 use super::*;
 use crate::core::config::{KEYFRAME_HOLD_MAX_US, RELEASE_GRACE_US};
 
-const MEMBER_OF_2: Place = Place {
-    role: Role::Peer,
-    index: 10,
-    member: Some(2),
-    stripes: 4,
-};
-
 /// A member of stripe 2 that took `addr(1)` as a child of it (the Subscribe asked to hold
 /// until a keyframe past seq 1,000), holding chunks up to seq 1,010, its newest keyframe 800.
 fn parent_holding_for_addr_1(now: u64) -> (StripeTree, Neighbours, HoldStart) {

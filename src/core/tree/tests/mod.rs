@@ -44,6 +44,14 @@ const SEED: Place = Place {
     stripes: 4,
 };
 
+/// A peer of join index 10, member of stripe 2.
+const MEMBER_OF_2: Place = Place {
+    role: Role::Peer,
+    index: 10,
+    member: Some(2),
+    stripes: 4,
+};
+
 const LEAF_OF_1: Place = Place {
     role: Role::Peer,
     index: 100,
