@@ -221,21 +221,13 @@ pub fn keyframe_offsets(ts: &[u8], key: &Path) -> BTreeSet<usize> {
 /// into their count, the first and the last: a CI log keeps only part of a failure's
 /// output, and the stats line at the end says why.
 fn brief(err: &str) -> String {
-    let skipped: Vec<&str> = err
-        .lines()
-        .filter(|l| l.contains("skipped chunks"))
-        .collect();
-    let mut kept: Vec<String> = err
-        .lines()
-        .filter(|l| !l.contains("skipped chunks"))
-        .map(str::to_string)
-        .collect();
+    let (skipped, mut kept): (Vec<&str>, Vec<&str>) =
+        err.lines().partition(|l| l.contains("skipped chunks"));
+    let summary;
     if let (Some(first), Some(last)) = (skipped.first(), skipped.last()) {
         let n = skipped.len();
-        kept.insert(
-            0,
-            format!("{n} lines of skipped chunks, from {first:?} to {last:?}"),
-        );
+        summary = format!("{n} lines of skipped chunks, from {first:?} to {last:?}");
+        kept.insert(0, &summary);
     }
     kept.join("\n")
 }
