@@ -490,13 +490,16 @@ impl Membership {
     pub fn answer_get_peers(
         &self,
         from: SocketAddr,
+        first: Option<PeerInfo>,
         neighbours: &Neighbours,
         rng: &mut Rng,
         out: &mut Outbox,
     ) {
         let mut candidates: Vec<PeerInfo> = neighbours
             .iter()
-            .filter(|(addr, n)| **addr != from && n.role == Role::Peer)
+            .filter(|(addr, n)| {
+                **addr != from && n.role == Role::Peer && first.is_none_or(|f| f.addr != **addr)
+            })
             .filter_map(|(addr, n)| {
                 n.member.map(|member| PeerInfo {
                     addr: *addr,
@@ -518,7 +521,7 @@ impl Membership {
             RoleState::Peer(_) => MAX_PEERS_PER_MESSAGE,
         };
         candidates.sort_by_key(|p| p.index);
-        let mut peers = Vec::new();
+        let mut peers: Vec<PeerInfo> = first.into_iter().collect();
         while !candidates.is_empty() && peers.len() < limit {
             let i = rng.below(candidates.len());
             peers.push(candidates.swap_remove(i));
@@ -535,6 +538,7 @@ impl Membership {
         &mut self,
         now: u64,
         from: SocketAddr,
+        our_parent: Option<SocketAddr>,
         peers: Vec<PeerInfo>,
         place: &Place,
         orphans: StripeSet,
@@ -547,7 +551,7 @@ impl Membership {
         out: &mut Outbox,
     ) {
         self.asked_for_peers.remove(&from);
-        for mut p in peers {
+        for (i, mut p) in peers.into_iter().enumerate() {
             // Behind our own NAT: greet it on our LAN (no hairpin through the router).
             if let (Some(lan), Some(ip)) = (p.lan, public_ip) {
                 if p.addr.ip() == ip {
@@ -561,8 +565,11 @@ impl Membership {
             let orphaned = orphans.contains(p.member);
             let older_of_ours = place.member == Some(p.member) && p.index < place.index;
             let extra = if older_of_ours { 12 } else { 4 };
+            // Our parent names its own first: greeted whatever our count (crate::core::climb).
+            let above = i == 0 && older_of_ours && Some(from) == our_parent;
             let open = contacts < tuning.target_neighbours
-                || (orphaned && contacts < tuning.target_neighbours + extra);
+                || (orphaned && contacts < tuning.target_neighbours + extra)
+                || (above && contacts < tuning.max_neighbours);
             if open && self.is_stranger(&p.addr, local_addr, neighbours, &banned) {
                 self.send_hello(now, p.addr, place, rng, out);
                 if let Some(h) = self.hellos.get_mut(&p.addr) {

@@ -3,6 +3,7 @@
 //! bytes and drain what it wants sent, played and said.
 
 pub mod addr_map;
+pub mod climb;
 pub mod config;
 pub mod guard;
 pub mod history;

@@ -19,6 +19,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::core::climb::Climb;
 use crate::core::config::{DEFAULT_RTT_US, INDICES_PER_CHUNK, QUIET_WARN_US, TICK_US};
 use crate::core::guard::{Guard, Source};
 use crate::core::history::History;
@@ -68,6 +69,7 @@ pub struct Node {
     neighbours: Neighbours,
     membership: Membership,
     proximity: Proximity,
+    climb: Climb,
     tree: StripeTree,
     repair: Repair,
     playout: Playout,
@@ -113,6 +115,7 @@ impl Node {
             neighbours: Neighbours::default(),
             membership,
             proximity: Proximity::default(),
+            climb: Climb::default(),
             tree: StripeTree::new(stripes, now),
             repair: Repair::default(),
             playout: Playout::new(
@@ -364,6 +367,7 @@ impl Node {
             } => self.on_confirm(now, from, token, index, member, lan),
             Message::GetPeers { .. } => self.membership.answer_get_peers(
                 from,
+                self.above_for(from),
                 &self.neighbours,
                 &mut self.rng,
                 &mut self.out,
@@ -372,9 +376,11 @@ impl Node {
                 self.probe_a_stranger(now, &peers);
                 let orphans = self.tree.orphans(&self.place);
                 let guard = &self.guard;
+                let above_from = self.place.member.and_then(|m| self.tree.parent(m));
                 self.membership.on_peers(
                     now,
                     from,
+                    above_from,
                     peers,
                     &self.place,
                     orphans,
@@ -639,6 +645,7 @@ impl Node {
         member: Option<u8>,
         lan: Option<SocketAddr>,
     ) {
+        self.make_room_for_member(now, from, token, index, member);
         let outcome = self.membership.on_confirm(
             now,
             from,
@@ -776,6 +783,7 @@ impl Node {
 }
 
 mod chunks;
+mod climbing;
 mod nearness;
 mod periodic;
 mod subscriptions;

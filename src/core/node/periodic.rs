@@ -20,6 +20,7 @@ impl Node {
             self.drop_neighbour(addr);
         }
         self.neighbours.forgive_ignored(now);
+        self.let_go_unsubscribed(now);
         let (place, tuning) = (&self.place, &self.cfg.tuning);
         self.membership
             .retry_hellos(now, place, &mut self.rng, &mut self.out);
@@ -63,6 +64,7 @@ impl Node {
         );
         if orphans.is_empty() {
             self.ask_for_a_stranger(now);
+            self.ask_who_is_above(now);
         }
         self.tree.forget_expired_refusals(now);
         self.membership.forget_unanswered(now);

@@ -5,6 +5,7 @@ use crate::media::chunk::FLAG_KEYFRAME;
 use crate::media::identity::StreamKey;
 use crate::proto::wire::MAX_REQUEST_SEQS;
 
+mod climbing;
 mod contacts;
 mod ending;
 mod holds;

@@ -1,0 +1,280 @@
+//! Climbing: a member of a stripe learns who feeds its parent, so that it can move up a
+//! level, and a peer at its neighbour cap makes room for a younger member of its own stripe,
+//! a child it may feed.
+//!
+//! Why: a member hangs only below older members of its stripe, and moves up only to one it
+//! knows. The oldest members, nearest the root, sit at the neighbour cap, and a member that
+//! greeted one was turned away; so the top levels fed as many leaves as members, and each
+//! level of the member tree held about four times the one above where its slots would allow
+//! eight to ten (bl-sim, 3,000 peers: 5, 21, 89, 356 and 1,299 members at depths 1 to 5).
+//! A leaf's place is not its subtree's: a member one level up takes its whole subtree up.
+//!
+//! How: every [`CLIMB_ASK_US`] a member whose parent in its stripe is a member below the
+//! root asks that parent for peers; a parent answers a member child of its stripe with its
+//! own parent first, and the child greets it even when it has all the neighbours it wants.
+//! Once it is a neighbour, moving up (the tree) finds it nearer the seed and subscribes; a
+//! full parent lets a leaf go for a member. At the cap a peer lets its farthest idle
+//! neighbour go for a younger member of its stripe, and keeps [`CAP_KEEP_IDLE`] idle ones.
+//! The member let in must become a child within [`ROOM_GRACE_US`], or it is let go in turn:
+//! a claim to be a member of our stripe, which anyone can make, buys a neighbour slot only
+//! at the price of a subscription we feed, and our slots bound how many idle neighbours
+//! such claims can push out.
+
+use std::net::SocketAddr;
+
+use crate::core::neighbours::Neighbours;
+use crate::core::tree::Place;
+use crate::proto::wire::{PeerInfo, Role};
+
+/// How often a member asks its parent who feeds it.
+pub const CLIMB_ASK_US: u64 = 4_000_000;
+/// Idle neighbours (neither parent nor child) never let go to make room for a member: peer
+/// exchange and repairs need some, and a flood of Confirms claiming to be members of our
+/// stripe can replace no more than the rest.
+pub const CAP_KEEP_IDLE: usize = 12;
+
+/// How long a member let in at the cap has to subscribe: moving up looks every second.
+pub const ROOM_GRACE_US: u64 = 3_000_000;
+/// Members let in at the cap and not yet subscribed, at most: how many idle neighbours can
+/// be on their way out at once.
+pub const ROOM_PENDING_MAX: usize = 4;
+
+#[derive(Debug, Default, Clone)]
+pub struct Climb {
+    next_ask: u64,
+    /// Members let in at the cap, and when they must have subscribed by.
+    let_in: Vec<(SocketAddr, u64)>,
+}
+
+impl Climb {
+    /// Whether a member whose parent in its stripe sits at `parent_depth` asks it now who is
+    /// above it. A root's parent is the seed: nothing to climb to.
+    pub fn due(&mut self, now: u64, parent_depth: u8) -> bool {
+        if parent_depth < 2 || parent_depth == u8::MAX || now < self.next_ask {
+            return false;
+        }
+        self.next_ask = now + CLIMB_ASK_US;
+        true
+    }
+
+    /// At the neighbour cap, `from` confirmed its address, claiming to be a member of our
+    /// stripe at `index`: the idle neighbour to let go for it, if it is younger than us and
+    /// fewer than [`ROOM_PENDING_MAX`] let in before it still have to subscribe.
+    #[allow(clippy::too_many_arguments)]
+    pub fn make_room(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        member: Option<u8>,
+        index: u64,
+        place: &Place,
+        neighbours: &Neighbours,
+        is_parent: impl Fn(&SocketAddr) -> bool,
+    ) -> Option<SocketAddr> {
+        if self.let_in.len() >= ROOM_PENDING_MAX {
+            return None;
+        }
+        let let_in = &self.let_in;
+        let idle = room_for_member(member, index, place, neighbours, |a| {
+            is_parent(a) || let_in.iter().any(|(b, _)| b == a)
+        })?;
+        self.let_in.push((from, now + ROOM_GRACE_US));
+        Some(idle)
+    }
+
+    /// Members let in at the cap whose grace is over: those that are not our children are
+    /// to be let go.
+    pub fn unsubscribed(&mut self, now: u64, neighbours: &Neighbours) -> Vec<SocketAddr> {
+        let mut gone = Vec::new();
+        self.let_in.retain(|(addr, by)| {
+            if now < *by {
+                return true;
+            }
+            if neighbours.get(addr).is_some_and(|n| n.children.is_empty()) {
+                gone.push(*addr);
+            }
+            false
+        });
+        gone
+    }
+}
+
+/// What a parent names first to `from`, when `from` is a member of our stripe we feed: our
+/// own parent in that stripe, if it is a peer (the seed takes no member it does not feed).
+pub fn above_for(
+    from: SocketAddr,
+    place: &Place,
+    our_parent: Option<SocketAddr>,
+    neighbours: &Neighbours,
+) -> Option<PeerInfo> {
+    let stripe = place.member?;
+    let child = neighbours.get(&from)?;
+    if child.member != Some(stripe) || !child.children.contains(stripe) {
+        return None;
+    }
+    let addr = our_parent?;
+    let parent = neighbours.get(&addr)?;
+    (parent.role == Role::Peer && parent.member == Some(stripe)).then_some(PeerInfo {
+        addr,
+        index: parent.index,
+        member: stripe,
+        lan: parent.lan,
+    })
+}
+
+/// At the neighbour cap, the neighbour to let go for a younger member of our stripe that
+/// confirmed its address: the farthest in round trip that we feed nothing and that is not
+/// `kept` (our parents, members let in still within their grace), while more than
+/// [`CAP_KEEP_IDLE`] such remain.
+fn room_for_member(
+    member: Option<u8>,
+    index: u64,
+    place: &Place,
+    neighbours: &Neighbours,
+    kept: impl Fn(&SocketAddr) -> bool,
+) -> Option<SocketAddr> {
+    if place.role != Role::Peer || member.is_none() || member != place.member {
+        return None;
+    }
+    if index <= place.index {
+        return None;
+    }
+    let idle = || {
+        neighbours
+            .iter()
+            .filter(|(a, n)| n.role == Role::Peer && n.children.is_empty() && !kept(a))
+    };
+    if idle().count() <= CAP_KEEP_IDLE {
+        return None;
+    }
+    idle()
+        .max_by_key(|(a, n)| (n.rtt_us.unwrap_or(u64::MAX), **a))
+        .map(|(a, _)| *a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::neighbours::Neighbour;
+
+    fn at(i: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 1], 9000 + i))
+    }
+
+    /// A peer of join index 50, member of stripe 1.
+    const MEMBER_OF_1: Place = Place {
+        role: Role::Peer,
+        index: 50,
+        member: Some(1),
+        stripes: 4,
+    };
+
+    /// A peer neighbour of `index`, member of `member`, `rtt` ms away.
+    fn peer(ns: &mut Neighbours, i: u16, index: u64, member: u8, rtt_ms: u64) {
+        ns.insert(at(i), Neighbour::new(Role::Peer, index, Some(member), 0));
+        ns.note_rtt(at(i), rtt_ms * 1000);
+    }
+
+    #[test]
+    fn a_member_asks_who_is_above_its_parent_only_below_a_root_and_every_few_seconds() {
+        let mut climb = Climb::default();
+        assert!(!climb.due(0, 1), "a root's parent is the seed");
+        assert!(!climb.due(0, u8::MAX), "a detached parent has nobody above");
+        assert!(climb.due(0, 2));
+        assert!(!climb.due(CLIMB_ASK_US - 1, 2));
+        assert!(climb.due(CLIMB_ASK_US, 3));
+    }
+
+    #[test]
+    fn a_parent_names_its_own_parent_to_a_member_child_of_its_stripe_only() {
+        let mut ns = Neighbours::default();
+        peer(&mut ns, 1, 10, 1, 20); // our parent in stripe 1
+        peer(&mut ns, 2, 90, 1, 20); // a member child
+        ns.get_mut(&at(2)).unwrap().children.insert(1);
+        peer(&mut ns, 3, 91, 2, 20); // a leaf child of stripe 1
+        ns.get_mut(&at(3)).unwrap().children.insert(1);
+        peer(&mut ns, 4, 92, 1, 20); // a member of stripe 1 we do not feed
+        let named = above_for(at(2), &MEMBER_OF_1, Some(at(1)), &ns);
+        assert_eq!(
+            named.map(|p| (p.addr, p.index, p.member)),
+            Some((at(1), 10, 1))
+        );
+        assert_eq!(above_for(at(3), &MEMBER_OF_1, Some(at(1)), &ns), None);
+        assert_eq!(above_for(at(4), &MEMBER_OF_1, Some(at(1)), &ns), None);
+        // Below the seed there is nobody to name.
+        ns.insert(at(5), Neighbour::new(Role::Seed, 0, None, 0));
+        assert_eq!(above_for(at(2), &MEMBER_OF_1, Some(at(5)), &ns), None);
+    }
+
+    /// Our parent (at(1)), a child we feed (at(2)) and `idle` idle peers, the farthest last.
+    fn at_the_cap(idle: u16) -> Neighbours {
+        let mut ns = Neighbours::default();
+        peer(&mut ns, 1, 10, 1, 900);
+        peer(&mut ns, 2, 60, 1, 800);
+        ns.get_mut(&at(2)).unwrap().children.insert(1);
+        for i in 0..idle {
+            peer(&mut ns, 10 + i, 100 + u64::from(i), 0, 10 + u64::from(i));
+        }
+        ns
+    }
+
+    #[test]
+    fn at_the_cap_the_farthest_idle_neighbour_makes_room_for_a_younger_member_of_our_stripe() {
+        let ns = at_the_cap(CAP_KEEP_IDLE as u16 + 1);
+        let farthest = at(10 + CAP_KEEP_IDLE as u16);
+        let is_parent = |a: &SocketAddr| *a == at(1);
+        let mut climb = Climb::default();
+        let room = |climb: &mut Climb, member, index| {
+            climb.make_room(0, at(99), member, index, &MEMBER_OF_1, &ns, is_parent)
+        };
+        assert_eq!(
+            room(&mut climb, Some(2), 70),
+            None,
+            "another stripe's member"
+        );
+        assert_eq!(room(&mut climb, None, 70), None, "a placeless peer");
+        assert_eq!(room(&mut climb, Some(1), 40), None, "an older member");
+        assert_eq!(room(&mut climb, Some(1), 70), Some(farthest));
+        // With no more idle neighbours than kept, nobody makes room.
+        let few = at_the_cap(CAP_KEEP_IDLE as u16);
+        let mut climb = Climb::default();
+        let room = climb.make_room(0, at(99), Some(1), 70, &MEMBER_OF_1, &few, is_parent);
+        assert_eq!(room, None);
+    }
+
+    #[test]
+    fn a_member_let_in_at_the_cap_that_does_not_subscribe_in_time_is_let_go() {
+        let mut ns = at_the_cap(CAP_KEEP_IDLE as u16 + 8);
+        let is_parent = |a: &SocketAddr| *a == at(1);
+        let mut climb = Climb::default();
+        for i in 0..ROOM_PENDING_MAX as u16 {
+            let idle = climb.make_room(0, at(100 + i), Some(1), 70, &MEMBER_OF_1, &ns, is_parent);
+            let idle = idle.expect("room for a member while few are pending");
+            ns.remove(&idle);
+            peer(&mut ns, 100 + i, 70, 1, 5);
+        }
+        // Members claimed by Confirms push out at most this many idle neighbours at once.
+        let more = climb.make_room(0, at(110), Some(1), 70, &MEMBER_OF_1, &ns, is_parent);
+        assert_eq!(more, None);
+        // One of them subscribed; the others are let go once their grace is over.
+        ns.get_mut(&at(101)).unwrap().children.insert(1);
+        assert!(climb.unsubscribed(ROOM_GRACE_US - 1, &ns).is_empty());
+        assert_eq!(
+            climb.unsubscribed(ROOM_GRACE_US, &ns),
+            vec![at(100), at(102), at(103)]
+        );
+        let next = climb.make_room(
+            ROOM_GRACE_US,
+            at(110),
+            Some(1),
+            70,
+            &MEMBER_OF_1,
+            &ns,
+            is_parent,
+        );
+        assert!(
+            next.is_some(),
+            "room again once the pending ones are settled"
+        );
+    }
+}

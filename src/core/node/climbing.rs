@@ -1,0 +1,73 @@
+//! The node's side of climbing ([`crate::core::climb`]): asking our parent who is above it,
+//! naming ours to a member child, and making room at the cap for a younger member.
+
+use std::net::SocketAddr;
+
+use super::Node;
+use crate::core::climb;
+use crate::proto::wire::{Message, PeerInfo, Role};
+
+impl Node {
+    /// Member, every tick while no stripe lacks a parent: now and then our parent in our
+    /// stripe is asked for peers, and names its own parent first.
+    pub(super) fn ask_who_is_above(&mut self, now: u64) {
+        if self.cfg.role != Role::Peer || self.place.index == 0 {
+            return;
+        }
+        let Some(parent) = self.place.member.and_then(|m| self.tree.parent(m)) else {
+            return;
+        };
+        let Some(n) = self.neighbours.get(&parent) else {
+            return;
+        };
+        if n.role == Role::Peer && n.member == self.place.member && self.climb.due(now, n.depth) {
+            self.membership
+                .ask_neighbour_for_peers(now, parent, &mut self.out);
+        }
+    }
+
+    /// Whom to name first to `from` in a Peers answer: our parent, to a member child.
+    pub(super) fn above_for(&self, from: SocketAddr) -> Option<PeerInfo> {
+        let ours = self.place.member.and_then(|m| self.tree.parent(m));
+        climb::above_for(from, &self.place, ours, &self.neighbours)
+    }
+
+    /// At the neighbour cap, a younger member of our stripe that proved its address takes
+    /// the place of our farthest idle neighbour.
+    pub(super) fn make_room_for_member(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        token: u64,
+        index: u64,
+        member: Option<u8>,
+    ) {
+        let full = self.neighbours.len() >= self.cfg.tuning.max_neighbours;
+        if !full || self.neighbours.contains_key(&from) || token != self.membership.token_for(from)
+        {
+            return;
+        }
+        let tree = &self.tree;
+        let idle = self.climb.make_room(
+            now,
+            from,
+            member,
+            index,
+            &self.place,
+            &self.neighbours,
+            |a| tree.is_parent(*a),
+        );
+        if let Some(idle) = idle {
+            self.out.send(idle, &Message::Goodbye);
+            self.drop_neighbour(idle);
+        }
+    }
+
+    /// Every tick: members let in at the cap that did not subscribe in time are let go.
+    pub(super) fn let_go_unsubscribed(&mut self, now: u64) {
+        for addr in self.climb.unsubscribed(now, &self.neighbours) {
+            self.out.send(addr, &Message::Goodbye);
+            self.drop_neighbour(addr);
+        }
+    }
+}
