@@ -5,8 +5,8 @@
 //! Why: a member hangs only below older members of its stripe, and moves up only to one it
 //! knows. The oldest members, nearest the root, sit at the neighbour cap, and a member that
 //! greeted one was turned away; so the top levels fed as many leaves as members, and each
-//! level of the member tree held about four times the one above where its slots would allow
-//! eight to ten (bl-sim, 3,000 peers: 5, 21, 89, 356 and 1,299 members at depths 1 to 5).
+//! level of the member tree held about four times the one above where its slots (6–10)
+//! allowed more (bl-sim, 3,000 peers: 5, 21, 89, 356 and 1,299 members at depths 1 to 5).
 //! A leaf's place is not its subtree's: a member one level up takes its whole subtree up.
 //!
 //! How: every [`CLIMB_ASK_US`] a member whose parent in its stripe is a member below the
@@ -14,15 +14,18 @@
 //! own parent first, and the child greets it even when it has all the neighbours it wants.
 //! Once it is a neighbour, moving up (the tree) finds it nearer the seed and subscribes; a
 //! full parent lets a leaf go for a member. At the cap a peer lets its farthest idle
-//! neighbour go for a younger member of its stripe, and keeps [`CAP_KEEP_IDLE`] idle ones.
-//! The member let in must become a child within [`ROOM_GRACE_US`], or it is let go in turn:
-//! a claim to be a member of our stripe, which anyone can make, buys a neighbour slot only
-//! at the price of a subscription we feed, and our slots bound how many idle neighbours
-//! such claims can push out.
+//! neighbour go for a younger member of its stripe, and keeps [`CAP_KEEP_IDLE`] idle ones
+//! (never an older member of its stripe, a parent or one asked to be).
+//! The member let in must become a child within [`ROOM_GRACE_US`] and stay one, or it is
+//! let go in turn: a claim to be a member of our stripe, which anyone can make, buys a
+//! neighbour slot only for as long as we feed it, and our slots bound how many idle
+//! neighbours such claims can push out. Likewise the peer a parent names is greeted beyond
+//! our target one at a time, and let go unless it has become our parent within
+//! [`CLIMB_ASK_US`]: a hostile parent cannot fill our neighbour slots with its friends.
 
 use std::net::SocketAddr;
 
-use crate::core::neighbours::Neighbours;
+use crate::core::neighbours::{Neighbour, Neighbours};
 use crate::core::tree::Place;
 use crate::proto::wire::{PeerInfo, Role};
 
@@ -42,8 +45,12 @@ pub const ROOM_PENDING_MAX: usize = 4;
 #[derive(Debug, Default, Clone)]
 pub struct Climb {
     next_ask: u64,
-    /// Members let in at the cap, and when they must have subscribed by.
+    /// Members let in at the cap, and when they must have subscribed by; kept while we
+    /// feed them (at most our slots), and let go once we do not, after their grace.
     let_in: Vec<(SocketAddr, u64)>,
+    /// The peer our parent named above it, greeted beyond our target, and until when it may
+    /// stay without becoming our parent.
+    greeted: Option<(SocketAddr, u64)>,
 }
 
 impl Climb {
@@ -71,7 +78,7 @@ impl Climb {
         neighbours: &Neighbours,
         is_parent: impl Fn(&SocketAddr) -> bool,
     ) -> Option<SocketAddr> {
-        if self.let_in.len() >= ROOM_PENDING_MAX {
+        if self.let_in.iter().filter(|(_, by)| now < *by).count() >= ROOM_PENDING_MAX {
             return None;
         }
         let let_in = &self.let_in;
@@ -82,20 +89,43 @@ impl Climb {
         Some(idle)
     }
 
-    /// Members let in at the cap whose grace is over: those that are not our children are
-    /// to be let go.
+    /// Members let in at the cap whose grace is over and that we do not feed (any more):
+    /// to be let go. Those we feed are watched until they leave.
     pub fn unsubscribed(&mut self, now: u64, neighbours: &Neighbours) -> Vec<SocketAddr> {
         let mut gone = Vec::new();
         self.let_in.retain(|(addr, by)| {
-            if now < *by {
+            let Some(n) = neighbours.get(addr) else {
+                return false;
+            };
+            if now < *by || !n.children.is_empty() {
                 return true;
             }
-            if neighbours.get(addr).is_some_and(|n| n.children.is_empty()) {
-                gone.push(*addr);
-            }
+            gone.push(*addr);
             false
         });
         gone
+    }
+
+    /// Whether the peer our parent names above it may be greeted beyond our target now:
+    /// one at a time.
+    pub fn may_greet(&self) -> bool {
+        self.greeted.is_none()
+    }
+
+    /// We greeted `addr`, named above our parent, beyond our target.
+    pub fn greeting(&mut self, now: u64, addr: SocketAddr) {
+        self.greeted = Some((addr, now + CLIMB_ASK_US));
+    }
+
+    /// The peer greeted above our parent, once its time is over: to be let go unless it
+    /// feeds us or we feed it.
+    pub fn stale_greeting(&mut self, now: u64) -> Option<SocketAddr> {
+        let (addr, by) = self.greeted?;
+        if now < by {
+            return None;
+        }
+        self.greeted = None;
+        Some(addr)
     }
 }
 
@@ -123,9 +153,11 @@ pub fn above_for(
 }
 
 /// At the neighbour cap, the neighbour to let go for a younger member of our stripe that
-/// confirmed its address: the farthest in round trip that we feed nothing and that is not
-/// `kept` (our parents, members let in still within their grace), while more than
-/// [`CAP_KEEP_IDLE`] such remain.
+/// confirmed its address: the farthest in measured round trip that we feed nothing, that
+/// is not an older member of our stripe (a parent we may need) and that is not `kept` (our
+/// parents, a peer we asked to feed us, members let in before), while more than
+/// [`CAP_KEEP_IDLE`] such remain. A neighbour whose round trip was never measured is not
+/// chosen: it would be "farthest", and the order among such ones is the attacker's to pick.
 fn room_for_member(
     member: Option<u8>,
     index: u64,
@@ -139,23 +171,25 @@ fn room_for_member(
     if index <= place.index {
         return None;
     }
+    let older_of_ours = |n: &Neighbour| n.member == place.member && n.index < place.index;
     let idle = || {
-        neighbours
-            .iter()
-            .filter(|(a, n)| n.role == Role::Peer && n.children.is_empty() && !kept(a))
+        neighbours.iter().filter(|(a, n)| {
+            n.role == Role::Peer && n.children.is_empty() && !older_of_ours(n) && !kept(a)
+        })
     };
     if idle().count() <= CAP_KEEP_IDLE {
         return None;
     }
     idle()
-        .max_by_key(|(a, n)| (n.rtt_us.unwrap_or(u64::MAX), **a))
-        .map(|(a, _)| *a)
+        .filter_map(|(a, n)| Some((n.rtt_us?, *a)))
+        .max()
+        .map(|(_, a)| a)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::neighbours::Neighbour;
+    use crate::core::stripes::StripeSet;
 
     fn at(i: u16) -> SocketAddr {
         SocketAddr::from(([10, 0, 0, 1], 9000 + i))
@@ -206,12 +240,17 @@ mod tests {
         assert_eq!(above_for(at(2), &MEMBER_OF_1, Some(at(5)), &ns), None);
     }
 
-    /// Our parent (at(1)), a child we feed (at(2)) and `idle` idle peers, the farthest last.
+    /// Our parent (at(1)), a child we feed (at(2)), the seed, an older member of our stripe
+    /// and a peer never timed, all far away, and `idle` idle peers, the farthest last.
     fn at_the_cap(idle: u16) -> Neighbours {
         let mut ns = Neighbours::default();
         peer(&mut ns, 1, 10, 1, 900);
         peer(&mut ns, 2, 60, 1, 800);
         ns.get_mut(&at(2)).unwrap().children.insert(1);
+        ns.insert(at(3), Neighbour::new(Role::Seed, 0, None, 0));
+        ns.note_rtt(at(3), 990_000);
+        peer(&mut ns, 4, 20, 1, 950);
+        ns.insert(at(5), Neighbour::new(Role::Peer, 300, Some(0), 0));
         for i in 0..idle {
             peer(&mut ns, 10 + i, 100 + u64::from(i), 0, 10 + u64::from(i));
         }
@@ -235,8 +274,9 @@ mod tests {
         assert_eq!(room(&mut climb, None, 70), None, "a placeless peer");
         assert_eq!(room(&mut climb, Some(1), 40), None, "an older member");
         assert_eq!(room(&mut climb, Some(1), 70), Some(farthest));
-        // With no more idle neighbours than kept, nobody makes room.
-        let few = at_the_cap(CAP_KEEP_IDLE as u16);
+        // With no more idle neighbours than kept (the one never timed among them), nobody
+        // makes room.
+        let few = at_the_cap(CAP_KEEP_IDLE as u16 - 1);
         let mut climb = Climb::default();
         let room = climb.make_room(0, at(99), Some(1), 70, &MEMBER_OF_1, &few, is_parent);
         assert_eq!(room, None);
@@ -251,7 +291,8 @@ mod tests {
             let idle = climb.make_room(0, at(100 + i), Some(1), 70, &MEMBER_OF_1, &ns, is_parent);
             let idle = idle.expect("room for a member while few are pending");
             ns.remove(&idle);
-            peer(&mut ns, 100 + i, 70, 1, 5);
+            // Far away and idle, yet not let go for the next: it has its grace.
+            peer(&mut ns, 100 + i, 70, 1, 5_000);
         }
         // Members claimed by Confirms push out at most this many idle neighbours at once.
         let more = climb.make_room(0, at(110), Some(1), 70, &MEMBER_OF_1, &ns, is_parent);
@@ -276,5 +317,9 @@ mod tests {
             next.is_some(),
             "room again once the pending ones are settled"
         );
+        // The one fed is watched: once we no longer feed it, it is let go too.
+        assert!(climb.unsubscribed(ROOM_GRACE_US + 1, &ns).is_empty());
+        ns.get_mut(&at(101)).unwrap().children = StripeSet::EMPTY;
+        assert_eq!(climb.unsubscribed(ROOM_GRACE_US + 2, &ns), vec![at(101)]);
     }
 }

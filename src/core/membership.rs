@@ -532,7 +532,8 @@ impl Membership {
     /// Peers named by someone: greeted while below the target. Beyond it only members of a
     /// stripe we have no parent in (`orphans`): the members we know may all be full. In our
     /// own stripe only older members can feed us, and one of us without a parent cuts off a
-    /// whole subtree, so more of them are let in.
+    /// whole subtree, so more of them are let in. The first peer `our_parent` names, if an
+    /// older member of our stripe, is greeted up to the cap and returned: a climb's target.
     #[allow(clippy::too_many_arguments)]
     pub fn on_peers(
         &mut self,
@@ -549,8 +550,9 @@ impl Membership {
         banned: impl Fn(&SocketAddr) -> bool,
         rng: &mut Rng,
         out: &mut Outbox,
-    ) {
+    ) -> Option<SocketAddr> {
         self.asked_for_peers.remove(&from);
+        let mut greeted_above = None;
         for (i, mut p) in peers.into_iter().enumerate() {
             // Behind our own NAT: greet it on our LAN (no hairpin through the router).
             if let (Some(lan), Some(ip)) = (p.lan, public_ip) {
@@ -565,18 +567,22 @@ impl Membership {
             let orphaned = orphans.contains(p.member);
             let older_of_ours = place.member == Some(p.member) && p.index < place.index;
             let extra = if older_of_ours { 12 } else { 4 };
-            // Our parent names its own first: greeted whatever our count (crate::core::climb).
+            let wanted = contacts < tuning.target_neighbours
+                || (orphaned && contacts < tuning.target_neighbours + extra);
+            // Our parent names its own first: greeted up to the cap (crate::core::climb).
             let above = i == 0 && older_of_ours && Some(from) == our_parent;
-            let open = contacts < tuning.target_neighbours
-                || (orphaned && contacts < tuning.target_neighbours + extra)
-                || (above && contacts < tuning.max_neighbours);
+            let open = wanted || (above && contacts < tuning.max_neighbours);
             if open && self.is_stranger(&p.addr, local_addr, neighbours, &banned) {
                 self.send_hello(now, p.addr, place, rng, out);
                 if let Some(h) = self.hellos.get_mut(&p.addr) {
                     h.via = Some(from);
                 }
+                if !wanted {
+                    greeted_above = Some(p.addr);
+                }
             }
         }
+        greeted_above
     }
 
     /// A neighbour is gone (or banned): not a peer to hand out any more, nor to greet. Its

@@ -55,7 +55,7 @@ impl Node {
             index,
             &self.place,
             &self.neighbours,
-            |a| tree.is_parent(*a),
+            |a| tree.is_or_asked_parent(*a),
         );
         if let Some(idle) = idle {
             self.out.send(idle, &Message::Goodbye);
@@ -63,9 +63,23 @@ impl Node {
         }
     }
 
-    /// Every tick: members let in at the cap that did not subscribe in time are let go.
+    /// Every tick: members let in at the cap that we do not feed after their grace are let
+    /// go, and so is the peer greeted above our parent if it did not become our parent.
     pub(super) fn let_go_unsubscribed(&mut self, now: u64) {
-        for addr in self.climb.unsubscribed(now, &self.neighbours) {
+        let mut gone = self.climb.unsubscribed(now, &self.neighbours);
+        if let Some(addr) = self.climb.stale_greeting(now) {
+            let fed = self
+                .neighbours
+                .get(&addr)
+                .is_some_and(|n| !n.children.is_empty());
+            if !self.neighbours.contains_key(&addr) {
+                // Its Welcome never came: no later retry of the Hello makes it a neighbour.
+                self.membership.forget(addr);
+            } else if !fed && !self.tree.is_or_asked_parent(addr) {
+                gone.push(addr);
+            }
+        }
+        for addr in gone {
             self.out.send(addr, &Message::Goodbye);
             self.drop_neighbour(addr);
         }

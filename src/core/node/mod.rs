@@ -376,8 +376,12 @@ impl Node {
                 self.probe_a_stranger(now, &peers);
                 let orphans = self.tree.orphans(&self.place);
                 let guard = &self.guard;
-                let above_from = self.place.member.and_then(|m| self.tree.parent(m));
-                self.membership.on_peers(
+                let above_from = self
+                    .place
+                    .member
+                    .and_then(|m| self.tree.parent(m))
+                    .filter(|_| self.climb.may_greet());
+                let greeted = self.membership.on_peers(
                     now,
                     from,
                     above_from,
@@ -392,6 +396,9 @@ impl Node {
                     &mut self.rng,
                     &mut self.out,
                 );
+                if let Some(addr) = greeted {
+                    self.climb.greeting(now, addr);
+                }
             }
             Message::Introduce { peer } => self.on_introduce(now, from, peer),
             Message::Introduced { peer } => self.on_introduced(now, from, peer),

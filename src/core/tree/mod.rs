@@ -202,6 +202,13 @@ impl StripeTree {
         self.stripes.iter().any(|s| s.parent == Some(addr))
     }
 
+    /// Whether `addr` feeds us a stripe, or we asked it to.
+    pub fn is_or_asked_parent(&self, addr: SocketAddr) -> bool {
+        self.stripes
+            .iter()
+            .any(|s| s.parent == Some(addr) || s.pending.is_some_and(|p| p.to == addr))
+    }
+
     /// Someone's subscriptions changed, or how many a child feeds (the push order): the
     /// per-stripe child lists are rebuilt when next used.
     pub fn children_changed(&mut self) {

@@ -2,7 +2,7 @@
 //! and greets it, and a peer at its neighbour cap makes room for a younger member.
 
 use super::*;
-use crate::core::climb::ROOM_GRACE_US;
+use crate::core::climb::{CLIMB_ASK_US, ROOM_GRACE_US};
 use crate::core::neighbours::Neighbour;
 use crate::core::tree::Place;
 use crate::proto::wire::PeerInfo;
@@ -141,6 +141,13 @@ fn a_member_with_all_its_neighbours_greets_the_one_its_parent_names_above_it() {
     };
     assert!(greeted(above), "the one named above the parent is greeted");
     assert!(!greeted(older), "others are not: it has its neighbours");
+    let nonce = out
+        .iter()
+        .find_map(|t| match &t.message {
+            Message::Hello(h) if t.to == above => Some(h.nonce),
+            _ => None,
+        })
+        .unwrap();
     // Another neighbour naming an older member of the stripe first is no parent of ours.
     node.membership
         .ask_neighbour_for_peers(now + 3, other, &mut node.out);
@@ -153,6 +160,40 @@ fn a_member_with_all_its_neighbours_greets_the_one_its_parent_names_above_it() {
         .0
         .iter()
         .any(|t| t.to == also_older && matches!(t.message, Message::Hello(_))));
+    // One at a time: while the first is greeted, our parent's next name is not.
+    node.membership
+        .ask_neighbour_for_peers(now + 5, parent, &mut node.out);
+    let named = Message::Peers {
+        peers: vec![info(also_older, 15)],
+    };
+    node.handle_datagram(now + 6, parent, &wire::encode(&named).unwrap());
+    assert!(!drain(&mut node)
+        .0
+        .iter()
+        .any(|t| t.to == also_older && matches!(t.message, Message::Hello(_))));
+    // It welcomes us, but never becomes our parent: let go once its time is over.
+    let welcome = Message::Welcome(Box::new(wire::Welcome {
+        nonce,
+        token: 1,
+        role: Role::Peer,
+        index: 10,
+        member: Some(1),
+        stripes: 4,
+        assigned: None,
+        latest_keyframe: None,
+        latest_seq: None,
+        observed: us,
+    }));
+    node.handle_datagram(now + 20_000, above, &wire::encode(&welcome).unwrap());
+    assert!(node.neighbours.contains_key(&above));
+    node.let_go_unsubscribed(now + 2 + CLIMB_ASK_US - 1);
+    assert!(node.neighbours.contains_key(&above));
+    node.let_go_unsubscribed(now + 2 + CLIMB_ASK_US);
+    assert!(
+        !node.neighbours.contains_key(&above),
+        "a parent's name buys no slot for good"
+    );
+    assert!(node.climb.may_greet());
 }
 
 #[test]
