@@ -148,29 +148,24 @@ fn a_member_with_all_its_neighbours_greets_the_one_its_parent_names_above_it() {
             _ => None,
         })
         .unwrap();
+    // Whether `also_older`, named first by `by` when asked at `at`, is greeted.
+    let greets_when_named_by = |node: &mut Node, by: SocketAddr, at: u64| {
+        node.membership
+            .ask_neighbour_for_peers(at, by, &mut node.out);
+        drain(node);
+        let named = Message::Peers {
+            peers: vec![info(also_older, 15)],
+        };
+        node.handle_datagram(at + 1, by, &wire::encode(&named).unwrap());
+        drain(node)
+            .0
+            .iter()
+            .any(|t| t.to == also_older && matches!(t.message, Message::Hello(_)))
+    };
     // Another neighbour naming an older member of the stripe first is no parent of ours.
-    node.membership
-        .ask_neighbour_for_peers(now + 3, other, &mut node.out);
-    drain(&mut node);
-    let named = Message::Peers {
-        peers: vec![info(also_older, 15)],
-    };
-    node.handle_datagram(now + 4, other, &wire::encode(&named).unwrap());
-    assert!(!drain(&mut node)
-        .0
-        .iter()
-        .any(|t| t.to == also_older && matches!(t.message, Message::Hello(_))));
+    assert!(!greets_when_named_by(&mut node, other, now + 3));
     // One at a time: while the first is greeted, our parent's next name is not.
-    node.membership
-        .ask_neighbour_for_peers(now + 5, parent, &mut node.out);
-    let named = Message::Peers {
-        peers: vec![info(also_older, 15)],
-    };
-    node.handle_datagram(now + 6, parent, &wire::encode(&named).unwrap());
-    assert!(!drain(&mut node)
-        .0
-        .iter()
-        .any(|t| t.to == also_older && matches!(t.message, Message::Hello(_))));
+    assert!(!greets_when_named_by(&mut node, parent, now + 5));
     // It welcomes us, but never becomes our parent: let go once its time is over.
     let welcome = Message::Welcome(Box::new(wire::Welcome {
         nonce,
