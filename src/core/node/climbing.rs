@@ -68,15 +68,13 @@ impl Node {
     pub(super) fn let_go_unsubscribed(&mut self, now: u64) {
         let mut gone = self.climb.unsubscribed(now, &self.neighbours);
         if let Some(addr) = self.climb.stale_greeting(now) {
-            let fed = self
-                .neighbours
-                .get(&addr)
-                .is_some_and(|n| !n.children.is_empty());
-            if !self.neighbours.contains_key(&addr) {
+            match self.neighbours.get(&addr) {
                 // Its Welcome never came: no later retry of the Hello makes it a neighbour.
-                self.membership.forget(addr);
-            } else if !fed && !self.tree.is_or_asked_parent(addr) {
-                gone.push(addr);
+                None => self.membership.forget(addr),
+                Some(n) if n.children.is_empty() && !self.tree.is_or_asked_parent(addr) => {
+                    gone.push(addr)
+                }
+                Some(_) => {}
             }
         }
         for addr in gone {
