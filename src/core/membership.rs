@@ -540,7 +540,7 @@ impl Membership {
         now: u64,
         from: SocketAddr,
         our_parent: Option<SocketAddr>,
-        peers: Vec<PeerInfo>,
+        peers: &[PeerInfo],
         place: &Place,
         orphans: StripeSet,
         local_addr: Option<SocketAddr>,
@@ -553,7 +553,7 @@ impl Membership {
     ) -> Option<SocketAddr> {
         self.asked_for_peers.remove(&from);
         let mut greeted_above = None;
-        for (i, mut p) in peers.into_iter().enumerate() {
+        for (i, mut p) in peers.iter().copied().enumerate() {
             // Behind our own NAT: greet it on our LAN (no hairpin through the router).
             if let (Some(lan), Some(ip)) = (p.lan, public_ip) {
                 if p.addr.ip() == ip {

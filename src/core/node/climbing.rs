@@ -8,6 +8,39 @@ use crate::core::climb;
 use crate::proto::wire::{Message, PeerInfo, Role};
 
 impl Node {
+    /// Peers we asked for came: peer exchange greets those we want, and the one our parent
+    /// names above it; only then may a probe for nearness take one of the rest. The other
+    /// way round, the probe could take the peer named above: its Hello pending, peer
+    /// exchange did not greet it for climbing, and a probe not nearer is let go.
+    pub(super) fn on_peers(&mut self, now: u64, from: SocketAddr, peers: &[PeerInfo]) {
+        let orphans = self.tree.orphans(&self.place);
+        let guard = &self.guard;
+        let above_from = self
+            .place
+            .member
+            .and_then(|m| self.tree.parent(m))
+            .filter(|_| self.climb.may_greet());
+        let greeted = self.membership.on_peers(
+            now,
+            from,
+            above_from,
+            peers,
+            &self.place,
+            orphans,
+            self.local_addr,
+            self.reach.public_addr().map(|a| a.ip()),
+            &self.cfg.tuning,
+            &self.neighbours,
+            |addr| guard.is_banned(addr),
+            &mut self.rng,
+            &mut self.out,
+        );
+        if let Some(addr) = greeted {
+            self.climb.greeting(now, addr);
+        }
+        self.probe_a_stranger(now, peers);
+    }
+
     /// Member, every tick while no stripe lacks a parent: now and then our parent in our
     /// stripe is asked for peers, and names its own parent first.
     pub(super) fn ask_who_is_above(&mut self, now: u64) {

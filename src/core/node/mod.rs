@@ -372,34 +372,7 @@ impl Node {
                 &mut self.rng,
                 &mut self.out,
             ),
-            Message::Peers { peers } => {
-                self.probe_a_stranger(now, &peers);
-                let orphans = self.tree.orphans(&self.place);
-                let guard = &self.guard;
-                let above_from = self
-                    .place
-                    .member
-                    .and_then(|m| self.tree.parent(m))
-                    .filter(|_| self.climb.may_greet());
-                let greeted = self.membership.on_peers(
-                    now,
-                    from,
-                    above_from,
-                    peers,
-                    &self.place,
-                    orphans,
-                    self.local_addr,
-                    self.reach.public_addr().map(|a| a.ip()),
-                    &self.cfg.tuning,
-                    &self.neighbours,
-                    |addr| guard.is_banned(addr),
-                    &mut self.rng,
-                    &mut self.out,
-                );
-                if let Some(addr) = greeted {
-                    self.climb.greeting(now, addr);
-                }
-            }
+            Message::Peers { peers } => self.on_peers(now, from, &peers),
             Message::Introduce { peer } => self.on_introduce(now, from, peer),
             Message::Introduced { peer } => self.on_introduced(now, from, peer),
             Message::Subscribe { stripe, hold_after } => {

@@ -206,7 +206,32 @@ fn at_its_cap_a_peer_makes_room_for_a_younger_member_of_its_stripe_that_then_sub
             10 + u64::from(i),
         );
     }
-    let farthest = addr(100 + cap - 1);
+    // The three farthest are the seed, a leaf we feed and a member of stripe 0 we ask to
+    // feed us: none of them is let go, however far.
+    let (seed, fed, feeds_us) = (
+        addr(100 + cap - 1),
+        addr(100 + cap - 2),
+        addr(100 + cap - 3),
+    );
+    node.neighbours.remove(&seed);
+    node.neighbours
+        .insert(seed, Neighbour::new(Role::Seed, 0, None, T0));
+    node.neighbours.note_rtt(seed, 900_000);
+    node.neighbours.get_mut(&fed).unwrap().children.insert(0);
+    node.neighbours.get_mut(&feeds_us).unwrap().depth = 1;
+    let place = node.place;
+    let now = T0 + 100_000;
+    node.tree.maintain(
+        now,
+        false,
+        &place,
+        &node.neighbours,
+        &mut node.rng,
+        &mut node.out,
+    );
+    drain(&mut node);
+    assert!(node.tree.is_or_asked_parent(feeds_us));
+    let farthest = addr(100 + cap - 4);
     let confirm = |node: &Node, from: SocketAddr, token: Option<u64>, index, member| {
         let token = token.unwrap_or_else(|| node.membership.token_for(from));
         wire::encode(&Message::Confirm {
@@ -217,7 +242,6 @@ fn at_its_cap_a_peer_makes_room_for_a_younger_member_of_its_stripe_that_then_sub
         })
         .unwrap()
     };
-    let now = T0 + 100_000;
     // A wrong token, another stripe's member, an older member: turned away, nobody let go.
     let (stranger, younger, staying) = (addr(2), addr(3), addr(4));
     for (token, index, stripe) in [(Some(1), 70, 1), (None, 70, 2), (None, 5, 1)] {
@@ -252,4 +276,91 @@ fn at_its_cap_a_peer_makes_room_for_a_younger_member_of_its_stripe_that_then_sub
         .iter()
         .any(|m| matches!(m, Message::Goodbye)));
     assert!(node.neighbours.contains_key(&staying));
+    for kept in [seed, fed, feeds_us] {
+        assert!(node.neighbours.contains_key(&kept));
+    }
+}
+
+/// A Welcome to our Hello of `nonce`, from a peer of `index` in `member`.
+fn welcome(nonce: u64, index: u64, member: u8, observed: SocketAddr) -> Vec<u8> {
+    wire::encode(&Message::Welcome(Box::new(wire::Welcome {
+        nonce,
+        token: 1,
+        role: Role::Peer,
+        index,
+        member: Some(member),
+        stripes: 4,
+        assigned: None,
+        latest_keyframe: None,
+        latest_seq: None,
+        observed,
+    })))
+    .unwrap()
+}
+
+/// The nonce of the Hello `node` sent to `to`, if it sent one.
+fn hello_nonce(out: &[Transmit], to: SocketAddr) -> Option<u64> {
+    out.iter().find_map(|t| match &t.message {
+        Message::Hello(h) if t.to == to => Some(h.nonce),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_probe_for_nearness_neither_takes_nor_lets_go_the_peer_named_above() {
+    let key = StreamKey::from_seed([10; 32]);
+    let (us, parent, above, near) = (addr(1), addr(2), addr(20), addr(30));
+    let mut node = member(&key, us, 90, 1);
+    neighbour(&mut node, parent, 50, 1, 3, 30);
+    for i in 0..12u16 {
+        neighbour(&mut node, addr(100 + i), 200, 2, 4, 40 + u64::from(i));
+    }
+    let farthest_idle = addr(111);
+    let now = T0 + 100_000;
+    take_parent(&mut node, parent, now);
+    // A probe is wanted, so the next Peers answer may name the stranger to greet: the one
+    // our parent names above it goes to climbing, not to the probe.
+    node.ask_for_a_stranger(now);
+    node.ask_who_is_above(now);
+    drain(&mut node);
+    let info = |a: SocketAddr, index| PeerInfo {
+        addr: a,
+        index,
+        member: 1,
+        lan: None,
+    };
+    let named = Message::Peers {
+        peers: vec![info(above, 10)],
+    };
+    node.handle_datagram(now + 2, parent, &wire::encode(&named).unwrap());
+    let nonce = hello_nonce(&drain(&mut node).0, above).expect("greeted");
+    assert!(!node.proximity.is_probe(&above));
+    assert!(!node.climb.may_greet(), "greeted for climbing");
+    // It is farther than every neighbour: a probe would have been let go at once.
+    node.handle_datagram(now + 200_000, above, &welcome(nonce, 10, 1, us));
+    assert!(node.neighbours.contains_key(&above));
+    let out = sent_to(&mut node, above);
+    assert!(!out.iter().any(|m| matches!(m, Message::Goodbye)));
+    // A nearer stranger found next replaces the farthest idle neighbour, not the peer
+    // named above, though that one is farther.
+    let t = now + 1_500_000;
+    node.ask_for_a_stranger(t);
+    let asked = drain(&mut node)
+        .0
+        .into_iter()
+        .find_map(|t| match t.message {
+            Message::GetPeers { .. } => Some(t.to),
+            _ => None,
+        });
+    let asked = asked.expect("a neighbour asked for a stranger");
+    let found = Message::Peers {
+        peers: vec![info(near, 300)],
+    };
+    node.handle_datagram(t + 1, asked, &wire::encode(&found).unwrap());
+    let nonce = hello_nonce(&drain(&mut node).0, near).expect("the probe greeted");
+    assert!(node.proximity.is_probe(&near));
+    node.handle_datagram(t + 2_000, near, &welcome(nonce, 300, 1, us));
+    assert!(node.neighbours.contains_key(&near), "nearer by far: kept");
+    assert!(node.neighbours.contains_key(&above));
+    assert!(!node.neighbours.contains_key(&farthest_idle));
 }
