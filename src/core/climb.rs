@@ -117,12 +117,6 @@ impl Climb {
         self.greeted = Some((addr, now + CLIMB_ASK_US));
     }
 
-    /// Whether `addr` is on its way up with us: the peer greeted above our parent, or a
-    /// member let in at the cap. Neither is let go for a nearer stranger while it is.
-    pub fn holds(&self, addr: &SocketAddr) -> bool {
-        self.greeted.is_some_and(|(a, _)| a == *addr) || self.let_in.iter().any(|(a, _)| a == addr)
-    }
-
     /// The peer greeted above our parent, once its time is over: to be let go unless it
     /// feeds us or we feed it.
     pub fn stale_greeting(&mut self, now: u64) -> Option<SocketAddr> {

@@ -9,9 +9,8 @@
 //!
 //! What bounds it:
 //! - one probe at a time, one every [`PROBE_EVERY_US`] to [`PROBE_EVERY_MAX_US`];
-//! - parents (and peers asked to be), children, the seed and peers climbing with us
-//!   ([`crate::core::climb`]) are never let go for nearness (the tree does not move under
-//!   a probe), nor the last [`KEEP_FAR`] neighbours not kept for nearness: the swarm
+//! - parents, children and the seed are never let go for nearness (the tree does not move
+//!   under a probe), nor the last [`KEEP_FAR`] neighbours not kept for nearness: the swarm
 //!   stays one random graph rather than islands of neighbours, and a hostile cluster near
 //!   a peer cannot take all of its neighbour slots (a round trip can be made longer, never
 //!   shorter, so nearness is hard to fake from afar).

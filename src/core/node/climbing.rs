@@ -8,11 +8,12 @@ use crate::core::climb;
 use crate::proto::wire::{Message, PeerInfo, Role};
 
 impl Node {
-    /// Peers we asked for came: peer exchange greets those we want, and the one our parent
-    /// names above it; only then may a probe for nearness take one of the rest. The other
-    /// way round, the probe could take the peer named above: its Hello pending, peer
-    /// exchange did not greet it for climbing, and a probe not nearer is let go.
+    /// Peers we asked for came: a probe for nearness may take one first, then peer exchange
+    /// greets those we want, and the one our parent names above it. The probe may take the
+    /// one named above (and let it go unless it is nearer): picking the probe after peer
+    /// exchange cost more than it saved (docs/PERFORMANCE.md, "Climbing", tried, not kept).
     pub(super) fn on_peers(&mut self, now: u64, from: SocketAddr, peers: &[PeerInfo]) {
+        self.probe_a_stranger(now, peers);
         let orphans = self.tree.orphans(&self.place);
         let guard = &self.guard;
         let above_from = self
@@ -38,7 +39,6 @@ impl Node {
         if let Some(addr) = greeted {
             self.climb.greeting(now, addr);
         }
-        self.probe_a_stranger(now, peers);
     }
 
     /// Member, every tick while no stripe lacks a parent: now and then our parent in our

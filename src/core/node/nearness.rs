@@ -40,15 +40,15 @@ impl Node {
     }
 
     /// `from` welcomed us: if it is the probe, it stays in place of a farther neighbour
-    /// that feeds us nothing and is fed nothing by us, nor was asked to, nor is climbing
-    /// with us ([`crate::core::climb::Climb::holds`]); or it is let go.
+    /// that feeds us nothing and is fed nothing by us, or it is let go.
     pub(super) fn judge_probe(&mut self, now: u64, from: SocketAddr) {
         if !self.proximity.is_probe(&from) {
             return;
         }
-        let (tree, climb) = (&self.tree, &self.climb);
-        let busy = |a: &SocketAddr| tree.is_or_asked_parent(*a) || climb.holds(a);
-        let verdict = self.proximity.judge(now, from, &mut self.neighbours, busy);
+        let tree = &self.tree;
+        let verdict = self
+            .proximity
+            .judge(now, from, &mut self.neighbours, |a| tree.is_parent(*a));
         let gone = match verdict {
             Verdict::Replace(farther) => farther,
             Verdict::DropProbe => from,
