@@ -31,9 +31,9 @@ fn neighbour(node: &mut Node, at: SocketAddr, index: u64, member: u8, depth: u8,
     node.neighbours.note_rtt(at, rtt_ms * 1000);
 }
 
-/// `node` takes `parent` as its parent in its member stripe: it asks, and is accepted.
-fn take_parent(node: &mut Node, parent: SocketAddr, now: u64) {
-    let (place, stripe) = (node.place, node.place.member.unwrap());
+/// `node` asks the neighbours it would have as parents (the tree's upkeep, once).
+fn ask_parents(node: &mut Node, now: u64) {
+    let place = node.place;
     node.tree.maintain(
         now,
         false,
@@ -43,6 +43,12 @@ fn take_parent(node: &mut Node, parent: SocketAddr, now: u64) {
         &mut node.out,
     );
     drain(node);
+}
+
+/// `node` takes `parent` as its parent in its member stripe: it asks, and is accepted.
+fn take_parent(node: &mut Node, parent: SocketAddr, now: u64) {
+    let stripe = node.place.member.unwrap();
+    ask_parents(node, now);
     let reply = Message::SubscribeReply {
         stripe,
         accepted: true,
@@ -219,17 +225,8 @@ fn at_its_cap_a_peer_makes_room_for_a_younger_member_of_its_stripe_that_then_sub
     node.neighbours.note_rtt(seed, 900_000);
     node.neighbours.get_mut(&fed).unwrap().children.insert(0);
     node.neighbours.get_mut(&feeds_us).unwrap().depth = 1;
-    let place = node.place;
     let now = T0 + 100_000;
-    node.tree.maintain(
-        now,
-        false,
-        &place,
-        &node.neighbours,
-        &mut node.rng,
-        &mut node.out,
-    );
-    drain(&mut node);
+    ask_parents(&mut node, now);
     assert!(node.tree.is_or_asked_parent(feeds_us));
     let farthest = addr(100 + cap - 4);
     let confirm = |node: &Node, from: SocketAddr, token: Option<u64>, index, member| {
