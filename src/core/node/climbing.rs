@@ -11,7 +11,8 @@ impl Node {
     /// Peers we asked for came: a probe for nearness may take one first, then peer exchange
     /// greets those we want, and the one our parent names above it. The probe may take the
     /// one named above (and let it go unless it is nearer): picking the probe after peer
-    /// exchange cost more than it saved (docs/PERFORMANCE.md, "Climbing", tried, not kept).
+    /// exchange cost more than it saved (docs/PERFORMANCE.md, "A probe for nearness kept off
+    /// the peer named above", tried, not kept).
     pub(super) fn on_peers(&mut self, now: u64, from: SocketAddr, peers: &[PeerInfo]) {
         self.probe_a_stranger(now, peers);
         let orphans = self.tree.orphans(&self.place);
