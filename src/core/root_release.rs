@@ -115,6 +115,11 @@ impl RootRelease {
         self.watching = true;
     }
 
+    /// The stripes whose extra roots are kept for good.
+    pub fn kept(&self) -> StripeSet {
+        self.withheld
+    }
+
     /// Whether `stripe`'s extra roots are kept for good.
     pub fn keeps(&self, stripe: u8) -> bool {
         self.withheld.contains(stripe)

@@ -28,6 +28,11 @@ impl Sim {
         let joins_over = self.joins_pending == 0 && self.now < self.stream_end_at;
         let mut missing = 0;
         let mut orphans = (0u64, 0u64);
+        if self.nodes.len() > 0 && self.now < self.stream_end_at {
+            let fed = self.nodes[0].core.children_fed();
+            let s = &mut self.seed_children_samples;
+            *s = (s.0 + u64::from(fed), s.1 + 1, s.2.max(fed));
+        }
         for id in 0..self.nodes.len() {
             let node = &self.nodes[id];
             if !node.alive {

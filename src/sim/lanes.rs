@@ -122,7 +122,14 @@ pub(crate) struct Tally {
     /// Play time − capture time of the chunks honest peers played from
     /// [`SETTLED_AFTER_US`] after they joined.
     pub(crate) settled_latency: Histogram,
+    /// The seed's warnings (extra roots taken and let go, claims refuted, …), with the time
+    /// they were raised, the first [`SEED_LOG_MAX`]: when its upload grew, and why.
+    pub(crate) seed_log: Vec<(u64, String)>,
 }
+
+/// Seed warnings kept at most: a hostile run refutes a claim per liar, and the log must not
+/// grow with the run.
+pub(crate) const SEED_LOG_MAX: usize = 256;
 
 impl Tally {
     pub(crate) fn add(&mut self, o: &Tally) {
@@ -135,6 +142,8 @@ impl Tally {
         self.lies_sent += o.lies_sent;
         self.queue_delay.merge(&o.queue_delay);
         self.settled_latency.merge(&o.settled_latency);
+        let room = SEED_LOG_MAX.saturating_sub(self.seed_log.len());
+        self.seed_log.extend(o.seed_log.iter().take(room).cloned());
     }
 }
 
@@ -225,7 +234,11 @@ pub(crate) fn collect(node: &mut SimNode, id: u32, world: &World, lane: &mut Lan
         match node.core.poll_output() {
             Output::Transmit(t) => route(node, id, t, world, lane),
             Output::Event(Event::Play(chunk)) => play(node, id, &chunk, world, lane),
-            Output::Event(Event::Warning(_)) => {}
+            Output::Event(Event::Warning(what)) => {
+                if id == 0 && lane.tally.seed_log.len() < SEED_LOG_MAX {
+                    lane.tally.seed_log.push((world.now, what));
+                }
+            }
             Output::Event(Event::Internal(what)) => {
                 lane.fail(world, format!("{}: {what}", addr_of(id)));
             }

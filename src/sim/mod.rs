@@ -151,6 +151,8 @@ pub struct Sim {
     max_buffered: [usize; 3],
     /// (pairs without a parent, pairs) over the samples.
     orphan_samples: (u64, u64),
+    /// The seed's root slots in use, every second while the stream runs: (sum, samples, max).
+    seed_children_samples: (u64, u64, u8),
     /// Peers sampled at each tree depth (255: detached).
     depth_samples: [u64; 256],
     /// Over the same samples: (honest peers' neighbours that are liars, their neighbours,
@@ -201,6 +203,7 @@ impl Sim {
             forgers_added: 0,
             max_buffered: [0; 3],
             orphan_samples: (0, 0),
+            seed_children_samples: (0, 0, 0),
             depth_samples: [0; 256],
             eclipse_samples: (0, 0, 0, 0),
             delay_samples: outcome::LinkDelaySums::default(),

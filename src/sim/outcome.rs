@@ -78,6 +78,15 @@ pub struct Outcome {
     pub sent_by_kind: BTreeMap<&'static str, Traffic>,
     /// What the seed alone sent, by message kind.
     pub seed_sent_by_kind: BTreeMap<&'static str, Traffic>,
+    /// The seed's own counters: its chunks sent as repairs (`repairs_served`) apart from
+    /// those pushed to its root children.
+    pub seed_counters: Counters,
+    /// The seed's root slots in use (subscriptions it feeds), sampled every second while the
+    /// stream runs: above its budget of ⌊max_upload × K⌋ while it holds extra roots.
+    pub seed_children: SeedChildren,
+    /// The seed's warnings, the first 256, with the time into the run: when it took and let
+    /// go of extra roots, which cost a quarter stream copy each while held.
+    pub seed_log: Vec<SeedNote>,
     /// Largest history / missing / playout buffer seen at any node.
     pub max_buffered: [usize; 3],
     /// Share of (peer, stripe) pairs without a parent, sampled every second once the joins
@@ -96,6 +105,20 @@ pub struct Outcome {
     /// Share of honest peers, over the same samples, with more liars than honest nodes among
     /// their neighbours.
     pub peers_mostly_among_liars: f64,
+}
+
+/// Mean and most of the seed's root slots in use over the samples.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SeedChildren {
+    pub mean: f64,
+    pub max: u8,
+}
+
+/// One of the seed's warnings and when it came, in seconds since the run began.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeedNote {
+    pub at_s: f64,
+    pub what: String,
 }
 
 /// Mean one-way delays (ms) from a peer to its parents, its neighbours, and any peer.
@@ -225,6 +248,7 @@ impl Sim {
         let mut extra_roots = 0;
         let mut extra_roots_released = 0;
         let mut claims_refuted = 0;
+        let mut seed_counters = Counters::default();
         let mut peer_counters = Counters::default();
         let mut sent_by_kind = TrafficByKind::default();
         let mut seed_sent_by_kind = TrafficByKind::default();
@@ -244,6 +268,7 @@ impl Sim {
                 extra_roots = stats.counters.extra_roots;
                 extra_roots_released = stats.counters.extra_roots_released;
                 claims_refuted = stats.counters.claims_refuted;
+                seed_counters = stats.counters;
                 continue;
             }
             peer_counters.add(&stats.counters);
@@ -314,6 +339,23 @@ impl Sim {
             peer_counters,
             sent_by_kind: sent_by_kind.to_map(),
             seed_sent_by_kind: seed_sent_by_kind.to_map(),
+            seed_counters,
+            seed_children: SeedChildren {
+                mean: round(
+                    self.seed_children_samples.0 as f64
+                        / self.seed_children_samples.1.max(1) as f64,
+                    3,
+                ),
+                max: self.seed_children_samples.2,
+            },
+            seed_log: tally
+                .seed_log
+                .iter()
+                .map(|(at, what)| SeedNote {
+                    at_s: round(at.saturating_sub(EPOCH_US) as f64 / 1e6, 3),
+                    what: what.clone(),
+                })
+                .collect(),
             max_buffered: self.max_buffered,
             stripes_without_parent: round(
                 self.orphan_samples.0 as f64 / self.orphan_samples.1.max(1) as f64,

@@ -200,6 +200,11 @@ impl Node {
         &self.out.stats
     }
 
+    /// Subscriptions this node feeds (a seed's root slots in use, extra roots too).
+    pub fn children_fed(&self) -> u8 {
+        self.neighbours.children_count()
+    }
+
     pub fn neighbour_count(&self) -> usize {
         self.neighbours.len()
     }

@@ -181,10 +181,24 @@ impl Node {
     /// Seed, every tick: once its stripes have been calm long enough, a root of the stripe
     /// it took its oldest remembered extra root for is let go ([`crate::core::root_release`]).
     pub(super) fn release_extra_root(&mut self, now: u64) {
+        let kept_before = self.root_release.kept();
         self.root_release.note(self.guard.starved_now(), now);
         for stripe in 0..self.place.stripes {
             if self.guard.looks_withheld(stripe) {
                 self.root_release.keep(stripe);
+            }
+        }
+        // Said once per stripe: from here on the seed's upload keeps what those roots cost.
+        for stripe in 0..self.place.stripes {
+            if self.root_release.keeps(stripe) && !kept_before.contains(stripe) {
+                let why = if self.guard.looks_withheld(stripe) {
+                    "half of its starved members here hang below a parent"
+                } else {
+                    "it starved again soon after one was let go"
+                };
+                self.out.warn(format!(
+                    "stripe {stripe} looks withheld ({why}): roots taken for it beyond the budget are kept for good"
+                ));
             }
         }
         let max_upload = self.cfg.tuning.max_upload;
