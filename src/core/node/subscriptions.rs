@@ -192,7 +192,7 @@ impl Node {
         for stripe in 0..self.place.stripes {
             if self.root_release.keeps(stripe) && !kept_before.contains(stripe) {
                 let why = if self.guard.looks_withheld(stripe) {
-                    "half of its starved members here hang below a parent"
+                    "two thirds of its starved members here hang below a parent"
                 } else {
                     "it starved again soon after one was let go"
                 };
