@@ -259,6 +259,19 @@ fn withholders_in_the_seeds_root_slots_get_their_stripes_extra_roots() {
     assert!(f(&o, &["extra_roots"]) >= 1.0, "{o}");
     // Its stripes' starved members still hung below the withholders: the roots are kept.
     assert_eq!(f(&o, &["extra_roots_released"]), 0.0, "{o}");
+    // The seed's log says when it took each, and which stripes it keeps them for, and they
+    // are held beyond its budget of 5 root slots.
+    let log: Vec<&str> = o["seed_log"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|n| n["what"].as_str()).collect())
+        .unwrap_or_default();
+    let took = log
+        .iter()
+        .filter(|w| w.contains("as an extra root"))
+        .count();
+    assert_eq!(took as f64, f(&o, &["extra_roots"]), "{o}");
+    assert!(log.iter().any(|w| w.contains("looks withheld")), "{o}");
+    assert!(f(&o, &["seed_children", "max"]) > 5.0, "{o}");
     // Measured 0.9979 (seed 1); 0.592 before the seed took extra roots, with two of the four
     // stripes rooted at withholders for the whole run, 0.936 while the seed counted only
     // detached members as starved (it found out a second later), 0.987 while it waited for a
