@@ -305,9 +305,10 @@ impl Guard {
     /// 1.937). Honest and `--liars 5%` runs at 1,000 peers and 10,000 × 30 s seed 3 are
     /// unchanged; `--withholders 4` (1,000 × 20 s, seeds 1-8) lost a little on three seeds,
     /// honest continuity mean 99.806 → 99.790 % (60 % did the same). Waiting instead until 4 s
-    /// after the spell's first extra root before judging at all cost them 99.806 → 99.559 %. Not judged within [`EXTRA_ROOT_GAP_US`] of an extra root, nor
-    /// within [`WITHHELD_JUDGED_AFTER_US`] of the first of its starved spell: members it took
-    /// still show the starvation it ends (1,000 × 20 s, seed 2; 100,000 peers).
+    /// after the spell's first extra root before judging at all cost them 99.806 → 99.559 %.
+    /// Not judged within [`EXTRA_ROOT_GAP_US`] of an extra root, nor within
+    /// [`WITHHELD_JUDGED_AFTER_US`] of the first of its starved spell: members it took still
+    /// show the starvation it ends (1,000 × 20 s, seed 2; 100,000 peers).
     pub fn looks_withheld(&self, stripe: u8) -> bool {
         self.looks_withheld.contains(stripe)
     }
