@@ -184,14 +184,13 @@ impl Node {
         let kept_before = self.root_release.kept();
         self.root_release.note(self.guard.starved_now(), now);
         for stripe in 0..self.place.stripes {
-            if self.guard.looks_withheld(stripe) {
+            let looks_withheld = self.guard.looks_withheld(stripe);
+            if looks_withheld {
                 self.root_release.keep(stripe);
             }
-        }
-        // Said once per stripe: from here on the seed's upload keeps what those roots cost.
-        for stripe in 0..self.place.stripes {
+            // Said once per stripe: from here on the seed's upload keeps what those roots cost.
             if self.root_release.keeps(stripe) && !kept_before.contains(stripe) {
-                let why = if self.guard.looks_withheld(stripe) {
+                let why = if looks_withheld {
                     "two thirds of its starved members here hang below a parent"
                 } else {
                     "it starved again soon after one was let go"
