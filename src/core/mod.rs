@@ -20,6 +20,7 @@ pub mod reachability;
 pub mod repair;
 pub mod rng;
 pub mod root_release;
+pub mod seq_times;
 pub mod stats;
 pub mod stripes;
 pub mod timers;

@@ -1,6 +1,8 @@
 //! When each recent chunk was pushed to our children, and whether a child's request crossed
 //! the push of what it asked for.
 
+use crate::core::seq_times::SeqTimes;
+
 /// A child's request for a chunk we pushed to it less than its least RTT plus this margin ago
 /// crossed the push: the push is on its way, and answering sent the chunk twice. In bl-sim
 /// (1,000 × 10 s, seed 1) 73 % of the duplicates a parent sent came after its own first
@@ -18,30 +20,20 @@
 /// [`LATE_UPSTREAM_WAIT_US`]: crate::core::config::LATE_UPSTREAM_WAIT_US
 const CROSSING_MARGIN_US: u64 = 25_000;
 const CROSSING_MAX_US: u64 = 500_000;
-/// Seqs whose push time is remembered: more than the stream sends in [`CROSSING_MAX_US`] at
-/// a few Mb/s, and small, since every simulated node has one.
-const PUSH_LOG_SLOTS: usize = 128;
 
-/// When each recent chunk was pushed to the stripe's children (a ring by seq).
+/// When each recent chunk was pushed to the stripe's children.
 #[derive(Debug, Default)]
 pub struct PushLog {
-    /// (seq + 1, when): 0 is an empty slot.
-    slots: Vec<(u64, u64)>,
+    times: SeqTimes,
 }
 
 impl PushLog {
     pub fn note(&mut self, seq: u64, now: u64) {
-        if self.slots.is_empty() {
-            self.slots = vec![(0, 0); PUSH_LOG_SLOTS];
-        }
-        if let Some(slot) = self.slots.get_mut(seq as usize % PUSH_LOG_SLOTS) {
-            *slot = (seq.wrapping_add(1), now);
-        }
+        self.times.note(seq, now);
     }
 
     pub fn pushed_at(&self, seq: u64) -> Option<u64> {
-        let (s, at) = *self.slots.get(seq as usize % PUSH_LOG_SLOTS)?;
-        (s == seq.wrapping_add(1)).then_some(at)
+        self.times.at(seq)
     }
 
     /// Whether a child's request for `seq`, arriving at `now`, crossed our push of it (see
@@ -85,6 +77,7 @@ mod tests {
     use crate::core::stripes::{stripe_of, StripeSet};
     use crate::media::chunk::Chunk;
     use crate::media::identity::StreamKey;
+    use crate::proto::wire::Role;
 
     /// A parent that holds chunk 8 and has budget to answer, and a child's subscriptions
     /// that include 8's stripe (of 4).
@@ -123,7 +116,7 @@ mod tests {
                 rtt,
                 &history,
                 4,
-                true,
+                Role::Peer,
                 &mut out,
             );
             let c = &out.stats.counters;
@@ -151,7 +144,7 @@ mod tests {
             rtt,
             &history,
             4,
-            true,
+            Role::Peer,
             &mut out,
         );
         assert_eq!(out.stats.counters.repairs_served, 1);
@@ -180,7 +173,7 @@ mod tests {
             rtt,
             history,
             4,
-            true,
+            Role::Peer,
             &mut out,
         );
         assert_eq!(out.stats.counters.repairs_crossed, 0);
@@ -206,20 +199,20 @@ mod tests {
                 .collect()
         };
         let mut out = Outbox::default();
-        let ask = |repair: &mut Repair, out: &mut Outbox, seqs, fed: StripeSet, peer| {
+        let ask = |repair: &mut Repair, out: &mut Outbox, seqs, fed: StripeSet, role| {
             let fed = (fed, 0);
             repair.serve(
-                1_000, asker, seqs, false, fed, 50_000, &history, 4, peer, out,
+                1_000, asker, seqs, false, fed, 50_000, &history, 4, role, out,
             );
         };
         let none = StripeSet::EMPTY;
-        ask(&mut repair, &mut out, vec![7, 8, 9], none, true);
+        ask(&mut repair, &mut out, vec![7, 8, 9], none, Role::Peer);
         assert_eq!(out.stats.counters.repairs_served, 1);
         assert_eq!(rejects(&mut out), vec![vec![7, 9]], "the two it lacks");
         repair.budget.credit = 0.0;
-        ask(&mut repair, &mut out, vec![8], none, true);
+        ask(&mut repair, &mut out, vec![8], none, Role::Peer);
         assert_eq!(rejects(&mut out), vec![vec![8]], "no budget left");
-        ask(&mut repair, &mut out, vec![7, 8], none, false);
+        ask(&mut repair, &mut out, vec![7, 8], none, Role::Seed);
         assert_eq!(
             rejects(&mut out),
             Vec::<Vec<u64>>::new(),
@@ -229,12 +222,12 @@ mod tests {
         repair.budget.credit = 100.0;
         repair.pushes.note(12, 900);
         repair.pushes.note(8, 950);
-        ask(&mut repair, &mut out, vec![8], feeds, true);
+        ask(&mut repair, &mut out, vec![8], feeds, Role::Peer);
         assert_eq!(out.stats.counters.repairs_crossed, 1);
         assert_eq!(rejects(&mut out), Vec::<Vec<u64>>::new());
         // A child's ask for a chunk of its stripe that we lack: no Reject, we push it down
         // once our own repair brings it.
-        ask(&mut repair, &mut out, vec![12, 13], feeds, true);
+        ask(&mut repair, &mut out, vec![12, 13], feeds, Role::Peer);
         assert_eq!(
             rejects(&mut out),
             vec![vec![13]],

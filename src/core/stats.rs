@@ -209,6 +209,10 @@ pub struct Counters {
     /// answered, the push was on its way.
     #[serde(default)]
     pub repairs_crossed: u64,
+    /// Seed: requests, from peers outside a chunk's root slots, for a chunk it had served to
+    /// another such peer moments before: left to that peer and the tree.
+    #[serde(default)]
+    pub repairs_spread: u64,
     /// Unsubscribes sent to neighbours that pushed a stripe they do not feed us (a lost
     /// Unsubscribe or acceptance had left them pushing it beside our parent).
     #[serde(default)]
@@ -267,6 +271,7 @@ impl Counters {
         self.repairs_refused += o.repairs_refused;
         self.repairs_served += o.repairs_served;
         self.repairs_crossed += o.repairs_crossed;
+        self.repairs_spread += o.repairs_spread;
         self.stray_feeds_stopped += o.stray_feeds_stopped;
         self.holds_released += o.holds_released;
         self.positions_ignored += o.positions_ignored;

@@ -425,7 +425,7 @@ impl Node {
                     rtt.unwrap_or(DEFAULT_RTT_US),
                     &self.history,
                     self.place.stripes,
-                    self.cfg.role == Role::Peer,
+                    self.cfg.role,
                     &mut self.out,
                 );
             }

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use crate::core::config::{
     Tuning, CHILD_OVERDRAFT, DEFAULT_RTT_US, IDLE_HAVE_TICKS_PEER, IDLE_HAVE_TICKS_SEED,
     IN_FLIGHT_WAIT_US, LATE_UPSTREAM_WAIT_US, PARENT_QUIET_US, PARENT_REPAIR_EXTRA_US,
-    REPAIR_DELAY_US, REPAIR_SHARE_MIN, REPAIR_SHARE_SEED, SEED_AFTER_TRIES, STRAY_ASKED_GRACE_US,
-    TREE_HAVE_TICKS_PEER, UNPUSHED_CREDIT_MAX,
+    REPAIR_DELAY_US, REPAIR_SHARE_MIN, REPAIR_SHARE_SEED, SEED_AFTER_TRIES, SEED_SPREAD_US,
+    STRAY_ASKED_GRACE_US, TREE_HAVE_TICKS_PEER, UNPUSHED_CREDIT_MAX,
 };
 use crate::core::history::History;
 pub use crate::core::missing::Arrival;
@@ -18,6 +18,7 @@ use crate::core::neighbours::{Neighbour, Neighbours};
 use crate::core::outbox::Outbox;
 use crate::core::push_log::PushLog;
 use crate::core::rng::Rng;
+use crate::core::seq_times::SeqTimes;
 use crate::core::stripes::{stripe_of, StripeSet};
 use crate::core::timers::{Timer, Timers};
 use crate::core::units::{Micros, Seq};
@@ -110,6 +111,9 @@ pub struct Repair {
     pub corroborated: Option<Seq>,
     /// Scratch for the median, kept to spare an allocation per Have.
     claims: Vec<u64>,
+    /// Seed: when it last served each recent chunk to a peer outside the chunk's root slots
+    /// ([`SEED_SPREAD_US`]).
+    spread: SeqTimes,
 }
 
 impl Repair {
@@ -162,6 +166,9 @@ impl Repair {
     /// we lack (below). The seed sends none: it is asked last, it refuses thousands of
     /// joiners' asks while they fetch their backlogs, and Rejects for them were 0.05 stream
     /// copies of its upload (10,000 × 20 s).
+    ///
+    /// The seed serves a chunk to a peer outside its root slots once per [`SEED_SPREAD_US`];
+    /// the next to ask within that time finds it at the first, or down the tree.
     #[allow(clippy::too_many_arguments)]
     pub fn serve(
         &mut self,
@@ -173,11 +180,11 @@ impl Repair {
         child_min_rtt_us: u64,
         history: &History,
         stripes: u8,
-        rejects: bool,
+        role: Role,
         out: &mut Outbox,
     ) {
         // The seed collects nothing: it refuses thousands of asks in a flash crowd.
-        let mut rejected = rejects.then(Vec::new);
+        let mut rejected = (role == Role::Peer).then(Vec::new);
         for seq in seqs {
             let stripe = stripe_of(seq, stripes);
             let Some(chunk) = history.get(seq).cloned() else {
@@ -201,6 +208,12 @@ impl Repair {
                 out.stats.counters.repairs_crossed += 1;
                 continue;
             }
+            let outsider = role == Role::Seed && !children.contains(stripe);
+            let spread_at = self.spread.at(seq).filter(|_| outsider);
+            if spread_at.is_some_and(|at| now < at.saturating_add(SEED_SPREAD_US)) {
+                out.stats.counters.repairs_spread += 1;
+                continue;
+            }
             if !self.budget.spend(children.contains(stripe) || from_seed) {
                 out.stats.counters.repairs_refused += 1;
                 if let Some(r) = rejected.as_mut() {
@@ -209,6 +222,9 @@ impl Repair {
                 continue;
             }
             out.stats.counters.repairs_served += 1;
+            if outsider {
+                self.spread.note(seq, now);
+            }
             out.send_owned(from, Message::Chunk(chunk));
         }
         if let Some(seqs) = rejected.filter(|r| !r.is_empty()) {

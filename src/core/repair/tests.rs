@@ -214,3 +214,64 @@ fn a_reject_counts_only_against_a_claim_the_bitmap_made_and_the_retry_goes_elsew
         );
     }
 }
+
+/// The seed serves a chunk once per [`SEED_SPREAD_US`] to peers outside its root slots: a
+/// second stranger asking within that time is left to the first and the tree, while a root
+/// child of the chunk's stripe is always served, and a peer serves everyone it can.
+#[test]
+fn the_seed_serves_a_chunk_to_one_stranger_at_a_time_and_its_root_children_always() {
+    use std::sync::Arc;
+
+    use crate::core::history::History;
+    use crate::media::chunk::Chunk;
+    use crate::media::identity::StreamKey;
+
+    let key = StreamKey::from_seed([3; 32]);
+    let mut history = History::new(64);
+    let mut payload = vec![0u8; 188];
+    payload[0] = 0x47;
+    history.insert(Arc::new(Chunk::sign(&key, 8, 1, 0, payload)));
+    let addr = |i: u16| SocketAddr::from(([127, 0, 0, 1], 9200 + i));
+    let mut roots = StripeSet::EMPTY;
+    roots.insert(stripe_of(8, 4));
+    let served = |role: Role, asks: &[(u16, StripeSet, u64)]| -> (Vec<u16>, u64) {
+        let mut repair = Repair::default();
+        repair.budget.credit = 100.0;
+        let mut out = Outbox::default();
+        let mut got = Vec::new();
+        for &(who, feeds, at) in asks {
+            repair.serve(
+                at,
+                addr(who),
+                vec![8],
+                false,
+                (feeds, 0),
+                50_000,
+                &history,
+                4,
+                role,
+                &mut out,
+            );
+            got.extend(
+                std::iter::from_fn(|| out.pop_transmit())
+                    .filter_map(|t| matches!(t.message, Message::Chunk(_)).then_some(who)),
+            );
+        }
+        (got, out.stats.counters.repairs_spread)
+    };
+    let none = StripeSet::EMPTY;
+    let t0 = 1_000_000;
+    let asks = [
+        (1, none, t0),
+        (2, none, t0 + 1_000),
+        (3, roots, t0 + 2_000),
+        (4, none, t0 + SEED_SPREAD_US - 1),
+        (5, none, t0 + SEED_SPREAD_US),
+    ];
+    assert_eq!(
+        served(Role::Seed, &asks),
+        (vec![1, 3, 5], 2),
+        "strangers 2 and 4 asked within the spread of 1's copy"
+    );
+    assert_eq!(served(Role::Peer, &asks), (vec![1, 2, 3, 4, 5], 0));
+}

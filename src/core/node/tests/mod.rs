@@ -1,6 +1,7 @@
 //! The node as a whole: two and three cores wired together in virtual time (net.rs).
 
 use super::*;
+use crate::core::config::SEED_SPREAD_US;
 use crate::media::chunk::FLAG_KEYFRAME;
 use crate::media::identity::StreamKey;
 use crate::proto::wire::MAX_REQUEST_SEQS;
@@ -204,14 +205,16 @@ fn a_child_asking_again_for_a_lost_push_is_served_when_catch_ups_spent_the_budge
         .find(|&s| child_of_seed(&net, 1, s) && !child_of_seed(&net, 2, s))
         .expect("the seed splits its slots between the two peers") as u64;
     let in_stripe = |from: u64| (from..200).filter(|q| q % 4 == stripe);
-    // Peer 2 asks the seed for a catch-up in that stripe, again and again.
-    let now = net.now;
+    // Peer 2 asks the seed for a catch-up in that stripe, again and again (each time after
+    // the seed's spread of its last copies, which would otherwise leave it to the tree).
+    let mut now = net.now;
     for _ in 0..4 {
         let catch_up = wire::encode(&Message::Request {
             seqs: in_stripe(100).take(MAX_REQUEST_SEQS).collect(),
         })
         .unwrap();
         net.seed().handle_datagram(now, addr(2), &catch_up);
+        now += SEED_SPREAD_US;
     }
     let spent = net.seed().stats().counters;
     assert!(spent.repairs_refused > 0, "the budget is spent");
