@@ -2,8 +2,10 @@
 //! seed's spread repairs ([`crate::core::repair`]). An old seq overwritten by a newer one is
 //! forgotten, as if never sent.
 
-/// Seqs remembered: more than the stream sends in half a second at a few Mb/s (2 Mb/s is
-/// 221 chunks a second), and small, since every simulated node has one or two.
+/// Seqs remembered: about half a second at 2 Mb/s (221 chunks a second), the push log's
+/// longest crossing window and the seed's spread, and small, since every simulated node has
+/// one or two. At higher rates a seq is forgotten sooner: a crossing request is answered
+/// (one duplicate) and the seed serves a chunk again, never less than before either rule.
 const SLOTS: usize = 128;
 
 #[derive(Debug, Default)]

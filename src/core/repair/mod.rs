@@ -209,8 +209,8 @@ impl Repair {
                 continue;
             }
             let outsider = role == Role::Seed && !children.contains(stripe);
-            let spread_at = self.spread.at(seq).filter(|_| outsider);
-            if spread_at.is_some_and(|at| now < at.saturating_add(SEED_SPREAD_US)) {
+            let spread = |at: u64| now < at.saturating_add(SEED_SPREAD_US);
+            if outsider && self.spread.at(seq).is_some_and(spread) {
                 out.stats.counters.repairs_spread += 1;
                 continue;
             }
