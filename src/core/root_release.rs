@@ -13,7 +13,7 @@
 //! instead let go of an honest root beside a withholder (bl-sim, 1,000 peers,
 //! `--withholders 4`, seeds 1 and 2: its stripe starved a second later). A stripe that looks
 //! starved again within a calm spell of a release doubles the spell, up to [`MAX_STRIKES`]
-//! times.
+//! times; a release that a whole calm spell follows halves it again.
 
 use crate::core::config::EXTRA_ROOT_CALM_US;
 use crate::core::stripes::StripeSet;
@@ -55,13 +55,20 @@ impl RootRelease {
     /// a withheld stripe whose members had all left the withholder before the stripe looked
     /// starved.
     pub fn note(&mut self, starved: StripeSet, now: u64) {
-        if starved.is_empty() {
-            return;
-        }
         let soon_after_release = self
             .last_release
             .is_some_and(|at| now < at + self.calm_us());
-        if self.watching && soon_after_release {
+        if self.watching && !soon_after_release {
+            // A release that a whole calm spell followed was right: one strike is forgiven,
+            // as a backoff eases on success. Kept, four early strikes held every later
+            // release of a broadcast hours long to 64 s of calm.
+            self.strikes = self.strikes.saturating_sub(1);
+            self.watching = false;
+        }
+        if starved.is_empty() {
+            return;
+        }
+        if self.watching {
             self.strikes = self.strikes.saturating_add(1).min(MAX_STRIKES);
             if let Some(stripe) = self.released_stripe.filter(|s| starved.contains(*s)) {
                 self.keep(stripe);
@@ -186,11 +193,12 @@ mod tests {
         let calm_again = first + CALM / 2 + 100_000;
         assert!(!r.due(calm_again + CALM));
         assert!(r.due(calm_again + 2 * CALM));
-        // Starved long after the next release: no strike.
+        // Starved long after the next release: no strike, and the calm spell that followed
+        // it forgives the one before.
         let second = calm_again + 2 * CALM;
         r.released(1, second);
         r.note(set(2), second + 3 * CALM);
-        assert_eq!(r.strikes(), 1);
+        assert_eq!(r.strikes(), 0);
         // Strikes stop doubling at MAX_STRIKES.
         for i in 0..10u64 {
             let at = second + 3 * CALM + (i + 1) * 100 * CALM;
@@ -199,5 +207,35 @@ mod tests {
         }
         assert_eq!(r.strikes(), MAX_STRIKES);
         assert_eq!(r.calm_us(), CALM << MAX_STRIKES);
+    }
+
+    /// A release that a whole calm spell follows forgives one strike, so a broadcast's early
+    /// unrest does not hold its later releases to the longest spell for good.
+    #[test]
+    fn a_release_followed_by_a_calm_spell_forgives_a_strike() {
+        let mut r = RootRelease::default();
+        let mut at = 1_000_000;
+        for _ in 0..MAX_STRIKES {
+            r.released(0, at);
+            r.note(set(0), at + 1);
+            at += 100 * CALM;
+        }
+        assert_eq!(r.strikes(), MAX_STRIKES);
+        // Calm ticks within the spell forgive nothing; the first tick after it, one strike.
+        r.released(1, at);
+        r.note(StripeSet::EMPTY, at + (CALM << MAX_STRIKES) - 1);
+        assert_eq!(r.strikes(), MAX_STRIKES);
+        r.note(StripeSet::EMPTY, at + (CALM << MAX_STRIKES));
+        assert_eq!(r.strikes(), MAX_STRIKES - 1);
+        r.note(StripeSet::EMPTY, at + 100 * CALM);
+        assert_eq!(r.strikes(), MAX_STRIKES - 1, "one strike per release");
+        // Every calm release after that forgives one more, down to none.
+        for i in 0..u64::from(MAX_STRIKES) {
+            let next = at + (i + 1) * 100 * CALM;
+            r.released(1, next);
+            r.note(StripeSet::EMPTY, next + (CALM << MAX_STRIKES));
+        }
+        assert_eq!(r.strikes(), 0);
+        assert_eq!(r.calm_us(), CALM);
     }
 }
