@@ -10,6 +10,7 @@ is drawn as an SVG beside the JSON in bench-out/. With --markers, scripts/ts-mar
 marker packets into the encoder's pipe every 0.2 s and the peers write to pipes this script
 reads as a player would: marker_latency_ms is glass-to-glass, bl-chunk's wait included.
 Usage: scripts/bench.sh [--peers 50] [--rate 2000] [--seconds 30] [--late 3] [--markers]
+                       [--source frames|bursts]
 """
 import argparse, json, os, resource, statistics, struct, subprocess, sys, tempfile, threading, time
 
@@ -22,6 +23,12 @@ ap.add_argument("--keep", action="store_true", help="keep the work directory")
 ap.add_argument("--markers", action="store_true",
                 help="also time marker packets (scripts/ts-mark) from the encoder's pipe to every "
                      "peer's stdout: glass-to-glass, bl-chunk's wait included")
+ap.add_argument("--source", choices=["frames", "bursts"], default="frames",
+                help="frames (default): the test file is muxed with no MPEG-TS interleaving delay, "
+                     "so ffmpeg -re writes it a frame at a time as a live encoder does (measured: "
+                     "reads of ~8 KB every 26-40 ms); bursts: muxed with ffmpeg's default 0.7 s "
+                     "delay, which ffmpeg -re replays in bursts of 20-60 KB every 70-190 ms (this "
+                     "script's only source before 2026-12-06)")
 args = ap.parse_args()
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,7 +39,12 @@ out_dir = os.path.join(root, "bench-out")
 os.makedirs(out_dir, exist_ok=True)
 
 # A file at the target rate, encoded once and cached.
-src = os.path.join(out_dir, f"src-{args.rate}k-{args.seconds}s.ts")
+# The mpegts muxer holds packets up to -muxdelay (0.7 s by default) to interleave audio and
+# video; a file muxed so is replayed by ffmpeg -re in bursts that a live encoder's pipe does
+# not have (ffmpeg encoding testsrc2 live, -tune zerolatency: one frame, ~8 KB, every 26 ms).
+frames = args.source == "frames"
+src = os.path.join(out_dir, f"src-{args.rate}k-{args.seconds}s{'-frames' if frames else ''}.ts")
+mux = ["-muxdelay", "0", "-muxpreload", "0"] if frames else []
 if not os.path.exists(src):
     v = max(100, args.rate - 96)
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
@@ -40,7 +52,7 @@ if not os.path.exists(src):
                     "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
                     "-t", str(args.seconds), "-c:v", "libx264", "-preset", "veryfast", "-g", "60",
                     "-b:v", f"{v}k", "-maxrate", f"{v}k", "-bufsize", f"{v // 2}k",
-                    "-c:a", "aac", "-b:a", "96k", "-f", "mpegts", src], check=True)
+                    "-c:a", "aac", "-b:a", "96k", *mux, "-f", "mpegts", src], check=True)
 
 def spawn(cmd, **kw):
     return subprocess.Popen(cmd, **kw)
@@ -167,7 +179,7 @@ startups = sorted(p["startup_ms"] for p in lates if p.get("startup_ms") is not N
 n_hops = max(1, args.peers).bit_length()
 chunk_ms = 1128 * 8 / args.rate  # one chunk's time at the stream rate
 result = {
-    "peers": args.peers, "rate_kbps": args.rate, "seconds": args.seconds,
+    "peers": args.peers, "rate_kbps": args.rate, "seconds": args.seconds, "source": args.source,
     "stream_bytes": stream, "wall_s": round(wall, 1),
     "latency_ms": {"p50": quantile(0.5), "p99": quantile(0.99),
                    "max": max(p["latency_ms"]["max"] for p in ps),
