@@ -10,7 +10,7 @@ is drawn as an SVG beside the JSON in bench-out/. With --markers, scripts/ts-mar
 marker packets into the encoder's pipe every 0.2 s and the peers write to pipes this script
 reads as a player would: marker_latency_ms is glass-to-glass, bl-chunk's wait included.
 Usage: scripts/bench.sh [--peers 50] [--rate 2000] [--seconds 30] [--late 3] [--markers]
-                       [--source frames|bursts]
+                        [--source frames|bursts]
 """
 import argparse, json, os, resource, statistics, struct, subprocess, sys, tempfile, threading, time
 
@@ -26,7 +26,7 @@ ap.add_argument("--markers", action="store_true",
 ap.add_argument("--source", choices=["frames", "bursts"], default="frames",
                 help="frames (default): the test file is muxed with no MPEG-TS interleaving delay, "
                      "so ffmpeg -re writes it a frame at a time as a live encoder does (measured: "
-                     "reads of ~8 KB every 26-40 ms); bursts: muxed with ffmpeg's default 0.7 s "
+                     "reads of ~8 KB a median 40 ms apart); bursts: muxed with ffmpeg's default 0.7 s "
                      "delay, which ffmpeg -re replays in bursts of 20-60 KB every 70-190 ms (this "
                      "script's only source before 2026-12-06)")
 args = ap.parse_args()
@@ -41,7 +41,8 @@ os.makedirs(out_dir, exist_ok=True)
 # A file at the target rate, encoded once and cached.
 # The mpegts muxer holds packets up to -muxdelay (0.7 s by default) to interleave audio and
 # video; a file muxed so is replayed by ffmpeg -re in bursts that a live encoder's pipe does
-# not have (ffmpeg encoding testsrc2 live, -tune zerolatency: one frame, ~8 KB, every 26 ms).
+# not have (ffmpeg encoding testsrc2 live, -tune zerolatency: reads of ~8 KB, a median 27 ms
+# apart).
 frames = args.source == "frames"
 src = os.path.join(out_dir, f"src-{args.rate}k-{args.seconds}s{'-frames' if frames else ''}.ts")
 mux = ["-muxdelay", "0", "-muxpreload", "0"] if frames else []

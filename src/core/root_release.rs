@@ -29,9 +29,11 @@ pub struct RootRelease {
     last_unrest: u64,
     /// When a root was last let go.
     last_release: Option<u64>,
-    /// Releases followed by a starved stripe within the calm spell.
+    /// Releases followed by a starved stripe within the calm spell, less one for each
+    /// release a whole calm spell followed.
     strikes: u8,
-    /// A release was made and no starved stripe has been seen since.
+    /// A release was made, and neither a starved stripe nor the end of its calm spell has
+    /// been seen since.
     watching: bool,
     /// The stripes of the extra roots taken and not yet answered by a release, oldest first.
     taken: Vec<u8>,
@@ -53,7 +55,7 @@ impl RootRelease {
     /// roots withholds it, as the stripe's starved members did not show when the extra root
     /// was taken): bl-sim, 1,000 peers × 20 s, `--withholders 4`, seed 6, released a root of
     /// a withheld stripe whose members had all left the withholder before the stripe looked
-    /// starved.
+    /// starved. A release that the whole calm spell followed forgives one strike.
     pub fn note(&mut self, starved: StripeSet, now: u64) {
         let soon_after_release = self
             .last_release
