@@ -62,8 +62,8 @@ impl RootRelease {
             .is_some_and(|at| now < at + self.calm_us());
         if self.watching && !soon_after_release {
             // A release that a whole calm spell followed was right: one strike is forgiven,
-            // as a backoff eases on success. Kept, four early strikes held every later
-            // release of a broadcast hours long to 64 s of calm.
+            // as a backoff eases on success. Without this, four early strikes held every
+            // later release of a broadcast hours long to 64 s of calm.
             self.strikes = self.strikes.saturating_sub(1);
             self.watching = false;
         }
