@@ -117,7 +117,7 @@ fn asking_again_while_fed_fetches_no_keyframe_and_no_backlog() {
 /// The keyframe a joiner waits for starts its playout, and the gap from it on is noted
 /// missing before the keyframe is kept: it was noted too, and asked of one neighbour after
 /// another, each copy a duplicate, until playout left it a history behind (bl-sim, 50
-/// peers, no loss, seed 1: five joiners asked for their keyframe 10-17 times each over
+/// peers, no loss, seed 1: five joiners asked for their keyframe 13-19 times each over
 /// 4.5 s, the seed among those asked).
 #[test]
 fn a_joiner_never_asks_for_the_keyframe_it_started_at() {
