@@ -27,20 +27,7 @@ fn a_joiner_is_pushed_nothing_it_only_plays_before_the_keyframe_it_waits_for() {
         }
         true
     });
-    net.run_until(T0 + 300_000);
-    gop_stream(&mut net, &key, 0..300);
-    join_peer(&mut net, &key, joiner);
-    gop_stream(&mut net, &key, 300..1000);
-    end_stream(&mut net, &key, 1000);
-    let now = net.now;
-    net.run_until(now + 3_000_000);
-
-    let played = net.played.get(&joiner).cloned().unwrap_or_default();
-    let first = *played.first().expect("the joiner never started playing");
-    assert_eq!(
-        first, 400,
-        "started at {first}, not at the keyframe after its join"
-    );
+    let (played, first) = join_mid_gop(&mut net, &key, joiner);
     assert_eq!(played, (first..=1000).collect::<Vec<_>>());
     let Some((_, node)) = net.nodes.iter().find(|(a, _)| *a == joiner) else {
         panic!("the joiner is gone");
@@ -133,20 +120,7 @@ fn a_joiner_never_asks_for_the_keyframe_it_started_at() {
         }
         true
     });
-    net.run_until(T0 + 300_000);
-    gop_stream(&mut net, &key, 0..300);
-    join_peer(&mut net, &key, joiner);
-    gop_stream(&mut net, &key, 300..1000);
-    end_stream(&mut net, &key, 1000);
-    let now = net.now;
-    net.run_until(now + 3_000_000);
-
-    let played = net.played.get(&joiner).cloned().unwrap_or_default();
-    let first = *played.first().expect("the joiner never started playing");
-    assert_eq!(
-        first, 400,
-        "started at {first}, not at the keyframe after its join"
-    );
+    let (_, first) = join_mid_gop(&mut net, &key, joiner);
     let Some((_, node)) = net.nodes.iter().find(|(a, _)| *a == joiner) else {
         panic!("the joiner is gone");
     };
@@ -157,4 +131,24 @@ fn a_joiner_never_asks_for_the_keyframe_it_started_at() {
         "asked for keyframe {first}, held since it started playout ({} asks, {duplicates} duplicates)",
         asked.iter().filter(|s| **s == first).count()
     );
+}
+
+/// A stream with a keyframe every 200 chunks (1 s); `joiner` joins 100 chunks after the one
+/// at 200, so it waits for the next, at 400, and must start there. Returns what it played
+/// and where it started.
+fn join_mid_gop(net: &mut Net, key: &StreamKey, joiner: SocketAddr) -> (Vec<u64>, u64) {
+    net.run_until(T0 + 300_000);
+    gop_stream(net, key, 0..300);
+    join_peer(net, key, joiner);
+    gop_stream(net, key, 300..1000);
+    end_stream(net, key, 1000);
+    let now = net.now;
+    net.run_until(now + 3_000_000);
+    let played = net.played.get(&joiner).cloned().unwrap_or_default();
+    let first = *played.first().expect("the joiner never started playing");
+    assert_eq!(
+        first, 400,
+        "started at {first}, not at the keyframe after its join"
+    );
+    (played, first)
 }
