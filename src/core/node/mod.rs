@@ -761,7 +761,8 @@ impl Node {
             &self.history,
             self.highest,
             self.neighbours.children_count(),
-            StripeTree::spare_slots(&self.place, self.cfg.tuning.max_upload, &self.neighbours),
+            self.tree
+                .spare_slots(&self.place, self.cfg.tuning.max_upload, &self.neighbours),
             self.tree.depth(&self.place, &self.neighbours),
         )
     }

@@ -56,8 +56,24 @@ enum Acceptance {
 
 impl StripeTree {
     /// Stripe subscriptions a node of `place` with upload budget `max_upload` may feed.
-    fn slots(place: &Place, max_upload: f64) -> usize {
+    pub(super) fn slots(place: &Place, max_upload: f64) -> usize {
         (max_upload * f64::from(place.stripes)).floor() as usize
+    }
+
+    /// The seed's root slots now: all of its budget while the swarm forms, one per stripe
+    /// once it has settled ([`StripeTree::settle_roots`]). Extra roots of starved stripes
+    /// are counted beyond this, up to K beyond the whole budget either way.
+    pub(super) fn seed_slots(&self, place: &Place, max_upload: f64) -> usize {
+        let budget = Self::slots(place, max_upload);
+        match self.roots_settled {
+            true => budget.min(usize::from(place.stripes)),
+            false => budget,
+        }
+    }
+
+    /// The most root slots the seed feeds, extra roots included: K beyond its whole budget.
+    fn seed_cap(place: &Place, max_upload: f64) -> usize {
+        Self::slots(place, max_upload) + usize::from(place.stripes)
     }
 
     /// `from` asks to be fed `stripe`. The seed keeps max_upload × K subscriptions in all and
@@ -153,7 +169,7 @@ impl StripeTree {
             return no;
         };
         let requester_rank = child_rank(requester, stripe, now);
-        let budget = Self::slots(place, max_upload);
+        let budget = self.seed_slots(place, max_upload);
         let total = neighbours.children_count() as usize;
         let worst = neighbours
             .iter()
@@ -168,7 +184,7 @@ impl StripeTree {
         }
         // A starved stripe's detached member: one more root, displacing nobody (the root it
         // starves under may be an honest one whose subtree is still forming).
-        if extra_root && total < budget + usize::from(place.stripes) {
+        if extra_root && total < Self::seed_cap(place, max_upload) {
             return SubscribeOutcome {
                 accepted: true,
                 displaced_barren: None,
@@ -352,10 +368,10 @@ impl StripeTree {
         neighbours: &mut Neighbours,
         out: &mut Outbox,
     ) -> Option<bool> {
-        let budget = Self::slots(place, max_upload);
+        let budget = self.seed_slots(place, max_upload);
         let total = usize::from(neighbours.children_count());
         let fed = neighbours.get(&to)?.children.contains(stripe);
-        let room = total < budget + usize::from(place.stripes);
+        let room = total < Self::seed_cap(place, max_upload);
         if place.role != Role::Seed || stripe >= place.stripes || fed || !room {
             return None;
         }
@@ -372,7 +388,7 @@ impl StripeTree {
 
     /// Seed: whether it feeds more subscriptions than its budget.
     pub fn beyond_budget(&self, place: &Place, max_upload: f64, neighbours: &Neighbours) -> bool {
-        usize::from(neighbours.children_count()) > Self::slots(place, max_upload)
+        usize::from(neighbours.children_count()) > self.seed_slots(place, max_upload)
     }
 
     /// Seed: lets go of one root of `stripe`, for which it took an extra root

@@ -138,6 +138,9 @@ pub struct StripeTree {
     holds: Vec<hold::Hold>,
     /// Joiner: the seq our Subscribes ask parents to hold until a keyframe past ([`hold`]).
     hold_after: Option<u64>,
+    /// Seed: the swarm has settled ([`crate::core::root_release`]), and its budget holds one
+    /// root per stripe; the rest of max_upload × K is for extra roots of starved stripes.
+    roots_settled: bool,
 }
 
 /// Seed: an extra root let go of `stripe`, still pushed it until `until`.
@@ -182,7 +185,13 @@ impl StripeTree {
             handovers: Vec::new(),
             holds: Vec::new(),
             hold_after: None,
+            roots_settled: false,
         }
+    }
+
+    /// Seed: whether its budget holds one root per stripe (settled) or max_upload × K.
+    pub fn settle_roots(&mut self, settled: bool) {
+        self.roots_settled = settled;
     }
 
     /// The stream has `stripes` stripes after all (the seed said so): start over.
@@ -697,15 +706,15 @@ impl StripeTree {
 
     /// Stripe subscriptions this node would still accept (a member of the stripe may also
     /// take one more member by displacing a leaf).
-    pub fn spare_slots(place: &Place, max_upload: f64, neighbours: &Neighbours) -> u8 {
-        let slots = (max_upload * f64::from(place.stripes)).floor();
-        let slots = if place.role == Role::Seed {
-            slots.max(f64::from(place.stripes))
-        } else {
-            slots
+    pub fn spare_slots(&self, place: &Place, max_upload: f64, neighbours: &Neighbours) -> u8 {
+        let slots = match place.role {
+            Role::Seed => self
+                .seed_slots(place, max_upload)
+                .max(usize::from(place.stripes)),
+            Role::Peer => Self::slots(place, max_upload),
         };
-        (slots as u64)
-            .saturating_sub(u64::from(neighbours.children_count()))
+        slots
+            .saturating_sub(usize::from(neighbours.children_count()))
             .min(255) as u8
     }
 

@@ -379,6 +379,69 @@ fn a_seed_lets_its_worst_root_of_a_stripe_go_only_beyond_its_budget_and_never_th
     assert_eq!(release(&mut tree, &mut ns, &mut out, 1, 0.25), None);
 }
 
+/// A settled seed's budget holds one root per stripe: a second member of a stripe is no
+/// longer taken as an ordinary slot, the fifth root is beyond the budget (so it may be let
+/// go), its Have shows no room, and extra roots still go up to K beyond the whole budget.
+#[test]
+fn a_settled_seed_keeps_one_root_per_stripe_and_extra_roots_up_to_k_beyond_its_whole_budget() {
+    // max_upload 1.25 × 4 stripes: five slots while the swarm forms.
+    let max = 1.25;
+    let mut ns = Neighbours::default();
+    for stripe in 0..4u8 {
+        ns.insert(
+            addr(u16::from(stripe) + 1),
+            peer(u64::from(stripe) + 1, stripe, 1, 0),
+        );
+    }
+    ns.insert(addr(5), peer(5, 0, 255, 0)); // a second member of stripe 0
+    ns.insert(addr(6), peer(6, 1, 255, 0)); // a second member of stripe 1
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    let ask = |tree: &mut StripeTree, ns: &mut Neighbours, out: &mut Outbox, i: u16, stripe| {
+        tree.on_subscribe(0, addr(i), stripe, false, false, false, &SEED, max, ns, out)
+            .accepted
+    };
+    for stripe in 0..4u8 {
+        assert!(ask(
+            &mut tree,
+            &mut ns,
+            &mut out,
+            u16::from(stripe) + 1,
+            stripe
+        ));
+    }
+    assert_eq!(tree.spare_slots(&SEED, max, &ns), 1);
+    tree.settle_roots(true);
+    assert_eq!(tree.spare_slots(&SEED, max, &ns), 0);
+    assert!(
+        !ask(&mut tree, &mut ns, &mut out, 6, 1),
+        "no fifth slot once settled"
+    );
+    tree.settle_roots(false);
+    assert!(ask(&mut tree, &mut ns, &mut out, 5, 0), "the fifth slot");
+    assert!(!tree.beyond_budget(&SEED, max, &ns));
+    tree.settle_roots(true);
+    assert!(tree.beyond_budget(&SEED, max, &ns));
+    // Extra roots: four beyond the whole budget of five, nine root slots in all.
+    for i in 7..=11u16 {
+        ns.insert(addr(i), peer(u64::from(i), 2, 255, 0));
+    }
+    let offered: Vec<Option<bool>> = (7..=11u16)
+        .map(|i| tree.offer_extra_root(1_000, addr(i), 2, &SEED, max, &mut ns, &mut out))
+        .collect();
+    let beyond = Some(true);
+    assert_eq!(offered, vec![beyond, beyond, beyond, beyond, None]);
+    // Let go while settled: the worst root of stripe 0, and then no more of it.
+    assert!(tree
+        .release_extra_root(2_000, 0, &SEED, max, &mut ns, &mut out)
+        .is_some());
+    assert_eq!(
+        tree.release_extra_root(2_000, 0, &SEED, max, &mut ns, &mut out),
+        None,
+        "a stripe's last root"
+    );
+}
+
 /// A root the seed let go is pushed the stripe while it finds a parent; its Unsubscribe, once
 /// it has one, ends that at once: what the seed would still push are duplicates.
 #[test]
