@@ -240,8 +240,8 @@ impl Node {
     /// more room near the root while peers join fast, and a second root beside a withholder
     /// in the first slots. Kept all broadcast, it was the largest part of the seed's upload
     /// that was not the stream (bl-sim, 1,000 peers × 20 s, seeds 1–8: source amplification
-    /// 1.492 with it, 1.336 settled; docs/PERFORMANCE.md). A swarm in which a stripe has
-    /// looked withheld keeps the whole budget.
+    /// 1.492 with it, 1.336 settled; docs/PERFORMANCE.md). A swarm that keeps an extra root
+    /// for good (its stripe looked withheld) keeps the whole budget.
     ///
     /// [`RootRelease::settle_due`]: crate::core::root_release::RootRelease::settle_due
     fn settle_roots(&mut self, now: u64) {
