@@ -257,6 +257,22 @@ impl Node {
                         .count()
                 })
                 .collect();
+            // A swarm large enough that every stripe has a member among the seed's children
+            // and the seed feeds no leaf. A small one feeds leaves of stripes without a
+            // member from the spare slots, and let go they had nobody to feed them (bl-sim,
+            // 6 peers, seed 6: 24 chunks skipped, latency p99 696 -> 1,855 ms).
+            let members_only = self
+                .neighbours
+                .values()
+                .all(|n| n.children.iter().all(|s| n.member == Some(s)));
+            let every_stripe = (0..self.place.stripes).all(|stripe| {
+                self.neighbours
+                    .values()
+                    .any(|n| n.member == Some(stripe) && n.children.contains(stripe))
+            });
+            if !(members_only && every_stripe) {
+                return self.tree.settle_roots(false);
+            }
             self.root_release.settle(&roots);
             let calm_s = self.root_release.calm_us() / 1_000_000;
             self.out.warn(format!(
