@@ -233,7 +233,8 @@ impl Node {
         }
     }
 
-    /// Seed, every tick: once the swarm is calm ([`RootRelease::settle_due`]) its budget
+    /// Seed, every tick: once the swarm is calm ([`RootRelease::settle_due`]), and large
+    /// enough that every stripe has a member root and no leaf hangs at the seed, its budget
     /// holds one root per stripe, and the roots beyond are let go one per calm spell, as extra
     /// roots are. The rest of the budget (with the model's 1.25 copies, a fifth slot: a
     /// second root of one stripe, a quarter of a stream copy) buys the swarm its forming:
