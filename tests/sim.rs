@@ -119,6 +119,8 @@ fn a_small_swarm_keeps_the_seeds_whole_budget() {
         "-q",
     ]);
     assert_eq!(f(&o, &["chunks_skipped"]), 0.0, "{o}");
+    // Five root slots in use, as budgeted (4.16 when it settled).
+    assert!(f(&o, &["seed_children", "mean"]) > 4.5, "{o}");
     let log = o["seed_log"].to_string();
     assert!(!log.contains("the swarm is calm"), "{o}");
 }

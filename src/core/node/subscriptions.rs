@@ -242,22 +242,24 @@ impl Node {
     /// in the first slots. Kept all broadcast, it was the largest part of the seed's upload
     /// that was not the stream (bl-sim, 1,000 peers × 20 s, seeds 1–8: source amplification
     /// 1.492 with it, 1.336 settled; docs/PERFORMANCE.md). A swarm that keeps an extra root
-    /// for good (its stripe looked withheld) keeps the whole budget.
+    /// for good (its stripe looked withheld) before it settles keeps the whole budget.
+    /// Settling is for good: a flash crowd later is helped by extra roots of the stripes
+    /// that starve, up to K beyond the whole budget.
     ///
     /// [`RootRelease::settle_due`]: crate::core::root_release::RootRelease::settle_due
     fn settle_roots(&mut self, now: u64) {
         if self.highest.is_some() {
             self.root_release.began(now);
         }
+        let roots: Vec<usize> = (0..self.place.stripes)
+            .map(|stripe| {
+                self.neighbours
+                    .values()
+                    .filter(|n| n.children.contains(stripe))
+                    .count()
+            })
+            .collect();
         if self.root_release.settle_due(now) {
-            let roots: Vec<usize> = (0..self.place.stripes)
-                .map(|stripe| {
-                    self.neighbours
-                        .values()
-                        .filter(|n| n.children.contains(stripe))
-                        .count()
-                })
-                .collect();
             // A swarm large enough that every stripe has a member among the seed's children
             // and the seed feeds no leaf. A small one feeds leaves of stripes without a
             // member from the spare slots, and let go they had nobody to feed them (bl-sim,
@@ -274,12 +276,13 @@ impl Node {
             if !(members_only && every_stripe) {
                 return self.tree.settle_roots(false);
             }
-            self.root_release.settle(&roots);
+            self.root_release.settle();
             let calm_s = self.root_release.calm_us() / 1_000_000;
             self.out.warn(format!(
                 "the swarm is calm (no stripe looked starved for {calm_s} s): one root per stripe from now on, the rest of the budget for stripes that starve"
             ));
         }
+        self.root_release.remember_surplus(&roots);
         self.tree.settle_roots(self.root_release.settled());
     }
 

@@ -76,8 +76,9 @@ impl StripeTree {
         Self::slots(place, max_upload) + usize::from(place.stripes)
     }
 
-    /// `from` asks to be fed `stripe`. The seed keeps max_upload × K subscriptions in all and
-    /// always at least one per stripe, ranking candidates by [`child_rank`], and refuses
+    /// `from` asks to be fed `stripe`. The seed keeps max_upload × K subscriptions in all
+    /// (one per stripe once settled: [`StripeTree::seed_slots`]) and always at least one per
+    /// stripe, ranking candidates by [`child_rank`], and refuses
     /// whom the guard `barred`; it takes up to K more, one at a time, as `extra_root`s of
     /// stripes the guard finds starved. A peer feeds its member stripe, where a member of it
     /// may displace a leaf, and adopts leaves of other stripes while it has room to spare.

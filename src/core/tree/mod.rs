@@ -139,7 +139,8 @@ pub struct StripeTree {
     /// Joiner: the seq our Subscribes ask parents to hold until a keyframe past ([`hold`]).
     hold_after: Option<u64>,
     /// Seed: the swarm has settled ([`crate::core::root_release`]), and its budget holds one
-    /// root per stripe; the rest of max_upload × K is for extra roots of starved stripes.
+    /// root per stripe; extra roots of starved stripes still go up to K beyond the whole
+    /// max_upload × K.
     roots_settled: bool,
 }
 
