@@ -233,6 +233,11 @@ pub const OWN_MEMO: usize = 64;
 pub const MAX_CANDIDATES: usize = 50;
 /// How long a node that refused us as a child is not asked again.
 pub const REFUSAL_BACKOFF_US: u64 = 2_000_000;
+/// How often a full member lets a younger member child of its stripe go for a member that
+/// lost a place as high as its own (`StripeTree::make_room_for_member`). Honest need is rare
+/// (a root the seed let go as it settled, an old member orphaned); a liar claiming a high
+/// place costs one subtree one reattachment per spell at each full parent it neighbours.
+pub const MEMBER_DISPLACED_EVERY_US: u64 = 2_000_000;
 /// How often a fed stripe looks for a nearer parent (`StripeTree::move_up`), and how much
 /// nearer (in expected delay) it must be.
 pub const MOVE_UP_EVERY_US: u64 = 1_000_000;

@@ -92,6 +92,9 @@ pub struct Neighbour {
     pub subscribed_at: u64,
     /// Its depth in its member stripe, from its last Have.
     pub depth: u8,
+    /// Its depth in its member stripe from its last Have that placed it in the tree (255:
+    /// none yet). A member detached now that was as high as we are lost its place above.
+    pub attached_depth: u8,
     /// We confirmed its Welcome and have heard nothing since: Confirms sent so far. A lost
     /// Confirm left a half-open link (we count it, it never heard of us): at the seed for 10
     /// s, and a stripe's oldest member cut off from the seed for good (bl-sim, 300 peers).
@@ -152,6 +155,7 @@ impl Neighbour {
             audits_unanswered: 0,
             subscribed_at: now,
             depth: u8::MAX,
+            attached_depth: u8::MAX,
             unconfirmed: None,
             rtt_us: None,
             rtt_min_us: None,

@@ -696,6 +696,9 @@ impl Node {
                 (Role::Peer, 0) => u8::MAX,
                 _ => depth,
             };
+            if n.depth != u8::MAX {
+                n.attached_depth = n.depth;
+            }
             n.have = Some(have);
             n.spare = spare;
             n.feeding = children;

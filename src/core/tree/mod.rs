@@ -142,6 +142,9 @@ pub struct StripeTree {
     /// root per stripe; extra roots of starved stripes still go up to K beyond the whole
     /// max_upload × K.
     roots_settled: bool,
+    /// When we last let a member child go for a member that lost a place as high as ours
+    /// ([`StripeTree::make_room_for_member`]).
+    member_displaced_at: Option<u64>,
 }
 
 /// Seed: an extra root let go of `stripe`, still pushed it until `until`.
@@ -187,6 +190,7 @@ impl StripeTree {
             holds: Vec::new(),
             hold_after: None,
             roots_settled: false,
+            member_displaced_at: None,
         }
     }
 

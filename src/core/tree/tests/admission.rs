@@ -2,7 +2,7 @@
 //! the seed's extra roots.
 
 use super::*;
-use crate::core::config::{ADOPTION_HEADROOM, HANDOVER_US};
+use crate::core::config::{ADOPTION_HEADROOM, HANDOVER_US, MEMBER_DISPLACED_EVERY_US};
 
 #[test]
 fn at_the_seed_a_member_displaces_a_leaf_and_anyone_displaces_a_barren_child() {
@@ -79,6 +79,78 @@ fn a_full_peer_takes_a_member_of_its_stripe_by_displacing_a_leaf() {
         "the leaf made room"
     );
     assert_eq!(tree.take_children(2, &ns), vec![addr(2)]);
+}
+
+/// A full member with no leaf to let go takes a member of its stripe that lost a place as
+/// high as its own (detached now, its last placed depth no deeper than ours): its youngest
+/// member child younger than the requester goes, once per [`MEMBER_DISPLACED_EVERY_US`]. A
+/// root the seed let go as it settled had no older member with room, and its subtree lived
+/// on repairs. A joiner never placed, a member placed deeper, and one whose Haves say it is
+/// placed (a withholder claims depth 1) displace nobody.
+#[test]
+fn a_full_member_lets_its_youngest_member_child_go_for_a_member_that_lost_a_place_as_high() {
+    let me = MEMBER_OF_2; // index 10
+    let seed = addr(9);
+    let mut ns = Neighbours::default();
+    ns.insert(seed, Neighbour::new(Role::Seed, 0, None, 0));
+    ns.insert(addr(1), peer(60, 2, 2, 0)); // a younger member child
+    let mut tree = StripeTree::new(4, 0);
+    let mut rng = Rng::new(1);
+    let mut out = Outbox::default();
+    // We are a root: the seed feeds us stripe 2 (depth 1).
+    tree.maintain(0, false, &me, &ns, &mut rng, &mut out);
+    tree.on_subscribe_reply(0, seed, 2, true, true, false, &mut out);
+    assert_eq!(tree.depth(&me, &ns), 1);
+    // max_upload 0.25: one slot, taken by the younger member.
+    assert!(subscribe(&mut tree, 0, addr(1), 2, &me, &mut ns, &mut out).accepted);
+    let t = 10 * MEMBER_DISPLACED_EVERY_US;
+    // Everyone was heard from lately: no child is silent, so none is let go for that.
+    let heard = |ns: &mut Neighbours, now: u64| {
+        for n in ns.values_mut() {
+            n.last_heard = now;
+        }
+    };
+    let asker = |ns: &mut Neighbours, a: u16, index: u64, depth: u8, attached: u8| {
+        let mut n = peer(index, 2, depth, 0);
+        n.attached_depth = attached;
+        ns.insert(addr(a), n);
+        heard(ns, t);
+    };
+    let fed = |ns: &Neighbours, a: u16| ns.get(&addr(a)).is_some_and(|n| n.children.contains(2));
+    asker(&mut ns, 2, 20, u8::MAX, u8::MAX);
+    assert!(
+        !subscribe(&mut tree, t, addr(2), 2, &me, &mut ns, &mut out).accepted,
+        "a joiner never placed"
+    );
+    asker(&mut ns, 2, 20, u8::MAX, 2);
+    assert!(
+        !subscribe(&mut tree, t, addr(2), 2, &me, &mut ns, &mut out).accepted,
+        "placed deeper than we are"
+    );
+    asker(&mut ns, 2, 20, 1, 1);
+    assert!(
+        !subscribe(&mut tree, t, addr(2), 2, &me, &mut ns, &mut out).accepted,
+        "its Haves say it is placed"
+    );
+    asker(&mut ns, 4, 70, u8::MAX, 1);
+    assert!(
+        !subscribe(&mut tree, t, addr(4), 2, &me, &mut ns, &mut out).accepted,
+        "younger than every member child"
+    );
+    assert!(fed(&ns, 1));
+    sent(&mut out);
+    asker(&mut ns, 2, 20, u8::MAX, 1);
+    assert!(subscribe(&mut tree, t, addr(2), 2, &me, &mut ns, &mut out).accepted);
+    assert!(fed(&ns, 2) && !fed(&ns, 1), "the younger member made room");
+    assert!(sent(&mut out).contains(&(addr(1), Message::Unsubscribe { stripe: 2 })));
+    // Another that lost its place, older than addr(2): once per spell.
+    asker(&mut ns, 3, 15, u8::MAX, 1);
+    let soon = t + MEMBER_DISPLACED_EVERY_US - 1;
+    heard(&mut ns, soon);
+    assert!(!subscribe(&mut tree, soon, addr(3), 2, &me, &mut ns, &mut out).accepted);
+    heard(&mut ns, soon + 1);
+    assert!(subscribe(&mut tree, soon + 1, addr(3), 2, &me, &mut ns, &mut out).accepted);
+    assert!(fed(&ns, 3) && !fed(&ns, 2));
 }
 
 /// A child killed without a Goodbye keeps its neighbour entry for [`NEIGHBOUR_TIMEOUT_US`];
