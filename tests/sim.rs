@@ -24,30 +24,39 @@ fn f(v: &serde_json::Value, path: &[&str]) -> f64 {
     x.as_f64().unwrap_or_else(|| panic!("no {path:?} in {v}"))
 }
 
+/// 1,000 peers joining over 2 s, 20 s of stream, 1 % loss: the JSON report of seed `seed`.
+fn thousand_peers(seed: &str, more: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "--peers",
+        "1000",
+        "--seconds",
+        "20",
+        "--join-over",
+        "2",
+        "--loss",
+        "1%",
+        "--seed",
+        seed,
+        "--json",
+        "-q",
+    ];
+    args.extend_from_slice(more);
+    sim(&args).0
+}
+
 #[test]
 fn thousand_peers_over_several_seeds_stay_within_bounds() {
     let mut amplification = Vec::new();
     for seed in ["1", "2", "3"] {
         eprintln!("bl-sim seed {seed}");
-        let (o, _) = sim(&[
-            "--peers",
-            "1000",
-            "--seconds",
-            "20",
-            "--join-over",
-            "2",
-            "--loss",
-            "1%",
-            "--seed",
-            seed,
-            "--json",
-            "-q",
-            // The brief's bounds (docs/PERFORMANCE.md gives the measured values).
+        // The brief's bounds (docs/PERFORMANCE.md gives the measured values).
+        let bounds = [
             "--expect-continuity",
             "0.999",
             "--expect-amplification",
             "2",
-        ]);
+        ];
+        let o = thousand_peers(seed, &bounds);
         assert_eq!(f(&o, &["forged_chunks_played"]), 0.0);
         assert_eq!(f(&o, &["peers_measured"]), 1000.0, "seed {seed}");
         amplification.push(f(&o, &["source_amplification"]));
@@ -133,20 +142,7 @@ fn a_small_swarm_keeps_the_seeds_whole_budget() {
 /// with it).
 #[test]
 fn a_root_the_seed_lets_go_finds_a_parent() {
-    let (o, _) = sim(&[
-        "--peers",
-        "1000",
-        "--seconds",
-        "20",
-        "--join-over",
-        "2",
-        "--loss",
-        "1%",
-        "--seed",
-        "4",
-        "--json",
-        "-q",
-    ]);
+    let o = thousand_peers("4", &[]);
     let log = o["seed_log"].to_string();
     assert!(
         log.contains("let 10.0.0.2:7000 go as a root of stripe 0"),
