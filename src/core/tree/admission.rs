@@ -315,7 +315,7 @@ impl StripeTree {
     /// to a member with room. A member may hang only below an older one, and the oldest are
     /// full of younger members: a root the seed let go as it settled often had no older
     /// member with room, and its subtree lived on repairs (bl-sim, 1,000 peers, seed 4: its
-    /// 65-peer subtree detached from 5.2 s until the seed took another root at 17.7 s).
+    /// 63–66-peer subtree detached from 5.2 s until the seed took another root at 17.7 s).
     /// Judged by the place it lost, not by how long it has been adrift, this leaves the
     /// forming trees alone: joiners were never placed (bl-sim, 1,000 peers × 20 s, seeds
     /// 1–8: detached 4.99 → 3.97 %, duplicates 1.86 → 1.84 %, chunks skipped the same;
