@@ -137,7 +137,7 @@ fn a_small_swarm_keeps_the_seeds_whole_budget() {
 /// As the seed settles (seed 4: at 5.2 s) it lets go of its second root of stripe 0, whose
 /// only older member is the stripe's other root, full of younger members. Unless a member
 /// that lost a place as high as a full member's may take its youngest member child's, it
-/// asked that root and the seed in turn, was refused by both, and its 65-peer subtree lived
+/// asked that root and the seed in turn, was refused by both, and its 63–66-peer subtree lived
 /// on repairs until the seed took another root at 17.7 s: 7.33 % of peers detached (2.17 %
 /// with it).
 #[test]

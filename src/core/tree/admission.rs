@@ -47,6 +47,12 @@ fn child_rank(n: &Neighbour, stripe: u8, now: u64) -> (bool, bool, bool, u64) {
     )
 }
 
+/// Whether `n` lost a place in its member stripe at least as high as `depth` (ours, known):
+/// its latest Have says it is detached, and its last Have that placed it said no deeper.
+fn lost_a_place_as_high(n: &Neighbour, depth: u8) -> bool {
+    depth != u8::MAX && n.depth == u8::MAX && n.attached_depth <= depth
+}
+
 /// A peer's answer to a Subscribe before it looks for room.
 enum Acceptance {
     Yes,
@@ -124,10 +130,6 @@ impl StripeTree {
                 now, from, stripe, extra_root, place, max_upload, neighbours, out,
             ),
             Role::Peer => {
-                // A member that lost a place as high as ours: worth a younger member's place.
-                let depth = self.depth(place, neighbours);
-                let lost = requester.depth == u8::MAX && requester.attached_depth <= depth;
-                let displaced_from = (depth != u8::MAX && lost).then_some(requester.index);
                 let accepted =
                     self.peer_accepts(now, from, stripe, wants_hold, place, max_upload, neighbours);
                 let accepted = match accepted {
@@ -138,7 +140,12 @@ impl StripeTree {
                         true
                     }
                     Acceptance::IfALeafMakesRoom => {
-                        self.make_room_for_member(now, displaced_from, stripe, neighbours, out)
+                        // A member that lost a place as high as ours is worth a younger
+                        // member's place.
+                        let depth = self.depth(place, neighbours);
+                        let older =
+                            lost_a_place_as_high(requester, depth).then_some(requester.index);
+                        self.make_room_for_member(now, older, stripe, neighbours, out)
                     }
                 };
                 SubscribeOutcome::plain(accepted)
