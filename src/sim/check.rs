@@ -55,7 +55,12 @@ impl Sim {
                 }
                 orphans.0 += parents.iter().filter(|p| p.is_none()).count() as u64;
                 orphans.1 += parents.len() as u64;
-                self.depth_samples[node.core.tree_depth() as usize] += 1;
+                let depth = node.core.tree_depth();
+                self.depth_samples[depth as usize] += 1;
+                if self.now >= node.playback.joined_at + SETTLED_AFTER_US {
+                    let d = &mut self.settled_detached;
+                    *d = (d.0 + u64::from(depth == u8::MAX), d.1 + 1);
+                }
                 let (mut liars, mut all) = (0u64, 0u64);
                 for addr in node.core.neighbour_addrs() {
                     let kind = id_of(addr).and_then(|i| self.places.get(i as usize));

@@ -155,6 +155,8 @@ pub struct Sim {
     seed_children_samples: (u64, u64, u8),
     /// Peers sampled at each tree depth (255: detached).
     depth_samples: [u64; 256],
+    /// (detached, all) over the samples of peers that joined [`SETTLED_AFTER_US`] before.
+    settled_detached: (u64, u64),
     /// Over the same samples: (honest peers' neighbours that are liars, their neighbours,
     /// honest peers with more liars than honest nodes among their neighbours, honest peers).
     eclipse_samples: (u64, u64, u64, u64),
@@ -205,6 +207,7 @@ impl Sim {
             orphan_samples: (0, 0),
             seed_children_samples: (0, 0, 0),
             depth_samples: [0; 256],
+            settled_detached: (0, 0),
             eclipse_samples: (0, 0, 0, 0),
             delay_samples: outcome::LinkDelaySums::default(),
             latency: Histogram::default(),
