@@ -207,6 +207,19 @@ result = {
     "chunks_duplicate_total": sum(p["chunks_duplicate"] for p in ps),
     "exit_codes_nonzero": sum(1 for p, _ in peers if p.returncode != 0)
                           + sum(1 for p in late if p.returncode != 0),
+    # Scheduler stalls: a node's loop ran 50 ms or more after it was due (a neighbour asks
+    # another for a chunk after 50 ms), which looks to its children like a slow path.
+    "stalls": {"seed": s["stalls"], "seed_wake_lag_max_ms": s["wake_lag_max_ms"],
+               "peers_stalled": sum(1 for p in ps if p["stalls"] > 0),
+               "peers_total": sum(p["stalls"] for p in ps),
+               "peers_wake_lag_max_ms": max(p["wake_lag_max_ms"] for p in ps)},
+    # Each peer that stalled, asked for a repair or took a duplicate, to tell which way round.
+    "peers_of_note": [{"peer": i, "stalls": p["stalls"], "wake_lag_max_ms": p["wake_lag_max_ms"],
+                       "requests": p["sent_by_kind"].get("request", {}).get("datagrams", 0),
+                       "duplicates": p["chunks_duplicate"], "latency_max_ms": p["latency_ms"]["max"]}
+                      for i, p in enumerate(ps)
+                      if p["stalls"] or p["chunks_duplicate"]
+                      or p["sent_by_kind"].get("request", {}).get("datagrams", 0)],
 }
 
 if args.markers:

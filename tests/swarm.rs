@@ -203,6 +203,31 @@ impl EarlySwarm {
     }
 }
 
+/// A peer the machine leaves unrun for 400 ms (SIGSTOP, then SIGCONT) still plays a clean
+/// tail, and its figures say how late its loop ran: a stall its neighbours could only see as a
+/// slow path (bl-seed(1), `stalls`).
+#[test]
+fn a_peer_left_unrun_for_400_ms_plays_on_and_counts_the_stall() {
+    let swarm = EarlySwarm::start("stalled");
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = swarm.early[0].child.id().to_string();
+    let signal = |sig: &str| {
+        let status = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(status.success(), "kill {sig} {pid}: {status}");
+    };
+    signal("-STOP");
+    std::thread::sleep(Duration::from_millis(400));
+    signal("-CONT");
+    let stats_path = swarm.early[0].err_path.clone();
+    swarm.finish();
+    let stats = last_json(&stats_path);
+    // Its loop has a timer due every 100 ms while the stream flows (Haves), so it ran at least
+    // 300 ms after one.
+    assert!(num(&stats, "stalls") >= 1, "{stats}");
+    let lag = stats["wake_lag_max_ms"].as_f64().unwrap_or_default();
+    assert!(lag >= 250.0, "the loop ran at most {lag} ms late: {stats}");
+}
+
 #[test]
 fn late_joiner_starts_within_a_gop_plus_a_second() {
     let swarm = EarlySwarm::start("late");

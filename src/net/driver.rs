@@ -25,6 +25,8 @@ use crate::media::frame::{self, FrameItem, FrameReader};
 use crate::proto::wire;
 use crate::serve::HttpServer;
 
+use super::wake_lag::WakeLag;
+
 const SOCKET: Token = Token(0);
 const WAKE: Token = Token(1);
 /// Chunks queued for a slow player before new ones are dropped (~1 MB, a few seconds of HD).
@@ -187,7 +189,7 @@ fn spawn_writer(
         .context("cannot start stdout thread")
 }
 
-fn print_stats(node: &Node, http: Option<crate::serve::HttpCounters>) {
+fn print_stats(node: &Node, lag: &WakeLag, http: Option<crate::serve::HttpCounters>) {
     let mut report = node.report(cli::mono_micros());
     report.latency_histogram_ms = node
         .stats()
@@ -196,19 +198,31 @@ fn print_stats(node: &Node, http: Option<crate::serve::HttpCounters>) {
         .into_iter()
         .map(|(us, n)| (us as f64 / 1000.0, n))
         .collect();
-    let json = match http {
-        None => serde_json::to_string(&report),
-        Some(h) => serde_json::to_value(&report).and_then(|mut v| {
-            if let serde_json::Value::Object(map) = &mut v {
-                map.insert("http".into(), serde_json::to_value(h)?);
-            }
-            serde_json::to_string(&v)
-        }),
-    };
+    let json = serde_json::to_value(&report).and_then(|mut v| {
+        with_loop_figures(&mut v, lag, http)?;
+        serde_json::to_string(&v)
+    });
     match json {
         Ok(json) => eprintln!("{json}"),
         Err(e) => cli::warn(format!("cannot encode stats: {e}")),
     }
+}
+
+/// Adds the loop's own figures (and the HTTP engine's, under `http`) to the core's report.
+fn with_loop_figures(
+    report: &mut serde_json::Value,
+    lag: &WakeLag,
+    http: Option<crate::serve::HttpCounters>,
+) -> serde_json::Result<()> {
+    if let serde_json::Value::Object(map) = report {
+        if let serde_json::Value::Object(lag) = serde_json::to_value(lag)? {
+            map.extend(lag);
+        }
+        if let Some(h) = http {
+            map.insert("http".into(), serde_json::to_value(h)?);
+        }
+    }
+    Ok(())
 }
 
 /// The loop's `Poll`, with the socket (non-blocking) and a waker for the helper threads.
@@ -316,19 +330,22 @@ pub fn run<R: Read + Send + 'static>(
     let mut next_stats = opts
         .stats_interval
         .map(|i| cli::mono_micros() + i.as_micros() as u64);
+    let mut lag = WakeLag::default();
     let exit = 'run: loop {
         let now = cli::mono_micros();
         let mut wake_at = node.poll_timeout();
         if let Some(t) = next_stats {
             wake_at = wake_at.min(t);
         }
-        let timeout = Duration::from_micros(wake_at.saturating_sub(now).min(1_000_000));
-        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+        let wait_us = wake_at.saturating_sub(now).min(1_000_000);
+        if let Err(e) = poll.poll(&mut events, Some(Duration::from_micros(wait_us))) {
             if e.kind() != io::ErrorKind::Interrupted {
                 return Err(e).context("poll failed");
             }
         }
+        let due = now + wait_us;
         let now = cli::mono_micros();
+        lag.note(due, now);
         node.set_wall_clock(now, cli::unix_micros());
         neighbours.store(
             node.neighbours_bringing_the_stream(now),
@@ -356,15 +373,17 @@ pub fn run<R: Read + Send + 'static>(
         outlets.drain(&mut node, &socket)?;
         if let Some(h) = outlets.http.as_mut() {
             if now >= next_http_stats {
-                if let Ok(v) = serde_json::to_value(node.report(now)) {
-                    h.stats(v);
+                if let Ok(mut v) = serde_json::to_value(node.report(now)) {
+                    if with_loop_figures(&mut v, &lag, None).is_ok() {
+                        h.stats(v);
+                    }
                 }
                 next_http_stats = now + 1_000_000;
             }
         }
         if let Some(t) = next_stats {
             if now >= t {
-                print_stats(&node, None);
+                print_stats(&node, &lag, None);
                 next_stats = opts.stats_interval.map(|i| now + i.as_micros() as u64);
             }
         }
@@ -386,7 +405,7 @@ pub fn run<R: Read + Send + 'static>(
         d.stop();
     }
     if opts.stats_json {
-        print_stats(&node, http);
+        print_stats(&node, &lag, http);
     }
     Ok(exit)
 }

@@ -4,3 +4,4 @@
 pub mod driver;
 pub mod input;
 pub mod probe;
+pub mod wake_lag;
