@@ -9,8 +9,10 @@ percentiles pool every chunk of every peer (the peers' histograms, merged); the 
 is drawn as an SVG beside the JSON in bench-out/. With --markers, scripts/ts-mark stamps
 marker packets into the encoder's pipe every 0.2 s and the peers write to pipes this script
 reads as a player would: marker_latency_ms is glass-to-glass, bl-chunk's wait included.
+With --stall I:AT:MS, peer I is stopped (SIGSTOP) AT seconds into the stream for MS ms, as a
+busy machine may leave a process unrun, and its parents, children and figures show the cost.
 Usage: scripts/bench.sh [--peers 50] [--rate 2000] [--seconds 30] [--late 3] [--markers]
-                        [--source frames|bursts]
+                        [--source frames|bursts] [--stall I:AT:MS]...
 """
 import argparse, json, os, resource, statistics, struct, subprocess, sys, tempfile, threading, time
 
@@ -29,7 +31,18 @@ ap.add_argument("--source", choices=["frames", "bursts"], default="frames",
                      "reads of ~8 KB a median 40 ms apart); bursts: muxed with ffmpeg's default 0.7 s "
                      "delay, which ffmpeg -re replays in bursts of 20-60 KB every 70-190 ms (this "
                      "script's only source before 2026-12-06)")
+ap.add_argument("--stall", action="append", default=[], metavar="I:AT:MS",
+                help="stop peer I (SIGSTOP) AT seconds into the stream for MS ms (repeatable)")
 args = ap.parse_args()
+stalls = []
+for spec in args.stall:
+    try:
+        i, at, ms = spec.split(":")
+        stalls.append((int(i), float(at), int(ms)))
+    except ValueError:
+        ap.error(f"--stall {spec}: expected I:AT:MS, as 3:10:300")
+    if not 0 <= stalls[-1][0] < args.peers:
+        ap.error(f"--stall {spec}: no peer {stalls[-1][0]} among {args.peers}")
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=root, check=True)
@@ -118,6 +131,15 @@ ffmpeg = spawn(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re
 chunker.stdin.close()
 if args.markers:
     stamper.stdin.close()
+
+def stop_for(pid, at, ms):
+    import signal
+    time.sleep(max(0.0, t0 + at - time.time()))
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(ms / 1000)
+    os.kill(pid, signal.SIGCONT)
+for i, at, ms in stalls:
+    threading.Thread(target=stop_for, args=(peers[i][0].pid, at, ms), daemon=True).start()
 
 usage = {}
 def reap(p, name, timeout):
@@ -214,11 +236,14 @@ result = {
                "peers_total": sum(p["stalls"] for p in ps),
                "peers_wake_lag_max_ms": max(p["wake_lag_max_ms"] for p in ps)},
     # Each peer that stalled, asked for a repair or took a duplicate, to tell which way round.
+    "stopped": [{"peer": i, "at_s": at, "ms": ms} for i, at, ms in stalls],
     "peers_of_note": [{"peer": i, "stalls": p["stalls"], "wake_lag_max_ms": p["wake_lag_max_ms"],
                        "requests": p["sent_by_kind"].get("request", {}).get("datagrams", 0),
-                       "duplicates": p["chunks_duplicate"], "latency_max_ms": p["latency_ms"]["max"]}
+                       "duplicates": p["chunks_duplicate"], "latency_max_ms": p["latency_ms"]["max"],
+                       "repairs_served": p["repairs_served"],
+                       "upload_ratio": round(p["chunk_bytes_sent"] / stream, 2)}
                       for i, p in enumerate(ps)
-                      if p["stalls"] or p["chunks_duplicate"]
+                      if p["stalls"] or p["chunks_duplicate"] or any(i == j for j, _, _ in stalls)
                       or p["sent_by_kind"].get("request", {}).get("datagrams", 0)],
 }
 
