@@ -43,6 +43,8 @@ for spec in args.stall:
         ap.error(f"--stall {spec}: expected I:AT:MS, as 3:10:300")
     if not 0 <= stalls[-1][0] < args.peers:
         ap.error(f"--stall {spec}: no peer {stalls[-1][0]} among {args.peers}")
+    if not 0 <= stalls[-1][1] < args.seconds:
+        ap.error(f"--stall {spec}: {stalls[-1][1]} s is not within the {args.seconds} s stream")
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=root, check=True)
@@ -233,10 +235,11 @@ result = {
     # another for a chunk after 50 ms), which looks to its children like a slow path.
     "stalls": {"seed": s["stalls"], "seed_wake_lag_max_ms": s["wake_lag_max_ms"],
                "peers_stalled": sum(1 for p in ps if p["stalls"] > 0),
-               "peers_total": sum(p["stalls"] for p in ps),
+               "peer_stalls_total": sum(p["stalls"] for p in ps),
                "peers_wake_lag_max_ms": max(p["wake_lag_max_ms"] for p in ps)},
-    # Each peer that stalled, asked for a repair or took a duplicate, to tell which way round.
     "stopped": [{"peer": i, "at_s": at, "ms": ms} for i, at, ms in stalls],
+    # Each peer that stalled, asked for a repair or took a duplicate, and any peer stopped
+    # (--stall), to tell which way round.
     "peers_of_note": [{"peer": i, "stalls": p["stalls"], "wake_lag_max_ms": p["wake_lag_max_ms"],
                        "requests": p["sent_by_kind"].get("request", {}).get("datagrams", 0),
                        "duplicates": p["chunks_duplicate"], "latency_max_ms": p["latency_ms"]["max"],

@@ -345,6 +345,13 @@ pub struct Report {
     /// large for a bl-stat reply), for benchmarks that pool every chunk of every peer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub latency_histogram_ms: Vec<(f64, u64)>,
+    /// How late the driver's event loop ran, at most, against when it was due (ms), and how
+    /// many times by 50 ms or more: a scheduler stall, told from a slow path. Only in
+    /// --stats-json: the core has no clock to measure it by (`net::wake_lag`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_lag_max_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalls: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]

@@ -198,31 +198,20 @@ fn print_stats(node: &Node, lag: &WakeLag, http: Option<crate::serve::HttpCounte
         .into_iter()
         .map(|(us, n)| (us as f64 / 1000.0, n))
         .collect();
-    let json = serde_json::to_value(&report).and_then(|mut v| {
-        with_loop_figures(&mut v, lag, http)?;
-        serde_json::to_string(&v)
-    });
+    lag.fill(&mut report);
+    let json = match http {
+        None => serde_json::to_string(&report),
+        Some(h) => serde_json::to_value(&report).and_then(|mut v| {
+            if let serde_json::Value::Object(map) = &mut v {
+                map.insert("http".into(), serde_json::to_value(h)?);
+            }
+            serde_json::to_string(&v)
+        }),
+    };
     match json {
         Ok(json) => eprintln!("{json}"),
         Err(e) => cli::warn(format!("cannot encode stats: {e}")),
     }
-}
-
-/// Adds the loop's own figures (and the HTTP engine's, under `http`) to the core's report.
-fn with_loop_figures(
-    report: &mut serde_json::Value,
-    lag: &WakeLag,
-    http: Option<crate::serve::HttpCounters>,
-) -> serde_json::Result<()> {
-    if let serde_json::Value::Object(map) = report {
-        if let serde_json::Value::Object(lag) = serde_json::to_value(lag)? {
-            map.extend(lag);
-        }
-        if let Some(h) = http {
-            map.insert("http".into(), serde_json::to_value(h)?);
-        }
-    }
-    Ok(())
 }
 
 /// The loop's `Poll`, with the socket (non-blocking) and a waker for the helper threads.
@@ -343,7 +332,9 @@ pub fn run<R: Read + Send + 'static>(
                 return Err(e).context("poll failed");
             }
         }
-        let due = now + wait_us;
+        // When the core asked to run again, not when this wait began: a loop preempted in
+        // its work comes back with its timer overdue and waits 0.
+        let due = wake_at.min(now + 1_000_000);
         let now = cli::mono_micros();
         lag.note(due, now);
         node.set_wall_clock(now, cli::unix_micros());
@@ -373,10 +364,10 @@ pub fn run<R: Read + Send + 'static>(
         outlets.drain(&mut node, &socket)?;
         if let Some(h) = outlets.http.as_mut() {
             if now >= next_http_stats {
-                if let Ok(mut v) = serde_json::to_value(node.report(now)) {
-                    if with_loop_figures(&mut v, &lag, None).is_ok() {
-                        h.stats(v);
-                    }
+                let mut report = node.report(now);
+                lag.fill(&mut report);
+                if let Ok(v) = serde_json::to_value(report) {
+                    h.stats(v);
                 }
                 next_http_stats = now + 1_000_000;
             }

@@ -296,6 +296,8 @@ impl Node {
                 .first_play_at
                 .map(|t| t.saturating_sub(self.started_at) as f64 / 1000.0),
             latency_histogram_ms: Vec::new(),
+            wake_lag_max_ms: None,
+            stalls: None,
             reachability: Some(self.reach.classify()),
             public_addr: self.reach.public_addr().map(|a| a.to_string()),
         }
