@@ -199,6 +199,8 @@ def quantile(q):
         if seen >= rank:
             return ms
     return 0.0
+def requests(p):
+    return p["sent_by_kind"].get("request", {}).get("datagrams", 0)
 lates = [last_json(os.path.join(work, f"late{i}.err")) for i in range(args.late)]
 startups = sorted(p["startup_ms"] for p in lates if p.get("startup_ms") is not None)
 n_hops = max(1, args.peers).bit_length()
@@ -227,7 +229,7 @@ result = {
     "peak_rss_kib_per_peer": {"median": int(statistics.median(peer_rss)), "max": max(peer_rss)},
     "seed_cpu_s_per_stream_s": round(usage["bl-seed"][0] / media_s, 4),
     "seed_ingest_latency_ms": s["ingest_latency_ms"],
-    "repairs_requested_total": sum(p["sent_by_kind"].get("request", {}).get("datagrams", 0) for p in ps),
+    "repairs_requested_total": sum(requests(p) for p in ps),
     "chunks_duplicate_total": sum(p["chunks_duplicate"] for p in ps),
     "exit_codes_nonzero": sum(1 for p, _ in peers if p.returncode != 0)
                           + sum(1 for p in late if p.returncode != 0),
@@ -241,13 +243,13 @@ result = {
     # Each peer that stalled, asked for a repair or took a duplicate, and any peer stopped
     # (--stall), to tell which way round.
     "peers_of_note": [{"peer": i, "stalls": p["stalls"], "wake_lag_max_ms": p["wake_lag_max_ms"],
-                       "requests": p["sent_by_kind"].get("request", {}).get("datagrams", 0),
+                       "requests": requests(p),
                        "duplicates": p["chunks_duplicate"], "latency_max_ms": p["latency_ms"]["max"],
                        "repairs_served": p["repairs_served"],
                        "upload_ratio": round(p["chunk_bytes_sent"] / stream, 2)}
                       for i, p in enumerate(ps)
-                      if p["stalls"] or p["chunks_duplicate"] or any(i == j for j, _, _ in stalls)
-                      or p["sent_by_kind"].get("request", {}).get("datagrams", 0)],
+                      if p["stalls"] or p["chunks_duplicate"] or requests(p)
+                      or any(i == j for j, _, _ in stalls)],
 }
 
 if args.markers:

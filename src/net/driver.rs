@@ -326,15 +326,15 @@ pub fn run<R: Read + Send + 'static>(
         if let Some(t) = next_stats {
             wake_at = wake_at.min(t);
         }
-        let wait_us = wake_at.saturating_sub(now).min(1_000_000);
-        if let Err(e) = poll.poll(&mut events, Some(Duration::from_micros(wait_us))) {
+        // Lateness counts from when the core asked to run again, not from when this wait
+        // began: a loop preempted in its work comes back with its timer overdue and waits 0.
+        let due = wake_at.min(now + 1_000_000);
+        let wait = Duration::from_micros(due.saturating_sub(now));
+        if let Err(e) = poll.poll(&mut events, Some(wait)) {
             if e.kind() != io::ErrorKind::Interrupted {
                 return Err(e).context("poll failed");
             }
         }
-        // When the core asked to run again, not when this wait began: a loop preempted in
-        // its work comes back with its timer overdue and waits 0.
-        let due = wake_at.min(now + 1_000_000);
         let now = cli::mono_micros();
         lag.note(due, now);
         node.set_wall_clock(now, cli::unix_micros());

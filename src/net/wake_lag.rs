@@ -12,7 +12,7 @@ use crate::core::config::REPAIR_DELAY_US;
 use crate::core::stats::Report;
 
 /// The loop's lateness, over the node's life.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
+#[derive(Debug, Default)]
 pub struct WakeLag {
     /// The longest the loop ran after it was due, in µs.
     pub max_us: u64,
@@ -28,8 +28,8 @@ impl WakeLag {
     /// asked). It was late by the time since that timer, or, when the timer was due before
     /// the loop last ran (it had work left over), by the whole turn since then: a process
     /// preempted in the middle of its work is as unavailable to its neighbours as one that
-    /// woke late. Returns the lag.
-    pub fn note(&mut self, due: u64, ran_at: u64) -> u64 {
+    /// woke late.
+    pub fn note(&mut self, due: u64, ran_at: u64) {
         let since = self.last_ran_at.map_or(due, |last| due.max(last));
         self.last_ran_at = Some(ran_at);
         let lag = ran_at.saturating_sub(since);
@@ -37,7 +37,6 @@ impl WakeLag {
             self.stalls += 1;
         }
         self.max_us = self.max_us.max(lag);
-        lag
     }
 
     /// Puts the figures in the node's report (`--stats-json`, `/stats.json`).
