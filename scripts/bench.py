@@ -11,8 +11,11 @@ marker packets into the encoder's pipe every 0.2 s and the peers write to pipes 
 reads as a player would: marker_latency_ms is glass-to-glass, bl-chunk's wait included.
 With --stall I:AT:MS, peer I is stopped (SIGSTOP) AT seconds into the stream for MS ms, as a
 busy machine may leave a process unrun, and its parents, children and figures show the cost.
+`machine` says how much CPU the hypervisor took (steal) and whether the kernel dropped any
+datagram; with --stats-every, peers_of_note says when each peer's first duplicate, request
+and stall came, on the stream's clock.
 Usage: scripts/bench.sh [--peers 50] [--rate 2000] [--seconds 30] [--late 3] [--markers]
-                        [--source frames|bursts] [--stall I:AT:MS]...
+                        [--source frames|bursts] [--stall I:AT:MS]... [--stats-every SECS]
 """
 import argparse, json, os, resource, statistics, struct, subprocess, sys, tempfile, threading, time
 
@@ -31,6 +34,9 @@ ap.add_argument("--source", choices=["frames", "bursts"], default="frames",
                      "reads of ~8 KB a median 40 ms apart); bursts: muxed with ffmpeg's default 0.7 s "
                      "delay, which ffmpeg -re replays in bursts of 20-60 KB every 70-190 ms (this "
                      "script's only source before 2026-12-06)")
+ap.add_argument("--stats-every", type=float, metavar="SECS",
+                help="every node also prints its figures every SECS seconds (--stats-interval), so "
+                     "peers_of_note says when each peer's first duplicate and request came")
 ap.add_argument("--stall", action="append", default=[], metavar="I:AT:MS",
                 help="stop peer I (SIGSTOP) AT seconds into the stream for MS ms (repeatable)")
 args = ap.parse_args()
@@ -77,7 +83,8 @@ def spawn(cmd, **kw):
 seed_err = open(os.path.join(work, "seed.err"), "w+")
 key = os.path.join(work, "k")
 chunker = spawn([bin_("bl-chunk"), "--key", key, "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-seed = spawn([bin_("bl-seed"), "--listen", "127.0.0.1:0", "--stats-json", "--rng-seed", "1"],
+every = ["--stats-interval", str(args.stats_every)] if args.stats_every else []
+seed = spawn([bin_("bl-seed"), "--listen", "127.0.0.1:0", "--stats-json", *every, "--rng-seed", "1"],
              stdin=chunker.stdout, stdout=subprocess.DEVNULL, stderr=seed_err)
 link = None
 for _ in range(100):
@@ -106,14 +113,27 @@ def read_markers(pipe, found):
             at = buf.find(MAGIC, at + 24)
         tail = buf[at:] if at >= 0 else buf[-23:]
 
+def machine():
+    """The machine's CPU time by kind (/proc/stat, in ticks) and the kernel's UDP error counts
+    (/proc/net/snmp): read before and after, they say whether the hypervisor took the CPUs
+    away (steal) and whether any datagram was dropped (the zero-repairs aim assumes none)."""
+    with open("/proc/stat") as f:
+        cpu = [int(x) for x in f.readline().split()[1:]]
+    with open("/proc/net/snmp") as f:
+        udp = [l.split() for l in f if l.startswith("Udp:")]
+    return cpu, dict(zip(udp[0][1:], map(int, udp[1][1:])))
+machine_before = machine()
+
 peers = []
+spawned = []  # when each peer started: its figures' uptime_s, put on the stream's clock
 readers = []
 for i in range(args.peers):
     err = open(os.path.join(work, f"peer{i}.err"), "w")
     out = subprocess.PIPE if args.markers else subprocess.DEVNULL
-    p = spawn([bin_("bl-peer"), link, "--listen", "127.0.0.1:0", "--stats-json",
+    p = spawn([bin_("bl-peer"), link, "--listen", "127.0.0.1:0", "--stats-json", *every,
                "--rng-seed", str(i + 1)], stdout=out, stderr=err)
     peers.append((p, err))
+    spawned.append(time.time())
     if args.markers:
         marks.append([])
         readers.append(threading.Thread(target=read_markers, args=(p.stdout, marks[-1]), daemon=True))
@@ -173,9 +193,22 @@ for i, (p, _) in enumerate(peers):
 for i, p in enumerate(late):
     reap(p, f"late{i}", 60)
 
-def last_json(path):
+machine_after = machine()
+
+def series(path):
     with open(path) as f:
-        return [json.loads(l) for l in f if l.startswith("{")][-1]
+        return [json.loads(l) for l in f if l.startswith("{")]
+
+def last_json(path):
+    return series(path)[-1]
+
+def first_s(i, count):
+    """With --stats-every: the stream time (s) of the first of peer i's figures where `count`
+    is above 0, to tell a duplicate as the trees form from one after a stall."""
+    for x in series(os.path.join(work, f"peer{i}.err")):
+        if count(x) > 0:
+            return round(spawned[i] + x["uptime_s"] - t0, 1)
+    return None
 
 s = last_json(os.path.join(work, "seed.err"))
 ps = [last_json(os.path.join(work, f"peer{i}.err")) for i in range(args.peers)]
@@ -240,13 +273,24 @@ result = {
                "peer_stalls_total": sum(p["stalls"] for p in ps),
                "peers_wake_lag_max_ms": max(p["wake_lag_max_ms"] for p in ps)},
     "stopped": [{"peer": i, "at_s": at, "ms": ms} for i, at, ms in stalls],
+    # Over the swarm's life: CPU the hypervisor took (steal, both CPUs), the machine's busy
+    # share, and datagrams the kernel dropped (receive or send buffers full, bad checksums).
+    "machine": {"steal_s": round((machine_after[0][7] - machine_before[0][7]) / os.sysconf("SC_CLK_TCK"), 2),
+                "busy": round(1 - sum(a - b for a, b in zip(machine_after[0][3:5], machine_before[0][3:5]))
+                              / max(1, sum(machine_after[0]) - sum(machine_before[0])), 3),
+                "udp_dropped": sum(machine_after[1][k] - machine_before[1][k]
+                                   for k in ("RcvbufErrors", "SndbufErrors", "InErrors"))},
     # Each peer that stalled, asked for a repair or took a duplicate, and any peer stopped
     # (--stall), to tell which way round.
     "peers_of_note": [{"peer": i, "stalls": p["stalls"], "wake_lag_max_ms": p["wake_lag_max_ms"],
                        "requests": requests(p),
                        "duplicates": p["chunks_duplicate"], "latency_max_ms": p["latency_ms"]["max"],
                        "repairs_served": p["repairs_served"],
-                       "upload_ratio": round(p["chunk_bytes_sent"] / stream, 2)}
+                       "upload_ratio": round(p["chunk_bytes_sent"] / stream, 2),
+                       **({"first_duplicate_s": first_s(i, lambda x: x["chunks_duplicate"]),
+                           "first_request_s": first_s(i, requests),
+                           "first_stall_s": first_s(i, lambda x: x["stalls"])}
+                          if args.stats_every else {})}
                       for i, p in enumerate(ps)
                       if p["stalls"] or p["chunks_duplicate"] or requests(p)
                       or any(i == j for j, _, _ in stalls)],
