@@ -131,6 +131,9 @@ pub struct StripeTree {
     children_stale: bool,
     /// When the first chunk of any stripe came: a parent cannot have withheld before.
     first_heard: Option<u64>,
+    /// The first maintenance at which the stream had moved on without us (`moved_on`): a
+    /// parent that took us before the stream began cannot have gone quiet before that either.
+    moved_on_since: Option<u64>,
     /// Seed: extra roots let go, still pushed their stripe until the time given while they
     /// find a parent ([`StripeTree::release_extra_root`]).
     handovers: Vec<Handover>,
@@ -186,6 +189,7 @@ impl StripeTree {
             children_of: Vec::new(),
             children_stale: true,
             first_heard: None,
+            moved_on_since: None,
             handovers: Vec::new(),
             holds: Vec::new(),
             hold_after: None,
@@ -560,6 +564,15 @@ impl StripeTree {
         }
         let heard_overall = self.stripes.iter().map(|s| s.heard).max().unwrap_or(0);
         let first_heard = self.first_heard;
+        if moved_on {
+            self.moved_on_since.get_or_insert(now);
+        }
+        // When the stream began, as far as we know: our first chunk, or the first tick at
+        // which our neighbours announced seqs we lack, whichever came first.
+        let began = match (first_heard, self.moved_on_since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         for stripe in 0..place.stripes {
             let Some(s) = self.stripes.get_mut(stripe as usize) else {
                 continue;
@@ -576,9 +589,14 @@ impl StripeTree {
             // design: it is judged only on being gone.
             let judged = !s.awaits_release(now);
             if let Some(parent) = s.parent {
-                // Quiet since the stream's first chunk at the earliest, as `withheld` below.
+                // Quiet since the stream began at the earliest, as `withheld` below. Counted
+                // from the subscription when no chunk had come yet, a peer that subscribed
+                // over a second before the stream, and heard its neighbours announce the
+                // first chunks before its parents' first pushes, dropped every parent at once
+                // 4 and 13 ms into the stream (loopback, 50 peers × 8 s: one peer in each of
+                // 2 runs of 20, which then asked for 1 and 8 repairs).
                 let quiet =
-                    now.saturating_sub(s.heard.max(s.subscribed_at).max(first_heard.unwrap_or(0)));
+                    now.saturating_sub(s.heard.max(s.subscribed_at).max(began.unwrap_or(now)));
                 let flows = now < heard_overall + STALL_US / 2 || moved_on;
                 // Took the subscription, pushed nothing: a liar claiming depth 0 and room to
                 // spare would be chosen again at once, so it is not asked for a long while.

@@ -177,6 +177,52 @@ fn a_parent_that_loses_some_pushes_is_kept() {
     assert!(!parent_replaced(|i| i % 10 >= 3));
 }
 
+/// A viewer waiting for a broadcast to begin took its parent 2 s before the stream. When the
+/// stream begins, its neighbours' Haves may announce the first chunks before its parent's
+/// first push comes: that parent has not gone quiet. It is replaced only if it then sends
+/// nothing of the stripe for a whole [`STALL_US`] (a liar that took the stripe and forwards
+/// nothing).
+#[test]
+fn a_parent_taken_before_the_stream_is_kept_when_the_stream_begins_elsewhere_first() {
+    let (mut ns, mut tree, mut rng, mut out) = leaf_asking_a_member_of_stripe_1(1, 4);
+    tree.on_subscribe_reply(0, addr(1), 1, true, false, false, &mut out);
+    let dropped =
+        |out: &mut Outbox| sent(out).contains(&(addr(1), Message::Unsubscribe { stripe: 1 }));
+    let mut now = 0;
+    // Before the stream: the parent's Haves come, nothing else happens.
+    while now < 2_000_000 {
+        now += TICK_US;
+        if let Some(n) = ns.get_mut(&addr(1)) {
+            n.last_heard = now;
+        }
+        tree.maintain(now, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
+        assert!(!dropped(&mut out), "dropped at {now} µs before the stream");
+    }
+    // The stream began: neighbours announce seqs we lack (moved on), no chunk came yet.
+    now += TICK_US;
+    tree.maintain(now, true, &LEAF_OF_1, &ns, &mut rng, &mut out);
+    assert!(!dropped(&mut out), "dropped the tick the stream began");
+    assert_eq!(tree.parent(1), Some(addr(1)));
+    // The parent keeps sending Haves and nothing of its stripe: replaced after STALL_US.
+    let began = now;
+    loop {
+        now += TICK_US;
+        if let Some(n) = ns.get_mut(&addr(1)) {
+            n.last_heard = now;
+        }
+        tree.maintain(now, true, &LEAF_OF_1, &ns, &mut rng, &mut out);
+        if dropped(&mut out) {
+            break;
+        }
+        assert!(now < began + STALL_US + 2 * TICK_US, "kept a silent parent");
+    }
+    assert!(
+        now > began + STALL_US,
+        "replaced {} µs after the stream began",
+        now - began
+    );
+}
+
 /// When a stripe's root (a member the seed feeds) dies, its children ask the seed for its
 /// slot first: the rest of its subtree has nothing of the stripe either.
 #[test]
