@@ -36,7 +36,7 @@ ap.add_argument("--source", choices=["frames", "bursts"], default="frames",
                      "script's only source before 2026-12-06)")
 ap.add_argument("--stats-every", type=float, metavar="SECS",
                 help="every node also prints its figures every SECS seconds (--stats-interval), so "
-                     "peers_of_note says when each peer's first duplicate and request came")
+                     "peers_of_note says when each peer's first duplicate, request and stall came")
 ap.add_argument("--stall", action="append", default=[], metavar="I:AT:MS",
                 help="stop peer I (SIGSTOP) AT seconds into the stream for MS ms (repeatable)")
 args = ap.parse_args()

@@ -569,10 +569,7 @@ impl StripeTree {
         }
         // When the stream began, as far as we know: our first chunk, or the first tick at
         // which our neighbours announced seqs we lack, whichever came first.
-        let began = match (first_heard, self.moved_on_since) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let began = first_heard.into_iter().chain(self.moved_on_since).min();
         for stripe in 0..place.stripes {
             let Some(s) = self.stripes.get_mut(stripe as usize) else {
                 continue;
