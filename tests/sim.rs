@@ -176,6 +176,37 @@ fn latency_settled_leaves_out_each_peers_first_five_seconds() {
     assert_eq!(f(&o, &["latency_settled_ms", "max"]), 0.0, "{o}");
 }
 
+/// Fifty peers join over 1 s and the broadcast begins 1 s after the last, as when viewers
+/// start before the encoder: every one plays from the stream's first chunk. In these seeds
+/// (no loss) a peer whose first chunk was not seq 0 took a later Welcome's position and
+/// waited for the second keyframe, a GOP lost (18 of 200 seeds; the continuity figure,
+/// counted from each peer's start, did not show it).
+#[test]
+fn peers_that_join_before_the_broadcast_play_it_from_its_first_chunk() {
+    for seed in ["7", "13", "37", "41", "42", "48"] {
+        eprintln!("bl-sim seed {seed}");
+        let (o, _) = sim(&[
+            "--peers",
+            "50",
+            "--seconds",
+            "8",
+            "--join-over",
+            "1",
+            "--stream-at",
+            "2",
+            "--loss",
+            "0",
+            "--seed",
+            seed,
+            "--json",
+            "-q",
+        ]);
+        assert_eq!(f(&o, &["peers_joined_before_stream"]), 50.0, "{o}");
+        assert_eq!(f(&o, &["late_starts"]), 0.0, "seed {seed}: {o}");
+        assert_eq!(f(&o, &["continuity"]), 1.0, "seed {seed}: {o}");
+    }
+}
+
 #[test]
 fn a_weak_stripe_root_still_carries_its_stripe() {
     let (o, _) = sim(&[
@@ -258,6 +289,7 @@ fn bad_arguments_are_named() {
         (&["--peers", "0"][..], "--peers"),
         (&["--seconds", "0"][..], "above 0"),
         (&["--expect-continuity", "1.5"][..], "--expect-continuity"),
+        (&["--stream-at", "inf"][..], "--stream-at"),
     ] {
         let out = run("bl-sim", args, b"");
         assert_eq!(out.status.code(), Some(2), "{args:?}");

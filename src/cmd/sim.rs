@@ -59,6 +59,10 @@ pub struct Args {
     /// The peers join spread over this many seconds.
     #[arg(long, default_value_t = 5.0)]
     join_over: f64,
+    /// When the broadcast's first chunk is made, seconds into the run (the peers begin to
+    /// join at 0). Past --join-over, every peer waits for a broadcast that has not begun.
+    #[arg(long, default_value_t = 0.2)]
+    stream_at: f64,
     /// The seed's upload capacity, bits per second.
     #[arg(long, default_value = "10M", value_parser = parse_rate)]
     seed_upload: u64,
@@ -146,6 +150,12 @@ impl Args {
         if !(self.join_over.is_finite() && self.join_over >= 0.0) {
             bail!("--join-over {} must be a number of seconds", self.join_over);
         }
+        if !(0.0..=3600.0).contains(&self.stream_at) {
+            bail!(
+                "--stream-at {} must be from 0 to 3600 seconds",
+                self.stream_at
+            );
+        }
         if self.upload_min > self.upload_max {
             bail!("--upload-min is above --upload-max");
         }
@@ -186,6 +196,7 @@ impl Args {
             withholders: self.withholders,
             seed: self.seed,
             join_over_s: self.join_over,
+            stream_at_s: self.stream_at,
             seed_upload_bps: self.seed_upload,
             peer_upload_min_bps: self.upload_min,
             peer_upload_max_bps: self.upload_max,
@@ -203,7 +214,7 @@ fn summary(o: &Outcome, wall_s: f64) -> String {
          continuity        {cont:.4}% (worst peer {worst:.4}%, {below} peers below 99.9%, {skipped} chunks skipped)\n\
          latency           p50 {lp50} ms, p99 {lp99} ms, max {lmax} ms\n\
          latency, settled  p50 {tp50} ms, p99 {tp99} ms, max {tmax} ms (from {settle} s after each join)\n\
-         startup           p50 {sp50} ms, p99 {sp99} ms, max {smax} ms ({never} peers never started)\n\
+         startup           p50 {sp50} ms, p99 {sp99} ms, max {smax} ms ({never} peers never started; {late} of {early} that joined before the stream did not play its first chunk)\n\
          tree              depth p50 {dp50}, p99 {dp99}; one-way delay to a parent {hp} ms, a neighbour {hn} ms, any peer {ha} ms\n\
          source amplif.    {amp}\n\
          overhead          {ovh:.1}%\n\
@@ -232,6 +243,8 @@ fn summary(o: &Outcome, wall_s: f64) -> String {
         sp99 = o.startup_ms.p99,
         smax = o.startup_ms.max,
         never = o.peers_never_started,
+        late = o.late_starts,
+        early = o.peers_joined_before_stream,
         dp50 = o.tree_depth.p50,
         dp99 = o.tree_depth.p99,
         hp = o.link_delay_ms.parent,

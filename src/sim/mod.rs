@@ -86,6 +86,10 @@ pub struct SimConfig {
     pub latency_ms: u64,
     /// Seconds between keyframes.
     pub gop_s: f64,
+    /// When the broadcast's first chunk is made, seconds into the run (the peers begin to
+    /// join at 0): past `join_over_s`, every peer waits for a broadcast that has not begun,
+    /// as bl-peers started before the encoder do.
+    pub stream_at_s: f64,
     /// Chunks each core keeps for repair: 1,024, below the CLI's 4,096 (see `Tuning`: memory
     /// at 100,000 cores).
     pub history: usize,
@@ -115,6 +119,7 @@ impl Default for SimConfig {
             peer_upload_max_bps: 20_000_000,
             latency_ms: 1500,
             gop_s: 2.0,
+            stream_at_s: 0.2,
             history: 1024,
             tracker_peers: 4,
         }
@@ -138,6 +143,8 @@ pub struct Sim {
     authentic: [Vec<Arc<Chunk>>; 2],
     chunk_interval_us: f64,
     chunks_total: u64,
+    /// When the first chunk is made, and when the churn and the checks stop.
+    stream_start_at: u64,
     stream_end_at: u64,
     joins_pending: usize,
     /// What the tracker knows: the seed and every peer that started playing (the departed
@@ -184,6 +191,7 @@ impl Sim {
         let chunk_bytes = (MAX_PAYLOAD * 8) as f64;
         let chunk_interval_us = chunk_bytes / cfg.bitrate_bps.max(1) as f64 * 1e6;
         let chunks_total = (cfg.seconds * 1e6 / chunk_interval_us).floor().max(1.0) as u64;
+        let stream_start_at = EPOCH_US + (cfg.stream_at_s * 1e6) as u64;
         let mut sim = Sim {
             memos: [0, 1]
                 .map(|_| Arc::new(Mutex::new(VerifiedChunks::new(4 * cfg.history.max(64))))),
@@ -195,7 +203,10 @@ impl Sim {
             authentic: [Vec::new(), Vec::new()],
             chunk_interval_us,
             chunks_total,
-            stream_end_at: EPOCH_US + (cfg.seconds * 1e6) as u64,
+            stream_start_at,
+            // The stream's last chunk is made 0.2 s before this (the first, at the default
+            // start, 0.2 s after the first join).
+            stream_end_at: stream_start_at - 200_000 + (cfg.seconds * 1e6) as u64,
             joins_pending: cfg.peers,
             tracker: vec![0],
             adversaries: Adversaries::new(),
@@ -221,7 +232,7 @@ impl Sim {
             cfg,
         };
         sim.add_node(Kind::Seed);
-        sim.push(EPOCH_US + 200_000, What::Produce);
+        sim.push(stream_start_at, What::Produce);
         if sim.cfg.peers > 0 {
             sim.push(FIRST_JOIN_US, What::Join);
         }
@@ -313,7 +324,7 @@ impl Sim {
                 self.drain(0);
                 if seq + 1 < self.chunks_total {
                     let next =
-                        EPOCH_US + 200_000 + ((seq + 1) as f64 * self.chunk_interval_us) as u64;
+                        self.stream_start_at + ((seq + 1) as f64 * self.chunk_interval_us) as u64;
                     self.push(next, What::Produce);
                 } else {
                     // As bl-chunk does at the end of its input: the signed end record.

@@ -45,6 +45,12 @@ pub struct Outcome {
     /// Join → first chunk played.
     pub startup_ms: Percentiles,
     pub peers_never_started: usize,
+    /// Measured peers that joined before the broadcast's first chunk was made.
+    pub peers_joined_before_stream: usize,
+    /// Of those, the ones that did not play from the broadcast's first chunk (a start at a
+    /// later keyframe loses a GOP, which continuity, counted from each peer's start, does
+    /// not show).
+    pub late_starts: usize,
     pub joins: u64,
     pub departures: u64,
     /// Forgers banned, summed over the nodes that banned them.
@@ -251,6 +257,8 @@ impl Sim {
         let mut below = 0;
         let mut measured = 0;
         let mut never_started = 0;
+        let mut joined_before_stream = 0;
+        let mut late_starts = 0;
         let mut skipped = 0;
         let mut bans = 0;
         let mut total_sent = 0;
@@ -295,11 +303,17 @@ impl Sim {
             }
             measured += 1;
             skipped += stats.counters.chunks_skipped;
+            if playback.joined_at < self.stream_start_at {
+                joined_before_stream += 1;
+                if playback.first_seq != Some(0) {
+                    late_starts += 1;
+                }
+            }
             let start = match playback.first_seq {
                 Some(s) => s,
                 None => {
                     never_started += 1;
-                    let since = playback.joined_at.saturating_sub(EPOCH_US + 200_000);
+                    let since = playback.joined_at.saturating_sub(self.stream_start_at);
                     ((since as f64 / self.chunk_interval_us) as u64).min(last)
                 }
             };
@@ -329,6 +343,8 @@ impl Sim {
             startup_ms: Percentiles::of(&self.startup),
             tree_depth: Depths::of(&self.depth_samples, self.settled_detached),
             peers_never_started: never_started,
+            peers_joined_before_stream: joined_before_stream,
+            late_starts,
             joins: self.joins,
             departures: self.departures,
             bans,

@@ -1,7 +1,7 @@
 //! The node as a whole: two and three cores wired together in virtual time (net.rs).
 
 use super::*;
-use crate::core::config::SEED_SPREAD_US;
+use crate::core::config::{CATCH_UP_MAX_CHUNKS, SEED_SPREAD_US};
 use crate::media::chunk::FLAG_KEYFRAME;
 use crate::media::identity::StreamKey;
 use crate::proto::wire::MAX_REQUEST_SEQS;
@@ -692,6 +692,80 @@ fn joiners_before_the_stream_play_its_first_chunk_at_once() {
         net.nodes[1].1.playout.start,
         crate::core::playout::Start::Unknown,
         "an old seq 0 sets no start"
+    );
+}
+
+/// A peer waiting for the stream gets its first chunks, but not seq 0 (the push went to a
+/// parent that had let it go); before it has waited the early start's time, a member's
+/// Welcome names the stream's first keyframe with more than a catch-up's chunks after it.
+/// The peer still starts at the stream's first chunk: taken, the Welcome sent it to the
+/// next keyframe, a GOP lost (bl-sim, 50 peers, the stream after the last join: 18 of 200
+/// seeds).
+#[test]
+fn a_welcome_does_not_send_a_peer_that_waited_for_the_stream_to_its_next_keyframe() {
+    let key = StreamKey::from_seed([12; 32]);
+    let mut net = Net::new(&key, 0);
+    let (first, second, me) = (addr(9), addr(8), addr(3));
+    let mut cfg = Config::new(Role::Peer, key.id());
+    cfg.bootstrap = vec![first, second];
+    cfg.rng_seed = 12;
+    cfg.tuning.latency_us = 500_000;
+    let mut joiner = Node::new(cfg, T0);
+    joiner.set_local_addr(me);
+    let (hellos, _) = drain(&mut joiner);
+    let nonce = |to: SocketAddr| {
+        hellos
+            .iter()
+            .find_map(|t| match &t.message {
+                Message::Hello(h) if t.to == to => Some(h.nonce),
+                _ => None,
+            })
+            .expect("a Hello to each bootstrap address")
+    };
+    let welcome = |to, index, position: Option<(u64, u64)>| {
+        let welcome = Message::Welcome(Box::new(wire::Welcome {
+            nonce: nonce(to),
+            token: 1,
+            role: Role::Peer,
+            index,
+            member: Some(1),
+            stripes: 4,
+            assigned: None,
+            latest_keyframe: position.map(|p| p.0),
+            latest_seq: position.map(|p| p.1),
+            observed: me,
+        }));
+        wire::encode(&welcome).unwrap()
+    };
+    net.nodes.push((me, joiner));
+    net.run_until(T0 + 100_000);
+    let now = net.now;
+    net.nodes[1]
+        .1
+        .handle_datagram(now, first, &welcome(first, 5, None));
+    net.run_until(T0 + 1_000_000);
+    let send = |net: &mut Net, seq: u64| {
+        let now = net.now;
+        let bytes = wire::encode(&Message::Chunk(chunk(&key, seq, now).into())).unwrap();
+        net.nodes[1].1.handle_datagram(now, first, &bytes);
+        net.run_until(now + 2_000);
+    };
+    for seq in 1..=70 {
+        send(&mut net, seq);
+    }
+    let now = net.now;
+    let told = CATCH_UP_MAX_CHUNKS + 6;
+    net.nodes[1]
+        .1
+        .handle_datagram(now, second, &welcome(second, 6, Some((0, told))));
+    send(&mut net, 0);
+    for seq in 71..200 {
+        send(&mut net, seq);
+    }
+    assert_eq!(
+        net.played[&me].first(),
+        Some(&0),
+        "started at the stream's first chunk"
     );
 }
 
