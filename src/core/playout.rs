@@ -69,6 +69,9 @@ pub struct Playout {
     pub first_play_at: Option<u64>,
     /// When the first chunk arrived (peer), to fall back to playing from it.
     pub first_chunk_at: Option<u64>,
+    /// Peer: the seed's Welcome said no chunk existed yet: we joined before the stream began,
+    /// and its first chunk is where we start.
+    pub joined_before_stream: bool,
     /// Started at the stream's first chunk the moment it came: what we lack of the start is
     /// not fetched until [`EARLY_START_WAIT_US`] after the first chunk of any seq arrived, as
     /// when waiting to learn the start.
@@ -93,6 +96,7 @@ impl Playout {
             lifecycle: Lifecycle::Live,
             first_play_at: None,
             first_chunk_at: None,
+            joined_before_stream: false,
             gaps_deferred: false,
             last_data: now,
             silence_reported: false,
