@@ -587,8 +587,8 @@ impl Node {
             // peers × 8 s, the stream 1 s after the last join, no loss: 18 of 200 seeds). A
             // position it would start us at is taken: waiting for the early start instead
             // put off every early joiner's repairs (1,000 × 20 s, seeds 1-8: chunks skipped
-            // 166 -> 249). Only the seed's word counts: a joiner can get chunks before any
-            // Welcome named a position (from members not yet fed, in a flash crowd).
+            // 166 -> 249). Only the seed's word counts: only it knows whether the stream has
+            // begun.
             let backlog = welcome
                 .latest_keyframe
                 .zip(welcome.latest_seq)
