@@ -20,16 +20,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::core::climb::Climb;
-use crate::core::config::{
-    CATCH_UP_MAX_CHUNKS, DEFAULT_RTT_US, INDICES_PER_CHUNK, QUIET_WARN_US, TICK_US,
-};
+use crate::core::config::{DEFAULT_RTT_US, INDICES_PER_CHUNK, QUIET_WARN_US, TICK_US};
 use crate::core::guard::{Guard, Source};
 use crate::core::history::History;
 use crate::core::membership::{ConfirmOutcome, HelloAnswer, Membership};
 use crate::core::neighbours::{HaveSummary, Neighbours};
 use crate::core::outbox::Outbox;
 use crate::core::place::{join_index_base, member_stripe};
-use crate::core::playout::{Lifecycle, Playout, Start};
+use crate::core::playout::{Lifecycle, Playout};
 use crate::core::proximity::Proximity;
 use crate::core::reachability::{Reach, Reachability};
 use crate::core::repair::{self, Known, Repair};
@@ -576,29 +574,11 @@ impl Node {
         self.reach.observe(from, welcome.observed, lan);
         if self.cfg.role == Role::Peer {
             self.take_place(welcome);
+            // Only the seed knows whether the stream has begun (Playout::choose_start).
             if welcome.role == Role::Seed && welcome.latest_seq.is_none() {
                 self.playout.joined_before_stream = true;
             }
-            // The seed told us the stream had not begun, chunks now flow, and the Welcome
-            // would send us to the next keyframe (its keyframe has more than
-            // CATCH_UP_MAX_CHUNKS after it): the early start (periodic.rs) decides instead,
-            // within EARLY_START_WAIT_US, at the oldest chunk around. Taken, such a Welcome
-            // cost a peer whose first chunk was not seq 0 the stream's first GOP (bl-sim, 50
-            // peers × 8 s, the stream 1 s after the last join, no loss: 18 of 200 seeds). A
-            // position it would start us at is taken: waiting for the early start instead
-            // put off every early joiner's repairs (1,000 × 20 s, seeds 1-8: chunks skipped
-            // 166 -> 249). Only the seed's word counts: only it knows whether the stream has
-            // begun.
-            let backlog = welcome
-                .latest_keyframe
-                .zip(welcome.latest_seq)
-                .map(|(k, l)| l.saturating_sub(k));
-            let early_start_pending = self.playout.joined_before_stream
-                && self.playout.start == Start::Unknown
-                && self.playout.first_chunk_at.is_some()
-                && backlog.is_some_and(|b| b > CATCH_UP_MAX_CHUNKS);
             if self.playout.play_from().is_none()
-                && !early_start_pending
                 && (welcome.role == Role::Seed || welcome.index > 0)
             {
                 if let Some((start, last)) = self.playout.choose_start(
