@@ -9,7 +9,7 @@ use crate::core::playout::Lifecycle;
 use crate::core::playout::Start;
 use crate::core::repair;
 use crate::core::units::{Micros, Seq};
-use crate::proto::wire::Role;
+use crate::proto::wire::{Message, Role};
 
 impl Node {
     // ---- periodic ------------------------------------------------------------------------
@@ -103,11 +103,17 @@ impl Node {
         self.tree.expire_holds(now);
         self.tree
             .set_hold_after(self.playout.awaits_keyframe_after().map(|s| s.0));
+        // The same Have, as it reads without a parent in our member stripe.
+        let mut detached_have = have;
+        if let Message::Have { depth, .. } = &mut detached_have {
+            *depth = u8::MAX;
+        }
         self.tree.maintain(
             now,
             moved_on,
             &self.place,
             &self.neighbours,
+            &detached_have,
             &mut self.rng,
             &mut self.out,
         );

@@ -39,6 +39,7 @@ fn ask_parents(node: &mut Node, now: u64) {
         false,
         &place,
         &node.neighbours,
+        &node.have(),
         &mut node.rng,
         &mut node.out,
     );

@@ -98,7 +98,7 @@ fn a_full_member_lets_its_youngest_member_child_go_for_a_member_that_lost_a_plac
     let mut rng = Rng::new(1);
     let mut out = Outbox::default();
     // We are a root: the seed feeds us stripe 2 (depth 1).
-    tree.maintain(0, false, &me, &ns, &mut rng, &mut out);
+    tree.maintain(0, false, &me, &ns, &DETACHED, &mut rng, &mut out);
     tree.on_subscribe_reply(0, seed, 2, true, true, false, &mut out);
     assert_eq!(tree.depth(&me, &ns), 1);
     // max_upload 0.25: one slot, taken by the younger member.

@@ -97,7 +97,15 @@ fn a_joiner_asks_to_hold_only_the_stripes_it_does_not_pass_on() {
     let mut tree = StripeTree::new(4, 0);
     let mut out = Outbox::default();
     tree.set_hold_after(Some(500));
-    tree.maintain(0, false, &member_of_0, &ns, &mut Rng::new(1), &mut out);
+    tree.maintain(
+        0,
+        false,
+        &member_of_0,
+        &ns,
+        &DETACHED,
+        &mut Rng::new(1),
+        &mut out,
+    );
     let subscribes = sent(&mut out);
     assert!(subscribes.contains(&(
         addr(1),
@@ -123,7 +131,15 @@ fn a_joiner_asks_to_hold_only_the_stripes_it_does_not_pass_on() {
         if let Some(n) = ns.get_mut(&addr(1)) {
             n.last_heard = now;
         }
-        tree.maintain(now, true, &member_of_0, &ns, &mut Rng::new(1), &mut out);
+        tree.maintain(
+            now,
+            true,
+            &member_of_0,
+            &ns,
+            &DETACHED,
+            &mut Rng::new(1),
+            &mut out,
+        );
     }
     assert_eq!(tree.parent(1), Some(addr(1)), "a holding parent was let go");
     // Started at a keyframe another parent released: this one has the grace a keyframe
@@ -137,7 +153,15 @@ fn a_joiner_asks_to_hold_only_the_stripes_it_does_not_pass_on() {
         if let Some(n) = ns.get_mut(&addr(1)) {
             n.last_heard = now;
         }
-        tree.maintain(now, true, &member_of_0, &ns, &mut Rng::new(1), &mut out);
+        tree.maintain(
+            now,
+            true,
+            &member_of_0,
+            &ns,
+            &DETACHED,
+            &mut Rng::new(1),
+            &mut out,
+        );
     }
     assert_ne!(
         tree.parent(1),
@@ -163,7 +187,15 @@ fn a_parent_that_releases_after_the_start_is_kept() {
     let mut tree = StripeTree::new(4, 0);
     let mut out = Outbox::default();
     tree.set_hold_after(Some(500));
-    tree.maintain(0, false, &LEAF_OF_1, &ns, &mut Rng::new(1), &mut out);
+    tree.maintain(
+        0,
+        false,
+        &LEAF_OF_1,
+        &ns,
+        &DETACHED,
+        &mut Rng::new(1),
+        &mut out,
+    );
     tree.on_subscribe_reply(0, addr(1), 1, true, false, false, &mut out);
     tree.started(STALL_US);
     let mut now = STALL_US;
@@ -178,7 +210,15 @@ fn a_parent_that_releases_after_the_start_is_kept() {
         if let Some(n) = ns.get_mut(&addr(1)) {
             n.last_heard = now;
         }
-        tree.maintain(now, true, &LEAF_OF_1, &ns, &mut Rng::new(1), &mut out);
+        tree.maintain(
+            now,
+            true,
+            &LEAF_OF_1,
+            &ns,
+            &DETACHED,
+            &mut Rng::new(1),
+            &mut out,
+        );
     }
     assert_eq!(tree.parent(1), Some(addr(1)));
 }

@@ -4,6 +4,16 @@ use super::*;
 use crate::core::config::{BARREN_AFTER_US, CHILD_SILENT_US, MEMBER_SILENT_FOR_LEAF_US};
 use crate::core::neighbours::HaveSummary;
 
+/// A Have as a node without a parent in its member stripe sends it (`maintain`).
+const DETACHED: Message = Message::Have {
+    first: 0,
+    highest: 0,
+    recent: 0,
+    children: 0,
+    spare: 0,
+    depth: u8::MAX,
+};
+
 fn addr(i: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9000 + i))
 }
@@ -124,7 +134,7 @@ fn leaf_asking_a_member_of_stripe_1(depth: u8, spare: u8) -> (Neighbours, Stripe
     let mut tree = StripeTree::new(4, 0);
     let mut rng = Rng::new(1);
     let mut out = Outbox::default();
-    tree.maintain(0, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
+    tree.maintain(0, false, &LEAF_OF_1, &ns, &DETACHED, &mut rng, &mut out);
     assert!(sent(&mut out).contains(&(
         addr(1),
         Message::Subscribe {
@@ -153,7 +163,7 @@ fn parent_replaced(from_parent: impl Fn(u64) -> bool) -> bool {
             n.last_heard = now;
         }
         if now % TICK_US == 0 {
-            tree.maintain(now, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
+            tree.maintain(now, false, &LEAF_OF_1, &ns, &DETACHED, &mut rng, &mut out);
             if sent(&mut out).contains(&(addr(1), Message::Unsubscribe { stripe: 1 })) {
                 return true;
             }
@@ -195,12 +205,12 @@ fn a_parent_taken_before_the_stream_is_kept_when_the_stream_begins_elsewhere_fir
         if let Some(n) = ns.get_mut(&addr(1)) {
             n.last_heard = now;
         }
-        tree.maintain(now, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
+        tree.maintain(now, false, &LEAF_OF_1, &ns, &DETACHED, &mut rng, &mut out);
         assert!(!dropped(&mut out), "dropped at {now} µs before the stream");
     }
     // The stream began: neighbours announce seqs we lack (moved on), no chunk came yet.
     now += TICK_US;
-    tree.maintain(now, true, &LEAF_OF_1, &ns, &mut rng, &mut out);
+    tree.maintain(now, true, &LEAF_OF_1, &ns, &DETACHED, &mut rng, &mut out);
     assert!(!dropped(&mut out), "dropped the tick the stream began");
     assert_eq!(tree.parent(1), Some(addr(1)));
     // The parent keeps sending Haves and nothing of its stripe: replaced after STALL_US.
@@ -210,7 +220,7 @@ fn a_parent_taken_before_the_stream_is_kept_when_the_stream_begins_elsewhere_fir
         if let Some(n) = ns.get_mut(&addr(1)) {
             n.last_heard = now;
         }
-        tree.maintain(now, true, &LEAF_OF_1, &ns, &mut rng, &mut out);
+        tree.maintain(now, true, &LEAF_OF_1, &ns, &DETACHED, &mut rng, &mut out);
         if dropped(&mut out) {
             break;
         }
@@ -236,7 +246,7 @@ fn the_children_of_a_dead_root_ask_the_seed_for_its_slot() {
         let mut tree = StripeTree::new(4, 0);
         let mut rng = Rng::new(1);
         let mut out = Outbox::default();
-        tree.maintain(0, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
+        tree.maintain(0, false, &LEAF_OF_1, &ns, &DETACHED, &mut rng, &mut out);
         assert!(sent(&mut out).contains(&(
             addr(1),
             Message::Subscribe {
@@ -254,7 +264,7 @@ fn the_children_of_a_dead_root_ask_the_seed_for_its_slot() {
                     n.last_heard = now;
                 }
             }
-            tree.maintain(now, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
+            tree.maintain(now, false, &LEAF_OF_1, &ns, &DETACHED, &mut rng, &mut out);
         }
         assert!(now <= PARENT_GONE_US + TICK_US, "replaced after {now} µs");
         sent(&mut out)
@@ -292,6 +302,65 @@ fn in_its_own_stripe_a_member_asks_the_nearest_member_even_if_full() {
     let pick = |place: &Place| tree.choose_parent(0, 1, place, &ns, &mut Rng::new(1));
     assert_eq!(pick(&member_of_1), Some(addr(1)));
     assert_eq!(pick(&LEAF_OF_1), Some(addr(2)));
+}
+
+/// A root the seed let go tells the member it asks for a place that it is detached, before
+/// it asks: admission judges its claim to a place by its last Have, which a neighbour
+/// outside our tree gets only every few ticks (the stripe's other root refused it on a Have
+/// that still said depth 1). A member never placed, or in a leaf stripe, asks without one.
+#[test]
+fn a_root_the_seed_let_go_sends_its_have_before_it_asks_a_member_for_a_place() {
+    let seed = addr(4);
+    let mut ns = Neighbours::default();
+    ns.insert(seed, Neighbour::new(Role::Seed, 0, None, 0));
+    let mut tree = StripeTree::new(4, 0);
+    let mut out = Outbox::default();
+    let mut rng = Rng::new(1);
+    // The seed feeds us stripe 0, our own: we are its root.
+    tree.maintain(0, false, &LEAF_OF_1, &ns, &DETACHED, &mut rng, &mut out);
+    tree.on_subscribe_reply(0, seed, 0, true, true, false, &mut out);
+    assert_eq!(tree.parent(0), Some(seed));
+    ns.insert(addr(1), peer(10, 0, 1, 0)); // the stripe's other root, older, full
+    ns.insert(addr(2), peer(11, 1, 1, 2)); // a member of stripe 1 with room
+    sent(&mut out);
+    // A member never placed asks without a Have.
+    let mut fresh = StripeTree::new(4, 0);
+    fresh.maintain(0, false, &LEAF_OF_1, &ns, &DETACHED, &mut rng, &mut out);
+    let asked = sent(&mut out);
+    assert!(asked.contains(&(
+        addr(1),
+        Message::Subscribe {
+            stripe: 0,
+            hold_after: None
+        }
+    )));
+    assert!(!asked.iter().any(|(_, m)| matches!(m, Message::Have { .. })));
+    // The seed lets us go.
+    tree.on_unsubscribe(TICK_US, seed, 0, &mut ns);
+    tree.maintain(
+        2 * TICK_US,
+        false,
+        &LEAF_OF_1,
+        &ns,
+        &DETACHED,
+        &mut rng,
+        &mut out,
+    );
+    let to_root: Vec<Message> = sent(&mut out)
+        .into_iter()
+        .filter(|(to, _)| *to == addr(1))
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(
+        to_root,
+        vec![
+            DETACHED,
+            Message::Subscribe {
+                stripe: 0,
+                hold_after: None
+            }
+        ]
+    );
 }
 
 /// Every member we know says in its Have that it is detached (no path to the seed, depth
@@ -352,7 +421,7 @@ fn a_fed_stripe_moves_up_to_a_shallower_parent_with_room() {
                     n.last_heard = now;
                 }
             }
-            tree.maintain(now, false, &LEAF_OF_1, ns, &mut rng, &mut out);
+            tree.maintain(now, false, &LEAF_OF_1, ns, &DETACHED, &mut rng, &mut out);
             // Stripe 1's only: stripes 2 and 3 ask addr(1) to adopt us, unanswered here.
             messages.extend(sent(&mut out).into_iter().filter(|(_, m)| {
                 matches!(
@@ -446,7 +515,7 @@ fn an_unasked_acceptance_is_declined_unless_the_seed_offers_a_detached_member_a_
     let mut tree = StripeTree::new(4, 0);
     let mut rng = Rng::new(1);
     let mut out = Outbox::default();
-    tree.maintain(0, false, &member_of_0, &ns, &mut rng, &mut out);
+    tree.maintain(0, false, &member_of_0, &ns, &DETACHED, &mut rng, &mut out);
     let asked = sent(&mut out);
     let Some((first, _)) = asked.iter().find(|(_, m)| {
         *m == Message::Subscribe {
@@ -526,7 +595,7 @@ fn a_late_answer_to_our_last_subscribe_is_taken_while_we_have_no_parent() {
     let mut tree = StripeTree::new(4, 0);
     let mut rng = Rng::new(1);
     let mut out = Outbox::default();
-    tree.maintain(0, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
+    tree.maintain(0, false, &LEAF_OF_1, &ns, &DETACHED, &mut rng, &mut out);
     let asked: Vec<SocketAddr> = sent(&mut out)
         .into_iter()
         .filter(|(_, m)| {
@@ -575,7 +644,15 @@ fn a_parent_that_pushes_too_little_of_its_stripe_withholds() {
     };
     let mut tree = StripeTree::new(4, 0);
     let mut out = Outbox::default();
-    tree.maintain(0, false, &member_of_0, &ns, &mut Rng::new(1), &mut out);
+    tree.maintain(
+        0,
+        false,
+        &member_of_0,
+        &ns,
+        &DETACHED,
+        &mut Rng::new(1),
+        &mut out,
+    );
     assert!(sent(&mut out).contains(&(
         addr(1),
         Message::Subscribe {
@@ -678,7 +755,7 @@ fn an_adopted_leaf_moves_to_a_member_of_its_stripe_with_room() {
             Message::Subscribe { stripe: 1, .. } | Message::Unsubscribe { stripe: 1 }
         )
     };
-    tree.maintain(0, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
+    tree.maintain(0, false, &LEAF_OF_1, &ns, &DETACHED, &mut rng, &mut out);
     let asked: Vec<_> = sent(&mut out).into_iter().filter(stripe_1).collect();
     assert_eq!(
         asked,
@@ -704,7 +781,7 @@ fn an_adopted_leaf_moves_to_a_member_of_its_stripe_with_room() {
                 n.last_heard = now;
             }
         }
-        tree.maintain(now, false, &LEAF_OF_1, &ns, &mut rng, &mut out);
+        tree.maintain(now, false, &LEAF_OF_1, &ns, &DETACHED, &mut rng, &mut out);
         moved.extend(sent(&mut out).into_iter().filter(stripe_1));
         if !moved.is_empty() {
             break;
