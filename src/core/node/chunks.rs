@@ -204,7 +204,16 @@ impl Node {
                 .record(self.wall(now).saturating_sub(chunk.capture_us));
         }
         let stripe = stripe_of(seq.0, self.place.stripes);
-        self.tree.heard(stripe, seq.0, now);
+        // The end record is flooded to every neighbour (learn_end) and outruns the tree's
+        // pushes of the stripe's last chunks: from anyone but the stripe's parent it says
+        // nothing of them. Taken for the stripe's newest push, it had them asked for 50 to
+        // 100 ms later though on their way: 71 of the 257 requests of a 50-peer run
+        // without loss (bl-sim, 8 s, the stream at 2 s, seed 1), all in the end record's
+        // stripe.
+        let flooded_end = chunk.is_end() && from.addr() != self.tree.parent(stripe);
+        if !flooded_end {
+            self.tree.heard(stripe, seq.0, now);
+        }
         if let Some(addr) = from.addr() {
             self.tree.pushed(stripe, addr);
         }
@@ -218,6 +227,7 @@ impl Node {
             seq,
             from.addr(),
             serves,
+            !flooded_end,
             self.place.stripes,
             &mut self.neighbours,
             &mut self.timers,

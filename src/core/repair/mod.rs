@@ -245,8 +245,9 @@ impl Repair {
     }
 
     /// Chunk `seq` of `stripe` arrived from `from` (None: stdin): it is no longer missing
-    /// (its answer times the neighbour asked), and earlier chunks of its stripe still absent
-    /// were lost on the way. An answer, or a chunk that `serves` us (a recent one: a
+    /// (its answer times the neighbour asked), and, if it `shows_late_upstream` (it came
+    /// down the stripe's tree or answered a request), earlier chunks of its stripe still
+    /// absent were lost on the way. An answer, or a chunk that `serves` us (a recent one: a
     /// parent's push), clears the sender's unanswered count.
     #[allow(clippy::too_many_arguments)]
     pub fn on_arrival(
@@ -255,6 +256,7 @@ impl Repair {
         seq: Seq,
         from: Option<SocketAddr>,
         serves: bool,
+        shows_late_upstream: bool,
         stripes: u8,
         neighbours: &mut Neighbours,
         timers: &mut Timers,
@@ -275,6 +277,9 @@ impl Repair {
             }
         }
         self.budget.new_chunks += 1;
+        if !shows_late_upstream {
+            return;
+        }
         let stripe = stripe_of(seq.0, stripes);
         let of_stripe = |s: Seq| stripe_of(s.0, stripes) == stripe;
         self.missing
