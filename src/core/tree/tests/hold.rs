@@ -97,15 +97,7 @@ fn a_joiner_asks_to_hold_only_the_stripes_it_does_not_pass_on() {
     let mut tree = StripeTree::new(4, 0);
     let mut out = Outbox::default();
     tree.set_hold_after(Some(500));
-    tree.maintain(
-        0,
-        false,
-        &member_of_0,
-        &ns,
-        &DETACHED,
-        &mut Rng::new(1),
-        &mut out,
-    );
+    upkeep(&mut tree, 0, false, &member_of_0, &ns, &mut out);
     let subscribes = sent(&mut out);
     assert!(subscribes.contains(&(
         addr(1),
@@ -131,15 +123,7 @@ fn a_joiner_asks_to_hold_only_the_stripes_it_does_not_pass_on() {
         if let Some(n) = ns.get_mut(&addr(1)) {
             n.last_heard = now;
         }
-        tree.maintain(
-            now,
-            true,
-            &member_of_0,
-            &ns,
-            &DETACHED,
-            &mut Rng::new(1),
-            &mut out,
-        );
+        upkeep(&mut tree, now, true, &member_of_0, &ns, &mut out);
     }
     assert_eq!(tree.parent(1), Some(addr(1)), "a holding parent was let go");
     // Started at a keyframe another parent released: this one has the grace a keyframe
@@ -153,15 +137,7 @@ fn a_joiner_asks_to_hold_only_the_stripes_it_does_not_pass_on() {
         if let Some(n) = ns.get_mut(&addr(1)) {
             n.last_heard = now;
         }
-        tree.maintain(
-            now,
-            true,
-            &member_of_0,
-            &ns,
-            &DETACHED,
-            &mut Rng::new(1),
-            &mut out,
-        );
+        upkeep(&mut tree, now, true, &member_of_0, &ns, &mut out);
     }
     assert_ne!(
         tree.parent(1),
@@ -187,15 +163,7 @@ fn a_parent_that_releases_after_the_start_is_kept() {
     let mut tree = StripeTree::new(4, 0);
     let mut out = Outbox::default();
     tree.set_hold_after(Some(500));
-    tree.maintain(
-        0,
-        false,
-        &LEAF_OF_1,
-        &ns,
-        &DETACHED,
-        &mut Rng::new(1),
-        &mut out,
-    );
+    upkeep(&mut tree, 0, false, &LEAF_OF_1, &ns, &mut out);
     tree.on_subscribe_reply(0, addr(1), 1, true, false, false, &mut out);
     tree.started(STALL_US);
     let mut now = STALL_US;
@@ -210,15 +178,7 @@ fn a_parent_that_releases_after_the_start_is_kept() {
         if let Some(n) = ns.get_mut(&addr(1)) {
             n.last_heard = now;
         }
-        tree.maintain(
-            now,
-            true,
-            &LEAF_OF_1,
-            &ns,
-            &DETACHED,
-            &mut Rng::new(1),
-            &mut out,
-        );
+        upkeep(&mut tree, now, true, &LEAF_OF_1, &ns, &mut out);
     }
     assert_eq!(tree.parent(1), Some(addr(1)));
 }

@@ -14,6 +14,18 @@ const DETACHED: Message = Message::Have {
     depth: u8::MAX,
 };
 
+/// One upkeep of `tree` as a node of `place` among `ns`, with a fresh seeded Rng.
+fn upkeep(
+    tree: &mut StripeTree,
+    now: u64,
+    moved_on: bool,
+    place: &Place,
+    ns: &Neighbours,
+    out: &mut Outbox,
+) {
+    tree.maintain(now, moved_on, place, ns, &DETACHED, &mut Rng::new(1), out);
+}
+
 fn addr(i: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9000 + i))
 }
@@ -644,15 +656,7 @@ fn a_parent_that_pushes_too_little_of_its_stripe_withholds() {
     };
     let mut tree = StripeTree::new(4, 0);
     let mut out = Outbox::default();
-    tree.maintain(
-        0,
-        false,
-        &member_of_0,
-        &ns,
-        &DETACHED,
-        &mut Rng::new(1),
-        &mut out,
-    );
+    upkeep(&mut tree, 0, false, &member_of_0, &ns, &mut out);
     assert!(sent(&mut out).contains(&(
         addr(1),
         Message::Subscribe {
