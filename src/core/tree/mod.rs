@@ -69,8 +69,9 @@ struct Stripe {
     /// Playout started while the parent still held for us: it is let go if it has pushed
     /// nothing by then ([`hold`]).
     release_due: Option<u64>,
-    /// The seed let us go as a root of this stripe, and no parent has taken us since: the
-    /// members we ask are told first that we are detached ([`StripeTree::maintain`]).
+    /// The seed, our parent in this stripe, let us go (a root let go as the swarm settled,
+    /// or displaced by an older member), and no parent has taken us since: the members we
+    /// ask are told first that we are detached ([`StripeTree::maintain`]).
     let_go_by_seed: bool,
 }
 
@@ -558,8 +559,8 @@ impl StripeTree {
     /// quiet together (a liar that took every stripe and forwards nothing) were kept for ever.
     ///
     /// `detached_have` is our Have as it reads while we have no parent in our member stripe:
-    /// it goes ahead of a Subscribe we send a member for a place in that stripe
-    /// ([`StripeTree::subscribe`]).
+    /// it goes ahead of a Subscribe that a root the seed let go sends a member for a place
+    /// in that stripe.
     #[allow(clippy::too_many_arguments)]
     pub fn maintain(
         &mut self,
