@@ -238,8 +238,8 @@ pub const REFUSAL_BACKOFF_US: u64 = 2_000_000;
 /// (a root the seed let go as it settled, an old member orphaned); a liar claiming a high
 /// place costs one subtree one reattachment per spell at each full parent it neighbours.
 pub const MEMBER_DISPLACED_EVERY_US: u64 = 2_000_000;
-/// How often a fed stripe looks for a nearer parent (`StripeTree::move_up`), and how much
-/// nearer (in expected delay) it must be.
+/// How often a fed stripe looks for a nearer parent once the stream flows (before, every
+/// tick: `StripeTree::move_up`), and how much nearer (in expected delay) it must be.
 pub const MOVE_UP_EVERY_US: u64 = 1_000_000;
 pub const MOVE_UP_GAIN_US: u64 = 30_000;
 /// What one hop down a stripe tree costs a chunk, as parents are ranked (depth × this + half

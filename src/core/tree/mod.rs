@@ -673,21 +673,24 @@ impl StripeTree {
                     self.subscribe(now, to, stripe, place, out);
                 }
             } else {
-                self.move_up(now, stripe, place, neighbours, rng, out);
+                self.move_up(now, stripe, began.is_none(), place, neighbours, rng, out);
             }
         }
     }
 
-    /// Every [`MOVE_UP_EVERY_US`] a fed stripe looks for a parent nearer the seed in delay
-    /// ([`delay_via`]) than its own by [`MOVE_UP_GAIN_US`], with room (in its own stripe,
-    /// room or a leaf to displace, as in [`StripeTree::choose_parent`]): every hop adds a
+    /// Every [`MOVE_UP_EVERY_US`] (every tick before the stream begins) a fed stripe looks
+    /// for a parent nearer the seed in delay ([`delay_via`]) than its own by
+    /// [`MOVE_UP_GAIN_US`], with room (in its own stripe, room or a leaf to displace, as in
+    /// [`StripeTree::choose_parent`]): every hop adds a
     /// link's delay to every chunk of the stripe, and trees built while peers joined stay as
     /// deep as the order of the joins made them. The new parent is asked first; the old one
     /// is left only once it accepts (on_subscribe_reply).
+    #[allow(clippy::too_many_arguments)]
     fn move_up(
         &mut self,
         now: u64,
         stripe: u8,
+        before_stream: bool,
         place: &Place,
         neighbours: &Neighbours,
         rng: &mut Rng,
@@ -696,8 +699,18 @@ impl StripeTree {
         let Some(s) = self.stripes.get_mut(stripe as usize) else {
             return;
         };
+        // Before the stream begins a move costs nothing: every tick, not every second. Peers
+        // that joined a second before the stream first looked up just as it began, and the
+        // roots let leaves go for them, which then lacked the stripe until another parent
+        // took them: 44 of a 50-peer run's 82 moves came in the stream's first 0.2 s, and
+        // 162 of its 186 requests after such an Unsubscribe (bl-sim, 8 s, the stream at 2 s,
+        // peers joining over the first second, seed 1).
+        let every = match before_stream {
+            true => TICK_US,
+            false => MOVE_UP_EVERY_US,
+        };
         let since = s.subscribed_at.max(s.looked_up_at);
-        if s.pending.is_some() || now < since + MOVE_UP_EVERY_US {
+        if s.pending.is_some() || now < since + every {
             return;
         }
         s.looked_up_at = now;

@@ -473,6 +473,51 @@ fn a_fed_stripe_moves_up_to_a_shallower_parent_with_room() {
     );
 }
 
+/// Before the stream begins a move costs nothing (no chunk is on its way), so a stripe looks
+/// for a nearer parent every tick; once the stream flows, once a second. Peers that joined a
+/// second before the stream first looked just as it began, and the roots let leaves go for
+/// them, which then lacked the stripe until another parent took them.
+#[test]
+fn before_the_stream_a_stripe_moves_up_at_the_next_tick() {
+    // The tick of the first Subscribe for stripe 1 to a shallower member with room that
+    // appears at tick 3, for a stripe whose parent took it at tick 0.
+    let first_move = |stream: bool| -> Option<u64> {
+        let (mut ns, mut tree, mut rng, mut out) = leaf_asking_a_member_of_stripe_1(4, 4);
+        tree.on_subscribe_reply(0, addr(1), 1, true, false, false, &mut out);
+        sent(&mut out);
+        for tick in 1..15 {
+            let now = tick * TICK_US;
+            if tick == 3 {
+                ns.insert(addr(4), peer(13, 1, 2, 1)); // room, two hops shallower
+            }
+            if stream {
+                tree.heard(1, tick * 4 + 1, now);
+                tree.pushed(1, addr(1));
+            }
+            for a in [addr(1), addr(4)] {
+                if let Some(n) = ns.get_mut(&a) {
+                    n.last_heard = now;
+                }
+            }
+            tree.maintain(now, stream, &LEAF_OF_1, &ns, &DETACHED, &mut rng, &mut out);
+            let asked = Message::Subscribe {
+                stripe: 1,
+                hold_after: None,
+            };
+            if sent(&mut out).contains(&(addr(4), asked)) {
+                return Some(tick);
+            }
+        }
+        None
+    };
+    assert_eq!(first_move(false), Some(3), "before the stream");
+    assert_eq!(
+        first_move(true),
+        Some(10),
+        "a second after the subscription"
+    );
+}
+
 /// Among members with room at the same depth, the one nearer in round-trip time is the
 /// parent; a hop less outweighs a far link.
 #[test]
