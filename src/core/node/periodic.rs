@@ -103,6 +103,8 @@ impl Node {
         self.tree.expire_holds(now);
         self.tree
             .set_hold_after(self.playout.awaits_keyframe_after().map(|s| s.0));
+        self.tree
+            .set_told_unbegun(self.playout.joined_before_stream);
         // The same Have, as it reads without a parent in our member stripe.
         let mut detached_have = have;
         if let Message::Have { depth, .. } = &mut detached_have {

@@ -153,6 +153,8 @@ pub struct StripeTree {
     /// When we last let a member child go for a member that lost a place as high as ours
     /// ([`StripeTree::make_room_for_member`]).
     member_displaced_at: Option<u64>,
+    /// The seed's Welcome told us the stream had not begun ([`StripeTree::set_told_unbegun`]).
+    told_unbegun: bool,
 }
 
 /// Seed: an extra root let go of `stripe`, still pushed it until `until`.
@@ -200,6 +202,7 @@ impl StripeTree {
             hold_after: None,
             roots_settled: false,
             member_displaced_at: None,
+            told_unbegun: false,
         }
     }
 
@@ -352,6 +355,13 @@ impl StripeTree {
                 s.pending = None;
             }
         }
+    }
+
+    /// Whether the seed's Welcome told us the stream had not begun: until a chunk comes or
+    /// neighbours announce one, nobody is fed anything a move could cut off
+    /// ([`StripeTree::move_up`]).
+    pub fn set_told_unbegun(&mut self, told: bool) {
+        self.told_unbegun = told;
     }
 
     pub fn forget_expired_refusals(&mut self, now: u64) {
@@ -583,6 +593,9 @@ impl StripeTree {
         // When the stream began, as far as we know: our first chunk, or the first tick at
         // which our neighbours announced seqs we lack, whichever came first.
         let began = first_heard.into_iter().chain(self.moved_on_since).min();
+        // Only a peer the seed told the stream had not begun: one that joined while it flowed
+        // has no chunk for a moment too, but the leaves its moves displace do.
+        let unbegun = self.told_unbegun && began.is_none();
         for stripe in 0..place.stripes {
             let Some(s) = self.stripes.get_mut(stripe as usize) else {
                 continue;
@@ -673,7 +686,7 @@ impl StripeTree {
                     self.subscribe(now, to, stripe, place, out);
                 }
             } else {
-                self.move_up(now, stripe, began.is_none(), place, neighbours, rng, out);
+                self.move_up(now, stripe, unbegun, place, neighbours, rng, out);
             }
         }
     }

@@ -473,16 +473,18 @@ fn a_fed_stripe_moves_up_to_a_shallower_parent_with_room() {
     );
 }
 
-/// Before the stream begins a move costs nothing (no chunk is on its way), so a stripe looks
-/// for a nearer parent every tick; once the stream flows, once a second. Peers that joined a
+/// Before the stream begins a move costs nothing (no chunk is on its way), so a stripe of a
+/// peer the seed told so looks for a nearer parent every tick; once the stream flows, or for
+/// a peer that joined while it flowed, once a second. Peers that joined a
 /// second before the stream first looked just as it began, and the roots let leaves go for
 /// them, which then lacked the stripe until another parent took them.
 #[test]
 fn before_the_stream_a_stripe_moves_up_at_the_next_tick() {
     // The tick of the first Subscribe for stripe 1 to a shallower member with room that
     // appears at tick 3, for a stripe whose parent took it at tick 0.
-    let first_move = |stream: bool| -> Option<u64> {
+    let first_move = |told_unbegun: bool, stream: bool| -> Option<u64> {
         let (mut ns, mut tree, mut rng, mut out) = leaf_asking_a_member_of_stripe_1(4, 4);
+        tree.set_told_unbegun(told_unbegun);
         tree.on_subscribe_reply(0, addr(1), 1, true, false, false, &mut out);
         sent(&mut out);
         for tick in 1..15 {
@@ -510,12 +512,10 @@ fn before_the_stream_a_stripe_moves_up_at_the_next_tick() {
         }
         None
     };
-    assert_eq!(first_move(false), Some(3), "before the stream");
-    assert_eq!(
-        first_move(true),
-        Some(10),
-        "a second after the subscription"
-    );
+    assert_eq!(first_move(true, false), Some(3), "before the stream");
+    assert_eq!(first_move(true, true), Some(10), "once it flows");
+    // A joiner the seed told the stream flows: the leaves it would displace are fed.
+    assert_eq!(first_move(false, false), Some(10), "joined while it flowed");
 }
 
 /// Among members with room at the same depth, the one nearer in round-trip time is the
