@@ -202,47 +202,63 @@ fn a_parent_that_loses_some_pushes_is_kept() {
 /// A viewer waiting for a broadcast to begin took its parent 2 s before the stream. When the
 /// stream begins, its neighbours' Haves may announce the first chunks before its parent's
 /// first push comes: that parent has not gone quiet. It is replaced only if it then sends
-/// nothing of the stripe for a whole [`STALL_US`] (a liar that took the stripe and forwards
-/// nothing).
+/// nothing of the stripe for a whole [`STALL_US`], whether other stripes flow or no chunk
+/// comes at all (a liar that took every stripe and forwards nothing); for half of one if it
+/// claims to be the seed, which pushes a child it takes at once.
 #[test]
 fn a_parent_taken_before_the_stream_is_kept_when_the_stream_begins_elsewhere_first() {
-    let (mut ns, mut tree, mut rng, mut out) = leaf_asking_a_member_of_stripe_1(1, 4);
-    tree.on_subscribe_reply(0, addr(1), 1, true, false, false, &mut out);
-    let dropped =
-        |out: &mut Outbox| sent(out).contains(&(addr(1), Message::Unsubscribe { stripe: 1 }));
-    let mut now = 0;
-    // Before the stream: the parent's Haves come, nothing else happens.
-    while now < 2_000_000 {
-        now += TICK_US;
-        if let Some(n) = ns.get_mut(&addr(1)) {
-            n.last_heard = now;
+    for (claims_seed, other_stripes_flow) in [(false, false), (false, true), (true, false)] {
+        let (mut ns, mut tree, mut rng, mut out) = leaf_asking_a_member_of_stripe_1(1, 4);
+        if let Some(n) = ns.get_mut(&addr(1)).filter(|_| claims_seed) {
+            n.role = Role::Seed;
         }
-        tree.maintain(now, false, &LEAF_OF_1, &ns, &DETACHED, &mut rng, &mut out);
-        assert!(!dropped(&mut out), "dropped at {now} µs before the stream");
-    }
-    // The stream began: neighbours announce seqs we lack (moved on), no chunk came yet.
-    now += TICK_US;
-    tree.maintain(now, true, &LEAF_OF_1, &ns, &DETACHED, &mut rng, &mut out);
-    assert!(!dropped(&mut out), "dropped the tick the stream began");
-    assert_eq!(tree.parent(1), Some(addr(1)));
-    // The parent keeps sending Haves and nothing of its stripe: replaced after STALL_US.
-    let began = now;
-    loop {
-        now += TICK_US;
-        if let Some(n) = ns.get_mut(&addr(1)) {
-            n.last_heard = now;
+        tree.on_subscribe_reply(0, addr(1), 1, true, false, false, &mut out);
+        let dropped =
+            |out: &mut Outbox| sent(out).contains(&(addr(1), Message::Unsubscribe { stripe: 1 }));
+        let mut now = 0;
+        // Before the stream: the parent's Haves come, nothing else happens.
+        while now < 2_000_000 {
+            now += TICK_US;
+            if let Some(n) = ns.get_mut(&addr(1)) {
+                n.last_heard = now;
+            }
+            tree.maintain(now, false, &LEAF_OF_1, &ns, &DETACHED, &mut rng, &mut out);
+            assert!(!dropped(&mut out), "dropped at {now} µs before the stream");
         }
+        // The stream began: neighbours announce seqs we lack (moved on), no chunk of stripe 1
+        // came yet.
+        now += TICK_US;
+        let began = now;
         tree.maintain(now, true, &LEAF_OF_1, &ns, &DETACHED, &mut rng, &mut out);
-        if dropped(&mut out) {
-            break;
+        assert!(!dropped(&mut out), "dropped the tick the stream began");
+        assert_eq!(tree.parent(1), Some(addr(1)));
+        // The parent keeps sending Haves and nothing of its stripe.
+        let mut seq = 0;
+        loop {
+            now += TICK_US;
+            if other_stripes_flow {
+                seq += 4;
+                tree.heard(0, seq, now);
+            }
+            if let Some(n) = ns.get_mut(&addr(1)) {
+                n.last_heard = now;
+            }
+            tree.maintain(now, true, &LEAF_OF_1, &ns, &DETACHED, &mut rng, &mut out);
+            if dropped(&mut out) {
+                break;
+            }
+            assert!(now < began + STALL_US + 2 * TICK_US, "kept a silent parent");
         }
-        assert!(now < began + STALL_US + 2 * TICK_US, "kept a silent parent");
+        let after = match claims_seed {
+            true => STALL_US / 2,
+            false => STALL_US,
+        };
+        assert!(
+            (began + after..began + after + 2 * TICK_US).contains(&now),
+            "replaced {} µs after the stream began (claims to be the seed: {claims_seed})",
+            now - began
+        );
     }
-    assert!(
-        now > began + STALL_US,
-        "replaced {} µs after the stream began",
-        now - began
-    );
 }
 
 /// When a stripe's root (a member the seed feeds) dies, its children ask the seed for its
@@ -610,6 +626,20 @@ fn a_parent_that_pushes_too_little_of_its_stripe_withholds() {
     assert!(
         !tree.parent_withholds(0, 10 * STALL_US),
         "before the stream flows every parent pushes nothing"
+    );
+    // No chunk has come at all, but the neighbours announce seqs we lack: the stream flows.
+    let mut chunkless = StripeTree::new(4, 0);
+    upkeep(&mut chunkless, 0, false, &member_of_0, &ns, &mut out);
+    chunkless.on_subscribe_reply(0, addr(1), 0, true, false, false, &mut out);
+    if let Some(n) = ns.get_mut(&addr(1)) {
+        n.last_heard = STALL_US;
+    }
+    upkeep(&mut chunkless, STALL_US, true, &member_of_0, &ns, &mut out);
+    assert_eq!(chunkless.parent(0), Some(addr(1)));
+    assert!(!chunkless.parent_withholds(0, STALL_US + STALL_US / 2));
+    assert!(
+        chunkless.parent_withholds(0, STALL_US + STALL_US / 2 + 1),
+        "nothing for half a window since the neighbours' announcements"
     );
     let flows = 2 * STALL_US;
     tree.heard(1, 1, flows); // another stripe's first chunk
