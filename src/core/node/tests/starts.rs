@@ -80,6 +80,29 @@ fn joiners_before_the_stream_play_its_first_chunk_at_once() {
     );
 }
 
+/// A peer that joined before the stream, when the stream's first chunk is lost on its way to
+/// it and to everyone around (their oldest chunk is seq 1): it starts at seq 0 all the same,
+/// fetched as any gap, not at seq 1, mid-GOP.
+#[test]
+fn a_joiner_before_the_stream_starts_at_its_first_chunk_when_no_one_around_got_it() {
+    let key = StreamKey::from_seed([25; 32]);
+    let mut peer = Node::new(Config::new(Role::Peer, key.id()), T0);
+    peer.set_local_addr(addr(3));
+    peer.playout.joined_before_stream = true;
+    let began = T0 + 2_000_000;
+    for seq in 1..=20 {
+        let at = began + seq * 5_000;
+        peer.on_chunk(at, Source::Input, chunk(&key, seq, at).into(), false);
+    }
+    assert_eq!(peer.playout.play_from(), None, "no start before the wait");
+    peer.start_early(began + 400_000);
+    assert_eq!(peer.playout.play_from(), Some(Seq(0)));
+    assert!(
+        peer.repair.missing.contains(Seq(0)),
+        "seq 0 is fetched as a gap"
+    );
+}
+
 /// The seed tells a peer the stream has not begun; the peer gets its first chunks, but not
 /// seq 0 (the push went to a parent that had let it go); before it has waited the early
 /// start's time, a member's Welcome names the stream's first keyframe with more than a
