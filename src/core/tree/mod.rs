@@ -645,7 +645,7 @@ impl StripeTree {
                 // and forwarded nothing kept the viewer, and every child it took meanwhile,
                 // without those stripes for a second (loopback, tests/hostile.rs under load:
                 // the slowest chunk of the viewers that joined next, 637-1,469 ms, median
-                // 852, in the 8 runs of 16 where the liar's Welcome came first; a chunk was
+                // 852, in the 8 runs of 15 where the liar's Welcome came first; a chunk was
                 // skipped in 1 of 10 other runs and in CI; 574-613 ms in 4 of 10 with this).
                 // Half a window for any parent of a viewer without a chunk cost honest
                 // viewers among liars (bl-sim, 1,000 peers, 5 % liars, seed 5: 180 -> 1,075
