@@ -208,7 +208,8 @@ impl Node {
     }
 
     /// Joined before the stream began: once chunks have flowed for a moment, the oldest
-    /// chunk anyone around holds is the start (whichever stripe arrived first is not).
+    /// chunk anyone around holds is the start (whichever stripe arrived first is not), or
+    /// seq 0 when that chunk is within the catch-up of it.
     pub(super) fn start_early(&mut self, now: u64) {
         if self.playout.gaps_deferred {
             // Started at seq 0 already (chunks.rs): only what it lacks is left to do.
