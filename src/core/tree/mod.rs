@@ -7,6 +7,7 @@
 mod admission;
 pub mod hold;
 mod moving_up;
+mod stripe;
 
 pub use admission::SubscribeOutcome;
 pub use hold::HoldStart;
@@ -16,13 +17,14 @@ use std::net::SocketAddr;
 
 use crate::core::config::{
     ADOPTION_HEADROOM, CHILD_SILENT_US, DEFAULT_RTT_US, HOP_DELAY_US, PARENT_GONE_US,
-    PARENT_QUIET_US, REFUSAL_BACKOFF_US, STALLED_BACKOFF_US, STALL_US, STARVED_MIN_CHUNKS, TICK_US,
+    PARENT_QUIET_US, REFUSAL_BACKOFF_US, STALLED_BACKOFF_US, STALL_US, TICK_US,
 };
 use crate::core::neighbours::{Neighbour, Neighbours};
 use crate::core::outbox::Outbox;
 use crate::core::rng::Rng;
 use crate::core::stripes::StripeSet;
 use crate::proto::wire::{Message, Role};
+use stripe::{PushWindow, Stripe};
 
 /// Where this node stands in the swarm: its join index, its member stripe, and how many
 /// stripes the stream has.
@@ -41,88 +43,6 @@ pub struct PendingSubscribe {
     pub sent: u64,
     /// It asked the parent to hold its pushes until a keyframe ([`hold`]).
     pub hold: bool,
-}
-
-/// This node's view of one stripe.
-#[derive(Debug, Clone)]
-struct Stripe {
-    parent: Option<SocketAddr>,
-    subscribed_at: u64,
-    pending: Option<PendingSubscribe>,
-    /// Newest seq received, to notice a stalled parent.
-    newest: Option<u64>,
-    /// When its last chunk arrived.
-    heard: u64,
-    /// Chunks the present parent pushed since it took us (duplicates too).
-    pushes: u64,
-    /// The parent's share of the stripe, counted over windows of [`STALL_US`] from the
-    /// subscription on (see [`StripeTree::maintain`]).
-    window: PushWindow,
-    /// When we last looked for a shallower parent.
-    looked_up_at: u64,
-    /// Our last Subscribe, if it went void unanswered (see
-    /// [`StripeTree::on_subscribe_reply`]).
-    voided: Option<PendingSubscribe>,
-    /// The parent took us holding its pushes until a keyframe, and playout has not started
-    /// ([`hold`]).
-    held: bool,
-    /// Playout started while the parent still held for us: it is let go if it has pushed
-    /// nothing by then ([`hold`]).
-    release_due: Option<u64>,
-    /// The seed, our parent in this stripe, let us go (a root let go as the swarm settled,
-    /// or displaced by an older member), and no parent has taken us since: the members we
-    /// ask are told first that we are detached ([`StripeTree::maintain`]).
-    let_go_by_seed: bool,
-}
-
-/// Over one window: new chunks of a stripe (from anyone), and chunks its parent sent
-/// (duplicates too).
-#[derive(Debug, Clone, Copy, Default)]
-struct PushWindow {
-    since: u64,
-    new: u32,
-    from_parent: u32,
-}
-
-impl PushWindow {
-    fn starting(now: u64) -> PushWindow {
-        PushWindow {
-            since: now,
-            ..PushWindow::default()
-        }
-    }
-
-    /// The parent sent under half of what the stripe brought. Replays of old chunks (a liar
-    /// sends one with every Have) counted as pushes under the first rule (`pushes == 0`), so a
-    /// parent that withheld its stripe was kept while repairs from others carried it.
-    fn starved(&self) -> bool {
-        self.new >= STARVED_MIN_CHUNKS && self.from_parent * 2 < self.new
-    }
-}
-
-impl Stripe {
-    /// The parent pushed nothing for longer than `span` since it took us and since the
-    /// stream `began` ([`StripeTree::began`]): before that, every parent pushes nothing.
-    fn pushed_nothing_for(&self, span: u64, began: Option<u64>, now: u64) -> bool {
-        self.pushes == 0 && began.is_some_and(|b| now > self.subscribed_at.max(b) + span)
-    }
-
-    fn new(heard: u64) -> Stripe {
-        Stripe {
-            parent: None,
-            subscribed_at: 0,
-            pending: None,
-            newest: None,
-            heard,
-            pushes: 0,
-            window: PushWindow::starting(heard),
-            looked_up_at: 0,
-            voided: None,
-            held: false,
-            release_due: None,
-            let_go_by_seed: false,
-        }
-    }
 }
 
 #[derive(Debug)]
