@@ -8,7 +8,7 @@ use crate::core::tree::Place;
 use crate::proto::wire::PeerInfo;
 
 /// A peer at `local` of join index `index`, member of `member`.
-fn member(key: &StreamKey, local: SocketAddr, index: u64, member: u8) -> Node {
+pub(super) fn member(key: &StreamKey, local: SocketAddr, index: u64, member: u8) -> Node {
     let mut cfg = Config::new(Role::Peer, key.id());
     cfg.bootstrap = vec![addr(0)];
     let mut node = Node::new(cfg, T0);
@@ -23,7 +23,14 @@ fn member(key: &StreamKey, local: SocketAddr, index: u64, member: u8) -> Node {
 }
 
 /// Adds a peer neighbour `at` of `index` and `member`, attached at `depth`, `rtt_ms` away.
-fn neighbour(node: &mut Node, at: SocketAddr, index: u64, member: u8, depth: u8, rtt_ms: u64) {
+pub(super) fn neighbour(
+    node: &mut Node,
+    at: SocketAddr,
+    index: u64,
+    member: u8,
+    depth: u8,
+    rtt_ms: u64,
+) {
     let mut n = Neighbour::new(Role::Peer, index, Some(member), T0);
     n.depth = depth;
     n.spare = 1;

@@ -12,6 +12,7 @@ mod ending;
 mod holds;
 mod liars;
 mod lost_pushes;
+mod nearness;
 mod net;
 mod replays;
 mod starts;
