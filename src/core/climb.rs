@@ -25,7 +25,7 @@
 
 use std::net::SocketAddr;
 
-use crate::core::neighbours::{Neighbour, Neighbours};
+use crate::core::neighbours::Neighbours;
 use crate::core::tree::Place;
 use crate::proto::wire::{PeerInfo, Role};
 
@@ -171,10 +171,9 @@ fn room_for_member(
     if index <= place.index {
         return None;
     }
-    let older_of_ours = |n: &Neighbour| n.member == place.member && n.index < place.index;
     let idle = || {
         neighbours.iter().filter(|(a, n)| {
-            n.role == Role::Peer && n.children.is_empty() && !older_of_ours(n) && !kept(a)
+            n.role == Role::Peer && n.children.is_empty() && !place.is_elder(n) && !kept(a)
         })
     };
     if idle().count() <= CAP_KEEP_IDLE {
@@ -189,6 +188,7 @@ fn room_for_member(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::neighbours::Neighbour;
     use crate::core::stripes::StripeSet;
 
     fn at(i: u16) -> SocketAddr {

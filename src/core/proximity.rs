@@ -18,7 +18,7 @@
 
 use std::net::SocketAddr;
 
-use crate::core::neighbours::{Neighbour, Neighbours};
+use crate::core::neighbours::Neighbours;
 use crate::core::rng::Rng;
 use crate::core::tree::Place;
 use crate::proto::wire::{PeerInfo, Role};
@@ -170,16 +170,18 @@ impl Proximity {
     }
 }
 
-/// Whether `addr` is one of the last [`KEEP_ELDERS`] older members of our member stripe
-/// (`place`) among our neighbours.
-pub fn is_last_elder(addr: &SocketAddr, place: &Place, neighbours: &Neighbours) -> bool {
-    let Some(stripe) = place.member else {
-        return false;
-    };
-    let elder =
-        |n: &Neighbour| n.role == Role::Peer && n.member == Some(stripe) && n.index < place.index;
-    neighbours.get(addr).is_some_and(elder)
-        && neighbours.iter().filter(|(_, n)| elder(n)).count() <= KEEP_ELDERS
+/// The older members of our member stripe (`place`) among our neighbours, if we know no
+/// more than [`KEEP_ELDERS`]: none may be let go for nearness.
+pub fn last_elders(place: &Place, neighbours: &Neighbours) -> Vec<SocketAddr> {
+    let elders: Vec<SocketAddr> = neighbours
+        .iter()
+        .filter(|(_, n)| place.is_elder(n))
+        .map(|(a, _)| *a)
+        .collect();
+    match elders.len() <= KEEP_ELDERS {
+        true => elders,
+        false => Vec::new(),
+    }
 }
 
 /// The farthest neighbour that may give its place to `probe`, if `probe` is nearer by
@@ -287,11 +289,8 @@ mod tests {
                 };
             }
             let near = probe(&mut p, &mut ns, 1, 15_000, 0);
-            let busy: Vec<SocketAddr> = (1..=12)
-                .map(at)
-                .filter(|a| is_last_elder(a, &place, &ns))
-                .collect();
-            p.judge(0, near, &mut ns, |a| busy.contains(a))
+            let kept = last_elders(&place, &ns);
+            p.judge(0, near, &mut ns, |a| kept.contains(a))
         };
         // The farthest (120 ms) is our one elder: the next farthest goes.
         assert_eq!(judge(&[12]), Verdict::Replace(at(11)));

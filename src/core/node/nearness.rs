@@ -41,22 +41,16 @@ impl Node {
 
     /// `from` welcomed us: if it is the probe, it stays in place of a farther neighbour
     /// that feeds us nothing, is fed nothing by us and is not one of the last older members
-    /// of our stripe; or it is let go. The list of those kept is built first: judging
-    /// borrows the neighbours mutably.
+    /// of our stripe; or it is let go.
     pub(super) fn judge_probe(&mut self, now: u64, from: SocketAddr) {
         if !self.proximity.is_probe(&from) {
             return;
         }
-        let (tree, place) = (&self.tree, &self.place);
-        let ns = &self.neighbours;
-        let busy: Vec<SocketAddr> = ns
-            .iter()
-            .map(|(a, _)| *a)
-            .filter(|a| tree.is_parent(*a) || proximity::is_last_elder(a, place, ns))
-            .collect();
-        let verdict = self
-            .proximity
-            .judge(now, from, &mut self.neighbours, |a| busy.contains(a));
+        let elders = proximity::last_elders(&self.place, &self.neighbours);
+        let tree = &self.tree;
+        let verdict = self.proximity.judge(now, from, &mut self.neighbours, |a| {
+            tree.is_parent(*a) || elders.contains(a)
+        });
         let gone = match verdict {
             Verdict::Replace(farther) => farther,
             Verdict::DropProbe => from,

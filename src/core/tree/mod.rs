@@ -36,6 +36,14 @@ pub struct Place {
     pub stripes: u8,
 }
 
+impl Place {
+    /// Whether `n` is an older member of our member stripe: in it, only such a member may
+    /// feed us.
+    pub fn is_elder(&self, n: &Neighbour) -> bool {
+        self.member.is_some() && n.member == self.member && n.index < self.index
+    }
+}
+
 /// A Subscribe sent and not yet answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PendingSubscribe {
