@@ -114,15 +114,31 @@ impl Sim {
         if forger {
             self.forgers_added += 1;
         }
+        // A joiner's kind is drawn from a generator keyed by the seed and the join's number,
+        // not from `self.rng`: the tracker's samples draw from that one a number of times that
+        // follows who has started playing, so a change in the core used to change which
+        // peers lie (seed 1, `--liars 5%`, 1,000 peers: 49 liars at 230daac, 51 with the seed
+        // naming a root), and a before/after comparison compared two workloads as well.
+        let mut kinds = kind_rng(self.cfg.seed, n);
+        let free_rider = kinds.unit() < self.cfg.free_riders;
+        let liar = kinds.unit() < self.cfg.liars;
+        if !withholder && !forger {
+            // `self.rng` still makes the draws it made for the kinds, so that runs without
+            // liars or free riders draw what they drew before. Uplinks, places and the cores'
+            // seeds still come from `self.rng` and so still follow the tracker's draws.
+            self.rng.next();
+            if !free_rider && self.cfg.liars > 0.0 {
+                self.rng.next();
+            }
+        }
         // Withholders join first: a root slot at the seed goes to its oldest members.
         let kind = if withholder {
             Kind::Withholder
         } else if forger {
             Kind::Forger
-        } else if self.rng.unit() < self.cfg.free_riders {
+        } else if free_rider {
             Kind::FreeRider
-        // Drawn only when asked for: runs without liars stay as they were.
-        } else if self.cfg.liars > 0.0 && self.rng.unit() < self.cfg.liars {
+        } else if liar {
             Kind::Liar
         } else {
             Kind::Honest
@@ -151,5 +167,53 @@ impl Sim {
             self.departures += 1;
         }
         self.join();
+    }
+}
+
+/// The generator of join `n`'s kind in the run seeded `seed`: the same joins are free riders
+/// or liars whatever the core does.
+fn kind_rng(seed: u64, n: u64) -> Rng {
+    Rng(seed.wrapping_mul(0xd6e8_feb8_6659_fd93) ^ n.wrapping_mul(0xa076_1d64_78bd_642f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two runs whose trackers answer differently (so `self.rng` is drawn a different number
+    /// of times) still have the same joins lying: what the core does no longer picks the liars.
+    #[test]
+    fn the_same_joins_are_liars_whatever_the_tracker_drew() {
+        let cfg = SimConfig {
+            peers: 0,
+            liars: 0.2,
+            free_riders: 0.1,
+            seed: 7,
+            ..SimConfig::default()
+        };
+        let joined = |listed: bool| {
+            let mut sim = Sim::new(cfg.clone());
+            for _ in 0..60 {
+                sim.join();
+                if listed {
+                    // As if the joiner had started playing: later answers sample it.
+                    sim.tracker.push(sim.nodes.len() as u32 - 1);
+                }
+            }
+            sim.places
+        };
+        let (quiet, listed) = (joined(false), joined(true));
+        let kinds = |places: &[Place]| places.iter().map(|p| p.kind).collect::<Vec<_>>();
+        let uplinks = |places: &[Place]| places.iter().map(|p| p.upload_bps).collect::<Vec<_>>();
+        // The main generator did diverge: the uplinks drawn after the first answers differ.
+        assert_ne!(uplinks(&quiet), uplinks(&listed));
+        assert_eq!(kinds(&quiet), kinds(&listed));
+        let liars = kinds(&quiet).iter().filter(|&&k| k == Kind::Liar).count();
+        let riders = kinds(&quiet)
+            .iter()
+            .filter(|&&k| k == Kind::FreeRider)
+            .count();
+        assert!((4..=20).contains(&liars), "{liars} liars of 60");
+        assert!((1..=14).contains(&riders), "{riders} free riders of 60");
     }
 }
