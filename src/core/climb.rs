@@ -152,6 +152,34 @@ pub fn above_for(
     })
 }
 
+/// What the seed names first in a Peers answer to `from`, a root of `stripe` it let go: the
+/// oldest root of the stripe older than it. A root let go finds a place only below an older
+/// member of its stripe, and the oldest members know few: bl-sim, 50 peers × 8 s, the stream
+/// at 2 s, seed 25, a root let go as the seed settled knew none, asked nobody, and its
+/// subtree lived on repairs once the seed's handover ended.
+pub fn root_for(from: SocketAddr, stripe: u8, neighbours: &Neighbours) -> Option<PeerInfo> {
+    let asker = neighbours.get(&from)?;
+    if asker.member != Some(stripe) {
+        return None;
+    }
+    neighbours
+        .iter()
+        .filter(|(addr, n)| {
+            **addr != from
+                && n.role == Role::Peer
+                && n.member == Some(stripe)
+                && n.children.contains(stripe)
+                && n.index < asker.index
+        })
+        .min_by_key(|(addr, n)| (n.index, **addr))
+        .map(|(addr, n)| PeerInfo {
+            addr: *addr,
+            index: n.index,
+            member: stripe,
+            lan: n.lan,
+        })
+}
+
 /// At the neighbour cap, the neighbour to let go for a younger member of our stripe that
 /// confirmed its address: the farthest in measured round trip that we feed nothing, that
 /// is not an older member of our stripe (a parent we may need) and that is not `kept` (our
@@ -238,6 +266,30 @@ mod tests {
         // Below the seed there is nobody to name.
         ns.insert(at(5), Neighbour::new(Role::Seed, 0, None, 0));
         assert_eq!(above_for(at(2), &MEMBER_OF_1, Some(at(5)), &ns), None);
+    }
+
+    #[test]
+    fn the_seed_names_a_root_it_let_go_the_oldest_root_of_its_stripe_older_than_it() {
+        let mut ns = Neighbours::default();
+        peer(&mut ns, 1, 3, 1, 20); // a root of stripe 1
+        ns.get_mut(&at(1)).unwrap().children.insert(1);
+        peer(&mut ns, 2, 2, 2, 20); // a root of stripe 1 of another stripe (a leaf)
+        ns.get_mut(&at(2)).unwrap().children.insert(1);
+        peer(&mut ns, 3, 5, 1, 20); // the root let go: fed nothing any more
+        peer(&mut ns, 4, 1, 1, 20); // an older member of stripe 1, not a root
+        let named = root_for(at(3), 1, &ns);
+        assert_eq!(
+            named.map(|p| (p.addr, p.index, p.member)),
+            Some((at(1), 3, 1))
+        );
+        // A member older than every root is named none.
+        peer(&mut ns, 5, 2, 1, 20);
+        assert_eq!(root_for(at(5), 1, &ns), None);
+        assert_eq!(
+            root_for(at(2), 1, &ns),
+            None,
+            "not to a member of another stripe"
+        );
     }
 
     /// Our parent (at(1)), a child we feed (at(2)), the seed, an older member of our stripe

@@ -60,8 +60,15 @@ impl Node {
         }
     }
 
-    /// Whom to name first to `from` in a Peers answer: our parent, to a member child.
+    /// Whom to name first to `from` in a Peers answer: our parent, to a member child; the
+    /// seed names a root it let go (and still hands over) an older root of its stripe. Only
+    /// those: every member named its stripe's oldest root would greet it, and at 100,000
+    /// peers the roots' Hellos would be a flood.
     pub(super) fn above_for(&self, from: SocketAddr) -> Option<PeerInfo> {
+        if self.place.role == Role::Seed {
+            let stripe = self.tree.handed_over(from)?;
+            return climb::root_for(from, stripe, &self.neighbours);
+        }
         let ours = self.place.member.and_then(|m| self.tree.parent(m));
         climb::above_for(from, &self.place, ours, &self.neighbours)
     }

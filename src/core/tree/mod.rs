@@ -156,6 +156,14 @@ impl StripeTree {
         self.stripes.iter().any(|s| s.parent == Some(addr))
     }
 
+    /// Seed: the stripe of the root `addr` we let go and still hand over, if any.
+    pub fn handed_over(&self, addr: SocketAddr) -> Option<u8> {
+        self.handovers
+            .iter()
+            .find(|h| h.to == addr)
+            .map(|h| h.stripe)
+    }
+
     /// Whether `addr` feeds us a stripe, or we asked it to.
     pub fn is_or_asked_parent(&self, addr: SocketAddr) -> bool {
         self.stripes

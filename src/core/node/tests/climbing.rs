@@ -285,3 +285,30 @@ fn at_its_cap_a_peer_makes_room_for_a_younger_member_of_its_stripe_that_then_sub
         assert!(node.neighbours.contains_key(&kept));
     }
 }
+
+/// A root the seed lets go in its member stripe asks the seed for peers at once: the seed
+/// names it an older root of its stripe first (`climb::root_for`), below which it may find
+/// a place. Before, one that knew no older member of its stripe asked nobody, and its
+/// subtree lived on repairs once the seed's handover ended (bl-sim, 50 peers × 8 s, the
+/// stream at 2 s, seed 25).
+#[test]
+fn a_root_the_seed_lets_go_asks_the_seed_for_peers() {
+    let key = StreamKey::from_seed([8; 32]);
+    let seed = addr(0);
+    let mut node = member(&key, addr(1), 5, 1);
+    node.neighbours
+        .insert(seed, Neighbour::new(Role::Seed, 0, None, T0));
+    let now = T0 + 100_000;
+    take_parent(&mut node, seed, now);
+    let asks_for_peers = |node: &mut Node| {
+        sent_to(node, seed)
+            .iter()
+            .any(|m| matches!(m, Message::GetPeers { .. }))
+    };
+    let unsubscribe = |stripe| wire::encode(&Message::Unsubscribe { stripe }).unwrap();
+    node.handle_datagram(now + 1, seed, &unsubscribe(2));
+    assert!(!asks_for_peers(&mut node), "another stripe's slot");
+    node.handle_datagram(now + 2, seed, &unsubscribe(1));
+    assert_eq!(node.tree.parent(1), None);
+    assert!(asks_for_peers(&mut node), "its own stripe's root slot");
+}

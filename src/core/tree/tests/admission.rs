@@ -527,6 +527,9 @@ fn a_released_roots_unsubscribe_ends_its_handover() {
     tree.offer_extra_root(1_000, addr(1), 0, &SEED, 0.25, &mut ns, &mut out);
     let released = tree.release_extra_root(3_000, 0, &SEED, 0.25, &mut ns, &mut out);
     assert_eq!(released, Some(addr(2)));
+    // While handed over, the seed names it an older root of its stripe when it asks for peers.
+    assert_eq!(tree.handed_over(addr(2)), Some(0));
+    assert_eq!(tree.handed_over(addr(1)), None);
     let fed = tree.take_children(0, &ns);
     assert_eq!(fed.len(), 2, "handed over");
     tree.put_back_children(0, fed);
@@ -537,6 +540,7 @@ fn a_released_roots_unsubscribe_ends_its_handover() {
     tree.put_back_children(0, fed);
     tree.on_unsubscribe(3_200, addr(2), 0, &mut ns);
     assert_eq!(tree.take_children(0, &ns), vec![addr(1)]);
+    assert_eq!(tree.handed_over(addr(2)), None);
 }
 
 #[test]
