@@ -306,6 +306,11 @@ impl StripeTree {
 
     /// Whether the seed's Welcome told us the stream had not begun: until a chunk comes or
     /// neighbours announce one, nobody is fed anything a move could cut off (`moving_up`).
+    /// The seed told us the stream had not begun, and no chunk has come since.
+    pub(crate) fn unbegun(&self) -> bool {
+        self.told_unbegun && self.began().is_none()
+    }
+
     pub fn set_told_unbegun(&mut self, told: bool) {
         self.told_unbegun = told;
     }
@@ -538,7 +543,7 @@ impl StripeTree {
         let began = self.began();
         // Only a peer the seed told the stream had not begun: one that joined while it flowed
         // has no chunk for a moment too, but the leaves its moves displace do.
-        let unbegun = self.told_unbegun && began.is_none();
+        let unbegun = self.unbegun();
         for stripe in 0..place.stripes {
             let Some(s) = self.stripes.get_mut(stripe as usize) else {
                 continue;

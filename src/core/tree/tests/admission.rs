@@ -648,3 +648,50 @@ fn a_peer_with_room_adopts_a_leaf_of_another_stripe_below_a_member_of_it() {
         .all(|i| ns.get(&addr(*i)).is_some_and(|n| n.children.contains(1))));
     assert!(sent(&mut out).contains(&(addr(7), Message::Unsubscribe { stripe: 1 })));
 }
+
+/// Before the stream, no parent pushes, so "its pushes flow" cannot be judged: a peer the
+/// seed told the stream had not begun adopts below a member of the stripe as soon as it has
+/// one. Judged on pushes, nobody adopted before the stream, and a leaf that every member
+/// refused stayed without the stripe until a second after it began (bl-sim, 50 peers × 8 s,
+/// the stream at 2 s, seed 7: one leaf refused by 11 peers from 0.9 s on asked for 63
+/// repairs). Once a chunk has come, a quiet parent stops adoption again.
+#[test]
+fn before_the_stream_a_peer_adopts_below_a_member_of_the_stripe() {
+    let me = MEMBER_OF_2;
+    let mut ns = Neighbours::default();
+    ns.insert(addr(1), peer(50, 0, 3, 0)); // a leaf of stripe 1
+    ns.insert(addr(2), peer(5, 1, 1, 0)); // a member of stripe 1: our parent in it
+    ns.insert(addr(3), peer(60, 0, 3, 0)); // another leaf of stripe 1
+    let now = 1_000_000;
+    let mut tree = StripeTree::new(4, 0);
+    tree.stripes[1].parent = Some(addr(2));
+    let mut out = Outbox::default();
+    let mut ask = |tree: &mut StripeTree, ns: &mut Neighbours, from: u16, now: u64| {
+        tree.on_subscribe(
+            now,
+            addr(from),
+            1,
+            false,
+            false,
+            false,
+            &me,
+            1.0,
+            ns,
+            &mut out,
+        )
+        .accepted
+    };
+    assert!(
+        !ask(&mut tree, &mut ns, 1, now),
+        "not told the stream is ahead"
+    );
+    tree.set_told_unbegun(true);
+    assert!(ask(&mut tree, &mut ns, 1, now), "before the stream");
+    // The stream began a while ago (a chunk of stripe 0 came), and stripe 1 is quiet.
+    tree.heard(0, 0, now);
+    let later = now + 1_000_000;
+    assert!(
+        !ask(&mut tree, &mut ns, 3, later),
+        "a quiet parent, once it began"
+    );
+}
