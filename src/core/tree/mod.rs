@@ -304,13 +304,13 @@ impl StripeTree {
         }
     }
 
-    /// Whether the seed's Welcome told us the stream had not begun: until a chunk comes or
-    /// neighbours announce one, nobody is fed anything a move could cut off (`moving_up`).
     /// The seed told us the stream had not begun, and no chunk has come since.
     pub(crate) fn unbegun(&self) -> bool {
         self.told_unbegun && self.began().is_none()
     }
 
+    /// Whether the seed's Welcome told us the stream had not begun: until a chunk comes or
+    /// neighbours announce one, nobody is fed anything a move could cut off (`moving_up`).
     pub fn set_told_unbegun(&mut self, told: bool) {
         self.told_unbegun = told;
     }
