@@ -109,15 +109,10 @@ impl Node {
     /// go in its member stripe asks the seed for peers: the answer names a root of the
     /// stripe older than it first (`climb::root_for`), below which it may find a place.
     pub(super) fn on_unsubscribe(&mut self, now: u64, from: SocketAddr, stripe: u8) {
-        let let_go_by_seed = self.place.member == Some(stripe)
-            && self.tree.parent(stripe) == Some(from)
-            && self
-                .neighbours
-                .get(&from)
-                .is_some_and(|n| n.role == Role::Seed);
-        self.tree
+        let let_go_by_seed = self
+            .tree
             .on_unsubscribe(now, from, stripe, &mut self.neighbours);
-        if let_go_by_seed {
+        if let_go_by_seed && self.place.member == Some(stripe) {
             self.membership
                 .ask_neighbour_for_peers(now, from, &mut self.out);
         }

@@ -400,14 +400,15 @@ impl StripeTree {
         s.let_go_by_seed = false;
     }
 
-    /// `from` stops feeding us `stripe`, or stops being fed it by us.
+    /// `from` stops feeding us `stripe`, or stops being fed it by us. Whether it was our
+    /// parent in `stripe`, and the seed: the seed let us go.
     pub fn on_unsubscribe(
         &mut self,
         now: u64,
         from: SocketAddr,
         stripe: u8,
         neighbours: &mut Neighbours,
-    ) {
+    ) -> bool {
         let seed = neighbours.get(&from).is_some_and(|n| n.role == Role::Seed);
         if let Some(n) = neighbours.get_mut(&from) {
             n.children.remove(stripe);
@@ -427,8 +428,10 @@ impl StripeTree {
                 s.let_go_by_seed = seed;
                 self.refused
                     .insert((from, stripe), now + REFUSAL_BACKOFF_US);
+                return seed;
             }
         }
+        false
     }
 
     /// Whom to ask to feed `stripe`: members with room first (a full one refuses, and is not

@@ -363,8 +363,9 @@ fn a_root_the_seed_let_go_sends_its_have_before_it_asks_a_member_for_a_place() {
         }
     )));
     assert!(!asked.iter().any(|(_, m)| matches!(m, Message::Have { .. })));
-    // The seed lets us go.
-    tree.on_unsubscribe(TICK_US, seed, 0, &mut ns);
+    // The seed lets us go, and the tree says so; a stranger's Unsubscribe says nothing.
+    assert!(!tree.on_unsubscribe(TICK_US, addr(9), 0, &mut ns));
+    assert!(tree.on_unsubscribe(TICK_US, seed, 0, &mut ns));
     tree.maintain(
         2 * TICK_US,
         false,
