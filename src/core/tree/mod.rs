@@ -400,8 +400,8 @@ impl StripeTree {
         s.let_go_by_seed = false;
     }
 
-    /// `from` stops feeding us `stripe`, or stops being fed it by us. Whether it was our
-    /// parent in `stripe`, and the seed: the seed let us go.
+    /// `from` stops feeding us `stripe`, or stops being fed it by us. True if `from` was our
+    /// parent in `stripe` and is the seed: the seed let us go.
     pub fn on_unsubscribe(
         &mut self,
         now: u64,
