@@ -13,7 +13,7 @@ use ed25519_dalek::VerifyingKey;
 use crate::core::config::{
     AUDIT_AGE_CHUNKS, AUDIT_MISSES_BARREN, BACKLOG_MAX_CHUNKS, BACKLOG_US, BARREN_AFTER_US,
     CHILD_SILENT_US, CLAIM_SLACK_SEQS, EXTRA_ROOT_GAP_US, OWN_MEMO, STARVED_FOR_US,
-    STARVED_HEARD_US, STARVED_MIN_MEMBERS, WITHHELD_JUDGED_AFTER_US,
+    STARVED_HEARD_US, STARVED_MIN_MEMBERS, WITHHELD_HELD_US, WITHHELD_JUDGED_AFTER_US,
 };
 use crate::core::history::History;
 use crate::core::neighbours::{Neighbour, Neighbours};
@@ -59,6 +59,9 @@ pub struct Guard {
     spell_extra_root: Vec<Option<u64>>,
     /// Seed: stripes that look withheld ([`Guard::looks_withheld`]).
     looks_withheld: StripeSet,
+    /// Seed: per stripe, since when two thirds of its starved members here have hung below
+    /// a parent, at every tick it could be judged.
+    withheld_since: Vec<Option<u64>>,
 }
 
 impl Guard {
@@ -76,6 +79,7 @@ impl Guard {
             last_extra_root: Vec::new(),
             spell_extra_root: Vec::new(),
             looks_withheld: StripeSet::EMPTY,
+            withheld_since: Vec::new(),
         }
     }
 
@@ -245,6 +249,7 @@ impl Guard {
         self.starved_since.resize(k, None);
         self.last_extra_root.resize(k, None);
         self.spell_extra_root.resize(k, None);
+        self.withheld_since.resize(k, None);
         // (members, starved, starved below a parent) per stripe, in one pass.
         let mut counts = vec![(0usize, 0usize, 0usize); k];
         for n in neighbours.values() {
@@ -279,6 +284,9 @@ impl Guard {
                 *since = None;
                 *spell = None;
                 self.looks_withheld.remove(stripe);
+                if let Some(held) = self.withheld_since.get_mut(usize::from(stripe)) {
+                    *held = None;
+                }
                 continue;
             }
             since.get_or_insert(now);
@@ -286,15 +294,25 @@ impl Guard {
             // longer wait runs from the spell's first one, not from each.
             let settled = extra.is_none_or(|t| now >= t + EXTRA_ROOT_GAP_US)
                 && spell.is_none_or(|t| now >= t + WITHHELD_JUDGED_AFTER_US);
-            let withheld_share = 3 * below_a_parent >= 2 * starved;
-            if settled && below_a_parent >= STARVED_MIN_MEMBERS && withheld_share {
-                self.looks_withheld.insert(stripe);
+            let two_thirds = 3 * below_a_parent >= 2 * starved;
+            let three_quarters = 4 * below_a_parent >= 3 * starved;
+            let Some(held) = self.withheld_since.get_mut(usize::from(stripe)) else {
+                continue;
+            };
+            if settled && below_a_parent >= STARVED_MIN_MEMBERS && two_thirds {
+                let from = *held.get_or_insert(now);
+                if three_quarters || now >= from + WITHHELD_HELD_US {
+                    self.looks_withheld.insert(stripe);
+                }
+            } else {
+                *held = None;
             }
         }
     }
 
-    /// Seed: whether `stripe`, starved, looks withheld: at a tick since it starved, two thirds
-    /// of its starved members (and [`STARVED_MIN_MEMBERS`]) hung below a parent. An honest
+    /// Seed: whether `stripe`, starved, looks withheld: two thirds of its starved members
+    /// (and [`STARVED_MIN_MEMBERS`]) hung below a parent, at every tick for
+    /// [`WITHHELD_HELD_US`], or three quarters at a tick since it starved. An honest
     /// stripe still forming starves members with no parent yet: at honest runs' extra roots,
     /// 0-8 of 12-37 starved members had a parent; below withholders, 10-38 of 12-51 (bl-sim,
     /// 500-3,000 peers); it keeps its extra roots. At 100,000 peers joining 10,000 a second,
@@ -306,7 +324,8 @@ impl Guard {
     /// unchanged; `--withholders 4` (1,000 × 20 s, seeds 1-8) lost a little on three seeds,
     /// honest continuity mean 99.806 → 99.790 % (60 % did the same). Waiting instead until 4 s
     /// after the spell's first extra root before judging at all cost them 99.806 → 99.559 %.
-    /// Not judged within [`EXTRA_ROOT_GAP_US`] of an extra root, nor within
+    /// Since peers adopt places before the stream, the honest stripe at 100,000 peers reached
+    /// exactly two thirds at a single tick ([`WITHHELD_HELD_US`]). Not judged within [`EXTRA_ROOT_GAP_US`] of an extra root, nor within
     /// [`WITHHELD_JUDGED_AFTER_US`] of the first of its starved spell: members it took still
     /// show the starvation it ends (1,000 × 20 s, seed 2; 100,000 peers).
     pub fn looks_withheld(&self, stripe: u8) -> bool {

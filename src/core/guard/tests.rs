@@ -91,12 +91,13 @@ fn three_of_five_starved_of_stripe_one() -> (Guard, Neighbours) {
 
 /// A stripe starved while most of its starved members have no parent looks forming, and so
 /// does one with half of them below a parent (an honest stripe's chains still filling while
-/// 10,000 peers a second join); one starved while two thirds of them hang below a parent
-/// looks withheld.
+/// 10,000 peers a second join). One starved while two thirds of them hang below a parent
+/// looks withheld once that has held for [`WITHHELD_HELD_US`] (an honest stripe at 100,000
+/// peers crossed two thirds at a single tick); three quarters, at once.
 #[test]
 fn a_stripe_looks_withheld_when_two_thirds_of_its_starved_members_hang_below_a_parent() {
     let (mut guard, mut ns) = three_of_five_starved_of_stripe_one();
-    for i in 5..10 {
+    for i in 5..11 {
         ns.insert(at(i), member(1, true, 0));
     }
     guard.note_starved_stripes(&ns, 4, 0);
@@ -111,23 +112,45 @@ fn a_stripe_looks_withheld_when_two_thirds_of_its_starved_members_hang_below_a_p
             }
         }
     };
-    // 4 of the 8 starved.
+    // 4 of the 9 starved.
     below_a_parent(&mut ns, &[0, 1, 2, 5]);
     guard.note_starved_stripes(&ns, 4, 50);
     assert!(
         guard.starved_now().contains(1) && !guard.looks_withheld(1),
-        "half below a parent: still forming"
+        "under half below a parent: still forming"
     );
-    // 6 of the 8.
+    // 6 of the 9: two thirds, not yet for a tick.
     below_a_parent(&mut ns, &[6, 7]);
     guard.note_starved_stripes(&ns, 4, 100);
-    assert!(guard.looks_withheld(1) && !guard.looks_withheld(0));
-    // Until the stripe is fed again: 8 starved of 16.
-    for i in 10..16 {
-        ns.insert(at(i), member(1, false, 100));
+    assert!(!guard.looks_withheld(1), "two thirds at one tick");
+    // Back under two thirds (5 of 9) for a tick: the wait starts again.
+    ns.insert(at(20), member(1, true, 0));
+    ns.insert(at(21), member(1, true, 0));
+    guard.note_starved_stripes(&ns, 4, 100 + WITHHELD_HELD_US);
+    assert!(!guard.looks_withheld(1), "6 of 11");
+    ns.remove(&at(20));
+    ns.remove(&at(21));
+    let again = 100 + 2 * WITHHELD_HELD_US;
+    guard.note_starved_stripes(&ns, 4, again);
+    assert!(!guard.looks_withheld(1), "two thirds again, at one tick");
+    guard.note_starved_stripes(&ns, 4, again + WITHHELD_HELD_US);
+    assert!(
+        guard.looks_withheld(1) && !guard.looks_withheld(0),
+        "two thirds for a tick"
+    );
+    // Until the stripe is fed again: 9 starved of 18.
+    for i in 11..18 {
+        ns.insert(at(i), member(1, false, 0));
     }
-    guard.note_starved_stripes(&ns, 4, 200);
+    guard.note_starved_stripes(&ns, 4, again + 2 * WITHHELD_HELD_US);
     assert!(guard.starved_now().is_empty() && !guard.looks_withheld(1));
+    // Starved again (the fed ones gone) with 7 of its 9 starved below a parent: at once.
+    for i in 11..18 {
+        ns.remove(&at(i));
+    }
+    below_a_parent(&mut ns, &[8]);
+    guard.note_starved_stripes(&ns, 4, again + 3 * WITHHELD_HELD_US);
+    assert!(guard.looks_withheld(1), "three quarters at once");
 }
 
 /// The members an extra root just took hang below it while their Haves still show the
