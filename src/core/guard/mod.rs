@@ -325,7 +325,8 @@ impl Guard {
     /// honest continuity mean 99.806 → 99.790 % (60 % did the same). Waiting instead until 4 s
     /// after the spell's first extra root before judging at all cost them 99.806 → 99.559 %.
     /// Since peers adopt places before the stream, the honest stripe at 100,000 peers reached
-    /// exactly two thirds at a single tick ([`WITHHELD_HELD_US`]). Not judged within [`EXTRA_ROOT_GAP_US`] of an extra root, nor within
+    /// exactly two thirds at the one tick it could be judged before its extra root
+    /// ([`WITHHELD_HELD_US`]). Not judged within [`EXTRA_ROOT_GAP_US`] of an extra root, nor within
     /// [`WITHHELD_JUDGED_AFTER_US`] of the first of its starved spell: members it took still
     /// show the starvation it ends (1,000 × 20 s, seed 2; 100,000 peers).
     pub fn looks_withheld(&self, stripe: u8) -> bool {

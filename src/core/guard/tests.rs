@@ -90,17 +90,26 @@ fn three_of_five_starved_of_stripe_one() -> (Guard, Neighbours) {
 }
 
 /// A stripe starved while most of its starved members have no parent looks forming, and so
-/// does one with half of them below a parent (an honest stripe's chains still filling while
-/// 10,000 peers a second join). One starved while two thirds of them hang below a parent
-/// looks withheld once that has held for [`WITHHELD_HELD_US`] (an honest stripe at 100,000
-/// peers crossed two thirds at a single tick); three quarters, at once.
+/// does one with under two thirds of them below a parent (an honest stripe's chains still
+/// filling while 10,000 peers a second join). One starved while two thirds of them hang below
+/// a parent looks withheld once that has held for [`WITHHELD_HELD_US`], at every tick it
+/// could be judged (an honest stripe at 100,000 peers reached two thirds at the one tick it
+/// could be judged before its extra root); three quarters, at once. A tick at which the
+/// stripe is not starved, or may not be judged, starts the wait again.
 #[test]
 fn a_stripe_looks_withheld_when_two_thirds_of_its_starved_members_hang_below_a_parent() {
     let (mut guard, mut ns) = three_of_five_starved_of_stripe_one();
+    // Every member heard just now, so that only the shares change from tick to tick.
+    let judge = |guard: &mut Guard, ns: &mut Neighbours, now: u64| {
+        for n in ns.values_mut() {
+            n.last_heard = now;
+        }
+        guard.note_starved_stripes(ns, 4, now);
+    };
     for i in 5..11 {
         ns.insert(at(i), member(1, true, 0));
     }
-    guard.note_starved_stripes(&ns, 4, 0);
+    judge(&mut guard, &mut ns, 0);
     assert!(
         guard.starved_now().contains(1) && !guard.looks_withheld(1),
         "forming"
@@ -114,26 +123,50 @@ fn a_stripe_looks_withheld_when_two_thirds_of_its_starved_members_hang_below_a_p
     };
     // 4 of the 9 starved.
     below_a_parent(&mut ns, &[0, 1, 2, 5]);
-    guard.note_starved_stripes(&ns, 4, 50);
+    judge(&mut guard, &mut ns, 50);
     assert!(
         guard.starved_now().contains(1) && !guard.looks_withheld(1),
         "under half below a parent: still forming"
     );
     // 6 of the 9: two thirds, not yet for a tick.
     below_a_parent(&mut ns, &[6, 7]);
-    guard.note_starved_stripes(&ns, 4, 100);
+    judge(&mut guard, &mut ns, 100);
     assert!(!guard.looks_withheld(1), "two thirds at one tick");
-    // Back under two thirds (5 of 9) for a tick: the wait starts again.
+    // Back under two thirds (6 of 11) for a tick: the wait starts again.
     ns.insert(at(20), member(1, true, 0));
     ns.insert(at(21), member(1, true, 0));
-    guard.note_starved_stripes(&ns, 4, 100 + WITHHELD_HELD_US);
+    judge(&mut guard, &mut ns, 100 + WITHHELD_HELD_US);
     assert!(!guard.looks_withheld(1), "6 of 11");
     ns.remove(&at(20));
     ns.remove(&at(21));
-    let again = 100 + 2 * WITHHELD_HELD_US;
-    guard.note_starved_stripes(&ns, 4, again);
+    // Two thirds again, then a tick not starved (9 starved of 18): the wait starts again.
+    let t = 100 + 2 * WITHHELD_HELD_US;
+    judge(&mut guard, &mut ns, t);
+    for i in 11..18 {
+        ns.insert(at(i), member(1, false, 0));
+    }
+    judge(&mut guard, &mut ns, t + WITHHELD_HELD_US);
+    for i in 11..18 {
+        ns.remove(&at(i));
+    }
+    judge(&mut guard, &mut ns, t + 2 * WITHHELD_HELD_US);
+    assert!(
+        !guard.looks_withheld(1),
+        "two thirds, after a tick not starved"
+    );
+    // An extra root taken in that tick: the next is within EXTRA_ROOT_GAP_US of it, and
+    // the wait starts again.
+    let t = t + 2 * WITHHELD_HELD_US;
+    guard.extra_root_taken(1, t);
+    judge(&mut guard, &mut ns, t + WITHHELD_HELD_US);
+    assert!(
+        !guard.looks_withheld(1),
+        "within the gap after an extra root"
+    );
+    let again = t + WITHHELD_JUDGED_AFTER_US;
+    judge(&mut guard, &mut ns, again);
     assert!(!guard.looks_withheld(1), "two thirds again, at one tick");
-    guard.note_starved_stripes(&ns, 4, again + WITHHELD_HELD_US);
+    judge(&mut guard, &mut ns, again + WITHHELD_HELD_US);
     assert!(
         guard.looks_withheld(1) && !guard.looks_withheld(0),
         "two thirds for a tick"
@@ -142,14 +175,14 @@ fn a_stripe_looks_withheld_when_two_thirds_of_its_starved_members_hang_below_a_p
     for i in 11..18 {
         ns.insert(at(i), member(1, false, 0));
     }
-    guard.note_starved_stripes(&ns, 4, again + 2 * WITHHELD_HELD_US);
+    judge(&mut guard, &mut ns, again + 2 * WITHHELD_HELD_US);
     assert!(guard.starved_now().is_empty() && !guard.looks_withheld(1));
     // Starved again (the fed ones gone) with 7 of its 9 starved below a parent: at once.
     for i in 11..18 {
         ns.remove(&at(i));
     }
     below_a_parent(&mut ns, &[8]);
-    guard.note_starved_stripes(&ns, 4, again + 3 * WITHHELD_HELD_US);
+    judge(&mut guard, &mut ns, again + 3 * WITHHELD_HELD_US);
     assert!(guard.looks_withheld(1), "three quarters at once");
 }
 

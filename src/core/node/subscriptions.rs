@@ -198,7 +198,7 @@ impl Node {
             // Said once per stripe: from here on the seed's upload keeps what those roots cost.
             if self.root_release.keeps(stripe) && !kept_before.contains(stripe) {
                 let why = if looks_withheld {
-                    "two thirds of its starved members here hang below a parent"
+                    "two thirds of its starved members here hang below a parent for a tick, or three quarters at once"
                 } else {
                     "it starved again soon after one was let go"
                 };
